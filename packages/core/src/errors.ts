@@ -1,0 +1,152 @@
+/**
+ * The one error table of imi. Every failure that crosses a package boundary
+ * or the wire carries one of these stable codes; docs/errors.md has one row
+ * per code.
+ *
+ * @module
+ */
+
+/**
+ * Every `IMI_*` error code, with what it means and how to solve it.
+ *
+ * The keys are the codes sent on the wire in `error` frames and used in log
+ * lines and metrics labels, so they never change once released.
+ */
+export const ERROR_TABLE = {
+  IMI_BAD_FRAME: {
+    description: 'A frame was not valid JSON, or was bigger than the frame limit.',
+    howToSolve: 'Send one UTF-8 JSON object per line, each under maxFrameBytes (1 MiB by default).',
+  },
+  IMI_BAD_MESSAGE: {
+    description: 'A frame was valid JSON but not a valid message: missing `param`, or a field of the wrong type.',
+    howToSolve: 'Check the message against docs/protocol.md; the error message names the field.',
+  },
+  IMI_UNKNOWN_PARAM: {
+    description: 'A message had a `param` this side does not know.',
+    howToSolve: 'Use one of the params listed in docs/protocol.md, or upgrade the intermediary.',
+  },
+  IMI_UNKNOWN_ID: {
+    description: 'A message named a user id that is not connected; it was dropped.',
+    howToSolve: 'Expected when a user leaves while a reply is in flight; otherwise check the id.',
+  },
+  IMI_AUTH: {
+    description: 'The app did not present the right token in `hello` in time.',
+    howToSolve: 'Send `{"param":"hello","data":{"protocol":1,"token":"..."}}` first, with the token the intermediary was started with.',
+  },
+  IMI_APP_BUSY: {
+    description: 'Another app is already connected and the policy is `refuse`.',
+    howToSolve: 'Stop the other app, or start the intermediary with appPolicy "replace" for zero-downtime deploys.',
+  },
+  IMI_REPLACED: {
+    description: 'A newer app connected under appPolicy "replace"; this app was handed over and closed.',
+    howToSolve: 'Expected during a deploy: let the old app exit.',
+  },
+  IMI_DEP_TIMEOUT: {
+    description: 'A message waited too long (or among too many) for its `dep_txns`; it was processed anyway.',
+    howToSolve: 'Only list txn ids the intermediary will see; keep dependency chains short.',
+  },
+  IMI_LIMIT: {
+    description: 'A configured limit was hit (connections, line or frame size, queue, rate, output buffer).',
+    howToSolve: 'The message names the limit and its value; raise it in the options if the load is legitimate.',
+  },
+  IMI_PLUGIN: {
+    description: 'A plugin tap or an event handler threw or rejected; the error was reported and the work went on.',
+    howToSolve: 'The message names the hook and the tap: fix that plugin.',
+  },
+  IMI_LINK_DOWN: {
+    description: 'The link between the app and the intermediary is down and the outgoing buffer is full or closed.',
+    howToSolve: 'Wait for the `linkUp` event, or raise maxPendingOutgoing in the client options.',
+  },
+  IMI_CLOSED: {
+    description: 'The object was closed; the call cannot proceed.',
+    howToSolve: 'Do not use an intermediary or client after close().',
+  },
+  IMI_CONFIG: {
+    description: 'An option or command-line flag had an impossible value.',
+    howToSolve: 'The message names the option and what it accepts; see docs/operations.md.',
+  },
+} as const satisfies Record<string, { description: string; howToSolve: string }>;
+
+/** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */
+export type ImiErrorCode = keyof typeof ERROR_TABLE;
+
+/** The codes as an array, in table order (for docs, tests and metrics labels). */
+export const ERROR_CODES = Object.keys(ERROR_TABLE) as ImiErrorCode[];
+
+/** Whether a value is one of the known `IMI_*` codes. */
+export function isImiErrorCode(value: unknown): value is ImiErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_TABLE, value);
+}
+
+/** Options accepted by {@link ImiError} and its subclasses. */
+export interface ImiErrorOptions {
+  /** The underlying error, kept for logs. */
+  cause?: unknown;
+  /** The `txn_id` of the message the error is about, when there is one. */
+  txnId?: string;
+  /** The user id the error is about, when there is one. */
+  sessionId?: string;
+}
+
+/**
+ * Base class of every error imi raises or reports. `code` is stable; the
+ * message is for humans and may change.
+ */
+export class ImiError extends Error {
+  /** The stable `IMI_*` code. */
+  readonly code: ImiErrorCode;
+  /** The `txn_id` of the message this error is about, if any. */
+  readonly txnId: string | undefined;
+  /** The user id this error is about, if any. */
+  readonly sessionId: string | undefined;
+
+  /**
+   * @param code - the stable code
+   * @param message - a human-readable explanation naming the offending field or limit
+   * @param options - cause, txn id and session id
+   */
+  constructor(code: ImiErrorCode, message: string, options: ImiErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ImiError';
+    this.code = code;
+    this.txnId = options.txnId;
+    this.sessionId = options.sessionId;
+  }
+}
+
+/**
+ * A frame or message that breaks the wire protocol. Produced by the frame
+ * decoder and the message validators; never thrown by them (they return it).
+ */
+export class ProtocolError extends ImiError {
+  /**
+   * @param code - `IMI_BAD_FRAME`, `IMI_BAD_MESSAGE` or `IMI_UNKNOWN_PARAM` (or any other code)
+   * @param message - what was wrong, naming the field
+   * @param options - cause, txn id and session id
+   */
+  constructor(code: ImiErrorCode, message: string, options: ImiErrorOptions = {}) {
+    super(code, message, options);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** A configured limit was hit: always code `IMI_LIMIT`, with the limit's name and value. */
+export class LimitError extends ImiError {
+  /** The option name of the limit, e.g. `maxLineBytes`. */
+  readonly limit: string;
+  /** The configured value of the limit. */
+  readonly value: number;
+
+  /**
+   * @param limit - the option name of the limit
+   * @param value - its configured value
+   * @param message - what happened
+   * @param options - cause, txn id and session id
+   */
+  constructor(limit: string, value: number, message: string, options: ImiErrorOptions = {}) {
+    super('IMI_LIMIT', message, options);
+    this.name = 'LimitError';
+    this.limit = limit;
+    this.value = value;
+  }
+}

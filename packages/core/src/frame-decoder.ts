@@ -1,0 +1,360 @@
+/**
+ * The frame codec: one JSON object per line out, and a streaming decoder in
+ * that accepts everything the protocol lets a peer send.
+ *
+ * @module
+ */
+import { ProtocolError } from './errors.js';
+
+/** Default {@link FrameDecoderOptions.maxFrameBytes}: 1 MiB. */
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
+
+/**
+ * Default {@link FrameDecoderOptions.maxDepth}: 64 levels of nesting. Deeper
+ * frames are rejected before parsing, so hostile input (100k nested arrays)
+ * cannot reach a recursive `JSON.stringify` later on.
+ */
+export const DEFAULT_MAX_FRAME_DEPTH = 64;
+
+/** Where a {@link FrameDecoder} delivers what it decodes, in order. */
+export interface FrameSink<T> {
+  /** Called once per decoded message (once per element of a top-level array). */
+  onMessage(message: T): void;
+  /** Called once per rejected frame or element. Never thrown. */
+  onError(error: ProtocolError): void;
+}
+
+/** Options of {@link FrameDecoder}. */
+export interface FrameDecoderOptions<T> {
+  /**
+   * Turns a parsed JSON value into a message or a {@link ProtocolError}
+   * (e.g. `validateAppMessage`). Must not throw.
+   */
+  validate: (value: unknown) => T | ProtocolError;
+  /** Largest accepted frame, in bytes of UTF-8. Default {@link DEFAULT_MAX_FRAME_BYTES}. */
+  maxFrameBytes?: number;
+  /** Deepest accepted nesting of objects and arrays. Default {@link DEFAULT_MAX_FRAME_DEPTH}. */
+  maxDepth?: number;
+}
+
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
+const TAB = 0x09;
+const CR = 0x0d;
+
+/** `{"param"`: a frame start at the beginning of a line, used to resynchronise after a broken frame. */
+const FRAME_START = Buffer.from('{"param"');
+
+function isWhitespace(byte: number): boolean {
+  return byte === SPACE || byte === NEWLINE || byte === CR || byte === TAB;
+}
+
+/**
+ * A streaming decoder for the imi framing: NDJSON, JSON values back to back
+ * with no separator (`{..}{..}`, as the Perl client writes), any whitespace
+ * between values, and top-level arrays as batches.
+ *
+ * Chunks may split a frame anywhere, inside a multi-byte UTF-8 character
+ * too: bytes are only decoded as text once a whole frame is there. Every
+ * byte is scanned once (a small state machine tracks nesting and strings),
+ * so the work per chunk is proportional to the chunk, never to what is
+ * buffered.
+ *
+ * Bytes are counted before they are kept: once a frame passes
+ * `maxFrameBytes` its bytes are dropped as they arrive (only its structure
+ * is followed to find where it ends), and it is reported as
+ * `IMI_BAD_FRAME`. A frame that is not JSON is reported and decoding goes on
+ * with the next one. A newline followed by `{"param"` inside an unfinished
+ * frame is taken as the start of a new frame, so one unbalanced frame costs
+ * only itself, not the frames after it.
+ *
+ * @typeParam T - the message type the validator produces
+ */
+export class FrameDecoder<T> {
+  /** The largest accepted frame, in bytes. */
+  readonly maxFrameBytes: number;
+  /** The deepest accepted nesting. */
+  readonly maxDepth: number;
+  /** Frames decoded so far (array elements count one each). */
+  messagesDecoded = 0;
+  /** Frames or elements rejected so far. */
+  errorsReported = 0;
+
+  private readonly validate: (value: unknown) => T | ProtocolError;
+  private readonly sink: FrameSink<T>;
+
+  private inValue = false;
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  private inScalar = false;
+  /** Why the current frame is being dropped (too big, too deep), or null. */
+  private discardReason: string | null = null;
+  /** Pieces of the current frame from earlier chunks. */
+  private parts: Buffer[] = [];
+  private partsBytes = 0;
+
+  /**
+   * @param options - the validator and limits
+   * @param sink - receives messages and errors in order
+   */
+  constructor(options: FrameDecoderOptions<T>, sink: FrameSink<T>) {
+    this.validate = options.validate;
+    this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.maxDepth = options.maxDepth ?? DEFAULT_MAX_FRAME_DEPTH;
+    this.sink = sink;
+  }
+
+  /** Bytes currently held for an unfinished frame (never more than `maxFrameBytes`). */
+  get bufferedBytes(): number {
+    return this.partsBytes;
+  }
+
+  /**
+   * Feeds one chunk. Complete frames are delivered to the sink before this
+   * returns; an unfinished one is kept (within the limit) for the next chunk.
+   *
+   * @param chunk - bytes as they came off the socket
+   */
+  write(chunk: Uint8Array): void {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const length = buf.length;
+    let start = 0;
+    let i = 0;
+    while (i < length) {
+      if (!this.inValue) {
+        const byte = buf[i]!;
+        if (isWhitespace(byte)) {
+          i++;
+          continue;
+        }
+        this.inValue = true;
+        start = i;
+        i++;
+        if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+          this.depth = 1;
+        } else if (byte === QUOTE) {
+          this.depth = 0;
+          this.inString = true;
+        } else {
+          this.inScalar = true;
+        }
+        continue;
+      }
+
+      if (this.inString) {
+        // Tight loop over string bytes: the bulk of every frame.
+        let escaped = this.escaped;
+        while (i < length) {
+          const byte = buf[i]!;
+          i++;
+          if (escaped) {
+            escaped = false;
+          } else if (byte === BACKSLASH) {
+            escaped = true;
+          } else if (byte === QUOTE) {
+            this.inString = false;
+            break;
+          }
+        }
+        this.escaped = escaped;
+        if (!this.inString && this.depth === 0) {
+          this.finishValue(buf, start, i);
+        }
+        continue;
+      }
+
+      if (this.inScalar) {
+        const byte = buf[i]!;
+        if (isWhitespace(byte) || byte === OPEN_BRACE || byte === OPEN_BRACKET || byte === QUOTE) {
+          this.finishValue(buf, start, i);
+          continue;
+        }
+        i++;
+        continue;
+      }
+
+      // Inside an object or array, outside strings.
+      const byte = buf[i]!;
+      i++;
+      switch (byte) {
+        case QUOTE:
+          this.inString = true;
+          break;
+        case OPEN_BRACE:
+        case OPEN_BRACKET:
+          this.depth++;
+          if (this.depth > this.maxDepth && this.discardReason === null) {
+            this.startDiscarding(`frame nested deeper than ${this.maxDepth} levels`);
+          }
+          break;
+        case CLOSE_BRACE:
+        case CLOSE_BRACKET:
+          this.depth--;
+          if (this.depth === 0) this.finishValue(buf, start, i);
+          break;
+        case NEWLINE:
+          if (this.startsFrame(buf, i)) {
+            this.reportBroken(buf, start, i, 'unterminated frame (a new frame starts on the next line)');
+          }
+          break;
+      }
+    }
+
+    if (this.inValue) {
+      const pending = this.partsBytes + (length - start);
+      if (this.discardReason !== null) return;
+      if (pending > this.maxFrameBytes) {
+        this.startDiscarding(`frame larger than ${this.maxFrameBytes} bytes`);
+        return;
+      }
+      if (length > start) {
+        // Copy small tails so a retained 64 KiB socket chunk is not pinned for a few bytes.
+        const tail = buf.subarray(start, length);
+        const kept = tail.length < 4096 ? Buffer.from(tail) : tail;
+        this.parts.push(kept);
+        this.partsBytes += kept.length;
+      }
+    }
+  }
+
+  /**
+   * Signals the end of the stream: a top-level scalar still open is decoded,
+   * an unfinished frame is reported as `IMI_BAD_FRAME`. The decoder is then
+   * ready for a new stream.
+   */
+  end(): void {
+    if (!this.inValue) return;
+    if (this.inScalar && this.discardReason === null) {
+      this.finishValue(Buffer.alloc(0), 0, 0);
+      return;
+    }
+    const reason = this.discardReason ?? 'stream ended inside a frame';
+    this.reset();
+    this.report(reason);
+  }
+
+  private startsFrame(buf: Buffer, at: number): boolean {
+    if (at + FRAME_START.length > buf.length) return false;
+    for (let k = 0; k < FRAME_START.length; k++) {
+      if (buf[at + k] !== FRAME_START[k]) return false;
+    }
+    return true;
+  }
+
+  private startDiscarding(reason: string): void {
+    this.discardReason = reason;
+    this.parts = [];
+    this.partsBytes = 0;
+  }
+
+  private reset(): void {
+    this.inValue = false;
+    this.inString = false;
+    this.inScalar = false;
+    this.escaped = false;
+    this.depth = 0;
+    this.discardReason = null;
+    if (this.partsBytes > 0) {
+      this.parts = [];
+      this.partsBytes = 0;
+    }
+  }
+
+  private report(reason: string, excerpt?: string): void {
+    this.errorsReported++;
+    const message = excerpt === undefined ? reason : `${reason}: ${excerpt}`;
+    this.sink.onError(new ProtocolError('IMI_BAD_FRAME', message));
+  }
+
+  private reportBroken(buf: Buffer, start: number, end: number, reason: string): void {
+    const excerpt = this.discardReason === null ? this.excerptOf(buf, start, end) : undefined;
+    this.reset();
+    this.report(this.discardReason ?? reason, excerpt);
+  }
+
+  private excerptOf(buf: Buffer, start: number, end: number): string {
+    const head = this.parts.length > 0 ? this.parts[0]! : buf.subarray(start, end);
+    return JSON.stringify(head.toString('utf8', 0, Math.min(head.length, 80)));
+  }
+
+  private finishValue(buf: Buffer, start: number, end: number): void {
+    const discardReason = this.discardReason;
+    const total = this.partsBytes + (end - start);
+    let text: string | undefined;
+    if (discardReason === null && total <= this.maxFrameBytes) {
+      if (this.parts.length === 0) {
+        text = buf.toString('utf8', start, end);
+      } else {
+        this.parts.push(buf.subarray(start, end));
+        text = Buffer.concat(this.parts, total).toString('utf8');
+      }
+    }
+    this.reset();
+    if (text === undefined) {
+      this.report(discardReason ?? `frame larger than ${this.maxFrameBytes} bytes`);
+      return;
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      this.report('not valid JSON', JSON.stringify(text.slice(0, 80)));
+      return;
+    }
+    if (Array.isArray(value)) {
+      for (const element of value) this.deliver(element);
+    } else {
+      this.deliver(value);
+    }
+  }
+
+  private deliver(value: unknown): void {
+    const result = this.validate(value);
+    if (result instanceof ProtocolError) {
+      this.errorsReported++;
+      this.sink.onError(result);
+    } else {
+      this.messagesDecoded++;
+      this.sink.onMessage(result);
+    }
+  }
+}
+
+/** One result of {@link decodeFrames}: a message or an error, in stream order. */
+export type DecodeResult<T> = { ok: true; message: T } | { ok: false; error: ProtocolError };
+
+/**
+ * Decodes a whole byte sequence at once (tests, tools). For streams, use a
+ * {@link FrameDecoder}.
+ *
+ * @param chunks - the bytes, in as many chunks as you like
+ * @param options - the validator and limits
+ * @returns every message and error, in order
+ */
+export function decodeFrames<T>(chunks: Iterable<Uint8Array>, options: FrameDecoderOptions<T>): DecodeResult<T>[] {
+  const results: DecodeResult<T>[] = [];
+  const decoder = new FrameDecoder(options, {
+    onMessage: (message) => results.push({ ok: true, message }),
+    onError: (error) => results.push({ ok: false, error }),
+  });
+  for (const chunk of chunks) decoder.write(chunk);
+  decoder.end();
+  return results;
+}
+
+/**
+ * Encodes one message as a frame: compact JSON and `\n`.
+ *
+ * @param message - any JSON-serialisable message
+ * @returns the frame, ready to write
+ */
+export function encodeFrame(message: object): string {
+  return JSON.stringify(message) + '\n';
+}

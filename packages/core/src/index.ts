@@ -1,0 +1,66 @@
+/**
+ * `@imi/core`: what the intermediary and the app SDK share — the wire
+ * protocol's message types and validators, the frame codec, the session
+ * registry and the error table.
+ *
+ * @packageDocumentation
+ */
+export {
+  ERROR_TABLE,
+  ERROR_CODES,
+  isImiErrorCode,
+  ImiError,
+  ProtocolError,
+  LimitError,
+  type ImiErrorCode,
+  type ImiErrorOptions,
+} from './errors.js';
+export {
+  PROTOCOL_VERSION,
+  type JsonValue,
+  type JsonObject,
+  type RemoteAddress,
+  type IntermediaryEnvelope,
+  type ConnectMessage,
+  type InputMessage,
+  type DisconnectReason,
+  type UserDisconnectMessage,
+  type SyncedMessage,
+  type PingMessage,
+  type ErrorMessage,
+  type ShutdownMessage,
+  type IntermediaryMessage,
+  type IntermediaryParam,
+  type AppEnvelope,
+  type HelloMessage,
+  type OutputMessage,
+  type KickMessage,
+  type LegacyDisconnectAck,
+  type BroadcastMessage,
+  type StateMessage,
+  type AckMessage,
+  type PongMessage,
+  type NullMessage,
+  type AppMessage,
+  type AppParam,
+} from './protocol.js';
+export { validateAppMessage, validateIntermediaryMessage, isJsonObject, APP_PARAMS, INTERMEDIARY_PARAMS } from './validate.js';
+export {
+  FrameDecoder,
+  decodeFrames,
+  encodeFrame,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_MAX_FRAME_DEPTH,
+  type FrameSink,
+  type FrameDecoderOptions,
+  type DecodeResult,
+} from './frame-decoder.js';
+export {
+  SessionRegistry,
+  DEFAULT_MAX_STATE_BYTES,
+  type SessionCounters,
+  type SessionRecord,
+  type NewSession,
+  type SessionRegistryEvents,
+  type SessionRegistryOptions,
+} from './session-registry.js';

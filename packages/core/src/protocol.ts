@@ -1,0 +1,293 @@
+/**
+ * The imi wire protocol, v1: the messages each side sends, as TypeScript
+ * types. docs/protocol.md is the prose version of the same contract.
+ *
+ * Field names keep the vocabulary of the Perl IO::Multiplex::Intermediary
+ * (`param`, `data.id`, `data.value`, `txn_id`, `dep_txns`, `updates`) so apps
+ * written against it keep working.
+ *
+ * @module
+ */
+import type { ImiErrorCode } from './errors.js';
+
+/** The protocol version this package speaks (sent in `hello.protocol`). */
+export const PROTOCOL_VERSION = 1;
+
+/** Any value JSON can carry. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** A JSON object: what per-user `state` and `updates` are. */
+export type JsonObject = { [key: string]: JsonValue };
+
+/** Where a user connects from. */
+export interface RemoteAddress {
+  /** The peer's IP address as Node reports it (IPv6 form for `::ffff:` mapped addresses). */
+  address: string;
+  /** The peer's TCP port. */
+  port: number;
+}
+
+/** Fields every intermediary → app message may carry besides `param` and `data`. */
+export interface IntermediaryEnvelope {
+  /** A UUID naming this message; an app may list it in `dep_txns`. */
+  txn_id: string;
+  /**
+   * Present on `connect`, `input` and `disconnect` once the app said
+   * `acks: true`: grows by one per message over the intermediary's lifetime.
+   * Acknowledge with `ack`.
+   */
+  seq?: number;
+  /** `true` when this message was already sent to an earlier app that did not ack it. */
+  redelivered?: boolean;
+}
+
+/** A user is connected (or, with `resumed: true`, is still connected after an app (re)connect). */
+export interface ConnectMessage extends IntermediaryEnvelope {
+  /** Discriminant. */
+  param: 'connect';
+  /** The user. */
+  data: {
+    /** The user's session id (a UUID), stable for the life of the connection. */
+    id: string;
+    /** How the user is connected: `"tcp"`, `"telnet"`, `"ws"`, `"tls"`, … */
+    transport: string;
+    /** The user's peer address. */
+    remote: RemoteAddress;
+    /** When the user connected, in ms since the epoch. */
+    connectedAt: number;
+    /** `true` when sent as part of a resync to an app that (re)connected. */
+    resumed: boolean;
+    /** What apps stored for this user with `updates`; `{}` for a new user. */
+    state: JsonObject;
+  };
+}
+
+/** A user sent a line. */
+export interface InputMessage extends IntermediaryEnvelope {
+  /** Discriminant. */
+  param: 'input';
+  /** The line. */
+  data: {
+    /** The user's session id. */
+    id: string;
+    /** The line, UTF-8 decoded, end-of-line stripped. */
+    value: string;
+  };
+}
+
+/** Why a user's connection ended, as sent in `disconnect.data.reason`. */
+export type DisconnectReason = 'closed' | 'timeout' | 'kicked' | 'error' | 'shutdown' | 'slow' | 'limit' | (string & {});
+
+/** A user is gone. */
+export interface UserDisconnectMessage extends IntermediaryEnvelope {
+  /** Discriminant. */
+  param: 'disconnect';
+  /** The user who left. */
+  data: {
+    /** The user's session id. */
+    id: string;
+    /** Why: `"closed"` (they left), `"timeout"`, `"kicked"` (the app or an admin), `"error"`, `"shutdown"`, `"slow"`, `"limit"`. */
+    reason: DisconnectReason;
+  };
+}
+
+/** End of a resync: every live user has been announced with `connect`. */
+export interface SyncedMessage extends IntermediaryEnvelope {
+  /** Discriminant. */
+  param: 'synced';
+  /** The resync's size. */
+  data: {
+    /** How many users were announced. */
+    count: number;
+  };
+}
+
+/** A liveness probe: answer with `pong` carrying the same `ts`. */
+export interface PingMessage extends IntermediaryEnvelope {
+  /** Discriminant. */
+  param: 'ping';
+  /** The probe. */
+  data: {
+    /** The intermediary's clock when it sent the ping (ms since the epoch). */
+    ts: number;
+  };
+}
+
+/** The app sent something wrong, or is refused. */
+export interface ErrorMessage extends IntermediaryEnvelope {
+  /** Discriminant. */
+  param: 'error';
+  /** What went wrong. */
+  data: {
+    /** The stable `IMI_*` code. */
+    code: ImiErrorCode;
+    /** A human-readable explanation. */
+    message: string;
+    /** The `txn_id` of the app message at fault, when it had one. */
+    txn_id?: string;
+  };
+}
+
+/** The intermediary is stopping. */
+export interface ShutdownMessage extends IntermediaryEnvelope {
+  /** Discriminant. */
+  param: 'shutdown';
+  /** Why. */
+  data: {
+    /** E.g. `"SIGTERM"` or `"close"`. */
+    reason: string;
+  };
+}
+
+/** Every message the intermediary sends to the app, discriminated on `param`. */
+export type IntermediaryMessage =
+  | ConnectMessage
+  | InputMessage
+  | UserDisconnectMessage
+  | SyncedMessage
+  | PingMessage
+  | ErrorMessage
+  | ShutdownMessage;
+
+/** The `param` values of {@link IntermediaryMessage}. */
+export type IntermediaryParam = IntermediaryMessage['param'];
+
+/** Fields any app → intermediary message may carry besides `param` and `data`. */
+export interface AppEnvelope {
+  /** The app's id for this message; other messages may wait for it with `dep_txns`. */
+  txn_id?: string;
+  /** Hold this message until every listed txn id has been processed (bounded in count and age). */
+  dep_txns?: string[];
+  /** Merged into the state kept for the user in `data.id`; a key set to `null` is deleted. */
+  updates?: JsonObject;
+  /** A `seq` acknowledged together with this message (cumulative). */
+  ack?: number;
+}
+
+/** Optional first frame; required when the intermediary has a token. */
+export interface HelloMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'hello';
+  /** Who the app is and what it wants. */
+  data: {
+    /** The protocol version the app speaks (1). */
+    protocol?: number;
+    /** The shared secret, when the intermediary requires one. */
+    token?: string;
+    /** `true` to receive `seq` on events and have unacked input redelivered. */
+    acks?: boolean;
+    /** A name for logs and stats. */
+    name?: string;
+  };
+}
+
+/** Send text to one user. */
+export interface OutputMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'output';
+  /** What to write, and to whom. */
+  data: {
+    /** The user's session id. */
+    id: string;
+    /** Written to the user verbatim (add your own line endings). */
+    value: string;
+  };
+}
+
+/** Close a user's connection after flushing what was sent before (and an optional last text). */
+export interface KickMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'disconnect';
+  /** Whom to disconnect. */
+  data: {
+    /** The user's session id. */
+    id: string;
+    /** A last text written before closing. */
+    value?: string;
+  };
+}
+
+/**
+ * The original Perl client's answer to a user's `disconnect`
+ * (`{"param":"disconnect","data":{"success":1}}`, no `id`): accepted and ignored.
+ */
+export interface LegacyDisconnectAck extends AppEnvelope {
+  /** Discriminant. */
+  param: 'disconnect';
+  /** No `id`: that is how it is told apart from {@link KickMessage}. */
+  data: {
+    /** Always 1 from the Perl client. */
+    success?: JsonValue;
+    /** Never present. */
+    id?: undefined;
+  };
+}
+
+/** Send text to every user. */
+export interface BroadcastMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'broadcast';
+  /** What to write, and to whom not. */
+  data: {
+    /** Written to every user verbatim. */
+    value: string;
+    /** Session ids that do not get it. */
+    except?: string[];
+  };
+}
+
+/** Only stores `updates` for the user in `data.id`. */
+export interface StateMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'state';
+  /** Whose state. */
+  data: {
+    /** The user's session id. */
+    id: string;
+  };
+}
+
+/** Cumulative acknowledgement: every message up to and including `seq` is handled. */
+export interface AckMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'ack';
+  /** How far. */
+  data: {
+    /** The highest handled `seq`. */
+    seq: number;
+  };
+}
+
+/** Answer to `ping`. */
+export interface PongMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'pong';
+  /** Echo of the ping. */
+  data: {
+    /** The `ts` of the ping being answered. */
+    ts?: number;
+  };
+}
+
+/** Nothing to do: the original client's answer to events it does not handle. */
+export interface NullMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'null';
+  /** Ignored. */
+  data?: JsonValue;
+}
+
+/** Every message an app sends to the intermediary, discriminated on `param`. */
+export type AppMessage =
+  | HelloMessage
+  | OutputMessage
+  | KickMessage
+  | LegacyDisconnectAck
+  | BroadcastMessage
+  | StateMessage
+  | AckMessage
+  | PongMessage
+  | NullMessage;
+
+/** The `param` values of {@link AppMessage}. */
+export type AppParam = AppMessage['param'];

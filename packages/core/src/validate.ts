@@ -1,0 +1,237 @@
+/**
+ * Validators: any parsed JSON value in, a typed message or a
+ * {@link ProtocolError} out. They never throw, whatever they are given, so a
+ * receiver can validate untrusted input without a try/catch.
+ *
+ * @module
+ */
+import { ProtocolError, isImiErrorCode } from './errors.js';
+import type { AppMessage, IntermediaryMessage, JsonObject } from './protocol.js';
+
+type Obj = Record<string, unknown>;
+
+function isObject(value: unknown): value is Obj {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isNonNegativeInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+function isStringArray(value: unknown): value is string[] {
+  if (!Array.isArray(value)) return false;
+  for (const item of value) if (typeof item !== 'string') return false;
+  return true;
+}
+
+function bad(message: string, txnId: string | undefined): ProtocolError {
+  return new ProtocolError('IMI_BAD_MESSAGE', message, txnId === undefined ? {} : { txnId });
+}
+
+function field(param: string, name: string, expected: string): string {
+  return `${param}: data.${name} must be ${expected}`;
+}
+
+/** The `param` values an app may send, as a set for O(1) lookups. */
+export const APP_PARAMS: ReadonlySet<string> = new Set([
+  'hello',
+  'output',
+  'disconnect',
+  'broadcast',
+  'state',
+  'ack',
+  'pong',
+  'null',
+]);
+
+/** The `param` values the intermediary may send. */
+export const INTERMEDIARY_PARAMS: ReadonlySet<string> = new Set([
+  'connect',
+  'input',
+  'disconnect',
+  'synced',
+  'ping',
+  'error',
+  'shutdown',
+]);
+
+/**
+ * Reads `txn_id` leniently: a number (some legacy apps count their
+ * transactions) is turned into its decimal string so ids compare as strings.
+ */
+function readTxnId(message: Obj): string | undefined | ProtocolError {
+  const txnId = message['txn_id'];
+  if (txnId === undefined || txnId === null) return undefined;
+  if (typeof txnId === 'string') return txnId;
+  if (typeof txnId === 'number' && Number.isFinite(txnId)) {
+    const asString = String(txnId);
+    message['txn_id'] = asString;
+    return asString;
+  }
+  return bad('txn_id must be a string', undefined);
+}
+
+/**
+ * Checks a parsed JSON value against the app → intermediary message types.
+ *
+ * Unknown extra fields are kept and ignored (the protocol lets receivers
+ * ignore what they don't know). The returned message is the same object,
+ * not a copy: validation allocates nothing on the success path.
+ *
+ * @param value - anything `JSON.parse` can return (or anything at all)
+ * @returns the typed message, or a {@link ProtocolError} with
+ *   `IMI_BAD_MESSAGE` (wrong shape, the message names the field) or
+ *   `IMI_UNKNOWN_PARAM`
+ */
+export function validateAppMessage(value: unknown): AppMessage | ProtocolError {
+  if (!isObject(value)) {
+    return bad(`a message must be a JSON object, got ${describe(value)}`, undefined);
+  }
+  const txnId = readTxnId(value);
+  if (txnId instanceof ProtocolError) return txnId;
+  const param = value['param'];
+  if (typeof param !== 'string') return bad('missing "param" (a string)', txnId);
+  if (!APP_PARAMS.has(param)) {
+    return new ProtocolError('IMI_UNKNOWN_PARAM', `unknown param ${JSON.stringify(param.slice(0, 64))}`, txnId === undefined ? {} : { txnId });
+  }
+  const envelopeError = checkAppEnvelope(value, txnId);
+  if (envelopeError) return envelopeError;
+
+  const data = value['data'];
+  if (param === 'null') return value as unknown as AppMessage;
+  if (param === 'hello' && data === undefined) {
+    value['data'] = {};
+    return value as unknown as AppMessage;
+  }
+  if (!isObject(data)) return bad(`${param}: "data" must be an object`, txnId);
+
+  switch (param) {
+    case 'hello': {
+      if (data['protocol'] !== undefined && !isNonNegativeInteger(data['protocol'])) return bad(field(param, 'protocol', 'an integer'), txnId);
+      if (data['token'] !== undefined && typeof data['token'] !== 'string') return bad(field(param, 'token', 'a string'), txnId);
+      if (data['acks'] !== undefined && typeof data['acks'] !== 'boolean') return bad(field(param, 'acks', 'a boolean'), txnId);
+      if (data['name'] !== undefined && typeof data['name'] !== 'string') return bad(field(param, 'name', 'a string'), txnId);
+      break;
+    }
+    case 'output': {
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (typeof data['value'] !== 'string') return bad(field(param, 'value', 'a string'), txnId);
+      break;
+    }
+    case 'disconnect': {
+      // Without an id this is the Perl client's acknowledgement of a user's
+      // disconnect ({"success":1}): valid, and ignored by the intermediary.
+      if (data['id'] === undefined) break;
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (data['value'] !== undefined && data['value'] !== null && typeof data['value'] !== 'string') {
+        return bad(field(param, 'value', 'a string'), txnId);
+      }
+      break;
+    }
+    case 'broadcast': {
+      if (typeof data['value'] !== 'string') return bad(field(param, 'value', 'a string'), txnId);
+      if (data['except'] !== undefined && !isStringArray(data['except'])) return bad(field(param, 'except', 'an array of strings'), txnId);
+      break;
+    }
+    case 'state': {
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      break;
+    }
+    case 'ack': {
+      if (!isNonNegativeInteger(data['seq'])) return bad(field(param, 'seq', 'a non-negative integer'), txnId);
+      break;
+    }
+    case 'pong': {
+      if (data['ts'] !== undefined && typeof data['ts'] !== 'number') return bad(field(param, 'ts', 'a number'), txnId);
+      break;
+    }
+  }
+  return value as unknown as AppMessage;
+}
+
+function checkAppEnvelope(message: Obj, txnId: string | undefined): ProtocolError | undefined {
+  const depTxns = message['dep_txns'];
+  if (depTxns !== undefined && depTxns !== null && !isStringArray(depTxns)) return bad('dep_txns must be an array of strings', txnId);
+  const updates = message['updates'];
+  if (updates !== undefined && updates !== null && !isObject(updates)) return bad('updates must be an object', txnId);
+  const ack = message['ack'];
+  if (ack !== undefined && ack !== null && !isNonNegativeInteger(ack)) return bad('ack must be a non-negative integer', txnId);
+  return undefined;
+}
+
+/**
+ * Checks a parsed JSON value against the intermediary → app message types
+ * (used by `@imi/client`). Never throws.
+ *
+ * @param value - anything `JSON.parse` can return
+ * @returns the typed message or a {@link ProtocolError}
+ */
+export function validateIntermediaryMessage(value: unknown): IntermediaryMessage | ProtocolError {
+  if (!isObject(value)) return bad(`a message must be a JSON object, got ${describe(value)}`, undefined);
+  const txnIdRaw = value['txn_id'];
+  const txnId = typeof txnIdRaw === 'string' ? txnIdRaw : undefined;
+  const param = value['param'];
+  if (typeof param !== 'string') return bad('missing "param" (a string)', txnId);
+  if (!INTERMEDIARY_PARAMS.has(param)) {
+    return new ProtocolError('IMI_UNKNOWN_PARAM', `unknown param ${JSON.stringify(param.slice(0, 64))}`, txnId === undefined ? {} : { txnId });
+  }
+  if (txnId === undefined) return bad('txn_id must be a string', undefined);
+  if (value['seq'] !== undefined && !isNonNegativeInteger(value['seq'])) return bad('seq must be a non-negative integer', txnId);
+  if (value['redelivered'] !== undefined && typeof value['redelivered'] !== 'boolean') return bad('redelivered must be a boolean', txnId);
+  const data = value['data'];
+  if (!isObject(data)) return bad(`${param}: "data" must be an object`, txnId);
+  switch (param) {
+    case 'connect': {
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (typeof data['transport'] !== 'string') return bad(field(param, 'transport', 'a string'), txnId);
+      const remote = data['remote'];
+      if (!isObject(remote) || typeof remote['address'] !== 'string' || typeof remote['port'] !== 'number') {
+        return bad(field(param, 'remote', 'an object {address: string, port: number}'), txnId);
+      }
+      if (typeof data['connectedAt'] !== 'number') return bad(field(param, 'connectedAt', 'a number'), txnId);
+      if (typeof data['resumed'] !== 'boolean') return bad(field(param, 'resumed', 'a boolean'), txnId);
+      if (!isObject(data['state'])) return bad(field(param, 'state', 'an object'), txnId);
+      break;
+    }
+    case 'input': {
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (typeof data['value'] !== 'string') return bad(field(param, 'value', 'a string'), txnId);
+      break;
+    }
+    case 'disconnect': {
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (typeof data['reason'] !== 'string') return bad(field(param, 'reason', 'a string'), txnId);
+      break;
+    }
+    case 'synced': {
+      if (!isNonNegativeInteger(data['count'])) return bad(field(param, 'count', 'a non-negative integer'), txnId);
+      break;
+    }
+    case 'ping': {
+      if (typeof data['ts'] !== 'number') return bad(field(param, 'ts', 'a number'), txnId);
+      break;
+    }
+    case 'error': {
+      if (!isImiErrorCode(data['code'])) return bad(field(param, 'code', 'an IMI_* code'), txnId);
+      if (typeof data['message'] !== 'string') return bad(field(param, 'message', 'a string'), txnId);
+      if (data['txn_id'] !== undefined && typeof data['txn_id'] !== 'string') return bad(field(param, 'txn_id', 'a string'), txnId);
+      break;
+    }
+    case 'shutdown': {
+      if (typeof data['reason'] !== 'string') return bad(field(param, 'reason', 'a string'), txnId);
+      break;
+    }
+  }
+  return value as unknown as IntermediaryMessage;
+}
+
+/** Whether a value is a JSON object usable as `state` or `updates`. */
+export function isJsonObject(value: unknown): value is JsonObject {
+  return isObject(value);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value;
+}
