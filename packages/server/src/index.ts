@@ -1,1 +1,56 @@
-export {};
+/**
+ * `@imi/server`: the intermediary. It holds users' connections so the app
+ * can crash, restart or be redeployed without anyone being disconnected.
+ *
+ * @packageDocumentation
+ */
+export {
+  Intermediary,
+  type ListeningPorts,
+  type IntermediaryStats,
+  type IntermediaryEvents,
+  type DropReason,
+} from './intermediary.js';
+export {
+  createHooks,
+  type Session,
+  type AppInfo,
+  type Refusal,
+  type IntermediaryHooks,
+  type IntermediaryPlugin,
+} from './hooks.js';
+export { WelcomeBannerPlugin, AppDownNoticePlugin, IdleTimeoutPlugin } from './plugins.js';
+export {
+  resolveOptions,
+  DEFAULT_OPTIONS,
+  DEFAULT_EXTERNAL_PORT,
+  DEFAULT_CLIENT_PORT,
+  DEFAULT_HOST,
+  DEFAULT_CLIENT_HOST,
+  DEFAULT_BACKLOG,
+  DEFAULT_MAX_LINE_BYTES,
+  DEFAULT_HELLO_TIMEOUT_MS,
+  DEFAULT_LEGACY_HELLO_WAIT_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  DEFAULT_MAX_QUEUED_LINES_PER_SESSION,
+  DEFAULT_MAX_QUEUED_BYTES_PER_SESSION,
+  DEFAULT_MAX_QUEUED_BYTES_TOTAL,
+  DEFAULT_MAX_UNACKED_TOTAL,
+  DEFAULT_MAX_DEP_TXNS,
+  DEFAULT_MAX_HELD_MESSAGES,
+  DEFAULT_DEP_WAIT_TIMEOUT_MS,
+  DEFAULT_PROCESSED_TXN_MEMORY,
+  DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
+  DEFAULT_MAX_APP_BUFFER_BYTES,
+  DEFAULT_CLOSE_TIMEOUT_MS,
+  DEFAULT_APP_DOWN_NOTICE,
+  DEFAULT_SHUTDOWN_NOTICE,
+  DEFAULT_LINE_TOO_LONG_NOTICE,
+  DEFAULT_QUEUE_FULL_NOTICE,
+  type IntermediaryOptions,
+  type ResolvedOptions,
+  type AppPolicy,
+  type WhileAppDownPolicy,
+} from './options.js';
+export { LineSplitter, type LineSink } from './line-splitter.js';

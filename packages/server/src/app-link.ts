@@ -1,0 +1,159 @@
+/**
+ * One app connection: its frame decoder, its coalesced writes, its
+ * handshake state and its `dep_txns` tracker.
+ *
+ * @module
+ */
+import type { Socket } from 'node:net';
+import { FrameDecoder, validateAppMessage, type AppMessage, type ProtocolError, type RemoteAddress } from '@imi/core';
+import { DependencyTracker } from './dep-tracker.js';
+import type { AppInfo } from './hooks.js';
+
+/** Where an app connection is in its life. */
+export type AppLinkPhase = 'handshake' | 'active' | 'retired' | 'closed';
+
+/** What an {@link AppLink} tells its owner. */
+export interface AppLinkHandlers {
+  /** A valid message arrived. */
+  onMessage(link: AppLink, message: AppMessage): void;
+  /** A frame or message was rejected. */
+  onProtocolError(link: AppLink, error: ProtocolError): void;
+  /** The socket closed (for whatever reason). */
+  onClose(link: AppLink, hadError: boolean): void;
+  /** More than `maxBufferBytes` wait to be written: the app is not reading. */
+  onOverflow(link: AppLink): void;
+}
+
+/** Per-link settings. */
+export interface AppLinkSettings {
+  /** Largest frame accepted. */
+  maxFrameBytes: number;
+  /** Most bytes allowed to wait in the socket's write buffer. */
+  maxBufferBytes: number;
+  /** Processed txn ids remembered. */
+  processedTxnMemory: number;
+  /** Messages held for `dep_txns` at most. */
+  maxHeldMessages: number;
+}
+
+/** An app connection. Exposed to hooks as {@link AppInfo}. */
+export class AppLink implements AppInfo {
+  readonly connectionId: number;
+  readonly remote: RemoteAddress;
+  name: string | undefined;
+  acks = false;
+  /** The `instance` the app gave in `hello` (a per-process id), if any. */
+  instance: string | undefined;
+  phase: AppLinkPhase = 'handshake';
+  /** When the app last sent anything (ms). */
+  lastHeardAt: number;
+  /** Set while waiting for `hello`. */
+  handshakeTimer: NodeJS.Timeout | undefined;
+  readonly deps: DependencyTracker<AppMessage>;
+
+  private readonly socket: Socket;
+  private readonly decoder: FrameDecoder<AppMessage>;
+  private readonly handlers: AppLinkHandlers;
+  private readonly maxBufferBytes: number;
+  private pending: string[] = [];
+  private flushScheduled = false;
+  private resolveClosed!: () => void;
+  /** Resolves once the socket has closed. */
+  readonly closed = new Promise<void>((resolve) => {
+    this.resolveClosed = resolve;
+  });
+
+  constructor(connectionId: number, socket: Socket, settings: AppLinkSettings, handlers: AppLinkHandlers) {
+    this.connectionId = connectionId;
+    this.socket = socket;
+    this.handlers = handlers;
+    this.maxBufferBytes = settings.maxBufferBytes;
+    this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    this.lastHeardAt = Date.now();
+    this.deps = new DependencyTracker(settings.processedTxnMemory, settings.maxHeldMessages);
+    this.decoder = new FrameDecoder<AppMessage>(
+      { validate: validateAppMessage, maxFrameBytes: settings.maxFrameBytes },
+      {
+        onMessage: (message) => {
+          if (this.phase === 'closed' || this.phase === 'retired') return;
+          this.handlers.onMessage(this, message);
+        },
+        onError: (error) => {
+          if (this.phase === 'closed' || this.phase === 'retired') return;
+          this.handlers.onProtocolError(this, error);
+        },
+      },
+    );
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.lastHeardAt = Date.now();
+      this.decoder.write(chunk);
+    });
+    socket.on('error', () => {
+      // 'close' follows with hadError; the owner reports it there.
+    });
+    socket.on('close', (hadError) => {
+      const wasOpen = this.phase !== 'closed';
+      this.phase = 'closed';
+      if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+      if (wasOpen || hadError) this.handlers.onClose(this, hadError);
+      this.resolveClosed();
+    });
+  }
+
+  /** Whether the socket can still be written to. */
+  get writable(): boolean {
+    return this.phase !== 'closed' && !this.socket.destroyed && this.socket.writable;
+  }
+
+  /** Bytes waiting to be written (queued this turn plus the socket's buffer). */
+  get bufferedBytes(): number {
+    let queued = 0;
+    for (const frame of this.pending) queued += frame.length;
+    return queued + this.socket.writableLength;
+  }
+
+  /**
+   * Queues a frame; every frame queued in one event-loop turn goes out in a
+   * single write (no Nagle delay, no write per message).
+   */
+  send(frame: string): void {
+    if (!this.writable) return;
+    this.pending.push(frame);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /** Writes what is queued now. */
+  readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.pending.length === 0 || !this.writable) {
+      this.pending = [];
+      return;
+    }
+    const data = this.pending.length === 1 ? this.pending[0]! : this.pending.join('');
+    this.pending = [];
+    this.socket.write(data);
+    if (this.socket.writableLength > this.maxBufferBytes) this.handlers.onOverflow(this);
+  };
+
+  /** Flushes, then closes the connection gracefully. */
+  end(lastFrame?: string): void {
+    if (lastFrame !== undefined) this.send(lastFrame);
+    this.flush();
+    if (this.phase !== 'closed') this.socket.end();
+  }
+
+  /** Closes the connection at once, dropping anything unwritten. */
+  destroy(): void {
+    this.pending = [];
+    this.socket.destroy();
+  }
+
+  /** Stops reading and listening; used on replace before the close. */
+  retire(): void {
+    if (this.phase !== 'closed') this.phase = 'retired';
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * One user connection on the intermediary: the socket, its line splitter,
+ * its queue of input kept while no app is connected, and its unacked input.
+ *
+ * @module
+ */
+import type { Socket } from 'node:net';
+import type { JsonObject, RemoteAddress, SessionRecord } from '@imi/core';
+import type { Session } from './hooks.js';
+import { LineSplitter } from './line-splitter.js';
+import { Fifo } from './queue.js';
+
+/** A line kept for the next app, or an input waiting for its ack. */
+export interface PendingInput {
+  /** The user. */
+  readonly connection: Connection;
+  /** The line. */
+  readonly value: string;
+  /** Its `txn_id`, kept across redeliveries so apps can deduplicate. */
+  readonly txnId: string;
+  /** Its size in UTF-8 bytes (what the queue bounds count). */
+  readonly bytes: number;
+  /** The `seq` it was last sent with (0 while only queued). */
+  seq: number;
+  /** Whether an app already had it. */
+  sentBefore: boolean;
+  /** Set when it was dropped (bound hit, user gone) but still sits in a global queue. */
+  dropped: boolean;
+}
+
+/** What a {@link Connection} asks of its owner. */
+export interface ConnectionOwner {
+  /** A line arrived. */
+  onLine(connection: Connection, line: string, truncated: boolean, bytes: number): void;
+  /** The socket closed. */
+  onConnectionClosed(connection: Connection): void;
+  /** Text is about to be written: returns what to write (the `output` hook). */
+  transformOutput(connection: Connection, text: string): string;
+  /** The user is not reading and their buffer passed the limit. */
+  onSlowReader(connection: Connection): void;
+}
+
+/** A user connection. Hooks see it as a {@link Session}. */
+export class Connection implements Session {
+  readonly record: SessionRecord;
+  /** Set once the `connect` hook let the user in. */
+  accepted = false;
+  /** Set once close was asked for or the socket closed. */
+  closing = false;
+  /** The reason the app will be told when the connection ends. */
+  closeReason = 'closed';
+  /** The app connection id this user was last announced to (0: none). */
+  announcedTo = 0;
+  /** Input kept while no app is connected. */
+  readonly queued = new Fifo<PendingInput>();
+  queuedBytes = 0;
+  /** Inputs sent to an acking app and not acked yet (also held in the global queue). */
+  readonly unacked = new Fifo<PendingInput>();
+  unackedBytes = 0;
+  /** Whether the user was told their queue overflowed (once per outage). */
+  toldQueueFull = false;
+  /** Last time the user sent a line (ms). */
+  lastInputAt: number;
+
+  private readonly socket: Socket;
+  private readonly owner: ConnectionOwner;
+  private readonly splitter: LineSplitter;
+  private readonly maxOutputBufferBytes: number;
+  private corked = false;
+  private resolveClosed!: () => void;
+  /** Resolves once the connection is closed and forgotten by the intermediary. */
+  readonly closed = new Promise<void>((resolve) => {
+    this.resolveClosed = resolve;
+  });
+
+  constructor(socket: Socket, record: SessionRecord, owner: ConnectionOwner, maxLineBytes: number, maxOutputBufferBytes: number) {
+    this.socket = socket;
+    this.record = record;
+    this.owner = owner;
+    this.maxOutputBufferBytes = maxOutputBufferBytes;
+    this.lastInputAt = Date.now();
+    this.splitter = new LineSplitter(maxLineBytes, {
+      onLine: (line, truncated, bytes) => {
+        if (!this.closing) this.owner.onLine(this, line, truncated, bytes);
+      },
+    });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.record.counters.bytesIn += chunk.length;
+      this.splitter.write(chunk);
+    });
+    socket.on('end', () => {
+      // The user half-closed: finish what we were writing, then close.
+      this.close(undefined, 'closed');
+    });
+    socket.on('error', () => {
+      if (!this.closing) this.closeReason = 'error';
+    });
+    socket.on('close', () => {
+      this.closing = true;
+      this.owner.onConnectionClosed(this);
+    });
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+  get transport(): string {
+    return this.record.transport;
+  }
+  get remote(): RemoteAddress {
+    return this.record.remote;
+  }
+  get connectedAt(): number {
+    return this.record.connectedAt;
+  }
+  get state(): Readonly<JsonObject> {
+    return this.record.state;
+  }
+  get open(): boolean {
+    return !this.closing && !this.socket.destroyed;
+  }
+
+  /** Bytes waiting in the socket's write buffer. */
+  get outputBufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Bytes held for an unfinished input line. */
+  get inputBufferedBytes(): number {
+    return this.splitter.bufferedBytes;
+  }
+
+  /** Stops reading (while the `connect` hook runs). */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  /** Resumes reading. */
+  resume(): void {
+    this.socket.resume();
+  }
+
+  write(text: string): void {
+    if (!this.open || text.length === 0) return;
+    const out = this.owner.transformOutput(this, text);
+    if (out.length === 0) return;
+    this.writeRaw(out);
+  }
+
+  /** Writes without the output hook (notices from the intermediary itself still go through {@link write}). */
+  writeRaw(text: string): void {
+    if (!this.open) return;
+    // Cork so every write to this user in one tick leaves in one packet.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.socket.write(text);
+    const counters = this.record.counters;
+    counters.writesOut++;
+    counters.bytesOut += Buffer.byteLength(text);
+    if (this.socket.writableLength > this.maxOutputBufferBytes) this.owner.onSlowReader(this);
+  }
+
+  close(farewell?: string, reason = 'kicked'): void {
+    if (this.closing) return;
+    if (farewell !== undefined && farewell.length > 0) this.write(farewell);
+    this.closing = true;
+    this.closeReason = reason;
+    this.socket.end();
+    // A peer that never reads would keep a half-closed socket forever.
+    const timer = setTimeout(() => this.socket.destroy(), 10_000);
+    timer.unref();
+    this.socket.once('close', () => clearTimeout(timer));
+  }
+
+  /** Closes at once, dropping unwritten output. */
+  destroy(reason: string): void {
+    if (!this.closing) {
+      this.closing = true;
+      this.closeReason = reason;
+    }
+    this.socket.destroy();
+  }
+
+  /** Called by the intermediary once it has forgotten this connection. */
+  markClosed(): void {
+    this.resolveClosed();
+  }
+
+  /** Ends this tick's cork (every write of the tick leaves together). */
+  uncorkNow(): void {
+    this.corked = false;
+    this.socket.uncork();
+  }
+}
+
+function uncork(connection: Connection): void {
+  connection.uncorkNow();
+}

@@ -1,0 +1,107 @@
+/**
+ * Splits a user's byte stream into lines without ever holding more than the
+ * line limit.
+ *
+ * @module
+ */
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+/** Receives what a {@link LineSplitter} finds. */
+export interface LineSink {
+  /** A complete line, UTF-8 decoded, end-of-line stripped. `truncated` when it was cut at the limit. */
+  onLine(line: string, truncated: boolean, bytes: number): void;
+}
+
+/**
+ * Returns how many bytes of `buf[0..end)` form complete UTF-8 characters, so
+ * a cut never leaves half a character (which would decode as U+FFFD).
+ */
+function utf8Boundary(buf: Buffer, end: number): number {
+  let i = end - 1;
+  let continuation = 0;
+  while (i >= 0 && continuation < 3 && (buf[i]! & 0xc0) === 0x80) {
+    i--;
+    continuation++;
+  }
+  if (i < 0) return end;
+  const lead = buf[i]!;
+  const needed = lead >= 0xf0 ? 3 : lead >= 0xe0 ? 2 : lead >= 0xc0 ? 1 : 0;
+  return needed > continuation ? i : end;
+}
+
+/**
+ * Streams bytes into lines ending in LF or CRLF (the end of line is not part
+ * of the line). A line longer than `maxLineBytes` is cut at the limit (at a
+ * character boundary) and the rest, up to the next LF, is dropped as it
+ * arrives: a 10 MB line costs `maxLineBytes` of memory, not 10 MB.
+ */
+export class LineSplitter {
+  private readonly maxLineBytes: number;
+  private readonly sink: LineSink;
+  private parts: Buffer[] = [];
+  private partsBytes = 0;
+  /** Bytes of the current line seen beyond the limit (and dropped). */
+  private overflowBytes = 0;
+
+  /**
+   * @param maxLineBytes - the longest line kept, in bytes
+   * @param sink - receives each line
+   */
+  constructor(maxLineBytes: number, sink: LineSink) {
+    this.maxLineBytes = maxLineBytes;
+    this.sink = sink;
+  }
+
+  /** Bytes held for an unfinished line (at most `maxLineBytes`). */
+  get bufferedBytes(): number {
+    return this.partsBytes;
+  }
+
+  /** Feeds a chunk; complete lines reach the sink before this returns. */
+  write(chunk: Buffer): void {
+    let start = 0;
+    const length = chunk.length;
+    while (start < length) {
+      const newline = chunk.indexOf(LF, start);
+      if (newline === -1) {
+        this.keep(chunk, start, length);
+        return;
+      }
+      this.keep(chunk, start, newline);
+      this.emit();
+      start = newline + 1;
+    }
+  }
+
+  private keep(chunk: Buffer, start: number, end: number): void {
+    if (end <= start) return;
+    const room = this.maxLineBytes - this.partsBytes;
+    const take = Math.min(room, end - start);
+    if (take > 0) {
+      // Copy: the socket's chunk should not stay pinned for a short tail.
+      const part = Buffer.from(chunk.subarray(start, start + take));
+      this.parts.push(part);
+      this.partsBytes += take;
+    }
+    this.overflowBytes += end - start - Math.max(take, 0);
+  }
+
+  private emit(): void {
+    const truncated = this.overflowBytes > 0;
+    let buf = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsBytes);
+    let end = buf.length;
+    const bytes = end + this.overflowBytes;
+    if (truncated) {
+      end = utf8Boundary(buf, end);
+    } else if (end > 0 && buf[end - 1] === CR) {
+      end--;
+    }
+    if (end !== buf.length) buf = buf.subarray(0, end);
+    this.parts = [];
+    this.partsBytes = 0;
+    this.overflowBytes = 0;
+    this.sink.onLine(buf.toString('utf8'), truncated, bytes);
+  }
+}

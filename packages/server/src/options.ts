@@ -1,0 +1,240 @@
+/**
+ * Every option of the intermediary, its default, and the check that turns
+ * an impossible value into a clear `IMI_CONFIG` error before anything
+ * listens.
+ *
+ * @module
+ */
+import { DEFAULT_MAX_FRAME_BYTES, ImiError } from '@imi/core';
+import type { Logger } from 'pino';
+import type { IntermediaryPlugin } from './hooks.js';
+
+/** Default {@link IntermediaryOptions.externalPort}: where users connect. */
+export const DEFAULT_EXTERNAL_PORT = 6715;
+/** Default {@link IntermediaryOptions.clientPort}: where the app connects. */
+export const DEFAULT_CLIENT_PORT = 9000;
+/** Default {@link IntermediaryOptions.host}: every interface, IPv4 and IPv6. */
+export const DEFAULT_HOST = '::';
+/** Default {@link IntermediaryOptions.clientHost}: loopback only, so the app port is never public by accident. */
+export const DEFAULT_CLIENT_HOST = '127.0.0.1';
+/**
+ * Default {@link IntermediaryOptions.backlog}. Node's default of 511 (and the
+ * original's 128) makes a thousand users arriving at once wait on SYN
+ * retries; the kernel caps it at `net.core.somaxconn` anyway.
+ */
+export const DEFAULT_BACKLOG = 4096;
+/** Default {@link IntermediaryOptions.maxLineBytes}: 8 KiB. */
+export const DEFAULT_MAX_LINE_BYTES = 8 * 1024;
+/** Default {@link IntermediaryOptions.helloTimeoutMs}: 5 s for an app to authenticate. */
+export const DEFAULT_HELLO_TIMEOUT_MS = 5_000;
+/**
+ * Default {@link IntermediaryOptions.legacyHelloWaitMs}: without a token, how
+ * long to wait for an optional `hello` before treating the app as a legacy
+ * one that never sends it. SDK apps send it at once, so they never wait.
+ */
+export const DEFAULT_LEGACY_HELLO_WAIT_MS = 250;
+/** Default {@link IntermediaryOptions.heartbeatIntervalMs}: a `ping` every 5 s. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
+/** Default {@link IntermediaryOptions.heartbeatTimeoutMs}: an app silent for 15 s is dropped. */
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 15_000;
+/** Default {@link IntermediaryOptions.maxQueuedLinesPerSession}. */
+export const DEFAULT_MAX_QUEUED_LINES_PER_SESSION = 100;
+/** Default {@link IntermediaryOptions.maxQueuedBytesPerSession}: 64 KiB. */
+export const DEFAULT_MAX_QUEUED_BYTES_PER_SESSION = 64 * 1024;
+/** Default {@link IntermediaryOptions.maxQueuedBytesTotal}: 64 MiB. */
+export const DEFAULT_MAX_QUEUED_BYTES_TOTAL = 64 * 1024 * 1024;
+/** Default {@link IntermediaryOptions.maxUnackedTotal}: inputs kept for redelivery, in all. */
+export const DEFAULT_MAX_UNACKED_TOTAL = 100_000;
+/** Default {@link IntermediaryOptions.maxDepTxns}: txn ids one message may wait for. */
+export const DEFAULT_MAX_DEP_TXNS = 64;
+/** Default {@link IntermediaryOptions.maxHeldMessages}: messages waiting for their `dep_txns`. */
+export const DEFAULT_MAX_HELD_MESSAGES = 1_000;
+/** Default {@link IntermediaryOptions.depWaitTimeoutMs}: how long a message waits for its `dep_txns`. */
+export const DEFAULT_DEP_WAIT_TIMEOUT_MS = 5_000;
+/** Default {@link IntermediaryOptions.processedTxnMemory}: app txn ids remembered for `dep_txns`. */
+export const DEFAULT_PROCESSED_TXN_MEMORY = 65_536;
+/** Default {@link IntermediaryOptions.maxOutputBufferBytes}: 1 MiB waiting to be written to one user. */
+export const DEFAULT_MAX_OUTPUT_BUFFER_BYTES = 1024 * 1024;
+/** Default {@link IntermediaryOptions.maxAppBufferBytes}: 32 MiB waiting to be written to the app. */
+export const DEFAULT_MAX_APP_BUFFER_BYTES = 32 * 1024 * 1024;
+/** Default {@link IntermediaryOptions.closeTimeoutMs}: how long `close()` lets sockets flush. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
+/** Default {@link IntermediaryOptions.appDownNotice}. */
+export const DEFAULT_APP_DOWN_NOTICE = '\r\n*** The application is restarting. Stay connected: nothing you type is lost. ***\r\n';
+/** Default {@link IntermediaryOptions.shutdownNotice}. */
+export const DEFAULT_SHUTDOWN_NOTICE = '\r\n*** The server is shutting down. ***\r\n';
+/** Default {@link IntermediaryOptions.lineTooLongNotice}; `{limit}` is replaced by the byte limit. */
+export const DEFAULT_LINE_TOO_LONG_NOTICE = '\r\n*** Your line was too long and was cut to {limit} bytes. ***\r\n';
+/** Default {@link IntermediaryOptions.queueFullNotice}. */
+export const DEFAULT_QUEUE_FULL_NOTICE = '\r\n*** Too much typed while the application is away: your oldest lines were dropped. ***\r\n';
+
+/** What to do with a second app while one is connected. */
+export type AppPolicy = 'refuse' | 'replace';
+
+/** What to do with users' input while no app is connected. */
+export type WhileAppDownPolicy = 'queue' | 'drop';
+
+/** Options of {@link Intermediary}; every one has a default. */
+export interface IntermediaryOptions {
+  /** Port users connect to. Default {@link DEFAULT_EXTERNAL_PORT}; 0 picks a free one. */
+  externalPort?: number;
+  /** Address the user port binds to. Default {@link DEFAULT_HOST}. */
+  host?: string;
+  /** Port the app connects to. Default {@link DEFAULT_CLIENT_PORT}; 0 picks a free one. */
+  clientPort?: number;
+  /** Address the app port binds to. Default {@link DEFAULT_CLIENT_HOST} (loopback). */
+  clientHost?: string;
+  /** Listen backlog of both ports. Default {@link DEFAULT_BACKLOG}. */
+  backlog?: number;
+  /** Shared secret the app must send in `hello`. Default: none (any local app may connect). */
+  token?: string;
+  /** A second app is refused (`IMI_APP_BUSY`) or replaces the first. Default `"refuse"`. */
+  appPolicy?: AppPolicy;
+  /** With a token: how long an app has to send a valid `hello`. Default {@link DEFAULT_HELLO_TIMEOUT_MS}. */
+  helloTimeoutMs?: number;
+  /** Without a token: how long to wait for an optional `hello`. Default {@link DEFAULT_LEGACY_HELLO_WAIT_MS}. */
+  legacyHelloWaitMs?: number;
+  /** Interval between `ping`s to the app. Default {@link DEFAULT_HEARTBEAT_INTERVAL_MS}; 0 disables heartbeats. */
+  heartbeatIntervalMs?: number;
+  /** An app that sends nothing for this long is dropped. Default {@link DEFAULT_HEARTBEAT_TIMEOUT_MS}. */
+  heartbeatTimeoutMs?: number;
+  /** Longest user line, in bytes; longer lines are cut. Default {@link DEFAULT_MAX_LINE_BYTES}. */
+  maxLineBytes?: number;
+  /** Largest frame from the app, in bytes. Default 1 MiB (`DEFAULT_MAX_FRAME_BYTES` of `@imi/core`). */
+  maxFrameBytes?: number;
+  /** Queue users' input while no app is connected, or drop it. Default `"queue"`. */
+  whileAppDown?: WhileAppDownPolicy;
+  /** Lines kept per user while no app is connected (and unacked per user). Default {@link DEFAULT_MAX_QUEUED_LINES_PER_SESSION}. */
+  maxQueuedLinesPerSession?: number;
+  /** Bytes kept per user while no app is connected (and unacked per user). Default {@link DEFAULT_MAX_QUEUED_BYTES_PER_SESSION}. */
+  maxQueuedBytesPerSession?: number;
+  /** Bytes of queued input kept in all. Default {@link DEFAULT_MAX_QUEUED_BYTES_TOTAL}. */
+  maxQueuedBytesTotal?: number;
+  /** Unacked inputs kept for redelivery, in all. Default {@link DEFAULT_MAX_UNACKED_TOTAL}. */
+  maxUnackedTotal?: number;
+  /** Most txn ids one app message may list in `dep_txns`. Default {@link DEFAULT_MAX_DEP_TXNS}. */
+  maxDepTxns?: number;
+  /** Most app messages held waiting for `dep_txns`. Default {@link DEFAULT_MAX_HELD_MESSAGES}. */
+  maxHeldMessages?: number;
+  /** How long a message waits for its `dep_txns` before it is processed anyway. Default {@link DEFAULT_DEP_WAIT_TIMEOUT_MS}. */
+  depWaitTimeoutMs?: number;
+  /** How many processed app txn ids are remembered for `dep_txns`. Default {@link DEFAULT_PROCESSED_TXN_MEMORY}. */
+  processedTxnMemory?: number;
+  /** Output waiting for a slow user, in bytes, before they are disconnected (`"slow"`). Default {@link DEFAULT_MAX_OUTPUT_BUFFER_BYTES}. */
+  maxOutputBufferBytes?: number;
+  /** Events waiting for a slow app, in bytes, before it is treated as hung. Default {@link DEFAULT_MAX_APP_BUFFER_BYTES}. */
+  maxAppBufferBytes?: number;
+  /** How long `close()` waits for sockets to flush before destroying them. Default {@link DEFAULT_CLOSE_TIMEOUT_MS}. */
+  closeTimeoutMs?: number;
+  /** Told to each user once per app outage; `false` for silence. Default {@link DEFAULT_APP_DOWN_NOTICE}. */
+  appDownNotice?: string | false;
+  /** Told to each user on shutdown; `false` for silence. Default {@link DEFAULT_SHUTDOWN_NOTICE}. */
+  shutdownNotice?: string | false;
+  /** Told to a user whose line was cut. Default {@link DEFAULT_LINE_TOO_LONG_NOTICE}. */
+  lineTooLongNotice?: string | false;
+  /** Told to a user once when their queued input overflows. Default {@link DEFAULT_QUEUE_FULL_NOTICE}. */
+  queueFullNotice?: string | false;
+  /** Written to every user as they connect, before the app hears of them. Default: none. */
+  banner?: string;
+  /** Users who send nothing for this long are disconnected (`"timeout"`). Default: off. */
+  idleTimeoutMs?: number;
+  /** Plugins, applied in order in the constructor. */
+  plugins?: IntermediaryPlugin[];
+  /** A pino logger. Default: silent. */
+  logger?: Logger;
+}
+
+/** The options with every default filled in. */
+export type ResolvedOptions = Required<Omit<IntermediaryOptions, 'token' | 'banner' | 'idleTimeoutMs' | 'logger' | 'plugins'>> &
+  Pick<IntermediaryOptions, 'token' | 'banner' | 'idleTimeoutMs'>;
+
+/** The defaults, as one object spread under the user's options. */
+export const DEFAULT_OPTIONS: ResolvedOptions = {
+  externalPort: DEFAULT_EXTERNAL_PORT,
+  host: DEFAULT_HOST,
+  clientPort: DEFAULT_CLIENT_PORT,
+  clientHost: DEFAULT_CLIENT_HOST,
+  backlog: DEFAULT_BACKLOG,
+  appPolicy: 'refuse',
+  helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS,
+  legacyHelloWaitMs: DEFAULT_LEGACY_HELLO_WAIT_MS,
+  heartbeatIntervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
+  heartbeatTimeoutMs: DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  maxLineBytes: DEFAULT_MAX_LINE_BYTES,
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  whileAppDown: 'queue',
+  maxQueuedLinesPerSession: DEFAULT_MAX_QUEUED_LINES_PER_SESSION,
+  maxQueuedBytesPerSession: DEFAULT_MAX_QUEUED_BYTES_PER_SESSION,
+  maxQueuedBytesTotal: DEFAULT_MAX_QUEUED_BYTES_TOTAL,
+  maxUnackedTotal: DEFAULT_MAX_UNACKED_TOTAL,
+  maxDepTxns: DEFAULT_MAX_DEP_TXNS,
+  maxHeldMessages: DEFAULT_MAX_HELD_MESSAGES,
+  depWaitTimeoutMs: DEFAULT_DEP_WAIT_TIMEOUT_MS,
+  processedTxnMemory: DEFAULT_PROCESSED_TXN_MEMORY,
+  maxOutputBufferBytes: DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
+  maxAppBufferBytes: DEFAULT_MAX_APP_BUFFER_BYTES,
+  closeTimeoutMs: DEFAULT_CLOSE_TIMEOUT_MS,
+  appDownNotice: DEFAULT_APP_DOWN_NOTICE,
+  shutdownNotice: DEFAULT_SHUTDOWN_NOTICE,
+  lineTooLongNotice: DEFAULT_LINE_TOO_LONG_NOTICE,
+  queueFullNotice: DEFAULT_QUEUE_FULL_NOTICE,
+};
+
+const PORT_OPTIONS = ['externalPort', 'clientPort'] as const;
+const POSITIVE_OPTIONS = [
+  'backlog',
+  'helloTimeoutMs',
+  'heartbeatTimeoutMs',
+  'maxLineBytes',
+  'maxFrameBytes',
+  'maxQueuedLinesPerSession',
+  'maxQueuedBytesPerSession',
+  'maxQueuedBytesTotal',
+  'maxUnackedTotal',
+  'maxDepTxns',
+  'maxHeldMessages',
+  'depWaitTimeoutMs',
+  'processedTxnMemory',
+  'maxOutputBufferBytes',
+  'maxAppBufferBytes',
+  'closeTimeoutMs',
+] as const;
+const NON_NEGATIVE_OPTIONS = ['legacyHelloWaitMs', 'heartbeatIntervalMs'] as const;
+
+function configError(message: string): ImiError {
+  return new ImiError('IMI_CONFIG', message);
+}
+
+/**
+ * Fills in defaults and rejects impossible values.
+ *
+ * @param options - what the user gave
+ * @returns every option with a value
+ * @throws ImiError `IMI_CONFIG` naming the option and what it accepts
+ */
+export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
+  const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  const resolved = { ...DEFAULT_OPTIONS, ...defined } as ResolvedOptions & { logger?: unknown; plugins?: unknown };
+  delete resolved.logger;
+  delete resolved.plugins;
+  for (const name of PORT_OPTIONS) {
+    const value = resolved[name];
+    if (!Number.isInteger(value) || value < 0 || value > 65535) throw configError(`${name} must be a port number (0-65535), got ${String(value)}`);
+  }
+  for (const name of POSITIVE_OPTIONS) {
+    const value = resolved[name];
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw configError(`${name} must be a positive number, got ${String(value)}`);
+  }
+  for (const name of NON_NEGATIVE_OPTIONS) {
+    const value = resolved[name];
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw configError(`${name} must be zero or a positive number, got ${String(value)}`);
+  }
+  if (resolved.idleTimeoutMs !== undefined && !(resolved.idleTimeoutMs > 0)) throw configError(`idleTimeoutMs must be a positive number, got ${String(resolved.idleTimeoutMs)}`);
+  if (resolved.appPolicy !== 'refuse' && resolved.appPolicy !== 'replace') throw configError(`appPolicy must be "refuse" or "replace", got ${String(resolved.appPolicy)}`);
+  if (resolved.whileAppDown !== 'queue' && resolved.whileAppDown !== 'drop') throw configError(`whileAppDown must be "queue" or "drop", got ${String(resolved.whileAppDown)}`);
+  if (resolved.token !== undefined && (typeof resolved.token !== 'string' || resolved.token.length === 0)) throw configError('token must be a non-empty string');
+  if (resolved.heartbeatIntervalMs > 0 && resolved.heartbeatTimeoutMs <= resolved.heartbeatIntervalMs) {
+    throw configError(`heartbeatTimeoutMs (${resolved.heartbeatTimeoutMs}) must be longer than heartbeatIntervalMs (${resolved.heartbeatIntervalMs})`);
+  }
+  return resolved;
+}
