@@ -1,0 +1,231 @@
+// The chaos tests: the promise imi exists for. A real imi-server process, a
+// real app process on @imi/client, 50 users on raw sockets typing numbered
+// lines at a steady rate, and the app killed with SIGKILL at random instants
+// (or frozen with SIGSTOP past the heartbeat timeout). At the end: nobody
+// was disconnected, every line got exactly one reply, in order, and the
+// app's view of who is online equals the intermediary's.
+import { afterEach, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const USERS = 50;
+const SEND_INTERVAL_MS = 100;
+const children: ChildProcess[] = [];
+
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const started = Date.now();
+  while (!predicate()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+async function startServer(): Promise<{ externalPort: number; clientPort: number }> {
+  const child = spawn(
+    process.execPath,
+    [
+      `${root}packages/server/dist/cli.js`,
+      '--external-port', '0',
+      '--client-port', '0',
+      '--host', '127.0.0.1',
+      '--heartbeat-interval-ms', '100',
+      '--heartbeat-timeout-ms', '600',
+      '--log-level', 'warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  children.push(child);
+  let stdout = '';
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[imi-server] ${text}`));
+  await waitFor(() => /users on port (\d+).*app on port (\d+)/.test(stdout), 10_000, 'imi-server to listen');
+  const match = /users on port (\d+).*app on port (\d+)/.exec(stdout)!;
+  return { externalPort: Number(match[1]), clientPort: Number(match[2]) };
+}
+
+function startApp(clientPort: number): ChildProcess {
+  const child = spawn(process.execPath, [`${root}test/fixtures/chaos-app.mjs`, String(clientPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.resume();
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[app ${child.pid}] ${text}`));
+  children.push(child);
+  return child;
+}
+
+class ChaosUser {
+  id = '';
+  closed = false;
+  sent = 0;
+  readonly sentAt = new Map<string, number>();
+  readonly replies = new Map<string, number>();
+  readonly replyOrder: number[] = [];
+  maxWaitMs = 0;
+  lastSessions: string[] | undefined;
+  private buffer = '';
+
+  constructor(
+    readonly name: string,
+    readonly socket: net.Socket,
+  ) {
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => this.receive(text));
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => {});
+  }
+
+  private receive(text: string): void {
+    this.buffer += text;
+    let newline: number;
+    while ((newline = this.buffer.indexOf('\n')) !== -1) {
+      const line = this.buffer.slice(0, newline).replace(/\r$/, '');
+      this.buffer = this.buffer.slice(newline + 1);
+      let match: RegExpExecArray | null;
+      if ((match = /^id (\S+)$/.exec(line))) this.id = match[1]!;
+      else if ((match = /^sessions (.*)$/.exec(line))) this.lastSessions = JSON.parse(match[1]!) as string[];
+      else if ((match = /^(u\d+-(\d+))#\d+$/.exec(line))) {
+        const key = match[1]!;
+        this.replies.set(key, (this.replies.get(key) ?? 0) + 1);
+        this.replyOrder.push(Number(match[2]));
+        const sentAt = this.sentAt.get(key);
+        if (sentAt !== undefined) this.maxWaitMs = Math.max(this.maxWaitMs, Date.now() - sentAt);
+      }
+    }
+  }
+
+  sendNext(): void {
+    const key = `${this.name}-${this.sent++}`;
+    this.sentAt.set(key, Date.now());
+    this.socket.write(key + '\r\n');
+  }
+}
+
+async function connectUsers(port: number, count: number): Promise<ChaosUser[]> {
+  const users: ChaosUser[] = [];
+  for (let k = 0; k < count; k++) {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    await once(socket, 'connect');
+    users.push(new ChaosUser(`u${k}`, socket));
+  }
+  return users;
+}
+
+function report(users: ChaosUser[], label: string): { sent: number; replied: number; duplicates: number; lost: number; maxWaitMs: number } {
+  let sent = 0;
+  let replied = 0;
+  let duplicates = 0;
+  let lost = 0;
+  let maxWaitMs = 0;
+  for (const user of users) {
+    sent += user.sent;
+    for (let i = 0; i < user.sent; i++) {
+      const count = user.replies.get(`${user.name}-${i}`) ?? 0;
+      if (count === 0) lost++;
+      else replied++;
+      if (count > 1) duplicates += count - 1;
+    }
+    maxWaitMs = Math.max(maxWaitMs, user.maxWaitMs);
+  }
+  const counts = { sent, replied, duplicates, lost, maxWaitMs };
+  console.log(`[chaos ${label}] ${JSON.stringify(counts)}`);
+  return counts;
+}
+
+async function assertConverged(users: ChaosUser[], control: ChaosUser): Promise<void> {
+  control.socket.write('?sessions\r\n');
+  await waitFor(() => control.lastSessions !== undefined, 10_000, 'the app to list its sessions');
+  const expected = [...users, control].map((user) => user.id).sort();
+  expect(expected.every((id) => id.length > 0)).toBe(true);
+  expect(control.lastSessions).toEqual(expected);
+}
+
+function assertExactlyOnceInOrder(users: ChaosUser[], counts: ReturnType<typeof report>): void {
+  expect(users.filter((user) => user.closed).map((user) => user.name)).toEqual([]);
+  expect(counts.lost).toBe(0);
+  expect(counts.duplicates).toBe(0);
+  expect(counts.replied).toBe(counts.sent);
+  for (const user of users) {
+    const inOrder = user.replyOrder.every((n, index) => index === 0 || n > user.replyOrder[index - 1]!);
+    expect(inOrder, `${user.name} got replies out of order: ${user.replyOrder.join(',')}`).toBe(true);
+  }
+}
+
+async function waitForAllReplies(users: ChaosUser[]): Promise<void> {
+  await waitFor(() => users.every((user) => user.replies.size === user.sent), 20_000, 'every line to be answered');
+  // Give a late duplicate the chance to show up before counting.
+  await sleep(500);
+}
+
+describe('chaos: the app dies, users do not notice', () => {
+  it('SIGKILL five times at random instants: nobody disconnected, every line answered exactly once, in order', async () => {
+    const { externalPort, clientPort } = await startServer();
+    let app = startApp(clientPort);
+    const users = await connectUsers(externalPort, USERS);
+    const [control] = await connectUsers(externalPort, 1);
+    await waitFor(() => [...users, control!].every((user) => user.id !== ''), 10_000, 'every user to be welcomed');
+
+    let sending = true;
+    const senders = users.map(async (user, index) => {
+      await sleep((index * SEND_INTERVAL_MS) / USERS);
+      while (sending) {
+        user.sendNext();
+        await sleep(SEND_INTERVAL_MS);
+      }
+    });
+    for (let kill = 0; kill < 5; kill++) {
+      await sleep(1000 + Math.random() * 2000);
+      app.kill('SIGKILL');
+      await once(app, 'exit');
+      await sleep(Math.random() * 1000);
+      app = startApp(clientPort);
+    }
+    await sleep(1500);
+    sending = false;
+    await Promise.all(senders);
+    await waitForAllReplies(users);
+    const counts = report(users, 'SIGKILL');
+    assertExactlyOnceInOrder(users, counts);
+    expect(counts.sent).toBeGreaterThan(USERS * 50);
+    await assertConverged(users, control!);
+  }, 90_000);
+
+  it('an app frozen with SIGSTOP past the heartbeat timeout is dropped; the next app answers everything once', async () => {
+    const { externalPort, clientPort } = await startServer();
+    const frozen = startApp(clientPort);
+    const users = await connectUsers(externalPort, USERS);
+    const [control] = await connectUsers(externalPort, 1);
+    await waitFor(() => [...users, control!].every((user) => user.id !== ''), 10_000, 'every user to be welcomed');
+
+    let sending = true;
+    const senders = users.map(async (user, index) => {
+      await sleep((index * SEND_INTERVAL_MS) / USERS);
+      while (sending) {
+        user.sendNext();
+        await sleep(SEND_INTERVAL_MS);
+      }
+    });
+    await sleep(1000 + Math.random() * 1000);
+    frozen.kill('SIGSTOP');
+    // Past heartbeatTimeoutMs (600 ms): the intermediary drops the app and tells users.
+    await waitFor(() => control!.socket.bytesRead > 0 && users.every((user) => user.closed === false), 1000, 'users to stay');
+    await sleep(1500);
+    const next = startApp(clientPort);
+    await sleep(1500);
+    frozen.kill('SIGKILL');
+    sending = false;
+    await Promise.all(senders);
+    await waitForAllReplies(users);
+    const counts = report(users, 'SIGSTOP');
+    assertExactlyOnceInOrder(users, counts);
+    expect(counts.maxWaitMs).toBeGreaterThan(600);
+    await assertConverged(users, control!);
+    next.kill('SIGKILL');
+  }, 60_000);
+});
