@@ -51,6 +51,11 @@ const CR = 0x0d;
 /** `{"param"`: a frame start at the beginning of a line, used to resynchronise after a broken frame. */
 const FRAME_START = Buffer.from('{"param"');
 
+/** Tails shorter than this are copied into a decoder-owned buffer instead of being kept as views. */
+const SMALL_TAIL_BYTES = 4096;
+
+const UNTERMINATED = 'unterminated frame (a new frame starts on the next line)';
+
 function isWhitespace(byte: number): boolean {
   return byte === SPACE || byte === NEWLINE || byte === CR || byte === TAB;
 }
@@ -71,8 +76,10 @@ function isWhitespace(byte: number): boolean {
  * is followed to find where it ends), and it is reported as
  * `IMI_BAD_FRAME`. A frame that is not JSON is reported and decoding goes on
  * with the next one. A newline followed by `{"param"` inside an unfinished
- * frame is taken as the start of a new frame, so one unbalanced frame costs
- * only itself, not the frames after it.
+ * frame is taken as the start of a new frame (wherever the chunks split
+ * it), and a raw newline inside a string (which JSON forbids) ends the
+ * broken frame there, so one unbalanced frame costs only itself, not the
+ * frames after it.
  *
  * @typeParam T - the message type the validator produces
  */
@@ -96,9 +103,20 @@ export class FrameDecoder<T> {
   private inScalar = false;
   /** Why the current frame is being dropped (too big, too deep), or null. */
   private discardReason: string | null = null;
-  /** Pieces of the current frame from earlier chunks. */
+  /** Pieces of the current frame from earlier chunks (large ones as views, small ones copied into `open`). */
   private parts: Buffer[] = [];
   private partsBytes = 0;
+  /** A decoder-owned buffer collecting small tails (logically after `parts`), so 1-byte chunks cost 1 byte each. */
+  private open: Buffer | null = null;
+  private openUsed = 0;
+  /**
+   * -1, or how many bytes of {@link FRAME_START} followed a newline (outside
+   * strings, inside a frame) at the very end of the previous chunk: the
+   * resync check then goes on in the next chunk.
+   */
+  private resyncSeen = -1;
+  /** Whether the current frame is a top-level array (a batch). */
+  private inBatch = false;
 
   /**
    * @param options - the validator and limits
@@ -127,6 +145,7 @@ export class FrameDecoder<T> {
     const length = buf.length;
     let start = 0;
     let i = 0;
+    if (this.resyncSeen >= 0) i = this.continueResync(buf);
     while (i < length) {
       if (!this.inValue) {
         const byte = buf[i]!;
@@ -139,6 +158,7 @@ export class FrameDecoder<T> {
         i++;
         if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
           this.depth = 1;
+          this.inBatch = byte === OPEN_BRACKET;
         } else if (byte === QUOTE) {
           this.depth = 0;
           this.inString = true;
@@ -151,10 +171,18 @@ export class FrameDecoder<T> {
       if (this.inString) {
         // Tight loop over string bytes: the bulk of every frame.
         let escaped = this.escaped;
+        let rawNewline = false;
         while (i < length) {
           const byte = buf[i]!;
           i++;
-          if (escaped) {
+          if (byte > BACKSLASH) {
+            // Cannot be a quote, a backslash or a newline: most letters, every byte of a multi-byte character.
+            escaped = false;
+          } else if (byte === NEWLINE) {
+            // JSON strings never hold a raw newline: the frame is broken and ends here.
+            rawNewline = true;
+            break;
+          } else if (escaped) {
             escaped = false;
           } else if (byte === BACKSLASH) {
             escaped = true;
@@ -164,7 +192,9 @@ export class FrameDecoder<T> {
           }
         }
         this.escaped = escaped;
-        if (!this.inString && this.depth === 0) {
+        if (rawNewline) {
+          this.reportBroken(buf, start, i, 'unterminated string (a raw newline inside a string)');
+        } else if (!this.inString && this.depth === 0) {
           this.finishValue(buf, start, i);
         }
         continue;
@@ -199,11 +229,18 @@ export class FrameDecoder<T> {
           this.depth--;
           if (this.depth === 0) this.finishValue(buf, start, i);
           break;
-        case NEWLINE:
-          if (this.startsFrame(buf, i)) {
-            this.reportBroken(buf, start, i, 'unterminated frame (a new frame starts on the next line)');
+        case NEWLINE: {
+          // In a batch, `{"param"` at the top level of the array is just its next element.
+          if (this.inBatch && this.depth === 1) break;
+          const seen = this.matchFrameStart(buf, i);
+          if (seen === FRAME_START.length) {
+            this.reportBroken(buf, start, i, UNTERMINATED);
+          } else if (seen === length - i) {
+            // The chunk ends inside what may be `{"param"`: decide in the next chunk.
+            this.resyncSeen = seen;
           }
           break;
+        }
       }
     }
 
@@ -214,14 +251,62 @@ export class FrameDecoder<T> {
         this.startDiscarding(`frame larger than ${this.maxFrameBytes} bytes`);
         return;
       }
-      if (length > start) {
-        // Copy small tails so a retained 64 KiB socket chunk is not pinned for a few bytes.
-        const tail = buf.subarray(start, length);
-        const kept = tail.length < 4096 ? Buffer.from(tail) : tail;
-        this.parts.push(kept);
-        this.partsBytes += kept.length;
-      }
+      if (length > start) this.keep(buf.subarray(start, length));
     }
+  }
+
+  /**
+   * Keeps a piece of the current frame. Small pieces are copied (so a
+   * retained 64 KiB socket chunk is not pinned for a few bytes) into one
+   * owned buffer, so that many tiny chunks do not cost one `Buffer` object
+   * each.
+   */
+  private keep(tail: Buffer): void {
+    this.partsBytes += tail.length;
+    if (tail.length >= SMALL_TAIL_BYTES) {
+      this.flushOpen();
+      this.parts.push(tail);
+      return;
+    }
+    if (this.open === null || this.open.length - this.openUsed < tail.length) {
+      this.flushOpen();
+      this.open = Buffer.allocUnsafe(SMALL_TAIL_BYTES);
+    }
+    tail.copy(this.open, this.openUsed);
+    this.openUsed += tail.length;
+  }
+
+  /** Moves the filled part of `open` to `parts`. */
+  private flushOpen(): void {
+    if (this.open !== null && this.openUsed > 0) this.parts.push(this.open.subarray(0, this.openUsed));
+    this.open = null;
+    this.openUsed = 0;
+  }
+
+  /**
+   * Goes on with a resync check cut by the previous chunk's end: if this
+   * chunk completes `{"param"`, the unfinished frame is reported and a new
+   * frame starts with those bytes.
+   *
+   * @returns where the main loop starts in `buf`
+   */
+  private continueResync(buf: Buffer): number {
+    const seen = this.resyncSeen;
+    this.resyncSeen = -1;
+    const need = FRAME_START.length - seen;
+    let k = 0;
+    while (k < need && k < buf.length && buf[k] === FRAME_START[seen + k]) k++;
+    if (k === need) {
+      this.reportBroken(buf, 0, 0, UNTERMINATED);
+      // The new frame: `{"param"`, of which `seen` bytes came in earlier chunks.
+      this.inValue = true;
+      this.depth = 1;
+      this.inBatch = false;
+      if (seen > 0) this.keep(FRAME_START.subarray(0, seen));
+      return need;
+    }
+    if (k === buf.length) this.resyncSeen = seen + k;
+    return 0;
   }
 
   /**
@@ -240,18 +325,20 @@ export class FrameDecoder<T> {
     this.report(reason);
   }
 
-  private startsFrame(buf: Buffer, at: number): boolean {
-    if (at + FRAME_START.length > buf.length) return false;
-    for (let k = 0; k < FRAME_START.length; k++) {
-      if (buf[at + k] !== FRAME_START[k]) return false;
-    }
-    return true;
+  /** How many bytes of {@link FRAME_START} `buf` holds from `at` on (stops at the first difference or the chunk's end). */
+  private matchFrameStart(buf: Buffer, at: number): number {
+    const end = Math.min(buf.length - at, FRAME_START.length);
+    let k = 0;
+    while (k < end && buf[at + k] === FRAME_START[k]) k++;
+    return k;
   }
 
   private startDiscarding(reason: string): void {
     this.discardReason = reason;
     this.parts = [];
     this.partsBytes = 0;
+    this.open = null;
+    this.openUsed = 0;
   }
 
   private reset(): void {
@@ -261,9 +348,12 @@ export class FrameDecoder<T> {
     this.escaped = false;
     this.depth = 0;
     this.discardReason = null;
+    this.resyncSeen = -1;
     if (this.partsBytes > 0) {
       this.parts = [];
       this.partsBytes = 0;
+      this.open = null;
+      this.openUsed = 0;
     }
   }
 
@@ -274,12 +364,14 @@ export class FrameDecoder<T> {
   }
 
   private reportBroken(buf: Buffer, start: number, end: number, reason: string): void {
-    const excerpt = this.discardReason === null ? this.excerptOf(buf, start, end) : undefined;
+    const discardReason = this.discardReason;
+    const excerpt = discardReason === null ? this.excerptOf(buf, start, end) : undefined;
     this.reset();
-    this.report(this.discardReason ?? reason, excerpt);
+    this.report(discardReason ?? reason, excerpt);
   }
 
   private excerptOf(buf: Buffer, start: number, end: number): string {
+    this.flushOpen();
     const head = this.parts.length > 0 ? this.parts[0]! : buf.subarray(start, end);
     return JSON.stringify(head.toString('utf8', 0, Math.min(head.length, 80)));
   }
@@ -289,6 +381,7 @@ export class FrameDecoder<T> {
     const total = this.partsBytes + (end - start);
     let text: string | undefined;
     if (discardReason === null && total <= this.maxFrameBytes) {
+      this.flushOpen();
       if (this.parts.length === 0) {
         text = buf.toString('utf8', start, end);
       } else {

@@ -152,7 +152,9 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
     for (const key of Object.keys(updates)) {
       const value: JsonValue | undefined = updates[key];
       if (value === null || value === undefined) delete next[key];
-      else next[key] = value;
+      // A define, not `next[key] = value`: a `"__proto__"` key (JSON.parse makes it an own key) must
+      // be stored as data, not replace the state object's prototype.
+      else Object.defineProperty(next, key, { value, writable: true, enumerable: true, configurable: true });
     }
     let size: number;
     try {

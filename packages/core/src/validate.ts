@@ -57,11 +57,16 @@ export const INTERMEDIARY_PARAMS: ReadonlySet<string> = new Set([
 
 /**
  * Reads `txn_id` leniently: a number (some legacy apps count their
- * transactions) is turned into its decimal string so ids compare as strings.
+ * transactions) is turned into its decimal string so ids compare as strings,
+ * and `null` is removed (taken as absent).
  */
 function readTxnId(message: Obj): string | undefined | ProtocolError {
   const txnId = message['txn_id'];
-  if (txnId === undefined || txnId === null) return undefined;
+  if (txnId === undefined) return undefined;
+  if (txnId === null) {
+    delete message['txn_id'];
+    return undefined;
+  }
   if (typeof txnId === 'string') return txnId;
   if (typeof txnId === 'number' && Number.isFinite(txnId)) {
     const asString = String(txnId);
@@ -76,7 +81,11 @@ function readTxnId(message: Obj): string | undefined | ProtocolError {
  *
  * Unknown extra fields are kept and ignored (the protocol lets receivers
  * ignore what they don't know). The returned message is the same object,
- * not a copy: validation allocates nothing on the success path.
+ * not a copy: validation allocates nothing on the success path. Legacy
+ * leniencies are normalised in place so the result matches its type: a
+ * numeric `txn_id` becomes a string, and an optional field sent as `null`
+ * (`txn_id`, `dep_txns`, `updates`, `ack`, `disconnect`'s `data.value`) is
+ * removed.
  *
  * @param value - anything `JSON.parse` can return (or anything at all)
  * @returns the typed message, or a {@link ProtocolError} with
@@ -123,9 +132,8 @@ export function validateAppMessage(value: unknown): AppMessage | ProtocolError {
       // disconnect ({"success":1}): valid, and ignored by the intermediary.
       if (data['id'] === undefined) break;
       if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
-      if (data['value'] !== undefined && data['value'] !== null && typeof data['value'] !== 'string') {
-        return bad(field(param, 'value', 'a string'), txnId);
-      }
+      if (data['value'] === null) delete data['value'];
+      else if (data['value'] !== undefined && typeof data['value'] !== 'string') return bad(field(param, 'value', 'a string'), txnId);
       break;
     }
     case 'broadcast': {
@@ -149,13 +157,17 @@ export function validateAppMessage(value: unknown): AppMessage | ProtocolError {
   return value as unknown as AppMessage;
 }
 
+/** Checks the optional envelope fields; one sent as `null` is removed (taken as absent). */
 function checkAppEnvelope(message: Obj, txnId: string | undefined): ProtocolError | undefined {
   const depTxns = message['dep_txns'];
-  if (depTxns !== undefined && depTxns !== null && !isStringArray(depTxns)) return bad('dep_txns must be an array of strings', txnId);
+  if (depTxns === null) delete message['dep_txns'];
+  else if (depTxns !== undefined && !isStringArray(depTxns)) return bad('dep_txns must be an array of strings', txnId);
   const updates = message['updates'];
-  if (updates !== undefined && updates !== null && !isObject(updates)) return bad('updates must be an object', txnId);
+  if (updates === null) delete message['updates'];
+  else if (updates !== undefined && !isObject(updates)) return bad('updates must be an object', txnId);
   const ack = message['ack'];
-  if (ack !== undefined && ack !== null && !isNonNegativeInteger(ack)) return bad('ack must be a non-negative integer', txnId);
+  if (ack === null) delete message['ack'];
+  else if (ack !== undefined && !isNonNegativeInteger(ack)) return bad('ack must be a non-negative integer', txnId);
   return undefined;
 }
 
