@@ -1,0 +1,163 @@
+/**
+ * The app-side handle of one connected user.
+ *
+ * @module
+ */
+import type { ConnectMessage, JsonObject, JsonValue, RemoteAddress } from '@imi/core';
+import type { Client, SendOptions } from './client.js';
+
+/** What the client changes on a session over its life; kept out of the public type. */
+export interface SessionSlots {
+  resumed: boolean;
+  state: Readonly<JsonObject>;
+  connected: boolean;
+}
+
+const slots = new WeakMap<Session, SessionSlots>();
+
+/** A plain copy of a session's fields, as {@link Session.toJSON} returns it (for logs). */
+export interface SessionSnapshot {
+  /** See {@link Session.id}. */
+  id: string;
+  /** See {@link Session.transport}. */
+  transport: string;
+  /** See {@link Session.remote}. */
+  remote: RemoteAddress;
+  /** See {@link Session.connectedAt}. */
+  connectedAt: number;
+  /** See {@link Session.resumed}. */
+  resumed: boolean;
+  /** See {@link Session.connected}. */
+  connected: boolean;
+  /** See {@link Session.state}. */
+  state: JsonObject;
+}
+
+/** The mutable part of a session, for the client only (not exported from the package). */
+export function sessionSlots(session: Session): SessionSlots {
+  return slots.get(session)!;
+}
+
+/**
+ * Merges `updates` into `state` the way the intermediary does: each key is
+ * set, a key set to `null` is deleted. Returns a new frozen object so a
+ * state the app holds never changes under it.
+ */
+export function mergeState(state: Readonly<JsonObject>, updates: Readonly<JsonObject>): Readonly<JsonObject> {
+  const next: JsonObject = { ...state };
+  for (const key of Object.keys(updates)) {
+    const value: JsonValue | undefined = updates[key];
+    if (value === null || value === undefined) delete next[key];
+    else next[key] = value;
+  }
+  return Object.freeze(next);
+}
+
+/**
+ * One user connected to the intermediary, as the app sees them. Sessions are
+ * created by the {@link Client} (from `connect` and resyncs) and listed in
+ * {@link Client.sessions}; an app never constructs one.
+ *
+ * The methods are shorthands for the client's: `session.send(text)` is
+ * `client.send(session.id, text)`.
+ */
+export class Session {
+  /** The user's id (a UUID from the intermediary), stable for the life of their connection. */
+  readonly id: string;
+  /** How the user is connected: `"tcp"`, `"telnet"`, `"ws"`, … */
+  readonly transport: string;
+  /** The user's address. */
+  readonly remote: Readonly<RemoteAddress>;
+  /** When the user connected to the intermediary, in ms since the epoch (not when this app heard of them). */
+  readonly connectedAt: number;
+  // A #private field: util.inspect and console.log then show the user, not the whole client.
+  readonly #client: Client;
+
+  /**
+   * @internal Sessions are made by the client.
+   * @param client - the client that owns it
+   * @param data - the `data` of the `connect` message that announced the user
+   */
+  constructor(client: Client, data: ConnectMessage['data']) {
+    this.#client = client;
+    this.id = data.id;
+    this.transport = data.transport;
+    this.remote = Object.freeze({ address: data.remote.address, port: data.remote.port });
+    this.connectedAt = data.connectedAt;
+    slots.set(this, { resumed: data.resumed, state: Object.freeze({ ...data.state }), connected: true });
+  }
+
+  /**
+   * `true` when this app first heard of the user in a resync (the user was
+   * already connected when the app started or restarted): greet them back
+   * rather than anew, and find what you stored in {@link state}.
+   */
+  get resumed(): boolean {
+    return sessionSlots(this).resumed;
+  }
+
+  /**
+   * What the app stored for this user with {@link setState}, kept by the
+   * intermediary across app restarts. Updated locally at once by
+   * `setState`; a frozen snapshot.
+   */
+  get state(): Readonly<JsonObject> {
+    return sessionSlots(this).state;
+  }
+
+  /** `false` once the user is gone (after the `disconnect` event) or the client closed. */
+  get connected(): boolean {
+    return sessionSlots(this).connected;
+  }
+
+  /**
+   * Sends text to this user, verbatim (add your own `\r\n`).
+   *
+   * @param text - what to write
+   * @param options - ordering (`after`) and state `updates` carried with it
+   * @returns the message's txn id, for another message's `after`
+   * @throws ImiError `IMI_LINK_DOWN`, `IMI_LIMIT` or `IMI_CLOSED`; see {@link Client.send}
+   */
+  send(text: string, options?: SendOptions): string {
+    return this.#client.send(this.id, text, options);
+  }
+
+  /**
+   * Stores `updates` in this user's state on the intermediary (a key set to
+   * `null` is deleted). The state outlives app restarts: it comes back in
+   * {@link state} of the resumed session.
+   *
+   * @param updates - keys to set or (with `null`) delete
+   * @param options - ordering (`after`)
+   * @returns the message's txn id
+   * @throws ImiError `IMI_LINK_DOWN`, `IMI_LIMIT` or `IMI_CLOSED`; see {@link Client.send}
+   */
+  setState(updates: JsonObject, options?: Omit<SendOptions, 'updates'>): string {
+    return this.#client.setState(this.id, updates, options);
+  }
+
+  /**
+   * Closes this user's connection once what was sent before is written.
+   *
+   * @param farewell - a last text written before closing
+   * @param options - ordering (`after`) and state `updates` carried with it
+   * @returns the message's txn id
+   * @throws ImiError `IMI_LINK_DOWN`, `IMI_LIMIT` or `IMI_CLOSED`; see {@link Client.send}
+   */
+  disconnect(farewell?: string, options?: SendOptions): string {
+    return this.#client.disconnect(this.id, farewell, options);
+  }
+
+  /** A plain summary, so logging a session does not dump the client. */
+  toJSON(): SessionSnapshot {
+    return {
+      id: this.id,
+      transport: this.transport,
+      remote: { ...this.remote },
+      connectedAt: this.connectedAt,
+      resumed: this.resumed,
+      connected: this.connected,
+      state: { ...this.state },
+    };
+  }
+}
