@@ -42,7 +42,7 @@ export const ERROR_TABLE = {
     howToSolve: 'Expected during a deploy: let the old app exit.',
   },
   IMI_DEP_TIMEOUT: {
-    description: 'A message waited too long (or among too many) for its `dep_txns`; it was processed anyway.',
+    description: 'A message waited longer than depWaitTimeoutMs for its `dep_txns`; it was processed anyway.',
     howToSolve: 'Only list txn ids the intermediary will see; keep dependency chains short.',
   },
   IMI_LIMIT: {
@@ -51,7 +51,7 @@ export const ERROR_TABLE = {
   },
   IMI_PLUGIN: {
     description: 'A plugin tap or an event handler threw or rejected; the error was reported and the work went on.',
-    howToSolve: 'The message names the hook and the tap: fix that plugin.',
+    howToSolve: 'The message names the hook: fix the plugin tapping it.',
   },
   IMI_LINK_DOWN: {
     description: 'The link between the app and the intermediary is down and the outgoing buffer is full or closed.',

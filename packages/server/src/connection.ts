@@ -161,7 +161,6 @@ export class Connection implements Session {
     const counters = this.record.counters;
     counters.writesOut++;
     counters.bytesOut += Buffer.byteLength(text);
-    if (this.socket.writableLength > this.maxOutputBufferBytes) this.owner.onSlowReader(this);
   }
 
   close(farewell?: string, reason = 'kicked'): void {
@@ -190,10 +189,14 @@ export class Connection implements Session {
     this.resolveClosed();
   }
 
-  /** Ends this tick's cork (every write of the tick leaves together). */
+  /** Ends this tick's cork (every write of the tick leaves together), then checks for a slow reader. */
   uncorkNow(): void {
     this.corked = false;
     this.socket.uncork();
+    // Measured after the kernel took what it could: while corked, writableLength
+    // counts this tick's output too, which would cut off a user who reads fine
+    // but got a burst bigger than the limit.
+    if (!this.closing && this.socket.writableLength > this.maxOutputBufferBytes) this.owner.onSlowReader(this);
   }
 }
 

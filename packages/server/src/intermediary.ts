@@ -56,7 +56,7 @@ export interface IntermediaryStats {
   sessionsOpened: number;
   /** Lines received from users. */
   inputLines: number;
-  /** Bytes of lines received from users. */
+  /** Bytes of lines received from users (end of line excluded). */
   inputBytes: number;
   /** Texts written to users. */
   outputWrites: number;
@@ -106,6 +106,8 @@ export interface IntermediaryEvents {
 
 /** Most departed users remembered for an app that reconnects (see docs/guarantees.md). */
 const MAX_DEPARTED_REMEMBERED = 10_000;
+/** Params whose own handling reports an unknown `data.id`, so their `updates` must not report it again. */
+const REPORTS_ITS_OWN_UNKNOWN_ID: ReadonlySet<string> = new Set(['output', 'disconnect', 'state']);
 /** Log lines per code per second before the rest are only counted. */
 const LOG_LINES_PER_CODE_PER_SECOND = 20;
 
@@ -133,6 +135,8 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
   readonly registry = new SessionRegistry();
 
   private readonly connections = new Map<string, Connection>();
+  /** Every user socket not closed yet: admitted, waiting for the `connect` hook, or refused and closing. */
+  private readonly openConnections = new Set<Connection>();
   private userServer: Server | undefined;
   private appServer: Server | undefined;
   private app: AppLink | undefined;
@@ -319,20 +323,26 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       if (link === this.app && link.phase === 'active') link.end(this.frame({ param: 'shutdown', data: { reason } }));
       else link.end();
     }
-    for (const connection of [...this.connections.values()]) {
+    // Every user socket, not only admitted users: one still waiting for the
+    // connect hook (or refused and closing) would keep the user port open.
+    for (const connection of [...this.openConnections]) {
       socketsClosed.push(connection.closed);
       connection.close(this.options.shutdownNotice === false ? undefined : this.options.shutdownNotice, 'shutdown');
+      connection.resume();
     }
     let forceTimer: NodeJS.Timeout | undefined;
     const forced = new Promise<void>((resolve) => {
       forceTimer = setTimeout(() => {
         for (const link of this.allAppLinks) link.destroy();
-        for (const connection of this.connections.values()) connection.destroy('shutdown');
+        for (const connection of this.openConnections) connection.destroy('shutdown');
         resolve();
       }, this.options.closeTimeoutMs);
     });
     await Promise.race([Promise.all(socketsClosed), forced]);
     clearTimeout(forceTimer);
+    // Destroyed sockets report 'close' a tick later: let every user be
+    // forgotten (and the disconnect hook run) before 'close' is emitted.
+    await Promise.all(socketsClosed);
     await serversClosed;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.depTimer) clearInterval(this.depTimer);
@@ -351,6 +361,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       remote: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
     });
     const connection = new Connection(socket, record, this.connectionOwner, this.options.maxLineBytes, this.options.maxOutputBufferBytes);
+    this.openConnections.add(connection);
     this.counters.sessionsOpened++;
     if (!this.hooks.connect.isUsed()) {
       this.admit(connection);
@@ -363,6 +374,9 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
         if (refusal) {
           this.logger.info({ session: connection.id }, 'user refused by a connect tap');
           connection.close(refusal.message, 'refused');
+          // Read again so the user's FIN is seen: a paused socket would stay
+          // half-open until the safety timer, and hold up close().
+          connection.resume();
           return;
         }
         this.admit(connection);
@@ -519,11 +533,14 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       connection.unacked.length > this.options.maxQueuedLinesPerSession ||
       connection.unackedBytes > this.options.maxQueuedBytesPerSession
     ) {
+      const limit = connection.unacked.length > this.options.maxQueuedLinesPerSession ? 'maxQueuedLinesPerSession' : 'maxQueuedBytesPerSession';
       const oldest = connection.unacked.shift()!;
       connection.unackedBytes -= oldest.bytes;
-      this.dropUnacked(oldest, 'unackedOverflow');
+      this.dropUnacked(oldest, 'unackedOverflow', limit);
     }
-    while (this.unacked.length > this.options.maxUnackedTotal) {
+    // The bound is on live inputs: entries dropped above (or for users who
+    // left) still sit in the global queue until they reach its head.
+    while (this.unackedLive > this.options.maxUnackedTotal) {
       const oldest = this.unacked.shift()!;
       if (!oldest.dropped) {
         const owner = oldest.connection;
@@ -531,18 +548,26 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
           owner.unacked.shift();
           owner.unackedBytes -= oldest.bytes;
         }
-        this.dropUnacked(oldest, 'unackedOverflow');
+        this.dropUnacked(oldest, 'unackedOverflow', 'maxUnackedTotal');
       }
+    }
+    // Those dead entries must not pile up behind a live head while the app
+    // never acks: sweep them once they outnumber the bound (amortised O(1)).
+    if (this.unacked.length > 2 * this.options.maxUnackedTotal) {
+      const live = new Fifo<PendingInput>();
+      for (const entry of this.unacked) if (!entry.dropped) live.push(entry);
+      this.unacked = live;
     }
   }
 
-  private dropUnacked(pending: PendingInput, reason: DropReason): void {
+  /** @param limit - for `unackedOverflow`: the bound that was hit, as counted in `stats().limits` */
+  private dropUnacked(pending: PendingInput, reason: DropReason, limit?: 'maxQueuedLinesPerSession' | 'maxQueuedBytesPerSession' | 'maxUnackedTotal'): void {
     if (pending.dropped) return;
     pending.dropped = true;
     this.unackedLive--;
     this.counters.dropped[reason]++;
-    if (reason === 'unackedOverflow') {
-      this.reportLimit('maxQueuedLinesPerSession', this.options.maxQueuedLinesPerSession, 'the app is not acking; the oldest unacked input will not be redelivered', pending.connection.id);
+    if (limit !== undefined) {
+      this.reportLimit(limit, this.options[limit], 'the app is not acking; the oldest unacked input will not be redelivered', pending.connection.id);
     }
   }
 
@@ -574,6 +599,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
   }
 
   private handleConnectionClosed(connection: Connection): void {
+    this.openConnections.delete(connection);
     if (!this.registry.has(connection.id)) return;
     const reason = connection.closeReason;
     this.registry.remove(connection.id, reason);
@@ -734,6 +760,9 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
 
     if (previous !== undefined && previous !== link && previous.phase === 'active') {
       // Handover: the old app stops here; whatever it did not ack goes to the new one.
+      // Write the new app's resync first: end() below writes to the old app at
+      // once, and it must not hear it is replaced before its successor is synced.
+      link.flush();
       this.counters.appReplacements++;
       previous.retire();
       previous.end(this.frame({ param: 'error', data: { code: 'IMI_REPLACED', message: 'a newer app connected (appPolicy "replace")' } }));
@@ -895,9 +924,14 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
     const id = data !== undefined && typeof data['id'] === 'string' ? data['id'] : undefined;
     if (message.updates !== undefined && message.updates !== null) {
       if (id === undefined) {
-        this.sendError(link, 'IMI_BAD_MESSAGE', `${message.param}: updates need a data.id`, message.txn_id);
-      } else {
+        const error = new ImiError('IMI_BAD_MESSAGE', `${message.param}: updates need a data.id`, message.txn_id === undefined ? {} : { txnId: message.txn_id });
+        this.report(error);
+        this.sendError(link, 'IMI_BAD_MESSAGE', error.message, message.txn_id);
+      } else if (this.connections.has(id)) {
         this.applyUpdates(link, id, message.updates, message.txn_id);
+      } else if (!REPORTS_ITS_OWN_UNKNOWN_ID.has(message.param)) {
+        // output, disconnect and state report the unknown id below: one message, one error.
+        this.unknownId(link, id, message.txn_id);
       }
     }
     switch (message.param) {
@@ -920,7 +954,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
         break;
       }
       case 'state': {
-        if (!this.connections.has(message.data.id) && message.updates === undefined) this.unknownId(link, message.data.id, message.txn_id);
+        if (!this.connections.has(message.data.id)) this.unknownId(link, message.data.id, message.txn_id);
         break;
       }
       case 'ack':

@@ -10,7 +10,11 @@ const CR = 0x0d;
 
 /** Receives what a {@link LineSplitter} finds. */
 export interface LineSink {
-  /** A complete line, UTF-8 decoded, end-of-line stripped. `truncated` when it was cut at the limit. */
+  /**
+   * A complete line, UTF-8 decoded, end-of-line stripped. `truncated` when
+   * it was cut at the limit; `bytes` is its length as sent, in bytes,
+   * end of line excluded.
+   */
   onLine(line: string, truncated: boolean, bytes: number): void;
 }
 
@@ -44,6 +48,8 @@ export class LineSplitter {
   private partsBytes = 0;
   /** Bytes of the current line seen beyond the limit (and dropped). */
   private overflowBytes = 0;
+  /** The last byte of the current line seen so far (kept or dropped), -1 for none. */
+  private lastByte = -1;
 
   /**
    * @param maxLineBytes - the longest line kept, in bytes
@@ -77,6 +83,7 @@ export class LineSplitter {
 
   private keep(chunk: Buffer, start: number, end: number): void {
     if (end <= start) return;
+    this.lastByte = chunk[end - 1]!;
     const room = this.maxLineBytes - this.partsBytes;
     const take = Math.min(room, end - start);
     if (take > 0) {
@@ -89,19 +96,18 @@ export class LineSplitter {
   }
 
   private emit(): void {
-    const truncated = this.overflowBytes > 0;
+    // The CR of a CRLF is end of line, not content: it does not count against
+    // the limit, so a line of exactly maxLineBytes is never "too long".
+    const bytes = this.partsBytes + this.overflowBytes - (this.lastByte === CR ? 1 : 0);
+    const truncated = bytes > this.maxLineBytes;
     let buf = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsBytes);
-    let end = buf.length;
-    const bytes = end + this.overflowBytes;
-    if (truncated) {
-      end = utf8Boundary(buf, end);
-    } else if (end > 0 && buf[end - 1] === CR) {
-      end--;
-    }
+    // Not truncated: the whole line is kept (plus maybe its CR). Truncated: cut where a character ends.
+    const end = truncated ? utf8Boundary(buf, buf.length) : bytes;
     if (end !== buf.length) buf = buf.subarray(0, end);
     this.parts = [];
     this.partsBytes = 0;
     this.overflowBytes = 0;
+    this.lastByte = -1;
     this.sink.onLine(buf.toString('utf8'), truncated, bytes);
   }
 }

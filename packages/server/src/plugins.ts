@@ -34,6 +34,11 @@ export class WelcomeBannerPlugin implements IntermediaryPlugin {
 export class AppDownNoticePlugin implements IntermediaryPlugin {
   /** The tap name. */
   static readonly PLUGIN_NAME = 'AppDownNoticePlugin';
+  /**
+   * The `stage` of its `connect` tap: after taps of the default stage (0), so
+   * a user a plugin refuses is not first told to stay connected.
+   */
+  static readonly CONNECT_STAGE = 100;
   private told = new WeakSet<Session>();
 
   /** @param notice - the text, written verbatim */
@@ -54,7 +59,7 @@ export class AppDownNoticePlugin implements IntermediaryPlugin {
       if (intermediary.appConnected) return;
       for (const session of intermediary.sessions()) tell(session);
     });
-    intermediary.hooks.connect.tap(AppDownNoticePlugin.PLUGIN_NAME, (session) => {
+    intermediary.hooks.connect.tap({ name: AppDownNoticePlugin.PLUGIN_NAME, stage: AppDownNoticePlugin.CONNECT_STAGE }, (session) => {
       if (!intermediary.appConnected) tell(session);
       return undefined;
     });
