@@ -22,9 +22,11 @@ const CLI_ONLY = {
 } as const;
 
 /** Options whose value is text (every other one is a number). */
-const TEXT_OPTIONS = new Set(['host', 'clientHost', 'appPolicy', 'whileAppDown', 'appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'token', 'banner']);
+const TEXT_OPTIONS = new Set(['host', 'clientHost', 'appPolicy', 'whileAppDown', 'appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice', 'token', 'banner']);
+/** Options whose value is true or false. */
+const BOOLEAN_OPTIONS = new Set(['limitLoopback']);
 /** Options that also accept `false` (silence). */
-const SILENCEABLE = new Set(['appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice']);
+const SILENCEABLE = new Set(['appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice']);
 
 const OPTION_NAMES = [...Object.keys(DEFAULT_OPTIONS), 'token', 'banner', 'idleTimeoutMs'];
 
@@ -61,8 +63,12 @@ function version(): string {
   return pkg.version;
 }
 
-function parseValue(name: string, raw: string): string | number | false {
+function parseValue(name: string, raw: string): string | number | boolean {
   if (SILENCEABLE.has(name) && raw === 'false') return false;
+  if (BOOLEAN_OPTIONS.has(name)) {
+    if (raw === 'true' || raw === 'false') return raw === 'true';
+    throw new ImiError('IMI_CONFIG', `--${kebab(name)} must be true or false, got ${JSON.stringify(raw)}`);
+  }
   if (TEXT_OPTIONS.has(name)) return raw.replace(/\\r/g, '\r').replace(/\\n/g, '\n');
   const value = Number(raw);
   if (raw.trim() === '' || !Number.isFinite(value)) throw new ImiError('IMI_CONFIG', `--${kebab(name)} must be a number, got ${JSON.stringify(raw)}`);

@@ -9,6 +9,7 @@ import type { JsonObject, RemoteAddress, SessionRecord } from '@imi/core';
 import type { Session } from './hooks.js';
 import { LineSplitter } from './line-splitter.js';
 import { Fifo } from './queue.js';
+import type { TokenBucket } from './admission.js';
 
 /** A line kept for the next app, or an input waiting for its ack. */
 export interface PendingInput {
@@ -26,6 +27,16 @@ export interface PendingInput {
   sentBefore: boolean;
   /** Set when it was dropped (bound hit, user gone) but still sits in a global queue. */
   dropped: boolean;
+}
+
+/** A line held back by the input rate limit. */
+export interface DelayedLine {
+  /** The line. */
+  readonly line: string;
+  /** Whether it was cut at `maxLineBytes`. */
+  readonly truncated: boolean;
+  /** Its size on the wire. */
+  readonly bytes: number;
 }
 
 /** What a {@link Connection} asks of its owner. */
@@ -59,6 +70,16 @@ export class Connection implements Session {
   unackedBytes = 0;
   /** Whether the user was told their queue overflowed (once per outage). */
   toldQueueFull = false;
+  /** The input rate bucket, when `inputRatePerSession` applies to this user (not loopback, unless `limitLoopback`). */
+  inputBucket: TokenBucket | undefined;
+  /** Lines held back by the input rate, oldest first (reading is paused while any wait). */
+  readonly delayedLines = new Fifo<DelayedLine>();
+  /** Fires when the next delayed line may go. */
+  delayTimer: NodeJS.Timeout | undefined;
+  /** Whether the user was told lines were dropped, in the current burst. */
+  toldRateLimit = false;
+  /** Set when the admission counted this connection (so it is released once). */
+  admitted = false;
   /** Last time the user sent a line (ms). */
   lastInputAt: number;
 

@@ -21,7 +21,8 @@ import {
   type ProtocolError,
 } from '@imi/core';
 import { AppLink } from './app-link.js';
-import { Connection, type ConnectionOwner, type PendingInput } from './connection.js';
+import { Admission, TokenBucket, type AdmissionRefusal } from './admission.js';
+import { Connection, type ConnectionOwner, type DelayedLine, type PendingInput } from './connection.js';
 import { createHooks, type AppInfo, type IntermediaryHooks, type Session } from './hooks.js';
 import { resolveOptions, type IntermediaryOptions, type ResolvedOptions } from './options.js';
 import { AppDownNoticePlugin, IdleTimeoutPlugin, WelcomeBannerPlugin } from './plugins.js';
@@ -36,7 +37,7 @@ export interface ListeningPorts {
 }
 
 /** Why input was dropped, as counted in {@link IntermediaryStats.dropped}. */
-export type DropReason = 'queueFull' | 'appDownDrop' | 'userGone' | 'unackedOverflow';
+export type DropReason = 'queueFull' | 'appDownDrop' | 'userGone' | 'unackedOverflow' | 'rateLimited';
 
 /** A snapshot of the intermediary's numbers (the admin API and metrics read the same). */
 export interface IntermediaryStats {
@@ -74,6 +75,8 @@ export interface IntermediaryStats {
   heldMessages: number;
   /** Dropped inputs by reason. */
   dropped: Record<DropReason, number>;
+  /** Users refused by a connection limit, by limit. */
+  refused: Record<AdmissionRefusal, number>;
   /** Reported errors by code. */
   errors: Record<ImiErrorCode, number>;
   /** Limit hits by option name. */
@@ -167,13 +170,15 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
     inputBytes: 0,
     redelivered: 0,
     lastResyncMs: undefined as number | undefined,
-    dropped: { queueFull: 0, appDownDrop: 0, userGone: 0, unackedOverflow: 0 } as Record<DropReason, number>,
+    dropped: { queueFull: 0, appDownDrop: 0, userGone: 0, unackedOverflow: 0, rateLimited: 0 } as Record<DropReason, number>,
+    refused: { maxConnections: 0, maxConnectionsPerIp: 0, connectRatePerIp: 0 } as Record<AdmissionRefusal, number>,
     errors: Object.fromEntries(ERROR_CODES.map((code) => [code, 0])) as Record<ImiErrorCode, number>,
     limits: {} as Record<string, number>,
   };
   private closedSessionsOutput = { writes: 0, bytes: 0 };
   private readonly logBudget = new Map<ImiErrorCode, { second: number; count: number; suppressed: number }>();
   private readonly connectionOwner: ConnectionOwner;
+  private readonly admission: Admission;
 
   /**
    * @param options - every option has a default; see {@link IntermediaryOptions}
@@ -185,6 +190,11 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.hooks = createHooks();
     this.tokenDigest = this.options.token === undefined ? undefined : digest(this.options.token);
+    this.admission = new Admission({
+      maxConnections: this.options.maxConnections,
+      maxConnectionsPerIp: this.options.maxConnectionsPerIp,
+      connectRatePerIp: this.options.connectRatePerIp,
+    });
     this.connectionOwner = {
       onLine: (connection, line, truncated, bytes) => this.handleLine(connection, line, truncated, bytes),
       onConnectionClosed: (connection) => this.handleConnectionClosed(connection),
@@ -247,7 +257,10 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       clientPort: (appServer.address() as AddressInfo).port,
     };
     const sweepMs = Math.max(50, Math.min(1000, this.options.depWaitTimeoutMs / 2));
-    this.depTimer = setInterval(() => this.expireHeldMessages(), sweepMs);
+    this.depTimer = setInterval(() => {
+      this.expireHeldMessages();
+      this.admission.sweep(Date.now());
+    }, sweepMs);
     this.depTimer.unref();
     this.logger.info({ ...ports, host: this.options.host, clientHost: this.options.clientHost }, 'listening');
     this.emit('listening', ports);
@@ -291,6 +304,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       redelivered: this.counters.redelivered,
       heldMessages: this.app?.deps.held ?? 0,
       dropped: { ...this.counters.dropped },
+      refused: { ...this.counters.refused },
       errors: { ...this.counters.errors },
       limits: { ...this.counters.limits },
       lastResyncMs: this.counters.lastResyncMs,
@@ -356,11 +370,20 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       socket.destroy();
       return;
     }
+    const address = socket.remoteAddress ?? '';
+    const limited = this.options.limitLoopback || !isLoopback(address);
+    const refusal = this.admission.admit(address, Date.now(), limited);
+    if (refusal !== undefined) {
+      this.refuseUser(socket, refusal);
+      return;
+    }
     const record = this.registry.add({
       transport: 'tcp',
-      remote: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+      remote: { address, port: socket.remotePort ?? 0 },
     });
     const connection = new Connection(socket, record, this.connectionOwner, this.options.maxLineBytes, this.options.maxOutputBufferBytes);
+    connection.admitted = true;
+    if (limited) connection.inputBucket = new TokenBucket(this.options.inputRatePerSession, this.options.inputBurstPerSession, Date.now());
     this.openConnections.add(connection);
     this.counters.sessionsOpened++;
     if (!this.hooks.connect.isUsed()) {
@@ -392,6 +415,21 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
     );
   }
 
+  private refuseUser(socket: Socket, refusal: AdmissionRefusal): void {
+    const limit = this.options[refusal];
+    const why = refusal === 'maxConnections' ? 'the server is full' : refusal === 'maxConnectionsPerIp' ? 'too many connections from your address' : 'connecting too fast';
+    this.counters.refused[refusal]++;
+    this.reportLimit(refusal, limit, `user from ${socket.remoteAddress ?? '?'} refused: ${why}`);
+    socket.on('error', () => {});
+    if (this.options.refusedNotice === false) {
+      socket.destroy();
+      return;
+    }
+    socket.end(this.options.refusedNotice.replace('{reason}', why));
+    // A refused peer gets no more of our time than a short flush.
+    setTimeout(() => socket.destroy(), 2_000).unref();
+  }
+
   private admit(connection: Connection): void {
     connection.accepted = true;
     this.connections.set(connection.id, connection);
@@ -417,6 +455,55 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
   }
 
   private handleLine(connection: Connection, line: string, truncated: boolean, bytes: number): void {
+    const bucket = connection.inputBucket;
+    if (bucket !== undefined && (connection.delayedLines.length > 0 || !bucket.take(Date.now()))) {
+      this.delayLine(connection, { line, truncated, bytes });
+      return;
+    }
+    this.processLine(connection, line, truncated, bytes);
+  }
+
+  /** Holds a line back (input rate), pausing the user's reading so TCP slows them down. */
+  private delayLine(connection: Connection, delayed: DelayedLine): void {
+    if (connection.delayedLines.length >= this.options.maxDelayedLinesPerSession) {
+      this.counters.dropped.rateLimited++;
+      this.reportLimit('inputRatePerSession', this.options.inputRatePerSession, 'a user typed faster than the input rate; a line was dropped', connection.id);
+      if (!connection.toldRateLimit) {
+        connection.toldRateLimit = true;
+        if (this.options.rateLimitNotice !== false) connection.write(this.options.rateLimitNotice);
+      }
+      return;
+    }
+    connection.delayedLines.push(delayed);
+    if (connection.delayedLines.length === 1) {
+      connection.pause();
+      this.scheduleDelayed(connection);
+    }
+  }
+
+  private scheduleDelayed(connection: Connection): void {
+    const waitMs = connection.inputBucket?.waitMs(Date.now()) ?? 0;
+    connection.delayTimer = setTimeout(() => this.releaseDelayed(connection), Math.max(1, waitMs));
+  }
+
+  private releaseDelayed(connection: Connection): void {
+    connection.delayTimer = undefined;
+    if (connection.closing) return;
+    const bucket = connection.inputBucket!;
+    while (connection.delayedLines.length > 0 && bucket.take(Date.now())) {
+      const next = connection.delayedLines.shift()!;
+      this.processLine(connection, next.line, next.truncated, next.bytes);
+      if (connection.closing) return;
+    }
+    if (connection.delayedLines.length > 0) {
+      this.scheduleDelayed(connection);
+    } else {
+      connection.toldRateLimit = false;
+      if (connection.accepted) connection.resume();
+    }
+  }
+
+  private processLine(connection: Connection, line: string, truncated: boolean, bytes: number): void {
     connection.lastInputAt = Date.now();
     connection.record.counters.linesIn++;
     this.counters.inputLines++;
@@ -599,6 +686,12 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
   }
 
   private handleConnectionClosed(connection: Connection): void {
+    if (connection.admitted) {
+      connection.admitted = false;
+      this.admission.release(connection.remote.address, connection.inputBucket !== undefined);
+    }
+    if (connection.delayTimer !== undefined) clearTimeout(connection.delayTimer);
+    connection.delayedLines.clear();
     this.openConnections.delete(connection);
     if (!this.registry.has(connection.id)) return;
     const reason = connection.closeReason;
@@ -1066,6 +1159,11 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       }
     }
   }
+}
+
+/** Whether an address is this host (IPv4 127/8, IPv6 ::1, or IPv4-mapped loopback). */
+function isLoopback(address: string): boolean {
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }
 
 function digest(token: string): Buffer {

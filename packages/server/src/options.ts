@@ -57,6 +57,18 @@ export const DEFAULT_PROCESSED_TXN_MEMORY = 65_536;
 export const DEFAULT_MAX_OUTPUT_BUFFER_BYTES = 1024 * 1024;
 /** Default {@link IntermediaryOptions.maxAppBufferBytes}: 32 MiB waiting to be written to the app. */
 export const DEFAULT_MAX_APP_BUFFER_BYTES = 32 * 1024 * 1024;
+/** Default {@link IntermediaryOptions.maxConnections}: users connected at once. */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+/** Default {@link IntermediaryOptions.maxConnectionsPerIp}: users connected at once from one address. */
+export const DEFAULT_MAX_CONNECTIONS_PER_IP = 64;
+/** Default {@link IntermediaryOptions.connectRatePerIp}: new connections a second from one address. */
+export const DEFAULT_CONNECT_RATE_PER_IP = 10;
+/** Default {@link IntermediaryOptions.inputRatePerSession}: lines a second from one user. */
+export const DEFAULT_INPUT_RATE_PER_SESSION = 50;
+/** Default {@link IntermediaryOptions.inputBurstPerSession}: lines a user may send at once before the rate applies. */
+export const DEFAULT_INPUT_BURST_PER_SESSION = 100;
+/** Default {@link IntermediaryOptions.maxDelayedLinesPerSession}: lines held back by the rate limit before more are dropped. */
+export const DEFAULT_MAX_DELAYED_LINES_PER_SESSION = 100;
 /** Default {@link IntermediaryOptions.closeTimeoutMs}: how long `close()` lets sockets flush. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 /** Default {@link IntermediaryOptions.appDownNotice}. */
@@ -65,6 +77,10 @@ export const DEFAULT_APP_DOWN_NOTICE = '\r\n*** The application is restarting. S
 export const DEFAULT_SHUTDOWN_NOTICE = '\r\n*** The server is shutting down. ***\r\n';
 /** Default {@link IntermediaryOptions.lineTooLongNotice}; `{limit}` is replaced by the byte limit. */
 export const DEFAULT_LINE_TOO_LONG_NOTICE = '\r\n*** Your line was too long and was cut to {limit} bytes. ***\r\n';
+/** Default {@link IntermediaryOptions.refusedNotice}; `{reason}` is replaced by why. */
+export const DEFAULT_REFUSED_NOTICE = '*** Connection refused: {reason}. Try again later. ***\r\n';
+/** Default {@link IntermediaryOptions.rateLimitNotice}. */
+export const DEFAULT_RATE_LIMIT_NOTICE = '\r\n*** You are typing too fast: some lines were dropped. ***\r\n';
 /** Default {@link IntermediaryOptions.queueFullNotice}. */
 export const DEFAULT_QUEUE_FULL_NOTICE = '\r\n*** Too much typed while the application is away: your oldest lines were dropped. ***\r\n';
 
@@ -124,6 +140,29 @@ export interface IntermediaryOptions {
   maxOutputBufferBytes?: number;
   /** Events waiting for a slow app, in bytes, before it is treated as hung. Default {@link DEFAULT_MAX_APP_BUFFER_BYTES}. */
   maxAppBufferBytes?: number;
+  /** Most users connected at once; more are refused with {@link IntermediaryOptions.refusedNotice}. Default {@link DEFAULT_MAX_CONNECTIONS}. */
+  maxConnections?: number;
+  /** Most users connected at once from one address. Default {@link DEFAULT_MAX_CONNECTIONS_PER_IP}. */
+  maxConnectionsPerIp?: number;
+  /** New connections a second from one address (bursts of twice that). Default {@link DEFAULT_CONNECT_RATE_PER_IP}. */
+  connectRatePerIp?: number;
+  /** Lines a second from one user; the excess is delayed, then dropped with a notice. Default {@link DEFAULT_INPUT_RATE_PER_SESSION}. */
+  inputRatePerSession?: number;
+  /** Lines a user may send in a burst before `inputRatePerSession` applies. Default {@link DEFAULT_INPUT_BURST_PER_SESSION}. */
+  inputBurstPerSession?: number;
+  /** Lines held back by the input rate before more are dropped (the user's reading is paused meanwhile). Default {@link DEFAULT_MAX_DELAYED_LINES_PER_SESSION}. */
+  maxDelayedLinesPerSession?: number;
+  /**
+   * Apply the per-address limits (`maxConnectionsPerIp`, `connectRatePerIp`)
+   * and `inputRatePerSession` to loopback users too. Default false: loopback
+   * peers are local proxies (a WebSocket gateway, stunnel), tools and tests,
+   * which carry many users on one address.
+   */
+  limitLoopback?: boolean;
+  /** Told to a user refused by a connection limit. Default {@link DEFAULT_REFUSED_NOTICE}. */
+  refusedNotice?: string | false;
+  /** Told to a user once per burst whose lines were dropped by the input rate. Default {@link DEFAULT_RATE_LIMIT_NOTICE}. */
+  rateLimitNotice?: string | false;
   /** How long `close()` waits for sockets to flush before destroying them. Default {@link DEFAULT_CLOSE_TIMEOUT_MS}. */
   closeTimeoutMs?: number;
   /** Told to each user once per app outage; `false` for silence. Default {@link DEFAULT_APP_DOWN_NOTICE}. */
@@ -174,6 +213,15 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   maxOutputBufferBytes: DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
   maxAppBufferBytes: DEFAULT_MAX_APP_BUFFER_BYTES,
   closeTimeoutMs: DEFAULT_CLOSE_TIMEOUT_MS,
+  maxConnections: DEFAULT_MAX_CONNECTIONS,
+  maxConnectionsPerIp: DEFAULT_MAX_CONNECTIONS_PER_IP,
+  connectRatePerIp: DEFAULT_CONNECT_RATE_PER_IP,
+  inputRatePerSession: DEFAULT_INPUT_RATE_PER_SESSION,
+  inputBurstPerSession: DEFAULT_INPUT_BURST_PER_SESSION,
+  maxDelayedLinesPerSession: DEFAULT_MAX_DELAYED_LINES_PER_SESSION,
+  limitLoopback: false,
+  refusedNotice: DEFAULT_REFUSED_NOTICE,
+  rateLimitNotice: DEFAULT_RATE_LIMIT_NOTICE,
   appDownNotice: DEFAULT_APP_DOWN_NOTICE,
   shutdownNotice: DEFAULT_SHUTDOWN_NOTICE,
   lineTooLongNotice: DEFAULT_LINE_TOO_LONG_NOTICE,
@@ -198,6 +246,12 @@ const POSITIVE_OPTIONS = [
   'maxOutputBufferBytes',
   'maxAppBufferBytes',
   'closeTimeoutMs',
+  'maxConnections',
+  'maxConnectionsPerIp',
+  'connectRatePerIp',
+  'inputRatePerSession',
+  'inputBurstPerSession',
+  'maxDelayedLinesPerSession',
 ] as const;
 const NON_NEGATIVE_OPTIONS = ['legacyHelloWaitMs', 'heartbeatIntervalMs'] as const;
 
@@ -232,6 +286,7 @@ export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
   if (resolved.idleTimeoutMs !== undefined && !(resolved.idleTimeoutMs > 0)) throw configError(`idleTimeoutMs must be a positive number, got ${String(resolved.idleTimeoutMs)}`);
   if (resolved.appPolicy !== 'refuse' && resolved.appPolicy !== 'replace') throw configError(`appPolicy must be "refuse" or "replace", got ${String(resolved.appPolicy)}`);
   if (resolved.whileAppDown !== 'queue' && resolved.whileAppDown !== 'drop') throw configError(`whileAppDown must be "queue" or "drop", got ${String(resolved.whileAppDown)}`);
+  if (typeof resolved.limitLoopback !== 'boolean') throw configError(`limitLoopback must be true or false, got ${String(resolved.limitLoopback)}`);
   if (resolved.token !== undefined && (typeof resolved.token !== 'string' || resolved.token.length === 0)) throw configError('token must be a non-empty string');
   if (resolved.heartbeatIntervalMs > 0 && resolved.heartbeatTimeoutMs <= resolved.heartbeatIntervalMs) {
     throw configError(`heartbeatTimeoutMs (${resolved.heartbeatTimeoutMs}) must be longer than heartbeatIntervalMs (${resolved.heartbeatIntervalMs})`);
