@@ -59,7 +59,7 @@ export interface AdmissionLimits {
   maxConnections: number;
   /** Most users connected at once from one address. */
   maxConnectionsPerIp: number;
-  /** New connections a second from one address (burst of the same size). */
+  /** New connections a second from one address (bursts of twice that). */
   connectRatePerIp: number;
 }
 
@@ -106,7 +106,7 @@ export class Admission {
     if (current >= this.limits.maxConnectionsPerIp) return 'maxConnectionsPerIp';
     let bucket = this.rates.get(address);
     if (bucket === undefined) {
-      bucket = new TokenBucket(this.limits.connectRatePerIp, this.limits.connectRatePerIp, now);
+      bucket = new TokenBucket(this.limits.connectRatePerIp, this.limits.connectRatePerIp * 2, now);
       this.rates.set(address, bucket);
     }
     if (!bucket.take(now)) return 'connectRatePerIp';
