@@ -17,7 +17,7 @@ import {
 import { appMessage, cuts, invalidAppElement, kinds, messagesOnly, roundTrip, runDecoder, splitAt, text } from './arbitraries.js';
 
 const app = { validate: validateAppMessage };
-const RUNS = { numRuns: 1000 };
+const RUNS = { numRuns: Number(process.env['FUZZ_RUNS'] ?? 1000) };
 const bytes = (s: string): Buffer => Buffer.from(s, 'utf8');
 const NULL_FRAME = '{"param":"null"}';
 
