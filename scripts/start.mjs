@@ -19,14 +19,20 @@ const wanted = process.env.IMI_EXAMPLE ?? 'mini-mud';
 const example = existsSync(join(root, 'examples', wanted, 'index.js')) ? wanted : 'echo';
 const env = { ...process.env, IMI_CLIENT_PORT: clientPort };
 
+// The children run in process groups of their own (detached): a Ctrl-C in
+// the terminal then reaches this script only, which stops each child once
+// with SIGTERM. (In the terminal's group they would get the SIGINT too, and
+// the intermediary takes a second signal as "exit at once".)
 const server = spawn(process.execPath, [join(root, 'packages/server/dist/cli.js'), '--external-port', externalPort, '--client-port', clientPort], {
   stdio: ['ignore', 'inherit', 'inherit'],
   env,
+  detached: true,
 });
 let stopping = false;
 let app;
 function startApp() {
-  app = spawn(process.execPath, [join(root, 'examples', example, 'index.js')], { stdio: ['ignore', 'inherit', 'inherit'], env });
+  if (stopping) return; // a restart was scheduled before Ctrl-C
+  app = spawn(process.execPath, [join(root, 'examples', example, 'index.js')], { stdio: ['ignore', 'inherit', 'inherit'], env, detached: true });
   console.log(`[start] ${example} app running as pid ${app.pid} (try: kill -9 ${app.pid})`);
   app.on('exit', (code, signal) => {
     if (stopping) return;
@@ -45,6 +51,11 @@ function stop() {
 }
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
+process.on('SIGHUP', stop);
+// Should this script die of an error, do not leave the children behind.
+process.on('exit', () => {
+  for (const child of [app, server]) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
 server.on('exit', (code) => {
   stop();
   process.exitCode = code ?? 0;
