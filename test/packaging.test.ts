@@ -52,7 +52,7 @@ describe('the packages, installed from tarballs into a clean project', () => {
   it('ship only dist/, README and LICENSE (no tests, no sources, no source maps)', () => {
     for (const name of packages) {
       const listing = run('tar', ['-tzf', join(work, readdirSync(work).find((file) => file.startsWith(`imi-${name}-`))!)], work).trim().split('\n');
-      for (const entry of listing) expect(entry, `${name}: ${entry}`).toMatch(/^package\/(dist\/.+\.(js|d\.ts)|README\.md|LICENSE|package\.json)$/);
+      for (const entry of listing) expect(entry, `${name}: ${entry}`).toMatch(/^package\/(dist\/.+\.(js|d\.ts)|README\.md|LICENSE|CHANGELOG\.md|package\.json)$/);
       expect(listing).toContain('package/README.md');
       expect(listing).toContain('package/LICENSE');
       expect(listing).toContain('package/dist/index.js');
