@@ -44,6 +44,14 @@ export {
   DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
   DEFAULT_MAX_APP_BUFFER_BYTES,
   DEFAULT_CLOSE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_CONNECTIONS_PER_IP,
+  DEFAULT_CONNECT_RATE_PER_IP,
+  DEFAULT_INPUT_RATE_PER_SESSION,
+  DEFAULT_INPUT_BURST_PER_SESSION,
+  DEFAULT_MAX_DELAYED_LINES_PER_SESSION,
+  DEFAULT_REFUSED_NOTICE,
+  DEFAULT_RATE_LIMIT_NOTICE,
   DEFAULT_APP_DOWN_NOTICE,
   DEFAULT_SHUTDOWN_NOTICE,
   DEFAULT_LINE_TOO_LONG_NOTICE,
@@ -54,3 +62,4 @@ export {
   type WhileAppDownPolicy,
 } from './options.js';
 export { LineSplitter, type LineSink } from './line-splitter.js';
+export { Admission, TokenBucket, type AdmissionLimits, type AdmissionRefusal } from './admission.js';
