@@ -52,7 +52,9 @@ describe('the packages, installed from tarballs into a clean project', () => {
   it('ship only dist/, README and LICENSE (no tests, no sources, no source maps)', () => {
     for (const name of packages) {
       const listing = run('tar', ['-tzf', join(work, readdirSync(work).find((file) => file.startsWith(`imi-${name}-`))!)], work).trim().split('\n');
-      for (const entry of listing) expect(entry, `${name}: ${entry}`).toMatch(/^package\/(dist\/.+\.(js|d\.ts)|README\.md|LICENSE|CHANGELOG\.md|package\.json)$/);
+      // @imi/server also ships the browser client page (web/), served by --web-port.
+      for (const entry of listing) expect(entry, `${name}: ${entry}`).toMatch(/^package\/(dist\/.+\.(js|d\.ts)|README\.md|LICENSE|CHANGELOG\.md|package\.json|web\/(index\.html|client\.js|client\.css))$/);
+      if (name === 'server') expect(listing).toEqual(expect.arrayContaining(['package/web/index.html', 'package/web/client.js', 'package/web/client.css']));
       expect(listing).toContain('package/README.md');
       expect(listing).toContain('package/LICENSE');
       expect(listing).toContain('package/dist/index.js');

@@ -19,15 +19,18 @@ import {
   validateIntermediaryMessage,
   type ConnectMessage,
   type ErrorMessage,
+  type GmcpMessage,
   type InputMessage,
   type IntermediaryMessage,
   type JsonObject,
+  type JsonValue,
+  type TelnetInfoMessage,
   type UserDisconnectMessage,
 } from '@imi/core';
 import { AckTracker, type AckRelease } from './ack-tracker.js';
 import { HandlerError } from './errors.js';
 import { invokeListeners, type ClientEvents } from './events.js';
-import { isolateTaps, type ClientHooks } from './hooks.js';
+import { callHook, isolateTaps, type ClientHooks } from './hooks.js';
 import { REDELIVERY_MEMORY, REPLAY_MEMORY_BYTES, resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
 import { Session, mergeState, sessionSlots } from './session.js';
 
@@ -142,6 +145,9 @@ interface Deferred {
   settled: boolean;
 }
 
+/** A GMCP package name the intermediary accepts (as its validator checks it). */
+const GMCP_PACKAGE = /^[^\s\x00-\x1f\x7f]{1,128}$/;
+
 /** Room kept in each frame for the `,"ack":N` added when it is written. */
 const ACK_ROOM = 32;
 
@@ -224,8 +230,20 @@ export class Client extends EventEmitter<ClientEvents> {
   private readonly sessionMap = new Map<string, Session>();
   private readonly userQueues = new Map<string, UserQueue>();
   private readonly batchStore = new AsyncLocalStorage<Batch>();
-  /** Input txn ids handled by this process (newest last), so a redelivery after a link outage is only acked. */
-  private readonly handledInputs = new Set<string>();
+  /**
+   * Input txn ids handled by this process, newest last, so a redelivery
+   * after a link outage is only acked: a ring of {@link REDELIVERY_MEMORY}
+   * slots.
+   */
+  private readonly handledInputs: (string | undefined)[] = [];
+  private handledNext = 0;
+  /**
+   * A Set of the ring's ids, built only when a redelivered input is looked
+   * up (after a link outage) and dropped at the next input that is not a
+   * redelivery: hashing every id into a Set cost more than the rest of
+   * handling an input.
+   */
+  private handledIndex: Set<string> | undefined;
   /**
    * Replies written on a link that then broke, by the `txn_id` of the input
    * they answer: if the intermediary redelivers that input it never read
@@ -461,6 +479,49 @@ export class Client extends EventEmitter<ClientEvents> {
     return txnId;
   }
 
+  /**
+   * Telnet users: hides (`false`) or shows (`true`) what the user types, for
+   * a password prompt (send the prompt, then `setEcho(id, false)`; after the
+   * answer, `setEcho(id, true)`). The intermediary keeps the setting across
+   * app restarts (`session.telnet.echo`). Does nothing for other transports.
+   *
+   * @param id - the session id
+   * @param visible - whether the user's typing is shown
+   * @param options - `after`
+   * @returns the message's txn id
+   * @throws ImiError as {@link send}
+   */
+  setEcho(id: string, visible: boolean, options?: Omit<SendOptions, 'updates'>): string {
+    this.checkString(id, 'setEcho: id');
+    if (typeof visible !== 'boolean') throw new ImiError('IMI_BAD_MESSAGE', 'setEcho: visible must be a boolean', { sessionId: id });
+    const txnId = randomUUID();
+    this.submit([this.appRecord({ param: 'telnet', data: { id, echo: visible } }, txnId, id, options)]);
+    return txnId;
+  }
+
+  /**
+   * Telnet users whose MUD client speaks GMCP (`session.telnet.gmcp`): sends
+   * a GMCP message, in order with the text sent to them. Dropped by the
+   * intermediary for users without GMCP.
+   *
+   * @param id - the session id
+   * @param packageName - e.g. `"Char.Vitals"` (no spaces, at most 128 characters)
+   * @param value - the payload, sent as JSON; none when undefined
+   * @param options - `after`
+   * @returns the message's txn id
+   * @throws ImiError `IMI_BAD_MESSAGE` for a bad package name; otherwise as {@link send}
+   */
+  sendGmcp(id: string, packageName: string, value?: JsonValue, options?: Omit<SendOptions, 'updates'>): string {
+    this.checkString(id, 'sendGmcp: id');
+    this.checkString(packageName, 'sendGmcp: packageName');
+    if (!GMCP_PACKAGE.test(packageName)) throw new ImiError('IMI_BAD_MESSAGE', `sendGmcp: ${JSON.stringify(packageName.slice(0, 64))} is not a GMCP package name (1-128 characters, no spaces)`, { sessionId: id });
+    const txnId = randomUUID();
+    const data: { id: string; package: string; value?: JsonValue } = { id, package: packageName };
+    if (value !== undefined) data.value = value;
+    this.submit([this.appRecord({ param: 'gmcp', data }, txnId, id, options)]);
+    return txnId;
+  }
+
   // ------------------------------------------------------------ outgoing
 
   private checkString(value: unknown, what: string): asserts value is string {
@@ -468,14 +529,23 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   private appRecord(message: { param: string; data: object }, txnId: string, userId: string | undefined, options: SendOptions | undefined): OutRecord {
-    const full: Record<string, unknown> = { param: message.param, data: message.data, txn_id: txnId };
     const after = toIdList(options?.after, 'after');
-    if (after !== undefined && after.length > 0) full['dep_txns'] = after;
-    if (options?.updates !== undefined) {
-      if (!isJsonObject(options.updates)) throw new ImiError('IMI_BAD_MESSAGE', 'updates must be an object');
-      full['updates'] = options.updates;
+    const hasDeps = after !== undefined && after.length > 0;
+    let frame: string;
+    if (message.param === 'output' && !hasDeps && options?.updates === undefined) {
+      // The common case, written directly: the same bytes as encodeFrame() of
+      // { param, data: { id, value }, txn_id } (send() and multisend() make that data).
+      const data = message.data as { id: string; value: string };
+      frame = `{"param":"output","data":{"id":${JSON.stringify(data.id)},"value":${JSON.stringify(data.value)}},"txn_id":${JSON.stringify(txnId)}}\n`;
+    } else {
+      const full: Record<string, unknown> = { param: message.param, data: message.data, txn_id: txnId };
+      if (hasDeps) full['dep_txns'] = after;
+      if (options?.updates !== undefined) {
+        if (!isJsonObject(options.updates)) throw new ImiError('IMI_BAD_MESSAGE', 'updates must be an object');
+        full['updates'] = options.updates;
+      }
+      frame = encodeFrame(full);
     }
-    const frame = encodeFrame(full);
     const bytes = Buffer.byteLength(frame);
     if (bytes + ACK_ROOM > this.options.maxFrameBytes) {
       throw new LimitError('maxFrameBytes', this.options.maxFrameBytes, `a ${message.param} frame of ${bytes} bytes is over maxFrameBytes (${this.options.maxFrameBytes})`, {
@@ -483,7 +553,7 @@ export class Client extends EventEmitter<ClientEvents> {
         ...(userId === undefined ? {} : { sessionId: userId }),
       });
     }
-    return { kind: 'app', frame, bytes, userId, hasDeps: full['dep_txns'] !== undefined, ack: undefined, written: false };
+    return { kind: 'app', frame, bytes, userId, hasDeps, ack: undefined, written: false };
   }
 
   private applyLocalUpdates(id: string, updates: JsonObject | undefined): void {
@@ -753,7 +823,32 @@ export class Client extends EventEmitter<ClientEvents> {
       case 'shutdown':
         link.shutdownReason = message.data.reason;
         break;
+      case 'telnet':
+      case 'gmcp':
+        this.onTelnetEvent(message);
+        break;
     }
+  }
+
+  /**
+   * `telnet` and `gmcp` from the intermediary: not acked, handled in order
+   * with the user's other events; what their listeners send goes out at once.
+   */
+  private onTelnetEvent(message: TelnetInfoMessage | GmcpMessage): void {
+    const id = message.data.id;
+    this.enqueueForUser(id, () =>
+      this.batchStore.exit(() => {
+        const session = this.sessionMap.get(id);
+        if (session === undefined) return Promise.resolve();
+        if (message.param === 'telnet') {
+          sessionSlots(session).telnet = Object.freeze({ ...message.data.telnet });
+          this.emitSafely('telnet', [session, session.telnet]);
+        } else {
+          this.emitSafely('gmcp', [session, message.data.package, message.data.value]);
+        }
+        return Promise.resolve();
+      }),
+    );
   }
 
   private onErrorFrame(link: Link, message: ErrorMessage): void {
@@ -801,6 +896,8 @@ export class Client extends EventEmitter<ClientEvents> {
       // written to the broken link they are sent again with the new ack;
       // if they are still running, or their replies were still queued, the
       // replies go out once anyway and only the ack is needed.
+      // Redeliveries come first on a link: past them the index is not needed.
+      if (message.redelivered !== true) this.handledIndex = undefined;
       const replay = message.redelivered === true ? this.takeReplayable(txnId) : undefined;
       if (replay !== undefined) {
         work = () => {
@@ -808,7 +905,7 @@ export class Client extends EventEmitter<ClientEvents> {
           this.outgoingBytes += replay.bytes;
           return Promise.resolve();
         };
-      } else if (message.redelivered === true && this.handledInputs.has(txnId)) {
+      } else if (message.redelivered === true && this.wasHandled(txnId)) {
         work = () => Promise.resolve();
       } else {
         work = () => this.handleInput(batch, id, value, txnId);
@@ -867,8 +964,9 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     const session = new Session(this, data);
     this.sessionMap.set(session.id, session);
-    await this.runListeners('connect', [session], session.id);
-    if (this.hooks.connect.taps.length > 0) await this.hooks.connect.promise(session);
+    const listening = this.runListeners('connect', [session], session.id);
+    if (listening !== undefined) await listening;
+    if (this.hooks.connect.taps.length > 0) await callHook(this.hooks.connect, [session], false);
   }
 
   private async handleInput(batch: Batch, id: string, line: string, txnId: string): Promise<void> {
@@ -880,10 +978,15 @@ export class Client extends EventEmitter<ClientEvents> {
       return;
     }
     this.rememberInput(txnId);
-    await this.runListeners('input', [session, line], id);
-    if (this.hooks.input.taps.length > 0) await this.hooks.input.promise(session, line);
+    const listening = this.runListeners('input', [session, line], id);
+    if (listening !== undefined) await listening;
+    if (this.hooks.input.taps.length > 0) {
+      const tapped = callHook(this.hooks.input, [session, line], false);
+      if (tapped !== undefined) await tapped;
+    }
     if (this.hooks.buildResponse.taps.length === 0) return;
-    const reply: unknown = await this.hooks.buildResponse.promise(undefined, session, line);
+    let reply: unknown = callHook(this.hooks.buildResponse, [undefined, session, line], true);
+    if (isThenable(reply)) reply = await reply;
     if (reply === undefined || reply === '') return;
     if (typeof reply !== 'string') {
       this.report(new HandlerError('hook', 'buildResponse', undefined, new TypeError(`the reply must be a string or undefined, got ${typeof reply}`), id));
@@ -897,11 +1000,24 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   private rememberInput(txnId: string): void {
-    this.handledInputs.add(txnId);
-    if (this.handledInputs.size > REDELIVERY_MEMORY) {
-      const oldest = this.handledInputs.values().next();
-      if (oldest.done !== true) this.handledInputs.delete(oldest.value);
+    const index = this.handledIndex;
+    if (index !== undefined) {
+      if (index.has(txnId)) return;
+      const oldest = this.handledInputs[this.handledNext];
+      if (oldest !== undefined) index.delete(oldest);
+      index.add(txnId);
     }
+    this.handledInputs[this.handledNext] = txnId;
+    this.handledNext = (this.handledNext + 1) % REDELIVERY_MEMORY;
+  }
+
+  /** Whether this process handled the input with this txn id (among the last {@link REDELIVERY_MEMORY}). */
+  private wasHandled(txnId: string): boolean {
+    if (this.handledIndex === undefined) {
+      this.handledIndex = new Set();
+      for (const id of this.handledInputs) if (id !== undefined) this.handledIndex.add(id);
+    }
+    return this.handledIndex.has(txnId);
   }
 
   private async handleDisconnect(id: string, reason: string): Promise<void> {
@@ -911,8 +1027,9 @@ export class Client extends EventEmitter<ClientEvents> {
     this.sessionMap.delete(id);
     this.leaving.delete(id);
     sessionSlots(session).connected = false;
-    await this.runListeners('disconnect', [session, reason], id);
-    if (this.hooks.disconnect.taps.length > 0) await this.hooks.disconnect.promise(session, reason);
+    const listening = this.runListeners('disconnect', [session, reason], id);
+    if (listening !== undefined) await listening;
+    if (this.hooks.disconnect.taps.length > 0) await callHook(this.hooks.disconnect, [session, reason], false);
   }
 
   private finishEvent(batch: Batch, ticket: number): void {
@@ -1061,7 +1178,9 @@ export class Client extends EventEmitter<ClientEvents> {
 
   // ------------------------------------------------------------ handlers and reporting
 
-  private async runListeners(event: 'connect' | 'input' | 'disconnect', args: unknown[], sessionId: string): Promise<void> {
+  /** Calls an event's listeners; returns a promise only if some returned one (so an event nobody listens to costs no `await`). */
+  private runListeners(event: 'connect' | 'input' | 'disconnect', args: unknown[], sessionId: string): Promise<unknown> | undefined {
+    if (this.listenerCount(event) === 0) return undefined;
     const { results, errors } = invokeListeners(this, event, args);
     for (const error of errors) this.report(new HandlerError('event', event, undefined, error, sessionId));
     const waits: Promise<unknown>[] = [];
@@ -1070,7 +1189,7 @@ export class Client extends EventEmitter<ClientEvents> {
         waits.push(Promise.resolve(result).then(undefined, (error: unknown) => this.report(new HandlerError('event', event, undefined, error, sessionId))));
       }
     }
-    if (waits.length > 0) await Promise.all(waits);
+    return waits.length > 0 ? Promise.all(waits) : undefined;
   }
 
   /** Emits an event whose listeners are not awaited, reporting their failures. */

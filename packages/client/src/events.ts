@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ImiError } from '@imi/core';
+import type { ImiError, JsonValue, TelnetInfo } from '@imi/core';
 import { EventEmitter } from 'eventemitter3';
 import type { Session } from './session.js';
 
@@ -35,6 +35,19 @@ export interface ClientEvents {
    * left while the link was down).
    */
   disconnect: (session: Session, reason: string) => void | Promise<void>;
+  /**
+   * A telnet user's negotiated options changed (they resized their window,
+   * their client turned GMCP on, …); `session.telnet` is already updated.
+   * Not acked; in order with the user's other events.
+   */
+  telnet: (session: Session, info: Readonly<TelnetInfo>) => void;
+  /**
+   * A GMCP message from a telnet user's MUD client: the package (e.g.
+   * `"Core.Hello"`, `"Char.Login.Credentials"`) and its parsed JSON payload
+   * (undefined when it had none). Not acked and not queued while the app is
+   * away; in order with the user's other events.
+   */
+  gmcp: (session: Session, packageName: string, value: JsonValue | undefined) => void;
   /** A resync is complete: {@link Client.sessions} now matches the intermediary's `count` live users. */
   synced: (count: number) => void;
   /** Every `tickIntervalMs` from `connect()` to `close()`, link up or down; `n` counts from 1. */

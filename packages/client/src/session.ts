@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { ConnectMessage, JsonObject, JsonValue, RemoteAddress } from '@imi/core';
+import type { ConnectMessage, JsonObject, JsonValue, RemoteAddress, TelnetInfo } from '@imi/core';
 import type { Client, SendOptions } from './client.js';
 
 /** What the client changes on a session over its life; kept out of the public type. */
@@ -11,6 +11,7 @@ export interface SessionSlots {
   resumed: boolean;
   state: Readonly<JsonObject>;
   connected: boolean;
+  telnet: Readonly<TelnetInfo> | undefined;
 }
 
 const slots = new WeakMap<Session, SessionSlots>();
@@ -31,6 +32,8 @@ export interface SessionSnapshot {
   connected: boolean;
   /** See {@link Session.state}. */
   state: JsonObject;
+  /** See {@link Session.telnet}; only for telnet users. */
+  telnet?: TelnetInfo;
 }
 
 /** The mutable part of a session, for the client only (not exported from the package). */
@@ -84,7 +87,12 @@ export class Session {
     this.transport = data.transport;
     this.remote = Object.freeze({ address: data.remote.address, port: data.remote.port });
     this.connectedAt = data.connectedAt;
-    slots.set(this, { resumed: data.resumed, state: Object.freeze({ ...data.state }), connected: true });
+    slots.set(this, {
+      resumed: data.resumed,
+      state: Object.freeze({ ...data.state }),
+      connected: true,
+      telnet: data.telnet === undefined ? undefined : Object.freeze({ ...data.telnet }),
+    });
   }
 
   /**
@@ -108,6 +116,39 @@ export class Session {
   /** `false` once the user is gone (after the `disconnect` event) or the client closed. */
   get connected(): boolean {
     return sessionSlots(this).connected;
+  }
+
+  /**
+   * For telnet users: what their client negotiated (window size, terminal
+   * types, GMCP, echo, …), kept current by `telnet` events. Undefined for
+   * other transports.
+   */
+  get telnet(): Readonly<TelnetInfo> | undefined {
+    return sessionSlots(this).telnet;
+  }
+
+  /**
+   * Telnet: hides (`false`) or shows (`true`) what this user types, e.g.
+   * around a password prompt. Does nothing for other transports.
+   *
+   * @param visible - whether the user's typing is shown
+   * @returns the message's txn id
+   * @throws ImiError as {@link Client.setEcho}
+   */
+  setEcho(visible: boolean): string {
+    return this.#client.setEcho(this.id, visible);
+  }
+
+  /**
+   * Telnet with GMCP: sends this user's MUD client a GMCP message.
+   *
+   * @param packageName - e.g. `"Char.Vitals"`
+   * @param value - the payload, sent as JSON; none when undefined
+   * @returns the message's txn id
+   * @throws ImiError as {@link Client.sendGmcp}
+   */
+  sendGmcp(packageName: string, value?: JsonValue): string {
+    return this.#client.sendGmcp(this.id, packageName, value);
   }
 
   /**
@@ -158,6 +199,7 @@ export class Session {
       resumed: this.resumed,
       connected: this.connected,
       state: { ...this.state },
+      ...(this.telnet === undefined ? {} : { telnet: structuredClone(this.telnet) as TelnetInfo }),
     };
   }
 }

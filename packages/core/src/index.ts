@@ -29,6 +29,9 @@ export {
   type PingMessage,
   type ErrorMessage,
   type ShutdownMessage,
+  type TelnetInfo,
+  type TelnetInfoMessage,
+  type GmcpMessage,
   type IntermediaryMessage,
   type IntermediaryParam,
   type AppEnvelope,
@@ -41,6 +44,8 @@ export {
   type AckMessage,
   type PongMessage,
   type NullMessage,
+  type TelnetControlMessage,
+  type SendGmcpMessage,
   type AppMessage,
   type AppParam,
 } from './protocol.js';

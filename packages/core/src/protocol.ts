@@ -59,7 +59,48 @@ export interface ConnectMessage extends IntermediaryEnvelope {
     resumed: boolean;
     /** What apps stored for this user with `updates`; `{}` for a new user. */
     state: JsonObject;
+    /**
+     * For telnet users (`transport` `"telnet"` or `"telnet+tls"`): what the
+     * client negotiated. Absent for other transports.
+     */
+    telnet?: TelnetInfo;
   };
+}
+
+/**
+ * What a telnet client negotiated with the intermediary (RFC 854/855 and the
+ * MUD standards). The intermediary keeps it for the life of the connection,
+ * so an app that restarts gets it again in `connect.data.telnet` without the
+ * client renegotiating; changes arrive as `telnet` messages.
+ */
+export interface TelnetInfo {
+  /** The client's window size (NAWS, RFC 1073), once it sent one; 0 means unknown. */
+  naws?: {
+    /** Columns. */
+    width: number;
+    /** Rows. */
+    height: number;
+  };
+  /**
+   * Terminal types (TTYPE, RFC 1091), in the order the client gave them. A
+   * client that speaks MTTS gives its name, its terminal type, then
+   * `"MTTS <bits>"`; others give one type.
+   */
+  ttype?: string[];
+  /** The MTTS bit field (1 ANSI, 2 VT100, 4 UTF-8, 8 256 colours, 256 truecolor, …), when the client sent `MTTS <n>`. */
+  mtts?: number;
+  /** Whether the user's typing is shown (false while the app hides it, e.g. at a password prompt). */
+  echo: boolean;
+  /** Whether suppress-go-ahead (SGA) is on. */
+  sga: boolean;
+  /** Whether GMCP is on: the app may send `gmcp` to this user and receives theirs. */
+  gmcp: boolean;
+  /** The client's GMCP `Core.Hello` (`{"client": …, "version": …}`), once sent. */
+  gmcpHello?: JsonObject;
+  /** The GMCP packages the client supports (`Core.Supports.Set/Add/Remove`), e.g. `["Char 1", "Room 1"]`. */
+  gmcpSupports?: string[];
+  /** Whether output to this user is compressed (MCCP2). */
+  mccp2: boolean;
 }
 
 /** A user sent a line. */
@@ -139,6 +180,34 @@ export interface ShutdownMessage extends IntermediaryEnvelope {
   };
 }
 
+/** A telnet user's negotiated options changed (window resized, GMCP turned on, …). */
+export interface TelnetInfoMessage extends IntermediaryEnvelope {
+  /** Discriminant. */
+  param: 'telnet';
+  /** The user and their telnet info. */
+  data: {
+    /** The user's session id. */
+    id: string;
+    /** The whole info as it is now (not only what changed). */
+    telnet: TelnetInfo;
+  };
+}
+
+/** A GMCP message from a telnet user's client (a MUD client's structured channel). */
+export interface GmcpMessage extends IntermediaryEnvelope {
+  /** Discriminant. */
+  param: 'gmcp';
+  /** The user and the message. */
+  data: {
+    /** The user's session id. */
+    id: string;
+    /** The GMCP package and message name, e.g. `"Core.Hello"` or `"Char.Login.Credentials"`. */
+    package: string;
+    /** The message's JSON payload, parsed; absent when the message had none. */
+    value?: JsonValue;
+  };
+}
+
 /** Every message the intermediary sends to the app, discriminated on `param`. */
 export type IntermediaryMessage =
   | ConnectMessage
@@ -147,7 +216,9 @@ export type IntermediaryMessage =
   | SyncedMessage
   | PingMessage
   | ErrorMessage
-  | ShutdownMessage;
+  | ShutdownMessage
+  | TelnetInfoMessage
+  | GmcpMessage;
 
 /** The `param` values of {@link IntermediaryMessage}. */
 export type IntermediaryParam = IntermediaryMessage['param'];
@@ -277,6 +348,40 @@ export interface NullMessage extends AppEnvelope {
   data?: JsonValue;
 }
 
+/**
+ * Changes a telnet user's terminal settings. For users on other transports
+ * it does nothing.
+ */
+export interface TelnetControlMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'telnet';
+  /** Whom, and what to change. */
+  data: {
+    /** The user's session id. */
+    id: string;
+    /**
+     * `false` hides what the user types (a password prompt: the intermediary
+     * says WILL ECHO, so the client stops echoing), `true` shows it again.
+     */
+    echo?: boolean;
+  };
+}
+
+/** Sends a GMCP message to a telnet user's client; dropped when GMCP is not on for them. */
+export interface SendGmcpMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'gmcp';
+  /** Whom, and what. */
+  data: {
+    /** The user's session id. */
+    id: string;
+    /** The GMCP package and message name, e.g. `"Char.Vitals"`: no spaces, at most 128 characters. */
+    package: string;
+    /** The payload, sent as JSON; absent for a message without one. */
+    value?: JsonValue;
+  };
+}
+
 /** Every message an app sends to the intermediary, discriminated on `param`. */
 export type AppMessage =
   | HelloMessage
@@ -287,7 +392,9 @@ export type AppMessage =
   | StateMessage
   | AckMessage
   | PongMessage
-  | NullMessage;
+  | NullMessage
+  | TelnetControlMessage
+  | SendGmcpMessage;
 
 /** The `param` values of {@link AppMessage}. */
 export type AppParam = AppMessage['param'];

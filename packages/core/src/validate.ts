@@ -42,6 +42,8 @@ export const APP_PARAMS: ReadonlySet<string> = new Set([
   'ack',
   'pong',
   'null',
+  'telnet',
+  'gmcp',
 ]);
 
 /** The `param` values the intermediary may send. */
@@ -53,7 +55,15 @@ export const INTERMEDIARY_PARAMS: ReadonlySet<string> = new Set([
   'ping',
   'error',
   'shutdown',
+  'telnet',
+  'gmcp',
 ]);
+
+/**
+ * A GMCP package name as the app may send it: 1 to 128 characters, no
+ * whitespace or control characters (a space would end the name on the wire).
+ */
+const GMCP_PACKAGE = /^[^\s\x00-\x1f\x7f]{1,128}$/;
 
 /**
  * Reads `txn_id` leniently: a number (some legacy apps count their
@@ -84,7 +94,7 @@ function readTxnId(message: Obj): string | undefined | ProtocolError {
  * not a copy: validation allocates nothing on the success path. Legacy
  * leniencies are normalised in place so the result matches its type: a
  * numeric `txn_id` becomes a string, and an optional field sent as `null`
- * (`txn_id`, `dep_txns`, `updates`, `ack`, `disconnect`'s `data.value`) is
+ * (`txn_id`, `dep_txns`, `updates`, `ack`, `disconnect`'s `data.value`, `telnet`'s `data.echo`) is
  * removed.
  *
  * @param value - anything `JSON.parse` can return (or anything at all)
@@ -153,6 +163,19 @@ export function validateAppMessage(value: unknown): AppMessage | ProtocolError {
       if (data['ts'] !== undefined && typeof data['ts'] !== 'number') return bad(field(param, 'ts', 'a number'), txnId);
       break;
     }
+    case 'telnet': {
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (data['echo'] === null) delete data['echo'];
+      else if (data['echo'] !== undefined && typeof data['echo'] !== 'boolean') return bad(field(param, 'echo', 'a boolean'), txnId);
+      break;
+    }
+    case 'gmcp': {
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (typeof data['package'] !== 'string' || !GMCP_PACKAGE.test(data['package'])) {
+        return bad(field(param, 'package', 'a GMCP package name (1-128 characters, no spaces)'), txnId);
+      }
+      break;
+    }
   }
   return value as unknown as AppMessage;
 }
@@ -203,6 +226,7 @@ export function validateIntermediaryMessage(value: unknown): IntermediaryMessage
       if (typeof data['connectedAt'] !== 'number') return bad(field(param, 'connectedAt', 'a number'), txnId);
       if (typeof data['resumed'] !== 'boolean') return bad(field(param, 'resumed', 'a boolean'), txnId);
       if (!isObject(data['state'])) return bad(field(param, 'state', 'an object'), txnId);
+      if (data['telnet'] !== undefined && !isObject(data['telnet'])) return bad(field(param, 'telnet', 'an object'), txnId);
       break;
     }
     case 'input': {
@@ -231,6 +255,16 @@ export function validateIntermediaryMessage(value: unknown): IntermediaryMessage
     }
     case 'shutdown': {
       if (typeof data['reason'] !== 'string') return bad(field(param, 'reason', 'a string'), txnId);
+      break;
+    }
+    case 'telnet': {
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (!isObject(data['telnet'])) return bad(field(param, 'telnet', 'an object'), txnId);
+      break;
+    }
+    case 'gmcp': {
+      if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (typeof data['package'] !== 'string') return bad(field(param, 'package', 'a string'), txnId);
       break;
     }
   }

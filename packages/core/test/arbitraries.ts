@@ -49,6 +49,14 @@ const appData: fc.Arbitrary<{ param: AppMessage['param']; data?: unknown }> = fc
   fc.record({ param: fc.constant('ack' as const), data: fc.record({ seq: fc.nat() }) }),
   fc.record({ param: fc.constant('pong' as const), data: fc.record({ ts: fc.integer() }, { requiredKeys: [] }) }),
   fc.record({ param: fc.constant('null' as const), data: fc.jsonValue({ maxDepth: 2 }) }, { requiredKeys: ['param'] }),
+  fc.record({ param: fc.constant('telnet' as const), data: fc.record({ id: sessionId, echo: fc.boolean() }, { requiredKeys: ['id'] }) }),
+  fc.record({
+    param: fc.constant('gmcp' as const),
+    data: fc.record(
+      { id: sessionId, package: fc.stringMatching(/^[A-Za-z][A-Za-z0-9.]{0,40}$/), value: fc.jsonValue({ maxDepth: 2 }) },
+      { requiredKeys: ['id', 'package'] },
+    ),
+  }),
 );
 
 /** Any valid app → intermediary message, `param` first as apps write it. */
@@ -70,7 +78,7 @@ export const invalidAppElement: fc.Arbitrary<{ value: unknown; code: 'IMI_BAD_ME
     { value: { param: 'ack', data: { seq: -1 } }, code: 'IMI_BAD_MESSAGE' },
     { value: { param: 'connect', data: {} }, code: 'IMI_UNKNOWN_PARAM' },
   ),
-  text.filter((p) => !['hello', 'output', 'disconnect', 'broadcast', 'state', 'ack', 'pong', 'null'].includes(p)).map((param) => ({
+  text.filter((p) => !['hello', 'output', 'disconnect', 'broadcast', 'state', 'ack', 'pong', 'null', 'telnet', 'gmcp'].includes(p)).map((param) => ({
     value: { param, data: {} },
     code: 'IMI_UNKNOWN_PARAM' as const,
   })),

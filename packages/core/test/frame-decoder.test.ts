@@ -108,6 +108,31 @@ describe('FrameDecoder: valid streams', () => {
     );
   });
 
+  it('decodes long strings full of quotes, backslash runs and escapes under random splits', () => {
+    // Long strings take the decoder's indexOf path: escaped quotes and runs of
+    // backslashes must be told apart wherever a chunk ends.
+    const piece = fc.constantFrom('"', '\\', '\\\\', '\\"', '\\\\"', 'x', 'abcdefghij', '\r\n', '\t', 'é€😀', '{"param"', '}', ']');
+    const longText = fc.array(piece, { minLength: 1, maxLength: 80 }).map((p) => p.join(''));
+    fc.assert(
+      fc.property(fc.array(longText, { minLength: 1, maxLength: 4 }), cuts, (values, at) => {
+        const messages = values.map((value) => ({ param: 'output', data: { id: value.slice(0, 40), value } }));
+        const run = runDecoder(splitAt(bytes(messages.map(encodeFrame).join('')), at), app);
+        expect(messagesOnly(run.results)).toEqual(messages);
+      }),
+      RUNS,
+    );
+  });
+
+  it('a raw newline deep inside a long string ends the broken frame, wherever the chunks split', () => {
+    const long = 'y'.repeat(70);
+    for (const broken of [`{"param":"output","data":{"id":"a","value":"${long}no end`, `{"param":"output","data":{"id":"a","value":"${long}\\`, `{"param":"output","data":{"id":"a","value":"${long}\\\\\\"${long}`]) {
+      const wire = bytes(`${broken}\n${NULL_FRAME}\n{"param":"null","txn_id":"2"}\n`);
+      for (let a = 0; a <= wire.length; a++) {
+        expect(kinds(decodeFrames([wire.subarray(0, a), wire.subarray(a)], app))).toEqual(['IMI_BAD_FRAME', 'message', 'message']);
+      }
+    }
+  });
+
   it('accepts frames written back to back with no separator, as the Perl client does', () => {
     const wire = '{"param":"output","data":{"id":"a","value":"x"}}{"param":"null"}{"param":"disconnect","data":{"success":1}}';
     expect(messagesOnly(decodeFrames([bytes(wire)], app))).toEqual([

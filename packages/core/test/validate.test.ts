@@ -66,6 +66,10 @@ function conformsToAppMessage(m: unknown): boolean {
       return isObj(d) && isNat(d['seq']);
     case 'pong':
       return isObj(d) && optional(d['ts'], (v) => typeof v === 'number');
+    case 'telnet':
+      return isObj(d) && isString(d['id']) && optional(d['echo'], (v) => typeof v === 'boolean');
+    case 'gmcp':
+      return isObj(d) && isString(d['id']) && isString(d['package']) && /^[^\s\x00-\x1f\x7f]{1,128}$/.test(d['package'] as string);
     default:
       return false;
   }
@@ -87,7 +91,8 @@ function conformsToIntermediaryMessage(m: unknown): boolean {
         typeof r['port'] === 'number' &&
         typeof d['connectedAt'] === 'number' &&
         typeof d['resumed'] === 'boolean' &&
-        isObj(d['state'])
+        isObj(d['state']) &&
+        optional(d['telnet'], isObj)
       );
     }
     case 'input':
@@ -102,6 +107,10 @@ function conformsToIntermediaryMessage(m: unknown): boolean {
       return (ERROR_CODES as readonly unknown[]).includes(d['code']) && isString(d['message']) && optional(d['txn_id'], isString);
     case 'shutdown':
       return isString(d['reason']);
+    case 'telnet':
+      return isString(d['id']) && isObj(d['telnet']);
+    case 'gmcp':
+      return isString(d['id']) && isString(d['package']);
     default:
       return false;
   }
@@ -135,6 +144,12 @@ const validApp: Record<string, Json> = {
     ack: 7,
   },
   'unknown extra fields': { param: 'output', data: { id: 'u1', value: 'x', colour: 'red' }, future: { a: 1 } },
+  'telnet echo off': { param: 'telnet', data: { id: 'u1', echo: false } },
+  'telnet echo on': { param: 'telnet', data: { id: 'u1', echo: true } },
+  'telnet without a change': { param: 'telnet', data: { id: 'u1' } },
+  gmcp: { param: 'gmcp', data: { id: 'u1', package: 'Char.Vitals', value: { hp: 10, maxhp: 20 } } },
+  'gmcp without value': { param: 'gmcp', data: { id: 'u1', package: 'Core.Ping' } },
+  'gmcp with a string value': { param: 'gmcp', data: { id: 'u1', package: 'Comm.Channel.Text', value: 'hé 😀' } },
 };
 
 /** For each message kind: a valid base, and per field the wrong values (`undefined` = missing). */
@@ -152,6 +167,15 @@ const appFieldCases: Array<{ base: Json; field: string; where: 'data' | 'envelop
   { base: validApp['state']!, field: 'id', where: 'data', wrong: [undefined, 1, null, {}, []] },
   { base: validApp['ack']!, field: 'seq', where: 'data', wrong: [undefined, -1, 1.5, '1', null, true, {}, Number.MAX_SAFE_INTEGER + 1] },
   { base: validApp['pong']!, field: 'ts', where: 'data', wrong: ['1', true, null, {}, []] },
+  { base: validApp['telnet echo off']!, field: 'id', where: 'data', wrong: [undefined, 1, null, {}, []] },
+  { base: validApp['telnet echo off']!, field: 'echo', where: 'data', wrong: ['false', 0, 1, {}, []] },
+  { base: validApp['gmcp']!, field: 'id', where: 'data', wrong: [undefined, 1, null, {}, []] },
+  {
+    base: validApp['gmcp']!,
+    field: 'package',
+    where: 'data',
+    wrong: [undefined, '', 'Char Vitals', 'Char.Vitals\n', '\u0000', 'x'.repeat(129), 1, null, {}, ['Char.Vitals']],
+  },
   { base: validApp['every envelope field']!, field: 'txn_id', where: 'envelope', wrong: [true, {}, [], ['a']] },
   { base: validApp['every envelope field']!, field: 'dep_txns', where: 'envelope', wrong: ['t1', [1], ['t1', {}], {}, 5, true] },
   { base: validApp['every envelope field']!, field: 'updates', where: 'envelope', wrong: ['x', [], [{ a: 1 }], 5, true] },
@@ -197,6 +221,11 @@ describe('validateAppMessage', () => {
     expect(result.txn_id).toBe('42');
     expect(expectMessage(validateAppMessage({ param: 'null', txn_id: 1.5 })).txn_id).toBe('1.5');
     expect(expectMessage(validateAppMessage({ param: 'null', txn_id: 0 })).txn_id).toBe('0');
+  });
+
+  it('takes telnet data.echo sent as null as absent', () => {
+    const result = expectMessage(validateAppMessage({ param: 'telnet', data: { id: 'u1', echo: null } }));
+    expect(result).toEqual({ param: 'telnet', data: { id: 'u1' } });
   });
 
   it('rejects a non-finite numeric txn_id', () => {
@@ -350,6 +379,22 @@ const validIntermediary: Record<string, Json> = {
   error: { param: 'error', txn_id: TXN, data: { code: 'IMI_UNKNOWN_ID', message: 'no such user', txn_id: 'app-1' } },
   'error without txn_id': { param: 'error', txn_id: TXN, data: { code: 'IMI_BAD_FRAME', message: 'not JSON' } },
   shutdown: { param: 'shutdown', txn_id: TXN, data: { reason: 'SIGTERM' } },
+  'connect of a telnet user': {
+    param: 'connect',
+    txn_id: TXN,
+    data: {
+      id: 'u1',
+      transport: 'telnet',
+      remote: { address: '127.0.0.1', port: 2 },
+      connectedAt: 1,
+      resumed: false,
+      state: {},
+      telnet: { naws: { width: 120, height: 40 }, ttype: ['MUDLET', 'ANSI-TRUECOLOR', 'MTTS 2825'], mtts: 2825, echo: true, sga: false, gmcp: true, mccp2: false },
+    },
+  },
+  telnet: { param: 'telnet', txn_id: TXN, data: { id: 'u1', telnet: { naws: { width: 80, height: 24 }, echo: false, sga: false, gmcp: false, mccp2: false } } },
+  gmcp: { param: 'gmcp', txn_id: TXN, data: { id: 'u1', package: 'Core.Hello', value: { client: 'Mudlet', version: '4.17' } } },
+  'gmcp without value': { param: 'gmcp', txn_id: TXN, data: { id: 'u1', package: 'Core.Ping' } },
 };
 
 const intermediaryFieldCases: Array<{ base: Json; field: string; wrong: unknown[]; mentions?: string }> = [
@@ -373,6 +418,11 @@ const intermediaryFieldCases: Array<{ base: Json; field: string; wrong: unknown[
   { base: validIntermediary['error']!, field: 'message', wrong: [undefined, 1, null, {}] },
   { base: validIntermediary['error']!, field: 'txn_id', wrong: [1, null, {}] },
   { base: validIntermediary['shutdown']!, field: 'reason', wrong: [undefined, 1, null] },
+  { base: validIntermediary['connect of a telnet user']!, field: 'telnet', wrong: ['x', [], null, 1] },
+  { base: validIntermediary['telnet']!, field: 'id', wrong: [undefined, 1, null] },
+  { base: validIntermediary['telnet']!, field: 'telnet', wrong: [undefined, 'x', [], null, 1] },
+  { base: validIntermediary['gmcp']!, field: 'id', wrong: [undefined, 1, null] },
+  { base: validIntermediary['gmcp']!, field: 'package', wrong: [undefined, 1, null, {}] },
 ];
 
 describe('validateIntermediaryMessage', () => {
@@ -482,8 +532,8 @@ describe('validateIntermediaryMessage', () => {
 
 describe('param sets and isJsonObject', () => {
   it('list exactly the params of each direction', () => {
-    expect([...APP_PARAMS].sort()).toEqual(['ack', 'broadcast', 'disconnect', 'hello', 'null', 'output', 'pong', 'state']);
-    expect([...INTERMEDIARY_PARAMS].sort()).toEqual(['connect', 'disconnect', 'error', 'input', 'ping', 'shutdown', 'synced']);
+    expect([...APP_PARAMS].sort()).toEqual(['ack', 'broadcast', 'disconnect', 'gmcp', 'hello', 'null', 'output', 'pong', 'state', 'telnet']);
+    expect([...INTERMEDIARY_PARAMS].sort()).toEqual(['connect', 'disconnect', 'error', 'gmcp', 'input', 'ping', 'shutdown', 'synced', 'telnet']);
   });
 
   it('isJsonObject is true only for non-null, non-array objects', () => {

@@ -1,15 +1,16 @@
 /**
- * One user connection on the intermediary: the socket, its line splitter,
- * its queue of input kept while no app is connected, and its unacked input.
+ * One user connection on the intermediary: the channel its transport gives
+ * (a socket, a telnet session, a WebSocket), its line splitter, its queue of
+ * input kept while no app is connected, and its unacked input.
  *
  * @module
  */
-import type { Socket } from 'node:net';
-import type { JsonObject, RemoteAddress, SessionRecord } from '@imi/core';
+import type { JsonObject, RemoteAddress, SessionRecord, TelnetInfo } from '@imi/core';
 import type { Session } from './hooks.js';
 import { LineSplitter } from './line-splitter.js';
 import { Fifo } from './queue.js';
 import type { TokenBucket } from './admission.js';
+import type { ChannelSink, UserChannel } from './transport.js';
 
 /** A line kept for the next app, or an input waiting for its ack. */
 export interface PendingInput {
@@ -43,16 +44,23 @@ export interface DelayedLine {
 export interface ConnectionOwner {
   /** A line arrived. */
   onLine(connection: Connection, line: string, truncated: boolean, bytes: number): void;
-  /** The socket closed. */
+  /** The channel closed. */
   onConnectionClosed(connection: Connection): void;
   /** Text is about to be written: returns what to write (the `output` hook). */
   transformOutput(connection: Connection, text: string): string;
   /** The user is not reading and their buffer passed the limit. */
   onSlowReader(connection: Connection): void;
+  /** The channel's telnet info changed. */
+  onTelnetChanged(connection: Connection): void;
+  /** A GMCP message arrived from the user's client. */
+  onGmcp(connection: Connection, packageName: string, json: string): void;
 }
 
-/** A user connection. Hooks see it as a {@link Session}. */
-export class Connection implements Session {
+/**
+ * A user connection. Hooks see it as a {@link Session}; its channel reports
+ * to it (it is the channel's {@link ChannelSink}).
+ */
+export class Connection implements Session, ChannelSink {
   readonly record: SessionRecord;
   /** Set once the `connect` hook let the user in. */
   accepted = false;
@@ -82,20 +90,30 @@ export class Connection implements Session {
   admitted = false;
   /** Last time the user sent a line (ms). */
   lastInputAt: number;
+  /** The telnet info as last told to the app (JSON), so only real changes are sent. */
+  telnetSent: string | undefined;
+  /** Set while a `telnet` message to the app is scheduled. */
+  telnetNotifyScheduled = false;
+  /**
+   * Resolves once the channel's opening negotiation is over (telnet), when
+   * the user must not be announced before; undefined otherwise.
+   */
+  readonly negotiation: Promise<void> | undefined;
 
-  private readonly socket: Socket;
+  private readonly channel: UserChannel;
   private readonly owner: ConnectionOwner;
   private readonly splitter: LineSplitter;
   private readonly maxOutputBufferBytes: number;
   private corked = false;
+  private closeTimer: NodeJS.Timeout | undefined;
   private resolveClosed!: () => void;
   /** Resolves once the connection is closed and forgotten by the intermediary. */
   readonly closed = new Promise<void>((resolve) => {
     this.resolveClosed = resolve;
   });
 
-  constructor(socket: Socket, record: SessionRecord, owner: ConnectionOwner, maxLineBytes: number, maxOutputBufferBytes: number) {
-    this.socket = socket;
+  constructor(channel: UserChannel, record: SessionRecord, owner: ConnectionOwner, maxLineBytes: number, maxOutputBufferBytes: number) {
+    this.channel = channel;
     this.record = record;
     this.owner = owner;
     this.maxOutputBufferBytes = maxOutputBufferBytes;
@@ -105,22 +123,42 @@ export class Connection implements Session {
         if (!this.closing) this.owner.onLine(this, line, truncated, bytes);
       },
     });
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      this.record.counters.bytesIn += chunk.length;
-      this.splitter.write(chunk);
-    });
-    socket.on('end', () => {
-      // The user half-closed: finish what we were writing, then close.
-      this.close(undefined, 'closed');
-    });
-    socket.on('error', () => {
-      if (!this.closing) this.closeReason = 'error';
-    });
-    socket.on('close', () => {
-      this.closing = true;
-      this.owner.onConnectionClosed(this);
-    });
+    this.negotiation = channel.attach(this) ?? undefined;
+  }
+
+  // ------------------------------------------------ what the channel reports
+
+  /** Input bytes from the channel. */
+  onData(bytes: Buffer): void {
+    this.record.counters.bytesIn += bytes.length;
+    this.splitter.write(bytes);
+  }
+
+  /** The user half-closed: finish what we were writing, then close. */
+  onEnd(): void {
+    this.close(undefined, 'closed');
+  }
+
+  /** The channel failed. */
+  onError(reason: string): void {
+    if (!this.closing) this.closeReason = reason;
+  }
+
+  /** The channel closed. */
+  onClose(): void {
+    if (this.closeTimer !== undefined) clearTimeout(this.closeTimer);
+    this.closing = true;
+    this.owner.onConnectionClosed(this);
+  }
+
+  /** The channel's metadata changed. */
+  onMetadata(): void {
+    this.owner.onTelnetChanged(this);
+  }
+
+  /** A GMCP message from the user's client. */
+  onGmcp(packageName: string, json: string): void {
+    if (!this.closing) this.owner.onGmcp(this, packageName, json);
   }
 
   get id(): string {
@@ -139,12 +177,15 @@ export class Connection implements Session {
     return this.record.state;
   }
   get open(): boolean {
-    return !this.closing && !this.socket.destroyed;
+    return !this.closing && !this.channel.destroyed;
+  }
+  get telnet(): Readonly<TelnetInfo> | undefined {
+    return this.channel.telnet;
   }
 
-  /** Bytes waiting in the socket's write buffer. */
+  /** Bytes waiting in the channel's write buffer. */
   get outputBufferedBytes(): number {
-    return this.socket.writableLength;
+    return this.channel.writableLength;
   }
 
   /** Bytes held for an unfinished input line. */
@@ -154,12 +195,12 @@ export class Connection implements Session {
 
   /** Stops reading (while the `connect` hook runs). */
   pause(): void {
-    this.socket.pause();
+    this.channel.pause();
   }
 
   /** Resumes reading. */
   resume(): void {
-    this.socket.resume();
+    this.channel.resume();
   }
 
   write(text: string): void {
@@ -173,15 +214,33 @@ export class Connection implements Session {
   writeRaw(text: string): void {
     if (!this.open) return;
     // Cork so every write to this user in one tick leaves in one packet.
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(uncork, this);
-    }
-    this.socket.write(text);
+    if (!this.corked) this.cork();
+    this.channel.write(text);
     const counters = this.record.counters;
     counters.writesOut++;
     counters.bytesOut += Buffer.byteLength(text);
+  }
+
+  /**
+   * Telnet: hides (`false`) or shows (`true`) what the user types.
+   *
+   * @returns false when the user's transport cannot (not telnet)
+   */
+  setEcho(visible: boolean): boolean {
+    if (!this.open || this.channel.setEcho === undefined) return false;
+    if (!this.corked) this.cork();
+    return this.channel.setEcho(visible);
+  }
+
+  /**
+   * Telnet: sends a GMCP message, in order with the text written in the same tick.
+   *
+   * @returns false when GMCP is not on for this user
+   */
+  sendGmcp(packageName: string, json: string | undefined): boolean {
+    if (!this.open || this.channel.sendGmcp === undefined) return false;
+    if (!this.corked) this.cork();
+    return this.channel.sendGmcp(packageName, json);
   }
 
   close(farewell?: string, reason = 'kicked'): void {
@@ -189,11 +248,10 @@ export class Connection implements Session {
     if (farewell !== undefined && farewell.length > 0) this.write(farewell);
     this.closing = true;
     this.closeReason = reason;
-    this.socket.end();
-    // A peer that never reads would keep a half-closed socket forever.
-    const timer = setTimeout(() => this.socket.destroy(), 10_000);
-    timer.unref();
-    this.socket.once('close', () => clearTimeout(timer));
+    this.channel.end();
+    // A peer that never reads would keep a half-closed connection forever.
+    this.closeTimer = setTimeout(() => this.channel.destroy(), 10_000);
+    this.closeTimer.unref();
   }
 
   /** Closes at once, dropping unwritten output. */
@@ -202,7 +260,7 @@ export class Connection implements Session {
       this.closing = true;
       this.closeReason = reason;
     }
-    this.socket.destroy();
+    this.channel.destroy();
   }
 
   /** Called by the intermediary once it has forgotten this connection. */
@@ -210,14 +268,20 @@ export class Connection implements Session {
     this.resolveClosed();
   }
 
+  private cork(): void {
+    this.corked = true;
+    this.channel.cork();
+    process.nextTick(uncork, this);
+  }
+
   /** Ends this tick's cork (every write of the tick leaves together), then checks for a slow reader. */
   uncorkNow(): void {
     this.corked = false;
-    this.socket.uncork();
+    this.channel.uncork();
     // Measured after the kernel took what it could: while corked, writableLength
     // counts this tick's output too, which would cut off a user who reads fine
     // but got a burst bigger than the limit.
-    if (!this.closing && this.socket.writableLength > this.maxOutputBufferBytes) this.owner.onSlowReader(this);
+    if (!this.closing && this.channel.writableLength > this.maxOutputBufferBytes) this.owner.onSlowReader(this);
   }
 }
 

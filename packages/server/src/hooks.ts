@@ -5,7 +5,7 @@
  * @module
  */
 import { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook, SyncWaterfallHook } from 'tapable';
-import type { AppMessage, JsonObject, RemoteAddress } from '@imi/core';
+import type { AppMessage, JsonObject, RemoteAddress, TelnetInfo } from '@imi/core';
 import type { Intermediary } from './intermediary.js';
 
 /** A connected user, as hooks, events and plugins see it. */
@@ -22,6 +22,12 @@ export interface Session {
   readonly state: Readonly<JsonObject>;
   /** Whether the connection is still open. */
   readonly open: boolean;
+  /**
+   * For telnet users: what their client negotiated (window size, terminal
+   * type, GMCP, …), as the app gets it in `connect.data.telnet`. Undefined
+   * for other transports.
+   */
+  readonly telnet?: Readonly<TelnetInfo> | undefined;
   /**
    * Writes text to the user as is (through the `output` hook). Safe to call
    * on a closed session: it is dropped.

@@ -10,6 +10,7 @@ export {
   type IntermediaryStats,
   type IntermediaryEvents,
   type DropReason,
+  type SessionQueues,
 } from './intermediary.js';
 export {
   createHooks,
@@ -27,6 +28,7 @@ export {
   DEFAULT_CLIENT_PORT,
   DEFAULT_HOST,
   DEFAULT_CLIENT_HOST,
+  DEFAULT_ADMIN_HOST,
   DEFAULT_BACKLOG,
   DEFAULT_MAX_LINE_BYTES,
   DEFAULT_HELLO_TIMEOUT_MS,
@@ -62,4 +64,44 @@ export {
   type WhileAppDownPolicy,
 } from './options.js';
 export { LineSplitter, type LineSink } from './line-splitter.js';
+export {
+  createTransport,
+  isTransport,
+  transportName,
+  NULL_SINK,
+  DEFAULT_TELNET_NEGOTIATION_MS,
+  DEFAULT_WS_MAX_PAYLOAD_BYTES,
+  DEFAULT_WS_PING_INTERVAL_MS,
+  type Transport,
+  type TransportAddress,
+  type TransportContext,
+  type UserChannel,
+  type ChannelSink,
+  type ListenerOptions,
+  type TcpListenerOptions,
+  type TelnetListenerOptions,
+  type WsListenerOptions,
+  type TlsFiles,
+} from './transport.js';
+export {
+  TelnetSession,
+  escapeIac,
+  TELNET,
+  TELNET_OPTION,
+  DEFAULT_MAX_SUBNEGOTIATION_BYTES,
+  MAX_TTYPE_REQUESTS,
+  type TelnetSink,
+  type TelnetSessionOptions,
+} from './telnet.js';
+export type { TelnetInfo } from '@imi/core';
+export {
+  AdminServer,
+  ADMIN_MAX_BODY_BYTES,
+  ADMIN_DEFAULT_SESSIONS_LIMIT,
+  ADMIN_MAX_SESSIONS_LIMIT,
+  type AdminServerOptions,
+  type AdminSessionInfo,
+  type AdminStatsResponse,
+} from './admin.js';
+export { IntermediaryMetrics, ROUND_TRIP_BUCKETS_SECONDS, RESYNC_BUCKETS_SECONDS, type IntermediaryMetricsOptions } from './metrics.js';
 export { Admission, TokenBucket, type AdmissionLimits, type AdmissionRefusal } from './admission.js';

@@ -18,8 +18,11 @@ import {
   type AppMessage,
   type ImiErrorCode,
   type JsonObject,
+  type JsonValue,
   type ProtocolError,
 } from '@imi/core';
+import { AdminServer } from './admin.js';
+import type { IntermediaryMetrics } from './metrics.js';
 import { AppLink } from './app-link.js';
 import { Admission, TokenBucket, type AdmissionRefusal } from './admission.js';
 import { Connection, type ConnectionOwner, type DelayedLine, type PendingInput } from './connection.js';
@@ -27,6 +30,8 @@ import { createHooks, type AppInfo, type IntermediaryHooks, type Session } from 
 import { resolveOptions, type IntermediaryOptions, type ResolvedOptions } from './options.js';
 import { AppDownNoticePlugin, IdleTimeoutPlugin, WelcomeBannerPlugin } from './plugins.js';
 import { Fifo } from './queue.js';
+import { closeServer, listenOn } from './socket-transport.js';
+import { createTransport, isTransport, type Transport, type TransportAddress, type UserChannel } from './transport.js';
 
 /** The ports the intermediary listens on (the real ones when 0 was asked). */
 export interface ListeningPorts {
@@ -34,6 +39,23 @@ export interface ListeningPorts {
   externalPort: number;
   /** Where the app connects. */
   clientPort: number;
+  /** The admin HTTP listener's port, when `adminPort` is set. */
+  adminPort?: number;
+  /**
+   * Every user listener, in order: the plain TCP one on `externalPort`
+   * first, then those of {@link IntermediaryOptions.listeners}.
+   */
+  listeners: TransportAddress[];
+}
+
+/** The queues of one live session (the admin API's `GET /sessions`). */
+export interface SessionQueues {
+  /** Lines queued for the next app. */
+  queuedLines: number;
+  /** Bytes queued for the next app. */
+  queuedBytes: number;
+  /** Inputs sent to an acking app and not acked yet. */
+  unacked: number;
 }
 
 /** Why input was dropped, as counted in {@link IntermediaryStats.dropped}. */
@@ -43,6 +65,8 @@ export type DropReason = 'queueFull' | 'appDownDrop' | 'userGone' | 'unackedOver
 export interface IntermediaryStats {
   /** Live user sessions. */
   sessions: number;
+  /** Live user sessions by transport (`tcp`, `telnet`, …). */
+  sessionsByTransport: Record<string, number>;
   /** Whether an app is connected and synced. */
   appConnected: boolean;
   /** The connected app's name, if it gave one. */
@@ -95,6 +119,8 @@ export interface IntermediaryEvents {
   sessionClose: (session: Session, reason: string) => void;
   /** A user's line (after the `input` hook), before it is delivered or queued. */
   input: (session: Session, line: string) => void;
+  /** The app's `output` for a user was written (after the `output` hook). Used for the round-trip latency metric. */
+  appOutput: (session: Session, text: string) => void;
   /** An app was accepted. */
   appConnect: (app: AppInfo) => void;
   /** An app was resynced: `count` users announced, in `durationMs`. */
@@ -110,7 +136,7 @@ export interface IntermediaryEvents {
 /** Most departed users remembered for an app that reconnects (see docs/guarantees.md). */
 const MAX_DEPARTED_REMEMBERED = 10_000;
 /** Params whose own handling reports an unknown `data.id`, so their `updates` must not report it again. */
-const REPORTS_ITS_OWN_UNKNOWN_ID: ReadonlySet<string> = new Set(['output', 'disconnect', 'state']);
+const REPORTS_ITS_OWN_UNKNOWN_ID: ReadonlySet<string> = new Set(['output', 'disconnect', 'state', 'telnet', 'gmcp']);
 /** Log lines per code per second before the rest are only counted. */
 const LOG_LINES_PER_CODE_PER_SECOND = 20;
 
@@ -140,7 +166,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
   private readonly connections = new Map<string, Connection>();
   /** Every user socket not closed yet: admitted, waiting for the `connect` hook, or refused and closing. */
   private readonly openConnections = new Set<Connection>();
-  private userServer: Server | undefined;
+  private transports: Transport[] = [];
   private appServer: Server | undefined;
   private app: AppLink | undefined;
   private readonly handshaking = new Set<AppLink>();
@@ -160,6 +186,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private depTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
+  private admin: AdminServer | undefined;
   private readonly tokenDigest: Buffer | undefined;
   private readonly counters = {
     appConnects: 0,
@@ -203,6 +230,8 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
         this.reportLimit('maxOutputBufferBytes', this.options.maxOutputBufferBytes, 'a user is not reading their output; disconnected', connection.id);
         connection.destroy('slow');
       },
+      onTelnetChanged: (connection) => this.telnetChanged(connection),
+      onGmcp: (connection, packageName, json) => this.handleGmcp(connection, packageName, json),
     };
     const builtIns = [];
     if (this.options.banner !== undefined) builtIns.push(new WelcomeBannerPlugin(this.options.banner));
@@ -231,38 +260,75 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
     return this.connections.get(id);
   }
 
+  /** The queue depths of a live session (for the admin API). */
+  sessionQueues(id: string): SessionQueues | undefined {
+    const connection = this.connections.get(id);
+    if (connection === undefined) return undefined;
+    return { queuedLines: connection.queued.length, queuedBytes: connection.queuedBytes, unacked: connection.unacked.length };
+  }
+
+  /** The metrics the admin listener serves (after `listen()`, when `adminPort` is set). */
+  get metrics(): IntermediaryMetrics | undefined {
+    return this.admin?.metrics;
+  }
+
   /**
-   * Binds both ports. Resolves with the real ports once both listen.
+   * Binds every port: the users' (`externalPort` and every listener of
+   * `listeners`), the app's, and the admin one when asked. Resolves with the
+   * real ports once all listen.
    *
-   * @throws the listen error (e.g. `EADDRINUSE`); nothing stays bound then
+   * @throws the listen error (e.g. `EADDRINUSE`, an unreadable TLS certificate); nothing stays bound then
    */
   async listen(): Promise<ListeningPorts> {
     if (this.closing) throw new ImiError('IMI_CLOSED', 'this intermediary was closed');
-    const userServer = net.createServer({ noDelay: true }, (socket) => this.acceptUser(socket));
+    const context = {
+      host: this.options.host,
+      onListenerError: (error: Error) => this.logger.error({ err: error }, 'user listener error'),
+    };
     const appServer = net.createServer({ noDelay: true }, (socket) => this.acceptApp(socket));
-    userServer.on('error', (error) => this.logger.error({ err: error }, 'user listener error'));
     appServer.on('error', (error) => this.logger.error({ err: error }, 'app listener error'));
+    const { adminPort, adminHost } = this.options;
+    const adminToken = this.options.adminToken ?? this.options.token;
+    const admin = adminPort === undefined ? undefined : new AdminServer(this, { port: adminPort, host: adminHost, token: adminToken });
+    const transports: Transport[] = [];
+    const listeners: TransportAddress[] = [];
+    const accept = (channel: UserChannel): void => this.acceptUser(channel);
     try {
-      await listenOn(userServer, this.options.externalPort, this.options.host, this.options.backlog);
+      const specs = [{ kind: 'tcp' as const, port: this.options.externalPort }, ...this.options.listeners];
+      for (const spec of specs) {
+        const transport = isTransport(spec) ? spec : await createTransport(spec, context);
+        transports.push(transport);
+        listeners.push(await transport.listen(accept, this.options.backlog));
+      }
       await listenOn(appServer, this.options.clientPort, this.options.clientHost, this.options.backlog);
+      await admin?.listen();
     } catch (error) {
-      userServer.close();
+      for (const transport of transports) void transport.close();
       appServer.close();
+      void admin?.close();
+      admin?.metrics.detach();
       throw error;
     }
-    this.userServer = userServer;
+    this.transports = transports;
     this.appServer = appServer;
-    const ports = {
-      externalPort: (userServer.address() as AddressInfo).port,
+    this.admin = admin;
+    const ports: ListeningPorts = {
+      externalPort: listeners[0]!.port,
       clientPort: (appServer.address() as AddressInfo).port,
+      listeners,
     };
+    if (admin !== undefined) {
+      ports.adminPort = admin.port!;
+      // resolveOptions refuses a non-loopback adminHost without a token.
+      if (adminToken === undefined) this.logger.warn({ adminPort: ports.adminPort, adminHost }, 'the admin API has no token: anyone on this host can use it (set adminToken)');
+    }
     const sweepMs = Math.max(50, Math.min(1000, this.options.depWaitTimeoutMs / 2));
     this.depTimer = setInterval(() => {
       this.expireHeldMessages();
       this.admission.sweep(Date.now());
     }, sweepMs);
     this.depTimer.unref();
-    this.logger.info({ ...ports, host: this.options.host, clientHost: this.options.clientHost }, 'listening');
+    this.logger.info({ ...ports, listeners: listeners.slice(1), host: this.options.host, clientHost: this.options.clientHost, ...(admin ? { adminHost } : {}) }, 'listening');
     this.emit('listening', ports);
     return ports;
   }
@@ -282,12 +348,15 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
   stats(): IntermediaryStats {
     let outputWrites = this.closedSessionsOutput.writes;
     let outputBytes = this.closedSessionsOutput.bytes;
+    const sessionsByTransport: Record<string, number> = {};
     for (const connection of this.connections.values()) {
       outputWrites += connection.record.counters.writesOut;
       outputBytes += connection.record.counters.bytesOut;
+      sessionsByTransport[connection.transport] = (sessionsByTransport[connection.transport] ?? 0) + 1;
     }
     return {
       sessions: this.connections.size,
+      sessionsByTransport,
       appConnected: this.appConnected,
       appName: this.appConnected ? this.app?.name : undefined,
       appConnects: this.counters.appConnects,
@@ -325,7 +394,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
 
   private async doClose(reason: string): Promise<void> {
     this.logger.info({ reason }, 'shutting down');
-    const serversClosed = Promise.all([closeServer(this.userServer), closeServer(this.appServer)]);
+    const serversClosed = Promise.all([...this.transports.map((transport) => transport.close()), closeServer(this.appServer), this.admin?.close()]);
     try {
       await this.hooks.shutdown.promise(reason);
     } catch (error) {
@@ -365,33 +434,37 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
 
   // ---------------------------------------------------------------- users
 
-  private acceptUser(socket: Socket): void {
+  private acceptUser(channel: UserChannel): void {
     if (this.closing) {
-      socket.destroy();
+      channel.destroy();
       return;
     }
-    const address = socket.remoteAddress ?? '';
+    const address = channel.remote.address;
     const limited = this.options.limitLoopback || !isLoopback(address);
     const refusal = this.admission.admit(address, Date.now(), limited);
     if (refusal !== undefined) {
-      this.refuseUser(socket, refusal);
+      this.refuseUser(channel, refusal);
       return;
     }
-    const record = this.registry.add({
-      transport: 'tcp',
-      remote: { address, port: socket.remotePort ?? 0 },
-    });
-    const connection = new Connection(socket, record, this.connectionOwner, this.options.maxLineBytes, this.options.maxOutputBufferBytes);
+    const record = this.registry.add({ transport: channel.transport, remote: channel.remote });
+    const connection = new Connection(channel, record, this.connectionOwner, this.options.maxLineBytes, this.options.maxOutputBufferBytes);
     connection.admitted = true;
     if (limited) connection.inputBucket = new TokenBucket(this.options.inputRatePerSession, this.options.inputBurstPerSession, Date.now());
     this.openConnections.add(connection);
     this.counters.sessionsOpened++;
-    if (!this.hooks.connect.isUsed()) {
+    const negotiation = connection.negotiation;
+    if (!this.hooks.connect.isUsed() && negotiation === undefined) {
       this.admit(connection);
       return;
     }
     connection.pause();
-    this.hooks.connect.promise(connection).then(
+    // A telnet user is announced once their client said who it is (bounded wait),
+    // so the app and the connect taps see their window size and terminal type.
+    const decided =
+      negotiation === undefined
+        ? this.hooks.connect.promise(connection)
+        : negotiation.then(() => (connection.closing || !this.hooks.connect.isUsed() ? undefined : this.hooks.connect.promise(connection)));
+    decided.then(
       (refusal) => {
         if (connection.closing) return;
         if (refusal) {
@@ -415,19 +488,21 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
     );
   }
 
-  private refuseUser(socket: Socket, refusal: AdmissionRefusal): void {
+  private refuseUser(channel: UserChannel, refusal: AdmissionRefusal): void {
     const limit = this.options[refusal];
     const why = refusal === 'maxConnections' ? 'the server is full' : refusal === 'maxConnectionsPerIp' ? 'too many connections from your address' : 'connecting too fast';
     this.counters.refused[refusal]++;
-    this.reportLimit(refusal, limit, `user from ${socket.remoteAddress ?? '?'} refused: ${why}`);
-    socket.on('error', () => {});
+    this.reportLimit(refusal, limit, `user from ${channel.remote.address || '?'} refused: ${why}`);
+    // The channel is never attached: nothing is read from it, its errors are
+    // ignored, and no telnet negotiation starts.
     if (this.options.refusedNotice === false) {
-      socket.destroy();
+      channel.destroy();
       return;
     }
-    socket.end(this.options.refusedNotice.replace('{reason}', why));
+    channel.write(this.options.refusedNotice.replace('{reason}', why));
+    channel.end();
     // A refused peer gets no more of our time than a short flush.
-    setTimeout(() => socket.destroy(), 2_000).unref();
+    setTimeout(() => channel.destroy(), 2_000).unref();
   }
 
   private admit(connection: Connection): void {
@@ -443,7 +518,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
 
   private announce(app: AppLink, connection: Connection, resumed: boolean): void {
     connection.announcedTo = app.connectionId;
-    const data = {
+    const data: { id: string; transport: string; remote: object; connectedAt: number; resumed: boolean; state: JsonObject; telnet?: object } = {
       id: connection.id,
       transport: connection.transport,
       remote: connection.remote,
@@ -451,7 +526,58 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       resumed,
       state: connection.record.state,
     };
+    const telnet = connection.telnet;
+    if (telnet !== undefined) {
+      data.telnet = telnet;
+      connection.telnetSent = JSON.stringify(telnet);
+    }
     app.send(this.eventFrame(app, 'connect', data));
+  }
+
+  /** A telnet user's negotiated options changed: the app hears it once per tick, if it knows the user. */
+  private telnetChanged(connection: Connection): void {
+    if (!connection.accepted || connection.telnetNotifyScheduled) return;
+    connection.telnetNotifyScheduled = true;
+    setImmediate(() => {
+      connection.telnetNotifyScheduled = false;
+      const app = this.app;
+      const telnet = connection.telnet;
+      if (connection.closing || telnet === undefined || app === undefined || app.phase !== 'active' || connection.announcedTo !== app.connectionId) return;
+      const json = JSON.stringify(telnet);
+      if (json === connection.telnetSent) return;
+      connection.telnetSent = json;
+      app.send(this.frame({ param: 'telnet', data: { id: connection.id, telnet } }));
+    });
+  }
+
+  /**
+   * A GMCP message from a telnet user: relayed to the app as `gmcp`. Not
+   * queued while no app is connected (what a restarted app needs, Core.Hello
+   * and Core.Supports, is in `connect.data.telnet`); counted against the
+   * user's input rate.
+   */
+  private handleGmcp(connection: Connection, packageName: string, json: string): void {
+    const app = this.app;
+    if (!connection.accepted || app === undefined || app.phase !== 'active') {
+      this.logger.debug({ session: connection.id, package: packageName }, 'GMCP message while no app is connected: dropped');
+      return;
+    }
+    const bucket = connection.inputBucket;
+    if (bucket !== undefined && !bucket.take(Date.now())) {
+      this.counters.dropped.rateLimited++;
+      this.reportLimit('inputRatePerSession', this.options.inputRatePerSession, 'a user sent GMCP faster than the input rate; a message was dropped', connection.id);
+      return;
+    }
+    const data: { id: string; package: string; value?: JsonValue } = { id: connection.id, package: packageName };
+    if (json !== '') {
+      try {
+        data.value = JSON.parse(json) as JsonValue;
+      } catch {
+        this.logger.debug({ session: connection.id, package: packageName }, 'GMCP message with a payload that is not JSON: dropped');
+        return;
+      }
+    }
+    app.send(this.frame({ param: 'gmcp', data }));
   }
 
   private handleLine(connection: Connection, line: string, truncated: boolean, bytes: number): void {
@@ -1031,7 +1157,10 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       case 'output': {
         const connection = this.connections.get(message.data.id);
         if (connection === undefined) this.unknownId(link, message.data.id, message.txn_id);
-        else connection.write(message.data.value);
+        else {
+          connection.write(message.data.value);
+          this.emit('appOutput', connection, message.data.value);
+        }
         break;
       }
       case 'disconnect': {
@@ -1053,6 +1182,22 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       case 'ack':
         if (link.acks && !linkGone) this.acknowledge(message.data.seq);
         break;
+      case 'telnet': {
+        const connection = this.connections.get(message.data.id);
+        if (connection === undefined) this.unknownId(link, message.data.id, message.txn_id);
+        else if (typeof message.data.echo === 'boolean' && !connection.setEcho(message.data.echo)) {
+          this.logger.debug({ session: connection.id, transport: connection.transport }, 'telnet echo asked for a user who is not on telnet: ignored');
+        }
+        break;
+      }
+      case 'gmcp': {
+        const connection = this.connections.get(message.data.id);
+        if (connection === undefined) this.unknownId(link, message.data.id, message.txn_id);
+        else if (!connection.sendGmcp(message.data.package, message.data.value === undefined ? undefined : JSON.stringify(message.data.value))) {
+          this.logger.debug({ session: connection.id, package: message.data.package }, 'GMCP for a user without GMCP: dropped');
+        }
+        break;
+      }
       case 'hello':
       case 'pong':
       case 'null':
@@ -1170,25 +1315,3 @@ function digest(token: string): Buffer {
   // Hash first so timingSafeEqual compares equal lengths and leaks no length.
   return createHash('sha256').update(token).digest();
 }
-
-function listenOn(server: Server, port: number, host: string, backlog: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error): void => reject(error);
-    server.once('error', onError);
-    server.listen({ port, host, backlog }, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-}
-
-function closeServer(server: Server | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (server === undefined || !server.listening) {
-      resolve();
-      return;
-    }
-    server.close(() => resolve());
-  });
-}
-

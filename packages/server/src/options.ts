@@ -8,6 +8,7 @@
 import { DEFAULT_MAX_FRAME_BYTES, ImiError } from '@imi/core';
 import type { Logger } from 'pino';
 import type { IntermediaryPlugin } from './hooks.js';
+import { isTransport, type ListenerOptions, type Transport } from './transport.js';
 
 /** Default {@link IntermediaryOptions.externalPort}: where users connect. */
 export const DEFAULT_EXTERNAL_PORT = 6715;
@@ -17,6 +18,8 @@ export const DEFAULT_CLIENT_PORT = 9000;
 export const DEFAULT_HOST = '::';
 /** Default {@link IntermediaryOptions.clientHost}: loopback only, so the app port is never public by accident. */
 export const DEFAULT_CLIENT_HOST = '127.0.0.1';
+/** Default {@link IntermediaryOptions.adminHost}: loopback only, so the admin API is never public by accident. */
+export const DEFAULT_ADMIN_HOST = '127.0.0.1';
 /**
  * Default {@link IntermediaryOptions.backlog}. Node's default of 511 (and the
  * original's 128) makes a thousand users arriving at once wait on SYN
@@ -100,6 +103,37 @@ export interface IntermediaryOptions {
   clientPort?: number;
   /** Address the app port binds to. Default {@link DEFAULT_CLIENT_HOST} (loopback). */
   clientHost?: string;
+  /**
+   * More listeners for users, besides the plain TCP one on `externalPort`:
+   * telnet, TLS, WebSocket (with the browser client page), each on its own
+   * port; or a {@link Transport} of your own. Users of every listener sit in
+   * the same app and speak the same protocol to it; `connect.data.transport`
+   * says which. Default: none.
+   *
+   * ```ts
+   * listeners: [
+   *   { kind: 'telnet', port: 4000 },
+   *   { kind: 'ws', port: 8080, web: true },
+   *   { kind: 'telnet', port: 4443, tls: { cert: 'cert.pem', key: 'key.pem' } },
+   * ]
+   * ```
+   */
+  listeners?: Array<ListenerOptions | Transport>;
+  /**
+   * Port of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`,
+   * `/sessions`, `/broadcast`; see docs/operations.md). Default: none (no
+   * admin listener); 0 picks a free one.
+   */
+  adminPort?: number;
+  /** Address the admin port binds to. Default {@link DEFAULT_ADMIN_HOST} (loopback). */
+  adminHost?: string;
+  /**
+   * Bearer token the admin API requires (`Authorization: Bearer <token>`).
+   * Default: {@link IntermediaryOptions.token}. With neither, the admin
+   * listener may only bind to a loopback address (and says in the log that
+   * it is open to this host).
+   */
+  adminToken?: string;
   /** Listen backlog of both ports. Default {@link DEFAULT_BACKLOG}. */
   backlog?: number;
   /** Shared secret the app must send in `hello`. Default: none (any local app may connect). */
@@ -184,8 +218,8 @@ export interface IntermediaryOptions {
 }
 
 /** The options with every default filled in. */
-export type ResolvedOptions = Required<Omit<IntermediaryOptions, 'token' | 'banner' | 'idleTimeoutMs' | 'logger' | 'plugins'>> &
-  Pick<IntermediaryOptions, 'token' | 'banner' | 'idleTimeoutMs'>;
+export type ResolvedOptions = Required<Omit<IntermediaryOptions, 'token' | 'banner' | 'idleTimeoutMs' | 'adminPort' | 'adminToken' | 'logger' | 'plugins'>> &
+  Pick<IntermediaryOptions, 'token' | 'banner' | 'idleTimeoutMs' | 'adminPort' | 'adminToken'>;
 
 /** The defaults, as one object spread under the user's options. */
 export const DEFAULT_OPTIONS: ResolvedOptions = {
@@ -193,6 +227,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   host: DEFAULT_HOST,
   clientPort: DEFAULT_CLIENT_PORT,
   clientHost: DEFAULT_CLIENT_HOST,
+  listeners: [],
+  adminHost: DEFAULT_ADMIN_HOST,
   backlog: DEFAULT_BACKLOG,
   appPolicy: 'refuse',
   helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS,
@@ -259,6 +295,66 @@ function configError(message: string): ImiError {
   return new ImiError('IMI_CONFIG', message);
 }
 
+/** Whether a bind address is this host only. */
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.') || host.startsWith('::ffff:127.');
+}
+
+function checkAdminOptions(resolved: ResolvedOptions): void {
+  const { adminPort, adminHost, adminToken } = resolved;
+  if (adminPort !== undefined && (!Number.isInteger(adminPort) || adminPort < 0 || adminPort > 65535)) throw configError(`adminPort must be a port number (0-65535), got ${String(adminPort)}`);
+  if (typeof adminHost !== 'string' || adminHost.length === 0) throw configError(`adminHost must be an address, got ${String(adminHost)}`);
+  if (adminToken !== undefined && (typeof adminToken !== 'string' || adminToken.length === 0)) throw configError('adminToken must be a non-empty string');
+  if (adminPort !== undefined && adminToken === undefined && resolved.token === undefined && !isLoopbackHost(adminHost)) {
+    throw configError(`adminHost ${adminHost} is not a loopback address: set adminToken (or token) so the admin API is not open to the network`);
+  }
+}
+
+function isPort(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 65535;
+}
+
+function checkListener(entry: unknown, index: number): void {
+  const where = `listeners[${index}]`;
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw configError(`${where} must be an object like {"kind": "telnet", "port": 4000}`);
+  if (isTransport(entry as ListenerOptions | Transport)) return;
+  const listener = entry as Record<string, unknown>;
+  const kind = listener['kind'];
+  if (kind !== 'tcp' && kind !== 'telnet' && kind !== 'ws') throw configError(`${where}.kind must be "tcp", "telnet" or "ws", got ${JSON.stringify(kind)}`);
+  if (!isPort(listener['port'])) throw configError(`${where}.port must be a port number (0-65535), got ${String(listener['port'])}`);
+  const host = listener['host'];
+  if (host !== undefined && (typeof host !== 'string' || host.length === 0)) throw configError(`${where}.host must be an address`);
+  const tlsFiles = listener['tls'];
+  if (tlsFiles !== undefined) {
+    const files = tlsFiles as Record<string, unknown> | null;
+    if (typeof files !== 'object' || files === null || typeof files['cert'] !== 'string' || typeof files['key'] !== 'string' || files['cert'] === '' || files['key'] === '') {
+      throw configError(`${where}.tls must be {"cert": "<file or PEM>", "key": "<file or PEM>"}`);
+    }
+  }
+  const checkNumber = (name: string, allowZero: boolean): void => {
+    const value = listener[name];
+    if (value === undefined) return;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+      throw configError(`${where}.${name} must be ${allowZero ? 'zero or ' : ''}a positive number, got ${String(value)}`);
+    }
+  };
+  const checkBoolean = (name: string): void => {
+    if (listener[name] !== undefined && typeof listener[name] !== 'boolean') throw configError(`${where}.${name} must be true or false`);
+  };
+  if (kind === 'telnet') {
+    checkBoolean('mccp2');
+    checkBoolean('gmcp');
+    checkNumber('negotiationMs', true);
+  } else if (kind === 'ws') {
+    const path = listener['path'];
+    if (path !== undefined && (typeof path !== 'string' || !path.startsWith('/'))) throw configError(`${where}.path must start with "/", got ${JSON.stringify(path)}`);
+    checkBoolean('web');
+    if (listener['web'] === true && path === '/') throw configError(`${where}.path cannot be "/" with web: the page is served there`);
+    checkNumber('maxPayloadBytes', false);
+    checkNumber('pingIntervalMs', true);
+  }
+}
+
 /**
  * Fills in defaults and rejects impossible values.
  *
@@ -288,6 +384,9 @@ export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
   if (resolved.whileAppDown !== 'queue' && resolved.whileAppDown !== 'drop') throw configError(`whileAppDown must be "queue" or "drop", got ${String(resolved.whileAppDown)}`);
   if (typeof resolved.limitLoopback !== 'boolean') throw configError(`limitLoopback must be true or false, got ${String(resolved.limitLoopback)}`);
   if (resolved.token !== undefined && (typeof resolved.token !== 'string' || resolved.token.length === 0)) throw configError('token must be a non-empty string');
+  checkAdminOptions(resolved);
+  if (!Array.isArray(resolved.listeners)) throw configError('listeners must be an array of listeners like {"kind": "telnet", "port": 4000}');
+  resolved.listeners.forEach((entry, index) => checkListener(entry, index));
   if (resolved.heartbeatIntervalMs > 0 && resolved.heartbeatTimeoutMs <= resolved.heartbeatIntervalMs) {
     throw configError(`heartbeatTimeoutMs (${resolved.heartbeatTimeoutMs}) must be longer than heartbeatIntervalMs (${resolved.heartbeatIntervalMs})`);
   }

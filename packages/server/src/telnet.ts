@@ -3,35 +3,63 @@
  * protocol bytes from the user's input, and the option negotiation imi does
  * (NAWS, TTYPE with the MTTS cycle, ECHO, SGA, GMCP, and optionally MCCP2).
  *
+ * The codec is transport-free: it is fed bytes and reports to a
+ * {@link TelnetSink}, so tests can feed it one byte at a time.
+ *
  * @module
  */
+import type { JsonObject, TelnetInfo } from '@imi/core';
 
 /** Telnet command bytes. */
 export const TELNET = {
+  /** Interpret as command: starts every command; doubled, a literal 255. */
   IAC: 255,
+  /** Refuse, or ask to stop, an option on the other side. */
   DONT: 254,
+  /** Ask the other side to use an option. */
   DO: 253,
+  /** Refuse, or stop, an option on this side. */
   WONT: 252,
+  /** Offer, or agree, to use an option on this side. */
   WILL: 251,
+  /** Subnegotiation begins. */
   SB: 250,
+  /** Go ahead. */
   GA: 249,
+  /** No operation. */
   NOP: 241,
+  /** Subnegotiation ends. */
   SE: 240,
 } as const;
 
 /** Telnet option codes imi knows. */
 export const TELNET_OPTION = {
+  /** RFC 857: the side that WILL ECHO echoes what the user types (so the client does not). */
   ECHO: 1,
+  /** RFC 858: suppress go-ahead. */
   SGA: 3,
+  /** RFC 1091: terminal type (and MTTS, its MUD extension). */
   TTYPE: 24,
+  /** RFC 1073: negotiate about window size. */
   NAWS: 31,
+  /** MUD server status protocol (not negotiated by imi). */
   MSSP: 70,
+  /** MUD client compression protocol v2: zlib stream of the server's output. */
   MCCP2: 86,
+  /** Generic MUD communication protocol: `Package.Name <json>` messages. */
   GMCP: 201,
 } as const;
 
 /** Default {@link TelnetSessionOptions.maxSubnegotiationBytes}: 8 KiB. */
 export const DEFAULT_MAX_SUBNEGOTIATION_BYTES = 8 * 1024;
+/** Most `TTYPE SEND` requests in one MTTS cycle (client name, terminal type, `MTTS n`). */
+export const MAX_TTYPE_REQUESTS = 3;
+/** Most GMCP packages kept in {@link TelnetInfo.gmcpSupports}. */
+const MAX_GMCP_SUPPORTS = 64;
+/** Longest terminal type or GMCP package entry kept, in characters. */
+const MAX_NAME_LENGTH = 64;
+/** Longest `Core.Hello` kept, in bytes of JSON. */
+const MAX_GMCP_HELLO_BYTES = 1024;
 
 const { IAC, DONT, DO, WONT, WILL, SB, SE } = TELNET;
 const CR = 0x0d;
@@ -40,32 +68,22 @@ const NUL = 0x00;
 const TTYPE_IS = 0;
 const TTYPE_SEND = 1;
 
-/** What a telnet client told us about itself; sent to the app in `connect.data.telnet`. */
-export interface TelnetInfo {
-  /** Window size from NAWS, when the client sent one. */
-  naws?: { width: number; height: number };
-  /** Terminal types from TTYPE, in the order the client gave them (client name, terminal, `MTTS n`). */
-  ttype?: string[];
-  /** The MTTS capability bits, when the client sent `MTTS <n>`. */
-  mtts?: number;
-  /** Whether the client speaks GMCP with us. */
-  gmcp?: boolean;
-  /** Whether output is compressed (MCCP2). */
-  mccp2?: boolean;
-}
-
 /** Receives what a {@link TelnetSession} decodes. */
 export interface TelnetSink {
-  /** Plain input bytes, protocol removed (`CR NUL` turned into a line end). */
+  /** Plain input bytes, protocol removed (`CR NUL`, `CR LF` and a lone `CR` become `CR LF`). */
   onData(bytes: Buffer): void;
   /** Bytes to write to the client as they are (negotiation): never IAC-escaped again. */
   onSend(bytes: Buffer): void;
-  /** The client's info changed (window size, terminal type, GMCP on). */
-  onInfo(info: TelnetInfo): void;
-  /** A GMCP message from the client: `Package.Name` and its JSON text (may be empty). */
+  /** The client's info changed (window size, terminal type, GMCP on, echo, …). */
+  onInfo(info: Readonly<TelnetInfo>): void;
+  /** A GMCP message from the client: `Package.Name` and its JSON text (`''` when it has none). */
   onGmcp(packageName: string, json: string): void;
-  /** MCCP2 is negotiated: compress every byte written from now on. */
+  /** MCCP2 is on: compress every byte written after the bytes already given to `onSend`. */
   onStartCompression(): void;
+  /** The client asked to stop MCCP2: end the compressed stream, then write plain bytes again. */
+  onStopCompression(): void;
+  /** The opening negotiation is over: every offer was answered and the terminal type cycle is done. */
+  onSettled(): void;
 }
 
 /** Options of {@link TelnetSession}. */
@@ -74,7 +92,7 @@ export interface TelnetSessionOptions {
   mccp2?: boolean;
   /** Offer GMCP. Default true. */
   gmcp?: boolean;
-  /** Longest subnegotiation kept, in bytes; longer ones are dropped. Default {@link DEFAULT_MAX_SUBNEGOTIATION_BYTES}. */
+  /** Longest subnegotiation kept, in bytes; longer ones are dropped whole. Default {@link DEFAULT_MAX_SUBNEGOTIATION_BYTES}. */
   maxSubnegotiationBytes?: number;
 }
 
@@ -92,10 +110,19 @@ const enum State {
  * One telnet connection's protocol state: feed it what the socket reads,
  * give it what the app writes. Fed one byte at a time or a megabyte at once,
  * it produces the same result.
+ *
+ * Negotiation follows RFC 1143's rule of thumb: never answer a request
+ * that confirms a state already in effect, and never answer the answer to
+ * one's own request, so no two endpoints loop.
+ *
+ * What imi negotiates: it asks for NAWS and TTYPE (`DO`), offers GMCP (and
+ * MCCP2 when enabled) (`WILL`), agrees to SGA when the client asks for it,
+ * and says `WILL ECHO` only while the app hides the user's typing (a client
+ * asking `DO ECHO` otherwise is refused: imi does not echo).
  */
 export class TelnetSession {
-  /** What the client told us. */
-  readonly info: TelnetInfo = {};
+  /** What the client told us; the same object is updated in place and handed to {@link TelnetSink.onInfo}. */
+  readonly info: TelnetInfo = { echo: true, sga: false, gmcp: false, mccp2: false };
   private readonly sink: TelnetSink;
   private readonly offerMccp2: boolean;
   private readonly offerGmcp: boolean;
@@ -105,13 +132,20 @@ export class TelnetSession {
   private subOption = 0;
   private sub: number[] = [];
   private subOverflow = false;
-  /** Options we enabled on our side (WILL), and the ones we asked the client for (DO). */
+  /** Options enabled on our side (we said or agreed WILL), and on the client's side (we said or agreed DO). */
   private readonly local = new Set<number>();
   private readonly remote = new Set<number>();
   /** Requests we sent and await an answer to, so the answer is not answered again. */
   private readonly pendingLocal = new Set<number>();
   private readonly pendingRemote = new Set<number>();
+  /** Our opening offers not answered yet. */
+  private readonly opening = new Set<number>();
+  /** Whether the app wants the user's typing hidden (so `DO ECHO` is welcome). */
+  private hideInput = false;
   private ttypeRequests = 0;
+  private awaitingTtype = false;
+  private started = false;
+  private settled = false;
 
   /**
    * @param sink - receives data, replies and info
@@ -124,27 +158,30 @@ export class TelnetSession {
     this.maxSub = options.maxSubnegotiationBytes ?? DEFAULT_MAX_SUBNEGOTIATION_BYTES;
   }
 
-  /** Sends our opening offers: DO NAWS, DO TTYPE, WILL SGA, WILL GMCP (and WILL MCCP2). */
+  /** Whether the opening negotiation is over (see {@link TelnetSink.onSettled}). */
+  get isSettled(): boolean {
+    return this.settled;
+  }
+
+  /** Sends our opening requests: DO NAWS, DO TTYPE, WILL GMCP (and WILL MCCP2). */
   start(): void {
+    if (this.started) return;
+    this.started = true;
     const out: number[] = [];
     this.askRemote(out, TELNET_OPTION.NAWS);
     this.askRemote(out, TELNET_OPTION.TTYPE);
-    this.offerLocal(out, TELNET_OPTION.SGA);
     if (this.offerGmcp) this.offerLocal(out, TELNET_OPTION.GMCP);
     if (this.offerMccp2) this.offerLocal(out, TELNET_OPTION.MCCP2);
     this.sink.onSend(Buffer.from(out));
   }
 
-  /** Whether the client is told we echo (so it hides what is typed). */
-  get echoSuppressed(): boolean {
-    return this.local.has(TELNET_OPTION.ECHO);
-  }
-
   /**
-   * Hides (false) or shows (true) what the user types, for password prompts:
-   * WILL ECHO makes the client stop echoing locally, and imi does not echo.
+   * Hides (`false`) or shows (`true`) what the user types, for password
+   * prompts: `WILL ECHO` makes the client stop echoing locally (and imi
+   * does not echo either); `WONT ECHO` gives the echo back to the client.
    */
   setEcho(visible: boolean): void {
+    this.hideInput = !visible;
     const out: number[] = [];
     if (!visible && !this.local.has(TELNET_OPTION.ECHO)) {
       this.local.add(TELNET_OPTION.ECHO);
@@ -155,37 +192,47 @@ export class TelnetSession {
       this.pendingLocal.add(TELNET_OPTION.ECHO);
       out.push(IAC, WONT, TELNET_OPTION.ECHO);
     }
-    if (out.length > 0) this.sink.onSend(Buffer.from(out));
+    if (out.length > 0) {
+      this.sink.onSend(Buffer.from(out));
+      this.updateInfo({ echo: visible });
+    }
   }
 
   /**
-   * Encodes a GMCP message for the client, or returns undefined when the
-   * client did not enable GMCP.
+   * Encodes a GMCP message for the client, or returns undefined when GMCP
+   * is not on.
+   *
+   * @param packageName - e.g. `Char.Vitals`
+   * @param json - the payload as JSON text; none when undefined or empty
    */
   encodeGmcp(packageName: string, json?: string): Buffer | undefined {
     if (!this.local.has(TELNET_OPTION.GMCP)) return undefined;
     const body = Buffer.from(json === undefined || json === '' ? packageName : `${packageName} ${json}`, 'utf8');
-    return Buffer.concat([Buffer.from([IAC, SB, TELNET_OPTION.GMCP]), escapeIac(body), Buffer.from([IAC, SE])]);
+    return Buffer.concat([GMCP_START, escapeIac(body), SB_END]);
   }
 
-  /** Feeds bytes read from the socket. */
+  /** Encodes text for the client: UTF-8, with IAC (255) bytes doubled. */
+  encodeText(text: string): Buffer {
+    return escapeIac(Buffer.from(text, 'utf8'));
+  }
+
+  /** Feeds bytes read from the socket. Plain bytes reach {@link TelnetSink.onData} before this returns. */
   receive(chunk: Buffer): void {
     let dataStart = -1;
-    const flush = (end: number): void => {
-      if (dataStart !== -1 && end > dataStart) this.sink.onData(chunk.subarray(dataStart, end));
-      dataStart = -1;
-    };
-    for (let i = 0; i < chunk.length; i++) {
+    const length = chunk.length;
+    for (let i = 0; i < length; i++) {
       const byte = chunk[i]!;
       switch (this.state) {
         case State.Data:
           if (byte === IAC) {
-            flush(i);
+            if (dataStart !== -1 && i > dataStart) this.sink.onData(chunk.subarray(dataStart, i));
+            dataStart = -1;
             this.state = State.Iac;
           } else if (byte === CR) {
-            // CR LF is a line end; CR NUL is a bare CR (RFC 854), which
+            // CR LF is a line end; CR NUL is a bare CR (RFC 854), which some
             // clients send for Enter; a lone CR too: all end the line now.
-            flush(i);
+            if (dataStart !== -1 && i > dataStart) this.sink.onData(chunk.subarray(dataStart, i));
+            dataStart = -1;
             this.sink.onData(CRLF);
             this.state = State.Cr;
           } else if (dataStart === -1) {
@@ -210,8 +257,8 @@ export class TelnetSession {
           }
           break;
         case State.Verb:
-          this.negotiate(this.verb, byte);
           this.state = State.Data;
+          this.negotiate(this.verb, byte);
           break;
         case State.Sb:
           this.subOption = byte;
@@ -225,23 +272,20 @@ export class TelnetSession {
           break;
         case State.SbIac:
           if (byte === SE) {
-            if (!this.subOverflow) this.subnegotiation(this.subOption, Buffer.from(this.sub));
-            this.sub = [];
             this.state = State.Data;
+            const data = this.subOverflow ? undefined : Buffer.from(this.sub);
+            this.sub = [];
+            if (data !== undefined) this.subnegotiation(this.subOption, data);
           } else {
-            // IAC IAC is a literal 255; anything else is a broken client: keep going.
+            // IAC IAC is a literal 255; anything else is a broken client: keep the byte, go on.
             this.pushSub(byte);
             this.state = State.SbData;
           }
           break;
       }
     }
-    if (this.state === State.Data) flush(chunk.length);
-  }
-
-  /** Encodes text for the client: UTF-8, with IAC (255) bytes doubled. */
-  encodeText(text: string): Buffer {
-    return escapeIac(Buffer.from(text, 'utf8'));
+    if (this.state === State.Data && dataStart !== -1 && length > dataStart) this.sink.onData(chunk.subarray(dataStart, length));
+    this.checkSettled();
   }
 
   private pushSub(byte: number): void {
@@ -254,31 +298,36 @@ export class TelnetSession {
 
   private askRemote(out: number[], option: number): void {
     this.pendingRemote.add(option);
+    this.opening.add(option);
     out.push(IAC, DO, option);
   }
 
   private offerLocal(out: number[], option: number): void {
     this.pendingLocal.add(option);
+    this.opening.add(option);
     out.push(IAC, WILL, option);
   }
 
   private supportsLocal(option: number): boolean {
     return (
       option === TELNET_OPTION.SGA ||
-      option === TELNET_OPTION.ECHO ||
+      (option === TELNET_OPTION.ECHO && this.hideInput) ||
       (option === TELNET_OPTION.GMCP && this.offerGmcp) ||
       (option === TELNET_OPTION.MCCP2 && this.offerMccp2)
     );
   }
 
   private supportsRemote(option: number): boolean {
-    return option === TELNET_OPTION.NAWS || option === TELNET_OPTION.TTYPE;
+    return option === TELNET_OPTION.NAWS || option === TELNET_OPTION.TTYPE || option === TELNET_OPTION.SGA;
   }
 
   private negotiate(verb: number, option: number): void {
     const out: number[] = [];
+    const pending = verb === DO || verb === DONT ? this.pendingLocal : this.pendingRemote;
+    const wasPending = pending.delete(option);
+    // An answer to one of our opening requests (an unrelated verb on the same option is not).
+    if (wasPending) this.opening.delete(option);
     if (verb === DO) {
-      const wasPending = this.pendingLocal.delete(option);
       if (this.supportsLocal(option)) {
         if (!this.local.has(option)) {
           this.local.add(option);
@@ -289,14 +338,12 @@ export class TelnetSession {
         out.push(IAC, WONT, option);
       }
     } else if (verb === DONT) {
-      const wasPending = this.pendingLocal.delete(option);
       if (this.local.has(option)) {
         this.local.delete(option);
         if (!wasPending) out.push(IAC, WONT, option);
-        if (option === TELNET_OPTION.GMCP) this.updateInfo({ gmcp: false });
+        this.disabledLocal(option, out);
       }
     } else if (verb === WILL) {
-      const wasPending = this.pendingRemote.delete(option);
       if (this.supportsRemote(option)) {
         if (!this.remote.has(option)) {
           this.remote.add(option);
@@ -307,10 +354,10 @@ export class TelnetSession {
         out.push(IAC, DONT, option);
       }
     } else if (verb === WONT) {
-      const wasPending = this.pendingRemote.delete(option);
       if (this.remote.has(option)) {
         this.remote.delete(option);
         if (!wasPending) out.push(IAC, DONT, option);
+        if (option === TELNET_OPTION.TTYPE) this.awaitingTtype = false;
       }
     }
     if (out.length > 0) this.sink.onSend(Buffer.from(out));
@@ -318,7 +365,9 @@ export class TelnetSession {
 
   private enabledLocal(option: number, out: number[]): void {
     if (option === TELNET_OPTION.GMCP) this.updateInfo({ gmcp: true });
-    if (option === TELNET_OPTION.MCCP2 && !this.info.mccp2) {
+    else if (option === TELNET_OPTION.SGA) this.updateInfo({ sga: true });
+    else if (option === TELNET_OPTION.ECHO) this.updateInfo({ echo: false });
+    else if (option === TELNET_OPTION.MCCP2 && !this.info.mccp2) {
       // The compressed stream starts right after IAC SB MCCP2 IAC SE.
       out.push(IAC, SB, TELNET_OPTION.MCCP2, IAC, SE);
       this.sink.onSend(Buffer.from(out));
@@ -328,36 +377,108 @@ export class TelnetSession {
     }
   }
 
+  private disabledLocal(option: number, out: number[]): void {
+    if (option === TELNET_OPTION.GMCP) this.updateInfo({ gmcp: false });
+    else if (option === TELNET_OPTION.SGA) this.updateInfo({ sga: false });
+    else if (option === TELNET_OPTION.ECHO) {
+      // The client will not stop echoing: the user's typing stays visible.
+      this.hideInput = false;
+      this.updateInfo({ echo: true });
+    } else if (option === TELNET_OPTION.MCCP2 && this.info.mccp2) {
+      if (out.length > 0) {
+        this.sink.onSend(Buffer.from(out));
+        out.length = 0;
+      }
+      this.sink.onStopCompression();
+      this.updateInfo({ mccp2: false });
+    }
+  }
+
   private requestTtype(out: number[]): void {
     this.ttypeRequests++;
+    this.awaitingTtype = true;
     out.push(IAC, SB, TELNET_OPTION.TTYPE, TTYPE_SEND, IAC, SE);
   }
 
   private subnegotiation(option: number, data: Buffer): void {
-    if (option === TELNET_OPTION.NAWS && data.length >= 4) {
-      this.updateInfo({ naws: { width: data.readUInt16BE(0), height: data.readUInt16BE(2) } });
-    } else if (option === TELNET_OPTION.TTYPE && data[0] === TTYPE_IS) {
-      const name = data.subarray(1).toString('latin1').slice(0, 64);
-      const list = this.info.ttype ?? [];
-      const repeated = list.length > 0 && list[list.length - 1] === name;
-      if (!repeated) {
-        const ttype = [...list, name];
-        const mtts = /^MTTS (\d+)$/.exec(name);
-        this.updateInfo(mtts ? { ttype, mtts: Number(mtts[1]) } : { ttype });
+    if (option === TELNET_OPTION.NAWS) {
+      if (data.length >= 4 && this.remote.has(TELNET_OPTION.NAWS)) {
+        const naws = { width: data.readUInt16BE(0), height: data.readUInt16BE(2) };
+        const old = this.info.naws;
+        if (old === undefined || old.width !== naws.width || old.height !== naws.height) this.updateInfo({ naws });
       }
-      // The MTTS cycle: ask again until the answer repeats or we asked three times.
-      if (!repeated && this.ttypeRequests < 3) {
+    } else if (option === TELNET_OPTION.TTYPE) {
+      // Only answers to our requests count: a client cannot grow the list unasked.
+      if (data[0] === TTYPE_IS && this.awaitingTtype) this.terminalType(printable(data.subarray(1).toString('latin1')));
+    } else if (option === TELNET_OPTION.GMCP) {
+      if (!this.local.has(TELNET_OPTION.GMCP)) return;
+      const text = data.toString('utf8');
+      const space = text.indexOf(' ');
+      const packageName = space === -1 ? text : text.slice(0, space);
+      const json = space === -1 ? '' : text.slice(space + 1).trim();
+      if (packageName.length === 0) return;
+      this.gmcpCore(packageName, json);
+      this.sink.onGmcp(packageName, json);
+    }
+  }
+
+  private terminalType(name: string): void {
+    this.awaitingTtype = false;
+    const list = this.info.ttype ?? [];
+    // The cycle ends when the client repeats itself: the last answer again
+    // (most MUD clients), or the first one (RFC 1091's wrap-around).
+    const repeated = list.length > 0 && (list[list.length - 1] === name || list[0] === name);
+    if (!repeated) {
+      const ttype = [...list, name];
+      const mtts = /^MTTS (\d+)$/i.exec(name);
+      this.updateInfo(mtts ? { ttype, mtts: Number(mtts[1]) } : { ttype });
+      if (this.ttypeRequests < MAX_TTYPE_REQUESTS && this.remote.has(TELNET_OPTION.TTYPE)) {
         const out: number[] = [];
         this.requestTtype(out);
         this.sink.onSend(Buffer.from(out));
       }
-    } else if (option === TELNET_OPTION.GMCP && this.local.has(TELNET_OPTION.GMCP)) {
-      const text = data.toString('utf8');
-      const space = text.indexOf(' ');
-      const packageName = space === -1 ? text : text.slice(0, space);
-      const json = space === -1 ? '' : text.slice(space + 1);
-      if (packageName.length > 0) this.sink.onGmcp(packageName, json);
     }
+  }
+
+  /** Keeps what a restarted app needs to know: `Core.Hello` and `Core.Supports.*` (names are case-insensitive). */
+  private gmcpCore(packageName: string, json: string): void {
+    const name = packageName.toLowerCase();
+    if (!name.startsWith('core.')) return;
+    let value: unknown;
+    try {
+      value = json === '' ? undefined : JSON.parse(json);
+    } catch {
+      return;
+    }
+    if (name === 'core.hello') {
+      if (typeof value === 'object' && value !== null && !Array.isArray(value) && json.length <= MAX_GMCP_HELLO_BYTES) this.updateInfo({ gmcpHello: value as JsonObject });
+      return;
+    }
+    if (name !== 'core.supports.set' && name !== 'core.supports.add' && name !== 'core.supports.remove') return;
+    if (!Array.isArray(value)) return;
+    const given = value.filter((entry): entry is string => typeof entry === 'string').map((entry) => printable(entry));
+    const moduleOf = (entry: string): string => entry.split(' ')[0]!.toLowerCase();
+    let supports = name === 'core.supports.set' ? [] : [...(this.info.gmcpSupports ?? [])];
+    if (name === 'core.supports.remove') {
+      const gone = new Set(given.map(moduleOf));
+      supports = supports.filter((entry) => !gone.has(moduleOf(entry)));
+    } else {
+      for (const entry of given) {
+        const module = moduleOf(entry);
+        supports = supports.filter((old) => moduleOf(old) !== module);
+        if (supports.length < MAX_GMCP_SUPPORTS) supports.push(entry);
+      }
+    }
+    this.updateInfo({ gmcpSupports: supports });
+  }
+
+  private checkSettled(): void {
+    if (this.settled || !this.started) return;
+    if (this.opening.size > 0 || this.awaitingTtype) return;
+    // A client that agreed to NAWS sends its size right after; wait for it.
+    if (this.remote.has(TELNET_OPTION.NAWS) && this.info.naws === undefined) return;
+    this.settled = true;
+    this.sink.onSettled();
   }
 
   private updateInfo(change: Partial<TelnetInfo>): void {
@@ -368,6 +489,13 @@ export class TelnetSession {
 
 const CRLF = Buffer.from('\r\n');
 const IAC_BYTE = Buffer.from([IAC]);
+const GMCP_START = Buffer.from([IAC, SB, TELNET_OPTION.GMCP]);
+const SB_END = Buffer.from([IAC, SE]);
+
+/** Keeps printable ASCII (and Latin-1 letters), cut to {@link MAX_NAME_LENGTH} characters. */
+function printable(text: string): string {
+  return text.replace(/[^\x20-\x7e\xa0-\xff]/g, '').slice(0, MAX_NAME_LENGTH);
+}
 
 /** Doubles every IAC (255) byte so text cannot be read as a telnet command. */
 export function escapeIac(bytes: Buffer): Buffer {

@@ -1,0 +1,269 @@
+/**
+ * A telnet user's channel: a socket (TCP or TLS) with a {@link TelnetSession}
+ * between it and the connection, so input lines never contain protocol
+ * bytes, and an optional MCCP2 compressor on the way out.
+ *
+ * @module
+ */
+import type { Socket } from 'node:net';
+import zlib from 'node:zlib';
+import type { RemoteAddress, TelnetInfo } from '@imi/core';
+import { TelnetSession, type TelnetSink } from './telnet.js';
+import { NULL_SINK, type ChannelSink, type UserChannel } from './transport.js';
+
+/** Options of {@link TelnetChannel}. */
+export interface TelnetChannelOptions {
+  /** Offer MCCP2. */
+  mccp2: boolean;
+  /** Offer GMCP. */
+  gmcp: boolean;
+  /** Longest wait for the opening negotiation, in ms (0: do not wait). */
+  negotiationMs: number;
+}
+
+/**
+ * Input held while the channel is paused, before reading stops: a paused
+ * telnet channel keeps reading so negotiation goes on (the opening one runs
+ * while the user is paused), up to this many bytes of held input.
+ */
+const MAX_HELD_BYTES = 64 * 1024;
+
+/**
+ * zlib settings of MCCP2: a 4 KiB window and small hash tables (about 32 KiB
+ * per compressing user rather than 256 KiB); text compresses about as well.
+ */
+const DEFLATE_OPTIONS: zlib.ZlibOptions = { windowBits: 12, memLevel: 5, level: 6 };
+
+type Held = Buffer | { readonly packageName: string; readonly json: string };
+
+/** A telnet user (`telnet`, or `telnet+tls` over a TLS socket). */
+export class TelnetChannel implements UserChannel {
+  readonly transport: string;
+  readonly remote: RemoteAddress;
+  private readonly socket: Socket;
+  private readonly session: TelnetSession;
+  private readonly negotiationMs: number;
+  private sink: ChannelSink = NULL_SINK;
+  /** The compressor while MCCP2 is on. */
+  private deflate: zlib.Deflate | undefined;
+  /** A compressed stream being finished (the client asked to stop MCCP2), and what waits behind it. */
+  private stopping: zlib.Deflate | undefined;
+  private afterStop: Buffer[] = [];
+  private corked = false;
+  private socketCorked = false;
+  private ended = false;
+  private holding = false;
+  private held: Held[] = [];
+  private heldBytes = 0;
+  private flushScheduled = false;
+  private settle: (() => void) | undefined;
+  private settleTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * @param socket - the user's socket (a `tls.TLSSocket` for `telnet+tls`)
+   * @param transport - the transport's name
+   * @param options - what to offer, how long to wait
+   */
+  constructor(socket: Socket, transport: string, options: TelnetChannelOptions) {
+    this.socket = socket;
+    this.transport = transport;
+    this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    this.negotiationMs = options.negotiationMs;
+    const sink: TelnetSink = {
+      onData: (bytes) => this.input(bytes),
+      onSend: (bytes) => this.writeOut(bytes),
+      onInfo: () => this.sink.onMetadata(),
+      onGmcp: (packageName, json) => this.gmcp(packageName, json),
+      onStartCompression: () => this.startCompression(),
+      onStopCompression: () => this.stopCompression(),
+      onSettled: () => this.settled(),
+    };
+    this.session = new TelnetSession(sink, { mccp2: options.mccp2, gmcp: options.gmcp });
+    socket.setNoDelay(true);
+    socket.on('error', (error) => this.sink.onError('error', error));
+    socket.on('close', () => {
+      this.settled();
+      this.deflate?.destroy();
+      this.stopping?.destroy();
+      this.sink.onClose();
+    });
+  }
+
+  get telnet(): Readonly<TelnetInfo> {
+    return this.session.info;
+  }
+
+  get writableLength(): number {
+    return this.socket.writableLength + (this.deflate?.writableLength ?? 0) + (this.stopping?.writableLength ?? 0);
+  }
+
+  get destroyed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  attach(sink: ChannelSink): Promise<void> | void {
+    this.sink = sink;
+    this.socket.on('data', (chunk: Buffer) => this.session.receive(chunk));
+    this.socket.on('end', () => sink.onEnd());
+    this.session.start();
+    if (this.negotiationMs === 0 || this.session.isSettled) return;
+    return new Promise<void>((resolve) => {
+      this.settle = resolve;
+      this.settleTimer = setTimeout(() => this.settled(), this.negotiationMs);
+      this.settleTimer.unref();
+    });
+  }
+
+  write(text: string): void {
+    this.writeOut(this.session.encodeText(text));
+  }
+
+  cork(): void {
+    this.corked = true;
+    if (this.deflate === undefined && this.stopping === undefined && !this.socketCorked) {
+      this.socketCorked = true;
+      this.socket.cork();
+    }
+  }
+
+  uncork(): void {
+    this.corked = false;
+    if (this.socketCorked) {
+      this.socketCorked = false;
+      this.socket.uncork();
+    }
+    this.deflate?.flush(zlib.constants.Z_SYNC_FLUSH);
+  }
+
+  /** Holds input (negotiation goes on) until {@link resume}; reading stops once {@link MAX_HELD_BYTES} are held. */
+  pause(): void {
+    this.holding = true;
+  }
+
+  resume(): void {
+    this.holding = false;
+    this.socket.resume();
+    if (this.held.length > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(flushHeld, this);
+    }
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const deflate = this.deflate;
+    if (deflate !== undefined) {
+      // Finish the compressed stream, then the socket.
+      deflate.once('end', () => this.socket.end());
+      deflate.end();
+    } else if (this.stopping === undefined) {
+      this.socket.end();
+    }
+  }
+
+  destroy(): void {
+    this.deflate?.destroy();
+    this.stopping?.destroy();
+    this.socket.destroy();
+  }
+
+  setEcho(visible: boolean): boolean {
+    this.session.setEcho(visible);
+    return true;
+  }
+
+  sendGmcp(packageName: string, json: string | undefined): boolean {
+    const bytes = this.session.encodeGmcp(packageName, json);
+    if (bytes === undefined) return false;
+    this.writeOut(bytes);
+    return true;
+  }
+
+  /** Delivers what was held while paused, in order, until paused again. */
+  flushHeld(): void {
+    this.flushScheduled = false;
+    while (!this.holding && this.held.length > 0 && !this.socket.destroyed) {
+      const item = this.held.shift()!;
+      if (Buffer.isBuffer(item)) {
+        this.heldBytes -= item.length;
+        this.sink.onData(item);
+      } else {
+        this.sink.onGmcp(item.packageName, item.json);
+      }
+    }
+  }
+
+  private input(bytes: Buffer): void {
+    if (this.holding || this.held.length > 0) {
+      this.held.push(bytes);
+      this.heldBytes += bytes.length;
+      if (this.heldBytes > MAX_HELD_BYTES) this.socket.pause();
+      return;
+    }
+    this.sink.onData(bytes);
+  }
+
+  private gmcp(packageName: string, json: string): void {
+    if (this.holding || this.held.length > 0) {
+      this.held.push({ packageName, json });
+      return;
+    }
+    this.sink.onGmcp(packageName, json);
+  }
+
+  private writeOut(bytes: Buffer): void {
+    // After end(), nothing more may be written (a late negotiation reply would be a write after end).
+    if (this.ended || this.socket.destroyed) return;
+    const deflate = this.deflate;
+    if (deflate !== undefined) {
+      deflate.write(bytes);
+      if (!this.corked) deflate.flush(zlib.constants.Z_SYNC_FLUSH);
+    } else if (this.stopping !== undefined) {
+      this.afterStop.push(bytes);
+    } else {
+      this.socket.write(bytes);
+    }
+  }
+
+  private startCompression(): void {
+    if (this.deflate !== undefined || this.stopping !== undefined || this.ended) return;
+    if (this.socketCorked) {
+      // What was corked goes first, uncompressed (it was written before MCCP2 began).
+      this.socketCorked = false;
+      this.socket.uncork();
+    }
+    const deflate = zlib.createDeflate(DEFLATE_OPTIONS);
+    deflate.on('data', (chunk: Buffer) => {
+      if (!this.socket.destroyed) this.socket.write(chunk);
+    });
+    deflate.on('error', () => this.socket.destroy());
+    this.deflate = deflate;
+  }
+
+  private stopCompression(): void {
+    const deflate = this.deflate;
+    if (deflate === undefined) return;
+    this.deflate = undefined;
+    this.stopping = deflate;
+    deflate.once('end', () => {
+      this.stopping = undefined;
+      for (const bytes of this.afterStop) this.socket.write(bytes);
+      this.afterStop = [];
+      if (this.ended) this.socket.end();
+    });
+    deflate.end();
+  }
+
+  private settled(): void {
+    if (this.settleTimer !== undefined) clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
+    const settle = this.settle;
+    this.settle = undefined;
+    settle?.();
+  }
+}
+
+function flushHeld(channel: TelnetChannel): void {
+  channel.flushHeld();
+}

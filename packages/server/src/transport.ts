@@ -1,0 +1,222 @@
+/**
+ * Transports: how users reach the intermediary. A {@link Transport} listens
+ * and hands over one {@link UserChannel} per user; the intermediary runs
+ * every user the same way over that small interface, whatever carries them
+ * (plain TCP lines, telnet, TLS, WebSocket, or a transport of your own).
+ *
+ * @module
+ */
+import type { RemoteAddress, TelnetInfo } from '@imi/core';
+
+/**
+ * What a {@link UserChannel} reports to the connection that runs over it
+ * (set with {@link UserChannel.attach}).
+ */
+export interface ChannelSink {
+  /**
+   * Input bytes, with the transport's framing removed: telnet commands are
+   * stripped; a WebSocket message comes followed by a line end. The
+   * connection splits them into lines (`maxLineBytes` applies).
+   */
+  onData(bytes: Buffer): void;
+  /** The peer ended its side (a TCP half-close): the connection finishes writing, then closes. */
+  onEnd(): void;
+  /**
+   * The channel failed. `reason` is what the app will be told in
+   * `disconnect.data.reason` (`"error"`, `"timeout"`, `"limit"`); `onClose`
+   * follows.
+   */
+  onError(reason: string, error?: Error): void;
+  /** The channel is closed: nothing more is read or written. Called once. */
+  onClose(): void;
+  /** The channel's metadata ({@link UserChannel.telnet}) changed: a resize, GMCP turned on, … */
+  onMetadata(): void;
+  /** A GMCP message from a telnet client: the package name and its JSON text (`''` when none). */
+  onGmcp(packageName: string, json: string): void;
+}
+
+/**
+ * One user's connection as a transport carries it. The intermediary
+ * attaches a sink, writes text, corks the writes of one tick together,
+ * pauses reading (rate limits, the `connect` hook) and closes it.
+ */
+export interface UserChannel {
+  /** The transport's name, told to the app in `connect.data.transport`: `"tcp"`, `"tls"`, `"telnet"`, `"telnet+tls"`, `"ws"`, `"ws+tls"`, … */
+  readonly transport: string;
+  /** The peer's address. */
+  readonly remote: RemoteAddress;
+  /** For telnet channels: what the client negotiated (sent to the app in `connect.data.telnet`). */
+  readonly telnet: Readonly<TelnetInfo> | undefined;
+  /** Bytes written and not yet handed to the kernel (what `maxOutputBufferBytes` bounds). */
+  readonly writableLength: number;
+  /** Whether the channel is closed or failed. */
+  readonly destroyed: boolean;
+  /**
+   * Starts the channel: from now on it reports to `sink`. A transport that
+   * negotiates first (telnet) returns a promise that resolves once the
+   * opening negotiation is over (or gave up waiting); the user is announced
+   * to the app after it.
+   */
+  attach(sink: ChannelSink): Promise<void> | void;
+  /** Writes text (one WebSocket message per call on `ws`). */
+  write(text: string): void;
+  /** Holds writes until {@link uncork} so the writes of one tick leave together. */
+  cork(): void;
+  /** Lets corked writes go. */
+  uncork(): void;
+  /** Stops reading (input stops reaching the sink; bytes pile up in the peer). */
+  pause(): void;
+  /** Reads again. */
+  resume(): void;
+  /** Closes after what was written is flushed. */
+  end(): void;
+  /** Closes at once, dropping unwritten output. */
+  destroy(): void;
+  /** Telnet only: hides (`false`) or shows (`true`) what the user types. Returns whether the transport can. */
+  setEcho?(visible: boolean): boolean;
+  /** Telnet only: sends a GMCP message. Returns false when GMCP is not on for this user. */
+  sendGmcp?(packageName: string, json: string | undefined): boolean;
+}
+
+/** A sink that drops everything: what a channel reports to before it is attached (or when the user is refused). */
+export const NULL_SINK: ChannelSink = {
+  onData() {},
+  onEnd() {},
+  onError() {},
+  onClose() {},
+  onMetadata() {},
+  onGmcp() {},
+};
+
+/** Where a transport listens, as {@link Transport.listen} reports it. */
+export interface TransportAddress {
+  /** The transport's name for its users (`"telnet"`, `"ws+tls"`, …). */
+  transport: string;
+  /** The port it listens on (the real one when 0 was asked). */
+  port: number;
+  /** The address it binds to. */
+  host: string;
+  /** WebSocket transports: the path upgrades are accepted on (any path when absent). */
+  path?: string;
+  /** Whether it serves the browser client page (at `/`). */
+  web?: boolean;
+}
+
+/**
+ * A listener for users. Give one to {@link IntermediaryOptions.listeners}
+ * to plug in a transport of your own; the built-in ones are described by
+ * {@link ListenerOptions}.
+ */
+export interface Transport {
+  /**
+   * Binds and starts accepting. Each new user is handed over with `accept`,
+   * before anything is read from them.
+   *
+   * @param accept - the intermediary's entry point for new users
+   * @param backlog - the listen backlog to use
+   * @returns where it listens
+   * @throws the listen error (e.g. `EADDRINUSE`, a bad TLS certificate); nothing stays bound then
+   */
+  listen(accept: (channel: UserChannel) => void, backlog: number): Promise<TransportAddress>;
+  /** Stops accepting. Channels already handed over are not touched (the intermediary closes them). */
+  close(): Promise<void>;
+}
+
+/** A certificate and its key for a TLS listener: each a PEM text, or the path of a PEM file. */
+export interface TlsFiles {
+  /** The certificate chain (PEM text, or a file path). */
+  cert: string;
+  /** The private key (PEM text, or a file path). */
+  key: string;
+}
+
+/** What every built-in listener has. */
+interface BaseListenerOptions {
+  /** The port; 0 picks a free one. */
+  port: number;
+  /** The address to bind to. Default: the intermediary's {@link IntermediaryOptions.host}. */
+  host?: string;
+  /** Serve over TLS with this certificate and key. */
+  tls?: TlsFiles;
+}
+
+/** Plain lines over TCP (`"tcp"`), or over TLS (`"tls"`) — what netcat and `openssl s_client` speak. */
+export interface TcpListenerOptions extends BaseListenerOptions {
+  /** Discriminant. */
+  kind: 'tcp';
+}
+
+/** Telnet (`"telnet"`, or `"telnet+tls"` with `tls`): MUD clients, the `telnet` command. */
+export interface TelnetListenerOptions extends BaseListenerOptions {
+  /** Discriminant. */
+  kind: 'telnet';
+  /** Offer MCCP2 (zlib compression of output). Default false. */
+  mccp2?: boolean;
+  /** Offer GMCP. Default true. */
+  gmcp?: boolean;
+  /**
+   * How long to wait for the client's answers (window size, terminal type)
+   * before the app hears of the user, in ms. Default
+   * {@link DEFAULT_TELNET_NEGOTIATION_MS}; 0 announces at once (the info then
+   * follows in `telnet` messages).
+   */
+  negotiationMs?: number;
+}
+
+/** WebSocket (`"ws"`, or `"ws+tls"` with `tls`): one text message is one line, each output is one message. */
+export interface WsListenerOptions extends BaseListenerOptions {
+  /** Discriminant. */
+  kind: 'ws';
+  /** Accept upgrades on this path only (others get 404). Default: any path; `/ws` when `web` is on. */
+  path?: string;
+  /** Also serve the browser client page at `/` (a terminal in the browser). Default false. */
+  web?: boolean;
+  /** Largest message accepted, in bytes; a bigger one closes the connection (1009). Default {@link DEFAULT_WS_MAX_PAYLOAD_BYTES}. */
+  maxPayloadBytes?: number;
+  /** Interval between pings; a user who has not answered the previous one is dropped (`timeout`). Default {@link DEFAULT_WS_PING_INTERVAL_MS}; 0 disables. */
+  pingIntervalMs?: number;
+}
+
+/** A built-in listener, as given in {@link IntermediaryOptions.listeners} (or a config file). */
+export type ListenerOptions = TcpListenerOptions | TelnetListenerOptions | WsListenerOptions;
+
+/** Default {@link TelnetListenerOptions.negotiationMs}: how long a telnet user's opening negotiation may take before the app hears of them. */
+export const DEFAULT_TELNET_NEGOTIATION_MS = 500;
+/** Default {@link WsListenerOptions.maxPayloadBytes}: 64 KiB (lines longer than `maxLineBytes` are still cut and reported). */
+export const DEFAULT_WS_MAX_PAYLOAD_BYTES = 64 * 1024;
+/** Default {@link WsListenerOptions.pingIntervalMs}: 30 s. */
+export const DEFAULT_WS_PING_INTERVAL_MS = 30_000;
+
+/** Whether a `listeners` entry is a {@link Transport} object rather than {@link ListenerOptions}. */
+export function isTransport(value: ListenerOptions | Transport): value is Transport {
+  return typeof (value as Partial<Transport>).listen === 'function';
+}
+
+/** The name users of a built-in listener get in `connect.data.transport`. */
+export function transportName(options: ListenerOptions): string {
+  if (options.kind === 'tcp') return options.tls === undefined ? 'tcp' : 'tls';
+  return options.tls === undefined ? options.kind : `${options.kind}+tls`;
+}
+
+/** What the built-in transports need from the intermediary besides their own options. */
+export interface TransportContext {
+  /** Where to bind when the listener names no host. */
+  host: string;
+  /** Reports an error of the listener itself (not of a user's connection), for the log. */
+  onListenerError(error: Error): void;
+}
+
+/**
+ * Makes the transport a {@link ListenerOptions} describes. The WebSocket
+ * transport (and the `ws` package) is loaded only when one is asked for.
+ *
+ * @throws ImiError `IMI_CONFIG` when a TLS file cannot be read
+ */
+export async function createTransport(options: ListenerOptions, context: TransportContext): Promise<Transport> {
+  if (options.kind === 'ws') {
+    const { WsTransport } = await import('./ws-transport.js');
+    return new WsTransport(options, context);
+  }
+  const { SocketTransport } = await import('./socket-transport.js');
+  return new SocketTransport(options, context);
+}

@@ -1,0 +1,400 @@
+// The telnet codec (telnet.ts) on its own: fed one byte at a time and in
+// arbitrary chunks, it must strip every protocol byte from the input, answer
+// negotiation without loops, and report what the client told it.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { MAX_TTYPE_REQUESTS, TELNET, TELNET_OPTION, TelnetSession, escapeIac, type TelnetSessionOptions, type TelnetSink } from '@imi/server';
+
+const RUNS = { numRuns: Number(process.env['FUZZ_RUNS'] ?? 500) };
+const { IAC, DO, DONT, WILL, WONT, SB, SE, NOP, GA } = TELNET;
+const { ECHO, SGA, TTYPE, NAWS, MCCP2, GMCP } = TELNET_OPTION;
+const TTYPE_IS = 0;
+const TTYPE_SEND = 1;
+
+/** Everything a session reported. */
+class Recorder implements TelnetSink {
+  readonly data: Buffer[] = [];
+  readonly sent: Buffer[] = [];
+  readonly gmcp: Array<[string, string]> = [];
+  infos = 0;
+  compressionStarts = 0;
+  compressionStops = 0;
+  settles = 0;
+  onData(bytes: Buffer): void {
+    this.data.push(Buffer.from(bytes));
+  }
+  onSend(bytes: Buffer): void {
+    this.sent.push(Buffer.from(bytes));
+  }
+  onInfo(): void {
+    this.infos++;
+  }
+  onGmcp(packageName: string, json: string): void {
+    this.gmcp.push([packageName, json]);
+  }
+  onStartCompression(): void {
+    this.compressionStarts++;
+  }
+  onStopCompression(): void {
+    this.compressionStops++;
+  }
+  onSettled(): void {
+    this.settles++;
+  }
+  /** The input as bytes. */
+  get input(): Buffer {
+    return Buffer.concat(this.data);
+  }
+  /** What was sent to the client, as bytes. */
+  get output(): Buffer {
+    return Buffer.concat(this.sent);
+  }
+  /** Forgets what was sent so far. */
+  clearSent(): void {
+    this.sent.length = 0;
+  }
+}
+
+/** Bytes from numbers, number arrays and text (UTF-8). */
+function bytes(...parts: Array<number | number[] | string>): Buffer {
+  return Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'utf8') : Buffer.from(Array.isArray(part) ? part : [part]))));
+}
+
+function session(options?: TelnetSessionOptions): { telnet: TelnetSession; sink: Recorder } {
+  const sink = new Recorder();
+  return { telnet: new TelnetSession(sink, options), sink };
+}
+
+/** Feeds one byte per call, as a client typing on a slow link would. */
+function feedBytewise(telnet: TelnetSession, data: Buffer): void {
+  for (const byte of data) telnet.receive(Buffer.from([byte]));
+}
+
+const sb = (option: number, ...body: Array<number | number[] | string>): Buffer => bytes(IAC, SB, option, bytes(...body).toJSON().data, IAC, SE);
+
+describe('TelnetSession: input', () => {
+  const stream = bytes(
+    'look',
+    [IAC, WILL, NAWS],
+    sb(NAWS, [0, 80, 0, 24]).toJSON().data,
+    'ing',
+    [0x0d, 0x0a],
+    'north',
+    [0x0d, 0x00],
+    'x',
+    [IAC, NOP],
+    'y',
+    [IAC, IAC],
+    'z',
+    [0x0d],
+    'w',
+    [IAC, GA],
+    'é😀',
+    [0x0a],
+  );
+  const expected = bytes('looking\r\nnorth\r\nxy', [0xff], 'z\r\nwé😀\n');
+
+  it('strips every protocol byte and keeps the text: CR LF, CR NUL and a lone CR end the line, IAC IAC is a 255', () => {
+    const whole = session();
+    whole.telnet.receive(stream);
+    expect(whole.sink.input).toEqual(expected);
+  });
+
+  it('gives the same input and the same replies fed one byte at a time', () => {
+    const whole = session();
+    whole.telnet.receive(stream);
+    const bytewise = session();
+    feedBytewise(bytewise.telnet, stream);
+    expect(bytewise.sink.input).toEqual(expected);
+    expect(bytewise.sink.output).toEqual(whole.sink.output);
+    expect(bytewise.telnet.info).toEqual(whole.telnet.info);
+  });
+
+  it('passes plain text through as subarrays of the chunk, in one piece per run', () => {
+    const { telnet, sink } = session();
+    telnet.receive(Buffer.from('just text, no commands'));
+    expect(sink.data.map(String)).toEqual(['just text, no commands']);
+  });
+
+  it('drops a subnegotiation longer than maxSubnegotiationBytes whole, and goes on', () => {
+    const { telnet, sink } = session({ maxSubnegotiationBytes: 16 });
+    telnet.start();
+    feedBytewise(telnet, bytes([IAC, DO, GMCP], sb(GMCP, 'Core.Hello ' + '{"client":"' + 'x'.repeat(100) + '"}').toJSON().data, 'after\r\n'));
+    expect(sink.gmcp).toEqual([]);
+    expect(sink.input.toString()).toBe('after\r\n');
+  });
+
+  it('keeps a broken IAC inside a subnegotiation as data of it, and finds the end (IAC SE)', () => {
+    const { telnet, sink } = session();
+    telnet.start();
+    feedBytewise(telnet, bytes([IAC, DO, GMCP], [IAC, SB, GMCP], 'Core.Ping', [IAC, NOP, IAC, SE], 'ok\n'));
+    expect(sink.gmcp.length).toBe(1);
+    expect(sink.input.toString()).toBe('ok\n');
+  });
+});
+
+describe('TelnetSession: negotiation', () => {
+  it('opens with DO NAWS, DO TTYPE, WILL GMCP (and WILL MCCP2 when asked); it does not offer SGA or ECHO', () => {
+    const plain = session();
+    plain.telnet.start();
+    expect(plain.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, GMCP]));
+    const compressing = session({ mccp2: true, gmcp: false });
+    compressing.telnet.start();
+    expect(compressing.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, MCCP2]));
+  });
+
+  it('runs a MUD client through NAWS, the MTTS cycle and GMCP, answering no answer, byte by byte', () => {
+    const { telnet, sink } = session();
+    telnet.start();
+    sink.clearSent();
+    // Width 255 travels as 0x00 0xFF 0xFF: IAC doubled inside the subnegotiation.
+    feedBytewise(telnet, bytes([IAC, WILL, NAWS], [IAC, SB, NAWS, 0, IAC, IAC, 0, 40, IAC, SE], [IAC, WILL, TTYPE], [IAC, DO, GMCP]));
+    expect(sink.output).toEqual(bytes([IAC, SB, TTYPE, TTYPE_SEND, IAC, SE]));
+    expect(sink.settles).toBe(0); // the terminal type is still awaited
+    for (const name of ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825']) feedBytewise(telnet, sb(TTYPE, TTYPE_IS, name));
+    expect(sink.output).toEqual(bytes(...Array.from({ length: MAX_TTYPE_REQUESTS }, () => [IAC, SB, TTYPE, TTYPE_SEND, IAC, SE])));
+    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: true, mccp2: false, naws: { width: 255, height: 40 }, ttype: ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'], mtts: 2825 });
+    expect(sink.settles).toBe(1);
+    expect(telnet.isSettled).toBe(true);
+    expect(sink.input.length).toBe(0);
+  });
+
+  it('ends the terminal type cycle when the client repeats its last or its first answer', () => {
+    const repeatsLast = session();
+    repeatsLast.telnet.start();
+    feedBytewise(repeatsLast.telnet, bytes([IAC, WILL, TTYPE], sb(TTYPE, TTYPE_IS, 'XTERM').toJSON().data, sb(TTYPE, TTYPE_IS, 'XTERM').toJSON().data));
+    expect(repeatsLast.telnet.info.ttype).toEqual(['XTERM']);
+    const wraps = session();
+    wraps.telnet.start();
+    wraps.sink.clearSent();
+    feedBytewise(wraps.telnet, bytes([IAC, WILL, TTYPE], ...['A', 'B', 'A'].map((name) => sb(TTYPE, TTYPE_IS, name).toJSON().data)));
+    expect(wraps.telnet.info.ttype).toEqual(['A', 'B']);
+    expect(wraps.sink.output).toEqual(bytes(...Array.from({ length: 3 }, () => [IAC, SB, TTYPE, TTYPE_SEND, IAC, SE])));
+  });
+
+  it('ignores terminal types nobody asked for, and keeps names printable and short', () => {
+    const { telnet } = session();
+    telnet.start();
+    feedBytewise(telnet, sb(TTYPE, TTYPE_IS, 'SNEAKY'));
+    expect(telnet.info.ttype).toBeUndefined();
+    feedBytewise(telnet, bytes([IAC, WILL, TTYPE], sb(TTYPE, TTYPE_IS, 'VT\u0007100' + 'x'.repeat(100)).toJSON().data));
+    expect(telnet.info.ttype).toEqual(['VT100' + 'x'.repeat(59)]);
+  });
+
+  it('settles when the client refuses everything, without answering its refusals', () => {
+    const { telnet, sink } = session();
+    telnet.start();
+    sink.clearSent();
+    feedBytewise(telnet, bytes([IAC, WONT, NAWS, IAC, WONT, TTYPE, IAC, DONT, GMCP]));
+    expect(sink.output.length).toBe(0);
+    expect(sink.settles).toBe(1);
+    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false });
+  });
+
+  it('refuses options it does not know, once per request, and never loops', () => {
+    const { telnet, sink } = session();
+    feedBytewise(telnet, bytes([IAC, WILL, 99, IAC, DO, 98, IAC, WONT, 97, IAC, DONT, 96]));
+    expect(sink.output).toEqual(bytes([IAC, DONT, 99, IAC, WONT, 98]));
+  });
+
+  it('agrees to SGA when asked, both ways, and says so in the info', () => {
+    const { telnet, sink } = session();
+    feedBytewise(telnet, bytes([IAC, DO, SGA, IAC, WILL, SGA]));
+    expect(sink.output).toEqual(bytes([IAC, WILL, SGA, IAC, DO, SGA]));
+    expect(telnet.info.sga).toBe(true);
+    sink.clearSent();
+    feedBytewise(telnet, bytes([IAC, DO, SGA]));
+    expect(sink.output.length).toBe(0); // already on: no answer
+    feedBytewise(telnet, bytes([IAC, DONT, SGA]));
+    expect(sink.output).toEqual(bytes([IAC, WONT, SGA]));
+    expect(telnet.info.sga).toBe(false);
+  });
+});
+
+describe('TelnetSession: ECHO (hidden input for passwords)', () => {
+  it('refuses DO ECHO while the app shows input: imi does not echo', () => {
+    const { telnet, sink } = session();
+    feedBytewise(telnet, bytes([IAC, DO, ECHO]));
+    expect(sink.output).toEqual(bytes([IAC, WONT, ECHO]));
+    expect(telnet.info.echo).toBe(true);
+  });
+
+  it('setEcho(false) says WILL ECHO once; the client agreeing gets no answer; setEcho(true) says WONT ECHO', () => {
+    const { telnet, sink } = session();
+    telnet.setEcho(false);
+    telnet.setEcho(false);
+    expect(sink.output).toEqual(bytes([IAC, WILL, ECHO]));
+    expect(telnet.info.echo).toBe(false);
+    feedBytewise(telnet, bytes([IAC, DO, ECHO]));
+    expect(sink.output).toEqual(bytes([IAC, WILL, ECHO]));
+    telnet.setEcho(true);
+    expect(sink.output).toEqual(bytes([IAC, WILL, ECHO, IAC, WONT, ECHO]));
+    expect(telnet.info.echo).toBe(true);
+    feedBytewise(telnet, bytes([IAC, DONT, ECHO]));
+    expect(sink.output).toEqual(bytes([IAC, WILL, ECHO, IAC, WONT, ECHO]));
+  });
+
+  it('a client that will not stop echoing leaves the input visible', () => {
+    const { telnet } = session();
+    telnet.setEcho(false);
+    feedBytewise(telnet, bytes([IAC, DONT, ECHO]));
+    expect(telnet.info.echo).toBe(true);
+  });
+});
+
+describe('TelnetSession: GMCP', () => {
+  it('ignores GMCP until the client said DO GMCP', () => {
+    const { telnet, sink } = session();
+    telnet.start();
+    feedBytewise(telnet, sb(GMCP, 'Core.Hello {"client":"x"}'));
+    expect(sink.gmcp).toEqual([]);
+    expect(telnet.encodeGmcp('Char.Vitals', '{}')).toBeUndefined();
+  });
+
+  it('reports messages, keeps Core.Hello and Core.Supports in the info, and encodes messages out', () => {
+    const { telnet, sink } = session();
+    telnet.start();
+    feedBytewise(telnet, bytes([IAC, DO, GMCP]));
+    expect(telnet.info.gmcp).toBe(true);
+    const messages = [
+      'Core.Hello {"client":"Mudlet","version":"4.17.2"}',
+      'Core.Supports.Set ["Char 1", "Room 1", "Comm.Channel 1"]',
+      'Core.Supports.Add ["Char 2", "IRE.Rift 1"]',
+      'core.supports.remove ["Room"]',
+      'Core.Ping',
+      'Char.Login.Credentials {"account":"bob","password":"é😀"}',
+    ];
+    for (const message of messages) feedBytewise(telnet, sb(GMCP, message));
+    expect(sink.gmcp).toEqual([
+      ['Core.Hello', '{"client":"Mudlet","version":"4.17.2"}'],
+      ['Core.Supports.Set', '["Char 1", "Room 1", "Comm.Channel 1"]'],
+      ['Core.Supports.Add', '["Char 2", "IRE.Rift 1"]'],
+      ['core.supports.remove', '["Room"]'],
+      ['Core.Ping', ''],
+      ['Char.Login.Credentials', '{"account":"bob","password":"é😀"}'],
+    ]);
+    expect(telnet.info.gmcpHello).toEqual({ client: 'Mudlet', version: '4.17.2' });
+    expect(telnet.info.gmcpSupports).toEqual(['Comm.Channel 1', 'Char 2', 'IRE.Rift 1']);
+    expect(telnet.encodeGmcp('Char.Vitals', '{"hp":10}')).toEqual(bytes([IAC, SB, GMCP], 'Char.Vitals {"hp":10}', [IAC, SE]));
+    expect(telnet.encodeGmcp('Core.Ping')).toEqual(bytes([IAC, SB, GMCP], 'Core.Ping', [IAC, SE]));
+    feedBytewise(telnet, bytes([IAC, DONT, GMCP]));
+    expect(telnet.info.gmcp).toBe(false);
+    expect(telnet.encodeGmcp('Core.Ping')).toBeUndefined();
+  });
+});
+
+describe('TelnetSession: MCCP2', () => {
+  it('starts compression right after IAC SB MCCP2 IAC SE when the client agrees, and stops it on DONT', () => {
+    const { telnet, sink } = session({ mccp2: true });
+    telnet.start();
+    sink.clearSent();
+    let sentWhenStarted: Buffer | undefined;
+    const start = sink.onStartCompression.bind(sink);
+    sink.onStartCompression = () => {
+      sentWhenStarted = sink.output;
+      start();
+    };
+    feedBytewise(telnet, bytes([IAC, DO, MCCP2]));
+    expect(sentWhenStarted).toEqual(bytes([IAC, SB, MCCP2, IAC, SE]));
+    expect(sink.compressionStarts).toBe(1);
+    expect(telnet.info.mccp2).toBe(true);
+    feedBytewise(telnet, bytes([IAC, DO, MCCP2]));
+    expect(sink.compressionStarts).toBe(1);
+    feedBytewise(telnet, bytes([IAC, DONT, MCCP2]));
+    expect(sink.compressionStops).toBe(1);
+    expect(telnet.info.mccp2).toBe(false);
+  });
+
+  it('refuses MCCP2 when it was not enabled', () => {
+    const { telnet, sink } = session();
+    feedBytewise(telnet, bytes([IAC, DO, MCCP2]));
+    expect(sink.output).toEqual(bytes([IAC, WONT, MCCP2]));
+    expect(sink.compressionStarts).toBe(0);
+  });
+});
+
+describe('escapeIac and encodeText', () => {
+  it('doubles every 255 byte, and leaves other bytes alone', () => {
+    expect(escapeIac(bytes([1, 255, 2, 255, 255]))).toEqual(bytes([1, 255, 255, 2, 255, 255, 255, 255]));
+    const plain = bytes('no iac');
+    expect(escapeIac(plain)).toBe(plain);
+  });
+
+  it('encodes text as UTF-8 (which never holds a 255 byte)', () => {
+    const { telnet } = session();
+    expect(telnet.encodeText('ÿé😀\r\n')).toEqual(Buffer.from('ÿé😀\r\n', 'utf8'));
+  });
+});
+
+describe('TelnetSession: properties', () => {
+  /** One piece of a client's stream: text, an escaped 255, a command, a subnegotiation. */
+  const piece = fc.oneof(
+    fc.string({ minLength: 1, maxLength: 12 }).map((text) => ({ wire: Buffer.from(text.replace(/\r/g, ''), 'utf8'), input: Buffer.from(text.replace(/\r/g, ''), 'utf8') })),
+    fc.constant({ wire: bytes([IAC, IAC]), input: bytes([255]) }),
+    fc.constant({ wire: bytes([0x0d, 0x0a]), input: bytes('\r\n') }),
+    fc.constant({ wire: bytes([0x0d, 0x00]), input: bytes('\r\n') }),
+    fc.tuple(fc.constantFrom(WILL, WONT, DO, DONT), fc.integer({ min: 0, max: 255 })).map(([verb, option]) => ({ wire: bytes([IAC, verb, option]), input: bytes() })),
+    fc.constantFrom(NOP, GA, 246, 244).map((command) => ({ wire: bytes([IAC, command]), input: bytes() })),
+    fc.tuple(fc.integer({ min: 0, max: 254 }), fc.uint8Array({ maxLength: 20 })).map(([option, body]) => ({
+      wire: bytes([IAC, SB, option], escapeIac(Buffer.from(body)).toJSON().data, [IAC, SE]),
+      input: bytes(),
+    })),
+  );
+
+  it('whatever the client sends and however it is cut, the input is exactly the text, and the replies are the same', () => {
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 30 }), fc.array(fc.nat(), { maxLength: 10 }), (pieces, cuts) => {
+        const wire = Buffer.concat(pieces.map((p) => p.wire));
+        const input = Buffer.concat(pieces.map((p) => p.input));
+        const whole = session({ mccp2: true });
+        whole.telnet.start();
+        whole.telnet.receive(wire);
+        expect(whole.sink.input).toEqual(input);
+        const points = [...new Set(cuts.map((c) => c % (wire.length + 1)))].sort((a, b) => a - b);
+        const chunked = session({ mccp2: true });
+        chunked.telnet.start();
+        let from = 0;
+        for (const point of [...points, wire.length]) {
+          chunked.telnet.receive(wire.subarray(from, point));
+          from = point;
+        }
+        expect(chunked.sink.input).toEqual(input);
+        expect(chunked.sink.output).toEqual(whole.sink.output);
+        const bytewise = session({ mccp2: true });
+        bytewise.telnet.start();
+        feedBytewise(bytewise.telnet, wire);
+        expect(bytewise.sink.input).toEqual(input);
+        expect(bytewise.sink.output).toEqual(whole.sink.output);
+      }),
+      RUNS,
+    );
+  });
+
+  it('never amplifies: at most one verb back per verb received, and compression never started twice in a row', () => {
+    const verb = fc.tuple(fc.constantFrom(WILL, WONT, DO, DONT), fc.constantFrom(ECHO, SGA, TTYPE, NAWS, GMCP, MCCP2, 99));
+    fc.assert(
+      fc.property(fc.array(verb, { maxLength: 40 }), fc.boolean(), (requests, hide) => {
+        const { telnet, sink } = session({ mccp2: true });
+        telnet.start();
+        if (hide) telnet.setEcho(false);
+        const opening = sink.output.length;
+        feedBytewise(telnet, bytes(...requests.map(([v, option]) => [IAC, v, option])));
+        const sent = sink.output.subarray(opening);
+        let verbs = 0;
+        for (let i = 0; i + 2 < sent.length; i++) {
+          if (sent[i] === IAC && sent[i + 1]! >= WILL && sent[i + 1]! <= DONT) {
+            verbs++;
+            i += 2;
+          }
+        }
+        expect(verbs).toBeLessThanOrEqual(requests.length);
+        // Compression starts once per DO MCCP2 at most (a client may stop and restart it), and is never started twice in a row.
+        expect(sink.compressionStarts).toBeLessThanOrEqual(requests.filter(([v, option]) => v === DO && option === MCCP2).length);
+        expect(sink.compressionStarts - sink.compressionStops).toBeLessThanOrEqual(1);
+        expect(sink.compressionStarts - sink.compressionStops).toBeGreaterThanOrEqual(0);
+        expect(sink.input.length).toBe(0);
+      }),
+      RUNS,
+    );
+  });
+});
