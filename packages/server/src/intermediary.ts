@@ -717,22 +717,21 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
   }
 
   private deliverInput(app: AppLink, pending: PendingInput): void {
-    const frame: { param: 'input'; data: { id: string; value: string }; txn_id: string; seq?: number; redelivered?: boolean } = {
-      param: 'input',
-      data: { id: pending.connection.id, value: pending.value },
-      txn_id: pending.txnId,
-    };
+    // Built as a string template: byte for byte what encodeFrame() gives for
+    // {param, data: {id, value}, txn_id, seq?, redelivered?}, without the
+    // object (session ids and txn ids are UUIDs: no escaping needed).
+    let frame = `{"param":"input","data":{"id":"${pending.connection.id}","value":${JSON.stringify(pending.value)}},"txn_id":"${pending.txnId}"`;
     if (app.acks) {
       pending.seq = ++this.seq;
-      frame.seq = pending.seq;
+      frame += `,"seq":${pending.seq}`;
       this.trackUnacked(pending);
     }
     if (pending.sentBefore) {
-      frame.redelivered = true;
+      frame += ',"redelivered":true';
       this.counters.redelivered++;
     }
     pending.sentBefore = true;
-    app.send(encodeFrame(frame));
+    app.send(frame + '}\n');
   }
 
   private trackUnacked(pending: PendingInput): void {

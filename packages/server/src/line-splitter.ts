@@ -75,6 +75,16 @@ export class LineSplitter {
         this.keep(chunk, start, length);
         return;
       }
+      if (this.partsBytes === 0 && this.overflowBytes === 0) {
+        // The whole line is in this chunk (the usual case): decode it where it
+        // lies instead of copying it first.
+        const end = newline > start && chunk[newline - 1] === CR ? newline - 1 : newline;
+        if (end - start <= this.maxLineBytes) {
+          this.sink.onLine(chunk.toString('utf8', start, end), false, end - start);
+          start = newline + 1;
+          continue;
+        }
+      }
       this.keep(chunk, start, newline);
       this.emit();
       start = newline + 1;
