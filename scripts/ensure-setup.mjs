@@ -33,4 +33,12 @@ export function ensureInstalled() {
 
 export function build() {
   run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-b']);
+  // pnpm links the workspace's `imi-server` bin only if dist/cli.js exists at
+  // install time, which it does not in a fresh clone: link it once built, so
+  // `npx imi-server` works in the repository and its examples.
+  if (!existsSync(join(root, 'node_modules', '.bin', 'imi-server'))) {
+    const args = ['install', '--offline', ...(process.env.CI ? ['--frozen-lockfile'] : [])];
+    if (has('pnpm')) run('pnpm', args);
+    else run('npx', ['--yes', 'pnpm@10', ...args]);
+  }
 }
