@@ -73,7 +73,7 @@ export class Session {
   readonly remote: Readonly<RemoteAddress>;
   /** When the user connected to the intermediary, in ms since the epoch (not when this app heard of them). */
   readonly connectedAt: number;
-  // A #private field: util.inspect and console.log then show the user, not the whole client.
+  // A #private field: util.inspect then shows the user, not the whole client.
   readonly #client: Client;
 
   /**

@@ -1,50 +1,12 @@
 // imi-server with --admin-port, and `imi-server status` / `imi-server top`
 // querying it: real child processes (the built dist/cli.js), real sockets.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request, scrape, valueOf } from './admin-harness.js';
-import { RawApp, RawUser, waitFor } from './harness.js';
+import { waitFor } from './harness.js';
+import { LISTENING, app as connectApp, run, tempFile, user as connectUser, type Cli } from './cli-harness.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
-const LISTENING = /^imi-server listening: users on port (\d+) \(host (\S+)\), app on port (\d+) \(host (\S+)\)$/m;
 const ADMIN = /^imi-server admin: port (\d+) \(host (\S+)\): http:\/\/\S+\/metrics$/m;
 const TOKEN = 'status-token';
-
-interface Cli {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children: ChildProcess[] = [];
-const sockets: Array<RawUser | RawApp> = [];
-const tempDirs: string[] = [];
-
-afterEach(() => {
-  for (const s of sockets.splice(0)) s.socket.destroy();
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-function run(args: string[], env: Record<string, string> = {}, stdin: 'ignore' | 'pipe' = 'ignore'): Cli {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-  for (const name of ['IMI_TOKEN', 'IMI_ADMIN_TOKEN']) if (!(name in env)) delete childEnv[name];
-  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv, stdio: [stdin, 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (out += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => (err += text));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
 
 /** Starts imi-server with an admin port; resolves once it printed both lines. */
 async function serve(args: string[] = [], env: Record<string, string> = {}): Promise<Cli & { externalPort: number; clientPort: number; adminPort: number }> {
@@ -65,14 +27,6 @@ async function complete(args: string[], env: Record<string, string> = {}): Promi
   return { code, stdout: cli.stdout(), stderr: cli.stderr() };
 }
 
-function tempFile(name: string, content: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'imi-status-'));
-  tempDirs.push(dir);
-  const path = join(dir, name);
-  writeFileSync(path, content);
-  return path;
-}
-
 describe('imi-server --admin-port', () => {
   it('keeps the listening line as it was, adds an admin line, and serves /metrics with the token', async () => {
     const server = await serve(['--admin-token', TOKEN]);
@@ -80,8 +34,7 @@ describe('imi-server --admin-port', () => {
     expect(lines[0]).toMatch(LISTENING);
     expect(lines[1]).toMatch(ADMIN);
     expect((await request(server.adminPort, '/metrics')).status).toBe(401);
-    const user = await RawUser.connect(server.externalPort);
-    sockets.push(user);
+    const user = await connectUser(server.externalPort);
     user.send('hello');
     // The server is another process: scrape until the line is counted (or give up after 5 s).
     let samples = await scrape(server.adminPort, TOKEN);
@@ -110,11 +63,9 @@ describe('imi-server --admin-port', () => {
 describe('imi-server status', () => {
   it('prints a readable summary of a running server', async () => {
     const server = await serve(['--admin-token', TOKEN]);
-    const app = await RawApp.connect(server.clientPort, { name: 'mud' });
-    sockets.push(app);
+    const app = await connectApp(server.clientPort, { name: 'mud' });
     await app.synced();
-    const user = await RawUser.connect(server.externalPort);
-    sockets.push(user);
+    const user = await connectUser(server.externalPort);
     await app.nextUserId();
     user.send('look');
     await app.waitForParam('input');
@@ -167,8 +118,7 @@ describe('imi-server status', () => {
 describe('imi-server top', () => {
   it('redraws the summary with rates and sessions, and quits on q', async () => {
     const server = await serve(['--admin-token', TOKEN]);
-    const user = await RawUser.connect(server.externalPort);
-    sockets.push(user);
+    const user = await connectUser(server.externalPort);
     user.send('queued while no app');
     const top = run(['top', '--admin-port', String(server.adminPort), '--admin-token', TOKEN, '--interval-ms', '200'], {}, 'pipe');
     await waitFor(() => (top.stdout().match(/q or Ctrl-C quits/g) ?? []).length >= 2, 10_000, () => `two frames (stdout ${JSON.stringify(top.stdout().slice(-500))}, stderr ${JSON.stringify(top.stderr())})`);

@@ -1,50 +1,12 @@
 // The imi-server command, run as a child process (the built dist/cli.js),
 // with real sockets to the ports it prints.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { DEFAULT_SHUTDOWN_NOTICE } from '@imi/server';
-import { RawApp, RawUser, waitFor } from './harness.js';
+import { waitFor } from './harness.js';
+import { LISTENING, app, run, tempFile, user, type Cli } from './cli-harness.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-const LISTENING = /^imi-server listening: users on port (\d+) \(host (\S+)\), app on port (\d+) \(host (\S+)\)$/m;
-
-interface Cli {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  /** Resolves with the exit code (or the signal that ended it). */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children: ChildProcess[] = [];
-const sockets: Array<RawUser | RawApp> = [];
-const tempDirs: string[] = [];
-
-afterEach(() => {
-  for (const s of sockets.splice(0)) s.socket.destroy();
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-function run(args: string[], env: Record<string, string> = {}): Cli {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-  if (!('IMI_TOKEN' in env)) delete childEnv['IMI_TOKEN'];
-  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (out += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => (err += text));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
 
 /** Starts the server on free loopback ports and returns them once it says it listens. */
 async function serve(args: string[] = [], env: Record<string, string> = {}): Promise<Cli & { externalPort: number; clientPort: number }> {
@@ -55,26 +17,6 @@ async function serve(args: string[] = [], env: Record<string, string> = {}): Pro
   const match = LISTENING.exec(cli.stdout());
   if (!match) throw new Error(`imi-server exited: ${cli.stderr()}`);
   return { ...cli, externalPort: Number(match[1]), clientPort: Number(match[3]) };
-}
-
-async function user(port: number): Promise<RawUser> {
-  const u = await RawUser.connect(port);
-  sockets.push(u);
-  return u;
-}
-
-async function app(port: number, hello?: Record<string, unknown>): Promise<RawApp> {
-  const a = await RawApp.connect(port, hello);
-  sockets.push(a);
-  return a;
-}
-
-function tempFile(name: string, content: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'imi-cli-'));
-  tempDirs.push(dir);
-  const path = join(dir, name);
-  writeFileSync(path, content);
-  return path;
 }
 
 describe('imi-server', () => {
