@@ -29,7 +29,14 @@ async function waitFor(predicate: () => boolean, timeoutMs: number, what: string
   }
 }
 
-async function startServer(): Promise<{ externalPort: number; clientPort: number }> {
+interface Server {
+  externalPort: number;
+  clientPort: number;
+  /** Everything the server wrote to stderr so far (its warn-level log). */
+  log(): string;
+}
+
+async function startServer(): Promise<Server> {
   const child = spawn(
     process.execPath,
     [
@@ -45,19 +52,30 @@ async function startServer(): Promise<{ externalPort: number; clientPort: number
   );
   children.push(child);
   let stdout = '';
+  let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[imi-server] ${text}`));
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+    process.stderr.write(`[imi-server] ${text}`);
+  });
   await waitFor(() => /users on port (\d+).*app on port (\d+)/.test(stdout), 10_000, 'imi-server to listen');
   const match = /users on port (\d+).*app on port (\d+)/.exec(stdout)!;
-  return { externalPort: Number(match[1]), clientPort: Number(match[2]) };
+  return { externalPort: Number(match[1]), clientPort: Number(match[2]), log: () => stderr };
 }
 
-function startApp(clientPort: number): ChildProcess {
+interface App {
+  child: ChildProcess;
+  /** Whether the app printed `ready`: its first `connect()` resolved (it is synced). */
+  ready(): boolean;
+}
+
+function startApp(clientPort: number): App {
   const child = spawn(process.execPath, [`${root}test/fixtures/chaos-app.mjs`, String(clientPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.resume();
+  let stdout = '';
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
   child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[app ${child.pid}] ${text}`));
   children.push(child);
-  return child;
+  return { child, ready: () => stdout.includes('ready\n') };
 }
 
 class ChaosUser {
@@ -182,20 +200,26 @@ async function waitForAllReplies(users: ChaosUser[]): Promise<void> {
   await sleep(500);
 }
 
-/** imi-server, the first app, 50 users and a control user, every user welcomed with their id. */
-async function setup(): Promise<{ clientPort: number; users: ChaosUser[]; control: ChaosUser; firstApp: ChildProcess }> {
-  const { externalPort, clientPort } = await startServer();
-  const firstApp = startApp(clientPort);
-  const users = await connectUsers(externalPort, USERS);
-  const [control] = await connectUsers(externalPort, 1);
+/**
+ * imi-server, the first app (synced before anyone connects, so no user is
+ * told the app is away before a fault is injected), 50 users and a control
+ * user, every user welcomed with their id.
+ */
+async function setup(): Promise<{ server: Server; users: ChaosUser[]; control: ChaosUser; firstApp: App }> {
+  const server = await startServer();
+  const firstApp = startApp(server.clientPort);
+  await waitFor(firstApp.ready, 20_000, 'the first app to connect and sync');
+  const users = await connectUsers(server.externalPort, USERS);
+  const [control] = await connectUsers(server.externalPort, 1);
   await waitFor(() => [...users, control!].every((user) => user.id !== ''), 10_000, 'every user to be welcomed');
-  return { clientPort, users, control: control!, firstApp };
+  expect([...users, control!].map((user) => user.appDownNotices)).toEqual(new Array(USERS + 1).fill(0));
+  return { server, users, control: control!, firstApp };
 }
 
 describe('chaos: the app dies, users do not notice', () => {
   it('SIGKILL five times at random instants: nobody disconnected, every line answered exactly once, in order', async () => {
-    const { clientPort, users, control, firstApp } = await setup();
-    let app = firstApp;
+    const { server, users, control, firstApp } = await setup();
+    let app = firstApp.child;
 
     const stopSending = startSending(users);
     for (let kill = 0; kill < 5; kill++) {
@@ -203,7 +227,7 @@ describe('chaos: the app dies, users do not notice', () => {
       app.kill('SIGKILL');
       await once(app, 'exit');
       await sleep(Math.random() * 1000);
-      app = startApp(clientPort);
+      app = startApp(server.clientPort).child;
     }
     await sleep(1500);
     await stopSending();
@@ -215,16 +239,24 @@ describe('chaos: the app dies, users do not notice', () => {
   }, 90_000);
 
   it('an app frozen with SIGSTOP past the heartbeat timeout is dropped; the next app answers everything once', async () => {
-    const { clientPort, users, control, firstApp: frozen } = await setup();
+    const { server, users, control, firstApp } = await setup();
+    const frozen = firstApp.child;
 
     const stopSending = startSending(users);
     await sleep(1000 + Math.random() * 1000);
     frozen.kill('SIGSTOP');
-    // Past heartbeatTimeoutMs (600 ms) the intermediary drops the app and tells every user once.
-    await waitFor(() => users.every((user) => user.appDownNotices === 1), 5000, 'every user to be told the app is away');
+    // Past heartbeatTimeoutMs (600 ms) the intermediary drops the app and
+    // tells every user once. The next app starts only once both happened:
+    // started earlier it would meet the frozen one still connected
+    // (IMI_APP_BUSY under the default appPolicy "refuse"), however slow the
+    // machine is.
+    await waitFor(() => server.log().includes('app missed its heartbeat; dropping it'), 20_000, 'the intermediary to drop the frozen app');
+    await waitFor(() => users.every((user) => user.appDownNotices === 1), 20_000, 'every user to be told the app is away');
     await sleep(500);
-    const next = startApp(clientPort);
-    await sleep(1500);
+    const next = startApp(server.clientPort);
+    await waitFor(next.ready, 20_000, 'the next app to connect and sync');
+    await sleep(1000);
+    expect(users.map((user) => user.appDownNotices)).toEqual(new Array(USERS).fill(1));
     frozen.kill('SIGKILL');
     await stopSending();
     await waitForAllReplies(users);
@@ -232,6 +264,6 @@ describe('chaos: the app dies, users do not notice', () => {
     assertExactlyOnceInOrder(users, counts);
     expect(counts.maxWaitMs).toBeGreaterThan(600);
     await assertConverged(users, control);
-    next.kill('SIGKILL');
-  }, 60_000);
+    next.child.kill('SIGKILL');
+  }, 90_000);
 });
