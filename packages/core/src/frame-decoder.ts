@@ -47,6 +47,13 @@ const NEWLINE = 0x0a;
 const SPACE = 0x20;
 const TAB = 0x09;
 const CR = 0x0d;
+/**
+ * ESC: the frame separator of IO::Multiplex::Intermediary 0.05, whose client
+ * writes every frame as `JSON "\n" ESC` (and splits its input on ESC). It can
+ * never start or continue a JSON value outside a string, so taking it as a
+ * separator costs nothing for other apps.
+ */
+const ESC = 0x1b;
 
 /** `{"param"`: a frame start at the beginning of a line, used to resynchronise after a broken frame. */
 const FRAME_START = Buffer.from('{"param"');
@@ -60,13 +67,15 @@ const SMALL_TAIL_BYTES = 4096;
 const UNTERMINATED = 'unterminated frame (a new frame starts on the next line)';
 
 function isWhitespace(byte: number): boolean {
-  return byte === SPACE || byte === NEWLINE || byte === CR || byte === TAB;
+  return byte === SPACE || byte === NEWLINE || byte === CR || byte === TAB || byte === ESC;
 }
 
 /**
  * A streaming decoder for the imi framing: NDJSON, JSON values back to back
  * with no separator (`{..}{..}`, as the Perl client writes), any whitespace
- * between values, and top-level arrays as batches.
+ * between values (ESC too: IO::Multiplex::Intermediary 0.05's client ends
+ * every frame with `"\n" ESC`, `lib/IO/Multiplex/Intermediary/Client.pm`),
+ * and top-level arrays as batches.
  *
  * Chunks may split a frame anywhere, inside a multi-byte UTF-8 character
  * too: bytes are only decoded as text once a whole frame is there. Every

@@ -142,6 +142,16 @@ describe('FrameDecoder: valid streams', () => {
     ]);
   });
 
+  it('takes ESC between frames as a separator, as IO::Multiplex::Intermediary 0.05 writes "\\n\\e" after every frame', () => {
+    const wire = `{"param":"output","data":{"id":"a","value":"x"}}\n\x1b{"param":"null"}\n\x1b`;
+    for (let a = 0; a <= wire.length; a++) {
+      const results = decodeFrames([bytes(wire.slice(0, a)), bytes(wire.slice(a))], app);
+      expect(kinds(results)).toEqual(['message', 'message']);
+    }
+    // Inside a string ESC stays data (JSON allows it escaped only, so a raw one breaks that frame alone).
+    expect(kinds(decodeFrames([bytes(`{"param":"output","data":{"id":"a","value":"\\u001b"}}\x1b${NULL_FRAME}`)], app))).toEqual(['message', 'message']);
+  });
+
   it('accepts any whitespace between frames and none after the last one', () => {
     const wire = ` \r\n\t${NULL_FRAME}  \n\n\t${NULL_FRAME}\r\n   ${NULL_FRAME}`;
     expect(messagesOnly(decodeFrames([bytes(wire)], app))).toHaveLength(3);
