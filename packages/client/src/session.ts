@@ -4,7 +4,19 @@
  * @module
  */
 import type { ConnectMessage, JsonObject, JsonValue, RemoteAddress, TelnetInfo } from '@imi/core';
-import type { Client, SendOptions } from './client.js';
+import type { SendOptions } from './send-options.js';
+
+/**
+ * What a session calls back into: the client's sending methods, and
+ * nothing else, so this file does not depend on the client.
+ */
+export interface SessionOwner {
+  send(id: string, text: string, options?: SendOptions): string;
+  setState(id: string, updates: JsonObject, options?: Omit<SendOptions, 'updates'>): string;
+  disconnect(id: string, farewell?: string, options?: SendOptions): string;
+  setEcho(id: string, visible: boolean, options?: Omit<SendOptions, 'updates'>): string;
+  sendGmcp(id: string, packageName: string, value?: JsonValue, options?: Omit<SendOptions, 'updates'>): string;
+}
 
 /** What the client changes on a session over its life; kept out of the public type. */
 export interface SessionSlots {
@@ -74,14 +86,14 @@ export class Session {
   /** When the user connected to the intermediary, in ms since the epoch (not when this app heard of them). */
   readonly connectedAt: number;
   // A #private field: util.inspect then shows the user, not the whole client.
-  readonly #client: Client;
+  readonly #client: SessionOwner;
 
   /**
    * @internal Sessions are made by the client.
-   * @param client - the client that owns it
+   * @param client - the client that owns it (its sending methods)
    * @param data - the `data` of the `connect` message that announced the user
    */
-  constructor(client: Client, data: ConnectMessage['data']) {
+  constructor(client: SessionOwner, data: ConnectMessage['data']) {
     this.#client = client;
     this.id = data.id;
     this.transport = data.transport;
