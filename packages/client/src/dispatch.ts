@@ -87,7 +87,10 @@ export class Dispatcher {
     let work: () => Promise<void>;
     if (message.param === 'connect') {
       const data = message.data;
-      work = () => this.handleConnect(batch, data);
+      // The original Perl intermediary does not say `resumed`: a user it
+      // announces while the link is resyncing was there before this app.
+      const resumed = data.resumed ?? link.state === 'resyncing';
+      work = () => this.handleConnect(batch, data, resumed);
     } else if (message.param === 'input') {
       const txnId = message.txn_id;
       const value = message.data.value;
@@ -178,7 +181,7 @@ export class Dispatcher {
     return this.state.link?.generation !== batch.generation;
   }
 
-  private async handleConnect(batch: Batch, data: ConnectMessage['data']): Promise<void> {
+  private async handleConnect(batch: Batch, data: ConnectMessage['data'], resumed: boolean): Promise<void> {
     // The next link's resync announces the user again if they are still
     // there; adding them now could leave a user who left meanwhile.
     if (this.isStale(batch)) return;
@@ -189,7 +192,7 @@ export class Dispatcher {
       // still be on their way), so it is kept.
       return;
     }
-    const session = new Session(this.owner, data);
+    const session = new Session(this.owner, data, resumed);
     sessions.set(session.id, session);
     const listening = this.runListeners('connect', [session], session.id);
     if (listening !== undefined) await listening;

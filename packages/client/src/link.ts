@@ -7,7 +7,7 @@
  * @module
  */
 import { connect as netConnect } from 'node:net';
-import { FrameDecoder, ImiError, PROTOCOL_VERSION, validateIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
+import { FrameDecoder, ImiError, PROTOCOL_VERSION, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
 import { AckTracker } from './ack-tracker.js';
 import type { Dispatcher } from './dispatch.js';
 import type { Outbox } from './outbox.js';
@@ -61,7 +61,7 @@ export class Linker {
       generation,
       socket,
       decoder: new FrameDecoder<IntermediaryMessage>(
-        { validate: validateIntermediaryMessage, maxFrameBytes: options.maxFrameBytes },
+        { validate: validateLegacyIntermediaryMessage, maxFrameBytes: options.maxFrameBytes },
         {
           onMessage: (message) => this.onMessage(link, message),
           onError: (error) => {
@@ -109,6 +109,7 @@ export class Linker {
       };
       if (options.token !== undefined) hello.token = options.token;
       this.outbox.writeDirect(link, { param: 'hello', data: hello });
+      this.resync.armLegacyWait(link);
       if (options.linkTimeoutMs > 0) {
         link.idleTimer = setTimeout(() => {
           link.downReason = new ImiError('IMI_LINK_DOWN', `nothing received from the intermediary for linkTimeoutMs (${options.linkTimeoutMs} ms)`);
@@ -187,6 +188,7 @@ export class Linker {
 
   private onMessage(link: Link, message: IntermediaryMessage): void {
     if (this.state.link !== link || this.state.status === 'closed') return;
+    if (link.syncTimer !== undefined) this.resync.noteResyncMessage(link, message.param === 'connect' && message.data.connectedAt !== undefined);
     switch (message.param) {
       case 'ping':
         this.outbox.writeDirect(link, { param: 'pong', data: { ts: message.data.ts } });

@@ -28,10 +28,40 @@ export class Resync {
     private readonly onUp: () => void,
   ) {}
 
-  /** `synced` from the intermediary: `count` users were announced. */
+  /**
+   * The link opened: unless `synced` comes (or an imi-style `connect` shows
+   * it will), the resync ends `legacySyncWaitMs` after the last message.
+   */
+  armLegacyWait(link: Link): void {
+    const waitMs = this.state.options.legacySyncWaitMs;
+    if (waitMs === 0) return;
+    link.syncTimer = setTimeout(() => this.onLegacyWaitOver(link), waitMs).unref();
+  }
+
+  /** A message arrived while the legacy wait runs (only then: not on the hot path). */
+  noteResyncMessage(link: Link, imiConnect: boolean): void {
+    if (imiConnect || link.state !== 'resyncing') {
+      clearTimeout(link.syncTimer);
+      link.syncTimer = undefined;
+    } else {
+      link.syncTimer?.refresh();
+    }
+  }
+
+  private onLegacyWaitOver(link: Link): void {
+    link.syncTimer = undefined;
+    if (this.state.link !== link || link.state !== 'resyncing') return;
+    // The original Perl intermediary announced everyone in one batch and
+    // says no more: who it announced is who is online.
+    this.finish(link, link.announced.size);
+  }
+
+  /** `synced` from the intermediary (or the legacy wait ran out): `count` users were announced. */
   finish(link: Link, count: number): void {
     const state = this.state;
     if (link.state !== 'resyncing') return;
+    clearTimeout(link.syncTimer);
+    link.syncTimer = undefined;
     // Users this process knew but the resync did not list left while the
     // link was down (or the intermediary restarted). They leave `sessions`
     // now, so it matches the intermediary; their `disconnect` event runs

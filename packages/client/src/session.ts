@@ -28,6 +28,9 @@ export interface SessionSlots {
 
 const slots = new WeakMap<Session, SessionSlots>();
 
+/** The address of users of the original Perl intermediary, which never told it. */
+const UNKNOWN_REMOTE: Readonly<RemoteAddress> = Object.freeze({ address: '', port: 0 });
+
 /** A plain copy of a session's fields, as {@link Session.toJSON} returns it (for logs). */
 export interface SessionSnapshot {
   /** See {@link Session.id}. */
@@ -81,9 +84,16 @@ export class Session {
   readonly id: string;
   /** How the user is connected: `"tcp"`, `"telnet"`, `"ws"`, … */
   readonly transport: string;
-  /** The user's address. */
+  /**
+   * The user's address. The original Perl intermediary never sent one: its
+   * users have `{ address: "", port: 0 }`.
+   */
   readonly remote: Readonly<RemoteAddress>;
-  /** When the user connected to the intermediary, in ms since the epoch (not when this app heard of them). */
+  /**
+   * When the user connected to the intermediary, in ms since the epoch (not
+   * when this app heard of them). The original Perl intermediary never sent
+   * it: for its users this is when this app heard of them.
+   */
   readonly connectedAt: number;
   // A #private field: util.inspect then shows the user, not the whole client.
   readonly #client: SessionOwner;
@@ -92,15 +102,17 @@ export class Session {
    * @internal Sessions are made by the client.
    * @param client - the client that owns it (its sending methods)
    * @param data - the `data` of the `connect` message that announced the user
+   * @param resumed - announced in a resync (the intermediary's `data.resumed`, or the client's guess when it has none)
    */
-  constructor(client: SessionOwner, data: ConnectMessage['data']) {
+  constructor(client: SessionOwner, data: ConnectMessage['data'], resumed: boolean) {
     this.#client = client;
     this.id = data.id;
     this.transport = data.transport;
-    this.remote = Object.freeze({ address: data.remote.address, port: data.remote.port });
-    this.connectedAt = data.connectedAt;
+    const remote = data.remote;
+    this.remote = remote === undefined ? UNKNOWN_REMOTE : Object.freeze({ address: remote.address, port: remote.port });
+    this.connectedAt = data.connectedAt ?? Date.now();
     slots.set(this, {
-      resumed: data.resumed,
+      resumed,
       state: Object.freeze({ ...data.state }),
       connected: true,
       telnet: data.telnet === undefined ? undefined : Object.freeze({ ...data.telnet }),
