@@ -7,6 +7,7 @@
  */
 import type { ImiError, JsonValue, TelnetInfo } from '@imi/core';
 import { EventEmitter } from 'eventemitter3';
+import { HandlerError } from './errors.js';
 import type { Session } from './session.js';
 
 /**
@@ -122,4 +123,28 @@ export function invokeListeners<E extends EventEmitter.ValidEventTypes>(
     }
   }
   return { results, errors };
+}
+
+/**
+ * Reports an error through the emitter's `error` event; never throws, and
+ * never loses an error for want of a listener (it is printed then).
+ */
+export function reportError(emitter: EventEmitter<ClientEvents>, error: ImiError): void {
+  if (emitter.listenerCount('error') === 0) {
+    console.error('[imi client]', error);
+    return;
+  }
+  const { errors } = invokeListeners(emitter, 'error', [error]);
+  for (const thrown of errors) console.error('[imi client] an "error" listener threw', thrown, 'while handling', error);
+}
+
+/** Emits an event whose listeners are not awaited; what they throw or reject with is reported as a {@link HandlerError}. */
+export function emitReporting(emitter: EventEmitter<ClientEvents>, event: Exclude<keyof ClientEvents, 'error'>, args: unknown[], report: (error: ImiError) => void): void {
+  const { results, errors } = invokeListeners(emitter, event, args);
+  for (const error of errors) report(new HandlerError('event', event, undefined, error, undefined));
+  for (const result of results) {
+    if (typeof result === 'object' && result !== null && typeof (result as { then?: unknown }).then === 'function') {
+      Promise.resolve(result).then(undefined, (error: unknown) => report(new HandlerError('event', event, undefined, error, undefined)));
+    }
+  }
 }

@@ -50,6 +50,12 @@ export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
  */
 export const DEFAULT_LINK_TIMEOUT_MS = 0;
 /**
+ * Default {@link ClientOptions.legacySyncWaitMs}: 1 s. An imi intermediary
+ * sends `synced` within milliseconds of `hello`; the original Perl one
+ * sends its whole resync in one write and never `synced`.
+ */
+export const DEFAULT_LEGACY_SYNC_WAIT_MS = 1_000;
+/**
  * How many recently handled input `txn_id`s are remembered so that input
  * redelivered after a short link outage is acknowledged without being
  * handled twice. Sized well above {@link DEFAULT_MAX_IN_FLIGHT_EVENTS}.
@@ -126,6 +132,17 @@ export interface ClientOptions {
    * new app before the old one exits. Default `"reject"`.
    */
   onAppBusy?: AppBusyPolicy;
+  /**
+   * For the original Perl IO::Multiplex::Intermediary, which never sends
+   * `synced`: when no `synced` arrives within this many ms of the link
+   * opening, or of the last message of the resync, the resync is taken as
+   * done (the users announced so far are the live ones) and `connect()`
+   * resolves. A `connect` in imi's format (it has `connectedAt`) shows an imi
+   * intermediary, which always sends `synced`: the wait is then off for that
+   * link. 0 turns it off (wait for `synced` forever). Default
+   * {@link DEFAULT_LEGACY_SYNC_WAIT_MS}.
+   */
+  legacySyncWaitMs?: number;
 }
 
 /** {@link ClientOptions} with every default applied and checked. */
@@ -162,6 +179,8 @@ export interface ResolvedClientOptions {
   readonly linkTimeoutMs: number;
   /** See {@link ClientOptions.onAppBusy}. */
   readonly onAppBusy: AppBusyPolicy;
+  /** See {@link ClientOptions.legacySyncWaitMs}. */
+  readonly legacySyncWaitMs: number;
 }
 
 function config(option: string, expected: string, got: unknown): ImiError {
@@ -224,5 +243,6 @@ export function resolveClientOptions(options: ClientOptions = {}): ResolvedClien
     closeTimeoutMs: integer('closeTimeoutMs', options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS, 0, 2 ** 31 - 1),
     linkTimeoutMs: integer('linkTimeoutMs', options.linkTimeoutMs ?? DEFAULT_LINK_TIMEOUT_MS, 0, 2 ** 31 - 1),
     onAppBusy,
+    legacySyncWaitMs: integer('legacySyncWaitMs', options.legacySyncWaitMs ?? DEFAULT_LEGACY_SYNC_WAIT_MS, 0, 2 ** 31 - 1),
   };
 }

@@ -4,7 +4,19 @@
  * @module
  */
 import type { ConnectMessage, JsonObject, JsonValue, RemoteAddress, TelnetInfo } from '@imi/core';
-import type { Client, SendOptions } from './client.js';
+import type { SendOptions } from './send-options.js';
+
+/**
+ * What a session calls back into: the client's sending methods, and
+ * nothing else, so this file does not depend on the client.
+ */
+export interface SessionOwner {
+  send(id: string, text: string, options?: SendOptions): string;
+  setState(id: string, updates: JsonObject, options?: Omit<SendOptions, 'updates'>): string;
+  disconnect(id: string, farewell?: string, options?: SendOptions): string;
+  setEcho(id: string, visible: boolean, options?: Omit<SendOptions, 'updates'>): string;
+  sendGmcp(id: string, packageName: string, value?: JsonValue, options?: Omit<SendOptions, 'updates'>): string;
+}
 
 /** What the client changes on a session over its life; kept out of the public type. */
 export interface SessionSlots {
@@ -15,6 +27,9 @@ export interface SessionSlots {
 }
 
 const slots = new WeakMap<Session, SessionSlots>();
+
+/** The address of users of the original Perl intermediary, which never told it. */
+const UNKNOWN_REMOTE: Readonly<RemoteAddress> = Object.freeze({ address: '', port: 0 });
 
 /** A plain copy of a session's fields, as {@link Session.toJSON} returns it (for logs). */
 export interface SessionSnapshot {
@@ -69,26 +84,35 @@ export class Session {
   readonly id: string;
   /** How the user is connected: `"tcp"`, `"telnet"`, `"ws"`, … */
   readonly transport: string;
-  /** The user's address. */
+  /**
+   * The user's address. The original Perl intermediary never sent one: its
+   * users have `{ address: "", port: 0 }`.
+   */
   readonly remote: Readonly<RemoteAddress>;
-  /** When the user connected to the intermediary, in ms since the epoch (not when this app heard of them). */
+  /**
+   * When the user connected to the intermediary, in ms since the epoch (not
+   * when this app heard of them). The original Perl intermediary never sent
+   * it: for its users this is when this app heard of them.
+   */
   readonly connectedAt: number;
   // A #private field: util.inspect then shows the user, not the whole client.
-  readonly #client: Client;
+  readonly #client: SessionOwner;
 
   /**
    * @internal Sessions are made by the client.
-   * @param client - the client that owns it
+   * @param client - the client that owns it (its sending methods)
    * @param data - the `data` of the `connect` message that announced the user
+   * @param resumed - announced in a resync (the intermediary's `data.resumed`, or the client's guess when it has none)
    */
-  constructor(client: Client, data: ConnectMessage['data']) {
+  constructor(client: SessionOwner, data: ConnectMessage['data'], resumed: boolean) {
     this.#client = client;
     this.id = data.id;
     this.transport = data.transport;
-    this.remote = Object.freeze({ address: data.remote.address, port: data.remote.port });
-    this.connectedAt = data.connectedAt;
+    const remote = data.remote;
+    this.remote = remote === undefined ? UNKNOWN_REMOTE : Object.freeze({ address: remote.address, port: remote.port });
+    this.connectedAt = data.connectedAt ?? Date.now();
     slots.set(this, {
-      resumed: data.resumed,
+      resumed,
       state: Object.freeze({ ...data.state }),
       connected: true,
       telnet: data.telnet === undefined ? undefined : Object.freeze({ ...data.telnet }),

@@ -49,7 +49,15 @@ export {
   type AppMessage,
   type AppParam,
 } from './protocol.js';
-export { validateAppMessage, validateIntermediaryMessage, isJsonObject, APP_PARAMS, INTERMEDIARY_PARAMS } from './validate.js';
+export {
+  validateAppMessage,
+  validateIntermediaryMessage,
+  validateLegacyIntermediaryMessage,
+  LEGACY_DISCONNECT_REASON,
+  isJsonObject,
+  APP_PARAMS,
+  INTERMEDIARY_PARAMS,
+} from './validate.js';
 export {
   FrameDecoder,
   decodeFrames,

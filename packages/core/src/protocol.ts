@@ -51,12 +51,16 @@ export interface ConnectMessage extends IntermediaryEnvelope {
     id: string;
     /** How the user is connected: `"tcp"`, `"telnet"`, `"ws"`, `"tls"`, … */
     transport: string;
-    /** The user's peer address. */
-    remote: RemoteAddress;
-    /** When the user connected, in ms since the epoch. */
-    connectedAt: number;
-    /** `true` when sent as part of a resync to an app that (re)connected. */
-    resumed: boolean;
+    /** The user's peer address. Absent only from the original Perl intermediary, which never sent it. */
+    remote?: RemoteAddress;
+    /** When the user connected, in ms since the epoch. Absent only from the original Perl intermediary. */
+    connectedAt?: number;
+    /**
+     * `true` when sent as part of a resync to an app that (re)connected.
+     * Absent only from the original Perl intermediary: then a user announced
+     * before the end of the resync is a resumed one.
+     */
+    resumed?: boolean;
     /** What apps stored for this user with `updates`; `{}` for a new user. */
     state: JsonObject;
     /**

@@ -202,6 +202,30 @@ function checkAppEnvelope(message: Obj, txnId: string | undefined): ProtocolErro
  * @returns the typed message or a {@link ProtocolError}
  */
 export function validateIntermediaryMessage(value: unknown): IntermediaryMessage | ProtocolError {
+  return checkIntermediaryMessage(value, false);
+}
+
+/** What a `disconnect` from the original Perl intermediary, which gives no reason, is taken to mean. */
+export const LEGACY_DISCONNECT_REASON = 'closed';
+
+/**
+ * {@link validateIntermediaryMessage}, also accepting what the original Perl
+ * IO::Multiplex::Intermediary sends: a `connect` with only `data.id`, and a
+ * `disconnect` without `data.reason`. What it leaves out is filled in, in
+ * place (only then: an imi message is returned as is): `transport` becomes
+ * `"tcp"` (the original only had TCP), `state` `{}`, a disconnect's
+ * `reason` {@link LEGACY_DISCONNECT_REASON}; `remote`, `connectedAt` and
+ * `resumed` stay absent. `@imi/client` uses it, so an app runs against
+ * either intermediary. Never throws.
+ *
+ * @param value - anything `JSON.parse` can return
+ * @returns the typed message or a {@link ProtocolError}
+ */
+export function validateLegacyIntermediaryMessage(value: unknown): IntermediaryMessage | ProtocolError {
+  return checkIntermediaryMessage(value, true);
+}
+
+function checkIntermediaryMessage(value: unknown, legacy: boolean): IntermediaryMessage | ProtocolError {
   if (!isObject(value)) return bad(`a message must be a JSON object, got ${describe(value)}`, undefined);
   const txnIdRaw = value['txn_id'];
   const txnId = typeof txnIdRaw === 'string' ? txnIdRaw : undefined;
@@ -218,13 +242,19 @@ export function validateIntermediaryMessage(value: unknown): IntermediaryMessage
   switch (param) {
     case 'connect': {
       if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      // The original sends nothing but the id; what it never knew stays absent.
+      const lenient = legacy && data['connectedAt'] === undefined;
+      if (lenient) {
+        if (data['transport'] === undefined) data['transport'] = 'tcp';
+        if (data['state'] === undefined) data['state'] = {};
+      }
       if (typeof data['transport'] !== 'string') return bad(field(param, 'transport', 'a string'), txnId);
       const remote = data['remote'];
-      if (!isObject(remote) || typeof remote['address'] !== 'string' || typeof remote['port'] !== 'number') {
+      if (!(lenient && remote === undefined) && (!isObject(remote) || typeof remote['address'] !== 'string' || typeof remote['port'] !== 'number')) {
         return bad(field(param, 'remote', 'an object {address: string, port: number}'), txnId);
       }
-      if (typeof data['connectedAt'] !== 'number') return bad(field(param, 'connectedAt', 'a number'), txnId);
-      if (typeof data['resumed'] !== 'boolean') return bad(field(param, 'resumed', 'a boolean'), txnId);
+      if (!lenient && typeof data['connectedAt'] !== 'number') return bad(field(param, 'connectedAt', 'a number'), txnId);
+      if (!(lenient && data['resumed'] === undefined) && typeof data['resumed'] !== 'boolean') return bad(field(param, 'resumed', 'a boolean'), txnId);
       if (!isObject(data['state'])) return bad(field(param, 'state', 'an object'), txnId);
       if (data['telnet'] !== undefined && !isObject(data['telnet'])) return bad(field(param, 'telnet', 'an object'), txnId);
       break;
@@ -236,6 +266,7 @@ export function validateIntermediaryMessage(value: unknown): IntermediaryMessage
     }
     case 'disconnect': {
       if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
+      if (legacy && data['reason'] === undefined) data['reason'] = LEGACY_DISCONNECT_REASON;
       if (typeof data['reason'] !== 'string') return bad(field(param, 'reason', 'a string'), txnId);
       break;
     }

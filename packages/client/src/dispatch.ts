@@ -1,0 +1,349 @@
+/**
+ * Incoming user events turned into the app's handlers: one queue per user
+ * (a user's events run one at a time, in order; different users' run
+ * concurrently), the `connect`/`input`/`disconnect` listeners and hooks,
+ * read pausing past `maxInFlightEvents`, and the release of each event's
+ * replies with its cumulative ack.
+ *
+ * @module
+ */
+import { ImiError, type ConnectMessage, type GmcpMessage, type InputMessage, type TelnetInfoMessage, type UserDisconnectMessage } from '@imi/core';
+import { HandlerError } from './errors.js';
+import { invokeListeners } from './events.js';
+import { callHook, type ClientHooks } from './hooks.js';
+import { REDELIVERY_MEMORY } from './options.js';
+import type { Outbox } from './outbox.js';
+import { Session, sessionSlots, type SessionOwner } from './session.js';
+import { describeError, isThenable, type ClientState } from './state.js';
+import type { Batch, Link } from './types.js';
+
+interface UserQueue {
+  tail: Promise<void>;
+  size: number;
+}
+
+/** Runs the app's handlers for user events, in order per user, and releases their replies with acks. */
+export class Dispatcher {
+  /** Events received and not yet handled, across links. */
+  private inFlight = 0;
+  private readonly userQueues = new Map<string, UserQueue>();
+  /**
+   * Input txn ids handled by this process, newest last, so a redelivery
+   * after a link outage is only acked: a ring of {@link REDELIVERY_MEMORY}
+   * slots.
+   */
+  private readonly handledInputs: (string | undefined)[] = [];
+  private handledNext = 0;
+  /**
+   * A Set of the ring's ids, built only when a redelivered input is looked
+   * up (after a link outage) and dropped at the next input that is not a
+   * redelivery: hashing every id into a Set cost more than the rest of
+   * handling an input.
+   */
+  private handledIndex: Set<string> | undefined;
+
+  /**
+   * @param state - what the parts share
+   * @param hooks - the client's hooks
+   * @param outbox - where replies go
+   * @param owner - what sessions call back into (the client's sending methods)
+   */
+  constructor(
+    private readonly state: ClientState,
+    private readonly hooks: ClientHooks,
+    private readonly outbox: Outbox,
+    private readonly owner: SessionOwner,
+  ) {}
+
+  /** Users with events queued or running. */
+  get busyUsers(): number {
+    return this.userQueues.size;
+  }
+
+  /** The promise that settles once the user's queued events are handled, if any are. */
+  userTail(id: string): Promise<void> | undefined {
+    return this.userQueues.get(id)?.tail;
+  }
+
+  /** A `connect`, `input` or `disconnect` from the intermediary on `link`. */
+  onUserEvent(link: Link, message: ConnectMessage | InputMessage | UserDisconnectMessage): void {
+    const state = this.state;
+    const id = message.data.id;
+    const ticket = link.tracker.receive(state.options.acks ? message.seq : undefined);
+    if (message.param === 'connect' && link.state === 'resyncing') {
+      link.announced.add(id);
+      if (state.sessions.has(id)) {
+        // This process already knows the user (a short outage): nothing to
+        // run, and nothing to wait for behind handlers still running for them.
+        this.outbox.release(link, link.tracker.complete(ticket, { generation: link.generation, records: [], closed: true, inputTxn: undefined }));
+        return;
+      }
+      link.announcedNew.add(id);
+    }
+    const batch: Batch = { generation: link.generation, records: [], closed: false, inputTxn: message.param === 'input' ? message.txn_id : undefined };
+    this.inFlight++;
+    this.checkPause();
+
+    let work: () => Promise<void>;
+    if (message.param === 'connect') {
+      const data = message.data;
+      // The original Perl intermediary does not say `resumed`: a user it
+      // announces while the link is resyncing was there before this app.
+      const resumed = data.resumed ?? link.state === 'resyncing';
+      work = () => this.handleConnect(batch, data, resumed);
+    } else if (message.param === 'input') {
+      const txnId = message.txn_id;
+      const value = message.data.value;
+      // Input this process already took (before a short outage) comes back
+      // unacked. Its handlers do not run twice: if their replies were
+      // written to the broken link they are sent again with the new ack;
+      // if they are still running, or their replies were still queued, the
+      // replies go out once anyway and only the ack is needed.
+      // Redeliveries come first on a link: past them the index is not needed.
+      if (message.redelivered !== true) this.handledIndex = undefined;
+      const replay = message.redelivered === true ? this.outbox.takeReplayable(txnId) : undefined;
+      if (replay !== undefined) {
+        work = () => {
+          for (const record of replay.records) batch.records.push({ ...record, ack: undefined, written: false });
+          this.outbox.bytes += replay.bytes;
+          return Promise.resolve();
+        };
+      } else if (message.redelivered === true && this.wasHandled(txnId)) {
+        work = () => Promise.resolve();
+      } else {
+        work = () => this.handleInput(batch, id, value, txnId);
+      }
+    } else {
+      const reason = message.data.reason;
+      work = () => this.handleDisconnect(id, reason);
+    }
+
+    this.enqueueForUser(id, async () => {
+      try {
+        await state.batchStore.run(batch, work);
+      } catch (error) {
+        state.report(new ImiError('IMI_PLUGIN', `handling ${message.param} failed: ${describeError(error)}`, { cause: error, sessionId: id }));
+      } finally {
+        batch.closed = true;
+        this.inFlight--;
+        this.checkResume();
+        this.finishEvent(batch, ticket);
+      }
+    });
+  }
+
+  /**
+   * `telnet` and `gmcp` from the intermediary: not acked, handled in order
+   * with the user's other events; what their listeners send goes out at once.
+   */
+  onTelnetEvent(message: TelnetInfoMessage | GmcpMessage): void {
+    const state = this.state;
+    const id = message.data.id;
+    this.enqueueForUser(id, () =>
+      state.batchStore.exit(() => {
+        const session = state.sessions.get(id);
+        if (session === undefined) return Promise.resolve();
+        if (message.param === 'telnet') {
+          sessionSlots(session).telnet = Object.freeze({ ...message.data.telnet });
+          state.emitSafely('telnet', [session, session.telnet]);
+        } else {
+          state.emitSafely('gmcp', [session, message.data.package, message.data.value]);
+        }
+        return Promise.resolve();
+      }),
+    );
+  }
+
+  /** Runs the `disconnect` handlers of a user a resync found gone, after what is queued for them. */
+  enqueueGone(id: string): void {
+    this.enqueueForUser(id, () => this.state.batchStore.exit(() => this.handleDisconnect(id, 'gone')));
+  }
+
+  private enqueueForUser(id: string, task: () => Promise<void>): void {
+    let queue = this.userQueues.get(id);
+    if (queue === undefined) {
+      queue = { tail: Promise.resolve(), size: 0 };
+      this.userQueues.set(id, queue);
+    }
+    const own = queue;
+    own.size++;
+    const done = (): void => {
+      if (--own.size === 0 && this.userQueues.get(id) === own) this.userQueues.delete(id);
+    };
+    own.tail = own.tail.then(task).then(done, (error: unknown) => {
+      done();
+      this.state.report(new ImiError('IMI_PLUGIN', `internal error for session ${id}: ${describeError(error)}`, { cause: error, sessionId: id }));
+    });
+  }
+
+  /** Whether an event of an earlier link, not started before that link broke, should be skipped. */
+  private isStale(batch: Batch): boolean {
+    return this.state.link?.generation !== batch.generation;
+  }
+
+  private async handleConnect(batch: Batch, data: ConnectMessage['data'], resumed: boolean): Promise<void> {
+    // The next link's resync announces the user again if they are still
+    // there; adding them now could leave a user who left meanwhile.
+    if (this.isStale(batch)) return;
+    const sessions = this.state.sessions;
+    if (sessions.get(data.id) !== undefined) {
+      // The same process after a short outage: it already knows the user,
+      // and its local state already includes every update it made (some may
+      // still be on their way), so it is kept.
+      return;
+    }
+    const session = new Session(this.owner, data, resumed);
+    sessions.set(session.id, session);
+    const listening = this.runListeners('connect', [session], session.id);
+    if (listening !== undefined) await listening;
+    if (this.hooks.connect.taps.length > 0) await callHook(this.hooks.connect, [session], false);
+  }
+
+  private async handleInput(batch: Batch, id: string, line: string, txnId: string): Promise<void> {
+    const state = this.state;
+    // With acks, an input not started before its link broke is redelivered: handle it then.
+    if (state.options.acks && this.isStale(batch)) return;
+    const session = state.sessions.get(id);
+    if (session === undefined) {
+      if (!this.isStale(batch)) state.report(new ImiError('IMI_UNKNOWN_ID', `input for a session never announced: ${id}`, { sessionId: id, txnId }));
+      return;
+    }
+    this.rememberInput(txnId);
+    const listening = this.runListeners('input', [session, line], id);
+    if (listening !== undefined) await listening;
+    const hooks = this.hooks;
+    if (hooks.input.taps.length > 0) {
+      const tapped = callHook(hooks.input, [session, line], false);
+      if (tapped !== undefined) await tapped;
+    }
+    if (hooks.buildResponse.taps.length === 0) return;
+    let reply: unknown = callHook(hooks.buildResponse, [undefined, session, line], true);
+    if (isThenable(reply)) reply = await reply;
+    if (reply === undefined || reply === '') return;
+    if (typeof reply !== 'string') {
+      state.report(new HandlerError('hook', 'buildResponse', undefined, new TypeError(`the reply must be a string or undefined, got ${typeof reply}`), id));
+      return;
+    }
+    try {
+      this.owner.send(id, reply);
+    } catch (error) {
+      state.report(error instanceof ImiError ? error : new HandlerError('hook', 'buildResponse', undefined, error, id));
+    }
+  }
+
+  private rememberInput(txnId: string): void {
+    const index = this.handledIndex;
+    if (index !== undefined) {
+      if (index.has(txnId)) return;
+      const oldest = this.handledInputs[this.handledNext];
+      if (oldest !== undefined) index.delete(oldest);
+      index.add(txnId);
+    }
+    this.handledInputs[this.handledNext] = txnId;
+    this.handledNext = (this.handledNext + 1) % REDELIVERY_MEMORY;
+  }
+
+  /** Whether this process handled the input with this txn id (among the last {@link REDELIVERY_MEMORY}). */
+  private wasHandled(txnId: string): boolean {
+    if (this.handledIndex === undefined) {
+      this.handledIndex = new Set();
+      for (const id of this.handledInputs) if (id !== undefined) this.handledIndex.add(id);
+    }
+    return this.handledIndex.has(txnId);
+  }
+
+  private async handleDisconnect(id: string, reason: string): Promise<void> {
+    const state = this.state;
+    // A departure is a fact whatever link told it: always handled.
+    const session = state.sessions.get(id) ?? state.leaving.get(id);
+    if (session === undefined) return;
+    state.sessions.delete(id);
+    state.leaving.delete(id);
+    sessionSlots(session).connected = false;
+    const listening = this.runListeners('disconnect', [session, reason], id);
+    if (listening !== undefined) await listening;
+    if (this.hooks.disconnect.taps.length > 0) await callHook(this.hooks.disconnect, [session, reason], false);
+  }
+
+  private finishEvent(batch: Batch, ticket: number): void {
+    const link = this.state.link;
+    if (link === undefined || link.generation !== batch.generation) {
+      // Its link is gone: the ack would mean nothing to the next one (which
+      // redelivers what was not acked); the replies still go out.
+      this.outbox.deliver(batch.records);
+      return;
+    }
+    this.outbox.release(link, link.tracker.complete(ticket, batch));
+    if (link.tracker.size > 0) this.armHold(link);
+  }
+
+  /** Replies finished behind a slow earlier event wait at most `maxReplyHoldMs`, then go without their ack. */
+  private armHold(link: Link): void {
+    const holdMs = this.state.options.maxReplyHoldMs;
+    if (holdMs === Number.POSITIVE_INFINITY || link.holdTimer !== undefined) return;
+    const releaseHeld = (): void => {
+      link.holdTimer = undefined;
+      if (this.state.link !== link) return;
+      for (const batch of link.tracker.takeHeld()) {
+        this.outbox.rememberSent(link, batch);
+        this.outbox.deliver(batch.records);
+      }
+    };
+    if (holdMs === 0) releaseHeld();
+    else link.holdTimer = setTimeout(releaseHeld, holdMs).unref();
+  }
+
+  /** Stops reading from the intermediary while `maxInFlightEvents` events are being handled. */
+  checkPause(): void {
+    const link = this.state.link;
+    if (link !== undefined && !link.paused && this.inFlight >= this.state.options.maxInFlightEvents) {
+      link.paused = true;
+      link.socket.pause();
+    }
+  }
+
+  private checkResume(): void {
+    const state = this.state;
+    const link = state.link;
+    if (link !== undefined && link.paused && state.status !== 'closing' && this.inFlight <= state.options.maxInFlightEvents / 2) {
+      link.paused = false;
+      link.socket.resume();
+    }
+  }
+
+  /** Calls an event's listeners; returns a promise only if some returned one (so an event nobody listens to costs no `await`). */
+  private runListeners(event: 'connect' | 'input' | 'disconnect', args: unknown[], sessionId: string): Promise<unknown> | undefined {
+    const state = this.state;
+    if (state.emitter.listenerCount(event) === 0) return undefined;
+    const { results, errors } = invokeListeners(state.emitter, event, args);
+    for (const error of errors) state.report(new HandlerError('event', event, undefined, error, sessionId));
+    const waits: Promise<unknown>[] = [];
+    for (const result of results) {
+      if (isThenable(result)) {
+        waits.push(Promise.resolve(result).then(undefined, (error: unknown) => state.report(new HandlerError('event', event, undefined, error, sessionId))));
+      }
+    }
+    return waits.length > 0 ? Promise.all(waits) : undefined;
+  }
+
+  /** Waits (at most `timeoutMs`) until no user has events queued or running. */
+  async settle(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+    });
+    const settled = (async () => {
+      while (this.userQueues.size > 0) {
+        await Promise.all([...this.userQueues.values()].map((queue) => queue.tail));
+      }
+    })();
+    await Promise.race([settled, timeout]);
+    clearTimeout(timer);
+  }
+
+  /** Whether reading should start paused on a new link (handlers of an earlier one are still busy). */
+  get saturated(): boolean {
+    return this.inFlight >= this.state.options.maxInFlightEvents;
+  }
+}

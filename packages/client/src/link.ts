@@ -1,0 +1,240 @@
+/**
+ * The connection to the intermediary: opening it (with `connectTimeoutMs`),
+ * `hello`, framing in, routing each message to the part that handles it,
+ * noticing it is gone (`linkTimeoutMs`, socket close), and reconnecting on
+ * the reconnect policy's schedule.
+ *
+ * @module
+ */
+import { connect as netConnect } from 'node:net';
+import { FrameDecoder, ImiError, PROTOCOL_VERSION, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
+import { AckTracker } from './ack-tracker.js';
+import type { Dispatcher } from './dispatch.js';
+import type { Outbox } from './outbox.js';
+import type { Resync } from './resync.js';
+import { describeError, type ClientState } from './state.js';
+import type { Batch, Link } from './types.js';
+
+/** Opens links, one at a time, and reopens them when they break. */
+export class Linker {
+  private generation = 0;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * @param state - what the parts share
+   * @param instanceId - this process's id, sent in `hello`
+   * @param outbox - the outgoing side
+   * @param dispatcher - handles user events
+   * @param resync - handles `synced`
+   * @param terminate - ends the client for good (a fatal error, or no more reconnecting)
+   */
+  constructor(
+    private readonly state: ClientState,
+    private readonly instanceId: string,
+    private readonly outbox: Outbox,
+    private readonly dispatcher: Dispatcher,
+    private readonly resync: Resync,
+    private readonly terminate: (reason: ImiError) => void,
+  ) {}
+
+  /** A resync completed: the next outage starts the reconnect schedule over. */
+  resetAttempts(): void {
+    this.attempt = 0;
+  }
+
+  /** Cancels a scheduled reconnection (closing). */
+  cancelReconnect(): void {
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+  }
+
+  /** Opens a new link and makes it the client's. */
+  open(): void {
+    const state = this.state;
+    const options = state.options;
+    const generation = ++this.generation;
+    state.status = 'connecting';
+    // Sockets (and so every callback they make) start outside any batch.
+    const socket = state.batchStore.exit(() => netConnect({ host: options.host, port: options.port }));
+    const link: Link = {
+      generation,
+      socket,
+      decoder: new FrameDecoder<IntermediaryMessage>(
+        { validate: validateLegacyIntermediaryMessage, maxFrameBytes: options.maxFrameBytes },
+        {
+          onMessage: (message) => this.onMessage(link, message),
+          onError: (error) => {
+            if (state.link === link) state.report(error);
+          },
+        },
+      ),
+      tracker: new AckTracker<Batch>(),
+      state: 'connecting',
+      announced: new Set(),
+      announcedNew: new Set(),
+      announcedUp: false,
+      writeQueue: [],
+      sentReplies: [],
+      sentRepliesBytes: 0,
+      flushScheduled: false,
+      waitingDrain: false,
+      paused: false,
+      fatal: undefined,
+      downReason: undefined,
+      lastSocketError: undefined,
+      shutdownReason: undefined,
+      connectTimer: undefined,
+      idleTimer: undefined,
+      holdTimer: undefined,
+      syncTimer: undefined,
+    };
+    state.link = link;
+    link.connectTimer = setTimeout(() => {
+      link.downReason = new ImiError('IMI_LINK_DOWN', `no connection to ${options.host}:${options.port} within connectTimeoutMs (${options.connectTimeoutMs} ms)`);
+      socket.destroy();
+    }, options.connectTimeoutMs).unref();
+    socket.setNoDelay(true);
+    socket.once('connect', () => {
+      clearTimeout(link.connectTimer);
+      if (state.link !== link) return;
+      socket.setKeepAlive(true, 10_000);
+      link.state = 'resyncing';
+      state.status = 'resyncing';
+      const hello: { protocol: number; acks: boolean; name: string; instance: string; token?: string } = {
+        protocol: PROTOCOL_VERSION,
+        acks: options.acks,
+        name: options.name,
+        instance: this.instanceId,
+      };
+      if (options.token !== undefined) hello.token = options.token;
+      this.outbox.writeDirect(link, { param: 'hello', data: hello });
+      this.resync.armLegacyWait(link);
+      if (options.linkTimeoutMs > 0) {
+        link.idleTimer = setTimeout(() => {
+          link.downReason = new ImiError('IMI_LINK_DOWN', `nothing received from the intermediary for linkTimeoutMs (${options.linkTimeoutMs} ms)`);
+          socket.destroy();
+        }, options.linkTimeoutMs).unref();
+      }
+      if (this.dispatcher.saturated) this.dispatcher.checkPause();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (state.link !== link) return;
+      link.idleTimer?.refresh();
+      link.decoder.write(chunk);
+    });
+    socket.on('drain', () => this.outbox.onDrain(link));
+    socket.on('error', (error) => {
+      link.lastSocketError = error;
+    });
+    socket.on('close', () => this.onClosed(link));
+  }
+
+  private onClosed(link: Link): void {
+    const state = this.state;
+    clearLinkTimers(link);
+    if (state.link !== link) return;
+    state.link = undefined;
+    this.outbox.keepForNextLink(link);
+
+    if (state.status === 'closed' || state.status === 'closing') return;
+    const reason = link.fatal ?? link.downReason ?? this.describeLoss(link);
+    if (link.announcedUp) state.emitSafely('linkDown', [reason]);
+    if (link.fatal !== undefined) {
+      this.terminate(link.fatal);
+      return;
+    }
+    this.scheduleReconnect(reason);
+  }
+
+  private describeLoss(link: Link): ImiError {
+    const where = `${this.state.options.host}:${this.state.options.port}`;
+    if (link.shutdownReason !== undefined) return new ImiError('IMI_LINK_DOWN', `the intermediary at ${where} shut down (${link.shutdownReason})`);
+    if (link.lastSocketError !== undefined) {
+      return new ImiError('IMI_LINK_DOWN', `link to the intermediary at ${where} failed: ${link.lastSocketError.message}`, { cause: link.lastSocketError });
+    }
+    return new ImiError('IMI_LINK_DOWN', `the intermediary at ${where} closed the connection`);
+  }
+
+  private scheduleReconnect(cause: ImiError): void {
+    const state = this.state;
+    const policy = state.options.reconnect;
+    if (policy === undefined) {
+      this.terminate(new ImiError('IMI_LINK_DOWN', `${cause.message}; reconnect is off`, { cause }));
+      return;
+    }
+    const attempt = ++this.attempt;
+    let delay: number | undefined;
+    try {
+      delay = policy(attempt);
+    } catch (error) {
+      state.report(new ImiError('IMI_CONFIG', `the reconnect policy threw: ${describeError(error)}`, { cause: error }));
+      delay = undefined;
+    }
+    if (delay === undefined || typeof delay !== 'number' || !(delay >= 0) || !Number.isFinite(delay)) {
+      this.terminate(new ImiError('IMI_LINK_DOWN', `gave up reconnecting after ${attempt - 1} attempts: ${cause.message}`, { cause }));
+      return;
+    }
+    state.status = 'waiting';
+    state.emitSafely('reconnecting', [attempt, delay, cause]);
+    if (state.status !== 'waiting') return; // a listener closed the client
+    this.reconnectTimer = state.batchStore.exit(() =>
+      setTimeout(() => {
+        this.reconnectTimer = undefined;
+        if (state.status === 'waiting') this.open();
+      }, delay),
+    );
+  }
+
+  private onMessage(link: Link, message: IntermediaryMessage): void {
+    if (this.state.link !== link || this.state.status === 'closed') return;
+    if (link.syncTimer !== undefined) this.resync.noteResyncMessage(link, message.param === 'connect' && message.data.connectedAt !== undefined);
+    switch (message.param) {
+      case 'ping':
+        this.outbox.writeDirect(link, { param: 'pong', data: { ts: message.data.ts } });
+        break;
+      case 'connect':
+      case 'input':
+      case 'disconnect':
+        this.dispatcher.onUserEvent(link, message);
+        break;
+      case 'synced':
+        this.resync.finish(link, message.data.count);
+        break;
+      case 'error':
+        this.onErrorFrame(link, message);
+        break;
+      case 'shutdown':
+        link.shutdownReason = message.data.reason;
+        break;
+      case 'telnet':
+      case 'gmcp':
+        this.dispatcher.onTelnetEvent(message);
+        break;
+    }
+  }
+
+  private onErrorFrame(link: Link, message: ErrorMessage): void {
+    const { code, message: text } = message.data;
+    const txnId = message.data.txn_id;
+    const error = new ImiError(code, `the intermediary reports ${code}: ${text}`, txnId === undefined ? {} : { txnId });
+    const fatal = code === 'IMI_AUTH' || code === 'IMI_REPLACED' || (code === 'IMI_APP_BUSY' && this.state.options.onAppBusy === 'reject');
+    if (fatal) {
+      link.fatal = error;
+      link.socket.destroy();
+    } else if (code === 'IMI_APP_BUSY') {
+      link.downReason = error;
+      link.socket.destroy();
+    } else {
+      this.state.report(error);
+    }
+  }
+}
+
+/** Stops every timer of a link. */
+export function clearLinkTimers(link: Link): void {
+  clearTimeout(link.connectTimer);
+  clearTimeout(link.idleTimer);
+  clearTimeout(link.holdTimer);
+  clearTimeout(link.syncTimer);
+}
