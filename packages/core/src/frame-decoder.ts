@@ -47,12 +47,7 @@ const NEWLINE = 0x0a;
 const SPACE = 0x20;
 const TAB = 0x09;
 const CR = 0x0d;
-/**
- * ESC: the frame separator of IO::Multiplex::Intermediary 0.05, whose client
- * writes every frame as `JSON "\n" ESC` (and splits its input on ESC). It can
- * never start or continue a JSON value outside a string, so taking it as a
- * separator costs nothing for other apps.
- */
+/** ESC: IO::Multiplex::Intermediary 0.05's frame separator; never part of JSON outside a string. */
 const ESC = 0x1b;
 
 /** `{"param"`: a frame start at the beginning of a line, used to resynchronise after a broken frame. */
@@ -73,9 +68,8 @@ function isWhitespace(byte: number): boolean {
 /**
  * A streaming decoder for the imi framing: NDJSON, JSON values back to back
  * with no separator (`{..}{..}`, as the Perl client writes), any whitespace
- * between values (ESC too: IO::Multiplex::Intermediary 0.05's client ends
- * every frame with `"\n" ESC`, `lib/IO/Multiplex/Intermediary/Client.pm`),
- * and top-level arrays as batches.
+ * between values (and ESC, which the 0.05 Perl client writes after every
+ * frame), and top-level arrays as batches.
  *
  * Chunks may split a frame anywhere, inside a multi-byte UTF-8 character
  * too: bytes are only decoded as text once a whole frame is there. Every
