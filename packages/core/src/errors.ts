@@ -65,6 +65,10 @@ export const ERROR_TABLE = {
     description: 'An option or command-line flag had an impossible value.',
     howToSolve: 'The message names the option and what it accepts; see docs/operations.md.',
   },
+  IMI_BAD_TELNET: {
+    description: 'A telnet client broke the protocol (a subnegotiation without its IAC SE, a GMCP message without a valid package name); the bad part was dropped and input went on.',
+    howToSolve: 'A client bug, or a client sending a 255 byte unescaped (cp1251 "я"): it must send IAC IAC for it. The user is not disconnected; the log names the session.',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

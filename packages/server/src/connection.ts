@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { JsonObject, RemoteAddress, SessionRecord, TelnetInfo } from '@imi/core';
+import type { ImiError, JsonObject, RemoteAddress, SessionRecord, TelnetInfo } from '@imi/core';
 import type { Session } from './hooks.js';
 import { LineSplitter } from './line-splitter.js';
 import { Fifo } from './queue.js';
@@ -54,6 +54,8 @@ export interface ConnectionOwner {
   onTelnetChanged(connection: Connection): void;
   /** A GMCP message arrived from the user's client. */
   onGmcp(connection: Connection, packageName: string, json: string): void;
+  /** The user's client broke its protocol; the channel recovered (count and log it). */
+  onFault(connection: Connection, error: ImiError): void;
 }
 
 /**
@@ -159,6 +161,11 @@ export class Connection implements Session, ChannelSink {
   /** A GMCP message from the user's client. */
   onGmcp(packageName: string, json: string): void {
     if (!this.closing) this.owner.onGmcp(this, packageName, json);
+  }
+
+  /** The user's client broke its protocol; the channel recovered. */
+  onFault(error: ImiError): void {
+    this.owner.onFault(this, error);
   }
 
   get id(): string {

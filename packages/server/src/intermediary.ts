@@ -232,6 +232,10 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
       },
       onTelnetChanged: (connection) => this.telnetChanged(connection),
       onGmcp: (connection, packageName, json) => this.handleGmcp(connection, packageName, json),
+      onFault: (connection, error) => {
+        if (error instanceof LimitError) this.reportLimit(error.limit, error.value, error.message, connection.id);
+        else this.report(new ImiError(error.code, error.message, { sessionId: connection.id }));
+      },
     };
     const builtIns = [];
     if (this.options.banner !== undefined) builtIns.push(new WelcomeBannerPlugin(this.options.banner));

@@ -36,6 +36,12 @@ const DEFLATE_OPTIONS: zlib.ZlibOptions = { windowBits: 12, memLevel: 5, level: 
 
 type Held = Buffer | { readonly packageName: string; readonly json: string };
 
+/** Where a new compressed stream starts, in output queued behind one being finished. */
+const START = Symbol('start MCCP2');
+/** Where the stream started at the {@link START} before it ends again. */
+const STOP = Symbol('stop MCCP2');
+type Queued = Buffer | typeof START | typeof STOP;
+
 /** A telnet user (`telnet`, or `telnet+tls` over a TLS socket). */
 export class TelnetChannel implements UserChannel {
   readonly transport: string;
@@ -48,7 +54,7 @@ export class TelnetChannel implements UserChannel {
   private deflate: zlib.Deflate | undefined;
   /** A compressed stream being finished (the client asked to stop MCCP2), and what waits behind it. */
   private stopping: zlib.Deflate | undefined;
-  private afterStop: Buffer[] = [];
+  private afterStop: Queued[] = [];
   private corked = false;
   private socketCorked = false;
   private ended = false;
@@ -77,6 +83,7 @@ export class TelnetChannel implements UserChannel {
       onStartCompression: () => this.startCompression(),
       onStopCompression: () => this.stopCompression(),
       onSettled: () => this.settled(),
+      onFault: (error) => this.sink.onFault?.(error),
     };
     this.session = new TelnetSession(sink, { mccp2: options.mccp2, gmcp: options.gmcp });
     socket.setNoDelay(true);
@@ -215,19 +222,35 @@ export class TelnetChannel implements UserChannel {
   private writeOut(bytes: Buffer): void {
     // After end(), nothing more may be written (a late negotiation reply would be a write after end).
     if (this.ended || this.socket.destroyed) return;
+    this.send(bytes);
+  }
+
+  /** Writes through the compressor, behind a stream being finished, or to the socket. */
+  private send(bytes: Buffer): void {
     const deflate = this.deflate;
     if (deflate !== undefined) {
       deflate.write(bytes);
       if (!this.corked) deflate.flush(zlib.constants.Z_SYNC_FLUSH);
     } else if (this.stopping !== undefined) {
       this.afterStop.push(bytes);
-    } else {
+    } else if (!this.socket.destroyed) {
       this.socket.write(bytes);
     }
   }
 
   private startCompression(): void {
-    if (this.deflate !== undefined || this.stopping !== undefined || this.ended) return;
+    if (this.deflate !== undefined || this.ended) return;
+    if (this.stopping !== undefined) {
+      // The client turned MCCP2 off and on again before the old stream was
+      // finished: the new one starts where the start marker (queued just
+      // before) goes out, after the old stream's last byte.
+      this.afterStop.push(START);
+      return;
+    }
+    this.beginDeflate();
+  }
+
+  private beginDeflate(): void {
     if (this.socketCorked) {
       // What was corked goes first, uncompressed (it was written before MCCP2 began).
       this.socketCorked = false;
@@ -243,16 +266,46 @@ export class TelnetChannel implements UserChannel {
 
   private stopCompression(): void {
     const deflate = this.deflate;
-    if (deflate === undefined) return;
+    if (deflate === undefined) {
+      // A restart still queued behind the stream being finished: it stops where the client asked.
+      if (this.stopping !== undefined && this.afterStop.includes(START)) this.afterStop.push(STOP);
+      return;
+    }
     this.deflate = undefined;
     this.stopping = deflate;
-    deflate.once('end', () => {
-      this.stopping = undefined;
-      for (const bytes of this.afterStop) this.socket.write(bytes);
-      this.afterStop = [];
-      if (this.ended) this.socket.end();
-    });
+    deflate.once('end', () => this.stopped());
     deflate.end();
+  }
+
+  /** The compressed stream being finished has ended: what waited behind it goes out, in order. */
+  private stopped(): void {
+    this.stopping = undefined;
+    const queued = this.afterStop;
+    this.afterStop = [];
+    for (let k = 0; k < queued.length; k++) {
+      const item = queued[k]!;
+      if (item === START) {
+        // Even after end(): the start marker went out, so a stream must follow it.
+        this.beginDeflate();
+      } else if (item === STOP) {
+        this.stopCompression();
+        // Whatever follows waits for this stream's end in turn.
+        this.afterStop = [...queued.slice(k + 1), ...this.afterStop];
+        return;
+      } else {
+        this.send(item);
+      }
+    }
+    if (this.deflate !== undefined) {
+      if (!this.corked) this.deflate.flush(zlib.constants.Z_SYNC_FLUSH);
+      if (this.ended) {
+        const deflate = this.deflate;
+        deflate.once('end', () => this.socket.end());
+        deflate.end();
+      }
+    } else if (this.ended) {
+      this.socket.end();
+    }
   }
 
   private settled(): void {

@@ -8,29 +8,10 @@
  *
  * @module
  */
-import type { JsonObject, TelnetInfo } from '@imi/core';
+import { ImiError, type JsonObject, type TelnetInfo } from '@imi/core';
+import { DEFAULT_MAX_SUBNEGOTIATION_BYTES, TELNET, TelnetParser, escapeIac } from './telnet-parser.js';
 
-/** Telnet command bytes. */
-export const TELNET = {
-  /** Interpret as command: starts every command; doubled, a literal 255. */
-  IAC: 255,
-  /** Refuse, or ask to stop, an option on the other side. */
-  DONT: 254,
-  /** Ask the other side to use an option. */
-  DO: 253,
-  /** Refuse, or stop, an option on this side. */
-  WONT: 252,
-  /** Offer, or agree, to use an option on this side. */
-  WILL: 251,
-  /** Subnegotiation begins. */
-  SB: 250,
-  /** Go ahead. */
-  GA: 249,
-  /** No operation. */
-  NOP: 241,
-  /** Subnegotiation ends. */
-  SE: 240,
-} as const;
+export { DEFAULT_MAX_SUBNEGOTIATION_BYTES, TELNET, escapeIac } from './telnet-parser.js';
 
 /** Telnet option codes imi knows. */
 export const TELNET_OPTION = {
@@ -50,27 +31,32 @@ export const TELNET_OPTION = {
   GMCP: 201,
 } as const;
 
-/** Default {@link TelnetSessionOptions.maxSubnegotiationBytes}: 8 KiB. */
-export const DEFAULT_MAX_SUBNEGOTIATION_BYTES = 8 * 1024;
 /** Most `TTYPE SEND` requests in one MTTS cycle (client name, terminal type, `MTTS n`). */
 export const MAX_TTYPE_REQUESTS = 3;
 /** Most GMCP packages kept in {@link TelnetInfo.gmcpSupports}. */
 const MAX_GMCP_SUPPORTS = 64;
 /** Longest terminal type or GMCP package entry kept, in characters. */
 const MAX_NAME_LENGTH = 64;
+/**
+ * A GMCP package name: what the app may send (validate.ts in @imi/core)
+ * holds for what a client sends too: 1 to 128 characters, no whitespace or
+ * control characters.
+ */
+const GMCP_PACKAGE = /^[^\s\x00-\x1f\x7f]{1,128}$/;
 /** Longest `Core.Hello` kept, in bytes of JSON. */
 const MAX_GMCP_HELLO_BYTES = 1024;
 
 const { IAC, DONT, DO, WONT, WILL, SB, SE } = TELNET;
-const CR = 0x0d;
-const LF = 0x0a;
-const NUL = 0x00;
 const TTYPE_IS = 0;
 const TTYPE_SEND = 1;
 
 /** Receives what a {@link TelnetSession} decodes. */
 export interface TelnetSink {
-  /** Plain input bytes, protocol removed (`CR NUL`, `CR LF` and a lone `CR` become `CR LF`). */
+  /**
+   * Plain input bytes, protocol removed. Each line end the client sends
+   * (`CR LF`, `CR NUL`, `LF CR`, `CR CR LF`, a lone `CR` or `LF`) becomes
+   * one `CR LF` or `LF`; `IAC EC` becomes a BS.
+   */
   onData(bytes: Buffer): void;
   /** Bytes to write to the client as they are (negotiation): never IAC-escaped again. */
   onSend(bytes: Buffer): void;
@@ -84,6 +70,12 @@ export interface TelnetSink {
   onStopCompression(): void;
   /** The opening negotiation is over: every offer was answered and the terminal type cycle is done. */
   onSettled(): void;
+  /**
+   * The client broke the protocol (`IMI_BAD_TELNET`, or `IMI_LIMIT` for
+   * `maxSubnegotiationBytes`); the bad part was dropped and input goes on.
+   * Called once per fault.
+   */
+  onFault?(error: ImiError): void;
 }
 
 /** Options of {@link TelnetSession}. */
@@ -92,18 +84,13 @@ export interface TelnetSessionOptions {
   mccp2?: boolean;
   /** Offer GMCP. Default true. */
   gmcp?: boolean;
-  /** Longest subnegotiation kept, in bytes; longer ones are dropped whole. Default {@link DEFAULT_MAX_SUBNEGOTIATION_BYTES}. */
+  /**
+   * Longest subnegotiation kept, in bytes. A longer one is dropped
+   * (`IMI_LIMIT`): the rest of it is skipped up to its `IAC SE`, the next
+   * other command or the next line end. Default
+   * {@link DEFAULT_MAX_SUBNEGOTIATION_BYTES}.
+   */
   maxSubnegotiationBytes?: number;
-}
-
-const enum State {
-  Data,
-  Iac,
-  Verb,
-  Sb,
-  SbData,
-  SbIac,
-  Cr,
 }
 
 /**
@@ -126,12 +113,7 @@ export class TelnetSession {
   private readonly sink: TelnetSink;
   private readonly offerMccp2: boolean;
   private readonly offerGmcp: boolean;
-  private readonly maxSub: number;
-  private state = State.Data;
-  private verb = 0;
-  private subOption = 0;
-  private sub: number[] = [];
-  private subOverflow = false;
+  private readonly parser: TelnetParser;
   /** Options enabled on our side (we said or agreed WILL), and on the client's side (we said or agreed DO). */
   private readonly local = new Set<number>();
   private readonly remote = new Set<number>();
@@ -155,7 +137,18 @@ export class TelnetSession {
     this.sink = sink;
     this.offerMccp2 = options.mccp2 ?? false;
     this.offerGmcp = options.gmcp ?? true;
-    this.maxSub = options.maxSubnegotiationBytes ?? DEFAULT_MAX_SUBNEGOTIATION_BYTES;
+    this.parser = new TelnetParser(
+      {
+        data: (bytes) => sink.onData(bytes),
+        command: (verb, option) => this.negotiate(verb, option),
+        subnegotiation: (option, data) => this.subnegotiation(option, data),
+        fault: (error) => sink.onFault?.(error),
+      },
+      {
+        maxSubnegotiationBytes: options.maxSubnegotiationBytes ?? DEFAULT_MAX_SUBNEGOTIATION_BYTES,
+        isEnabled: (option) => this.local.has(option) || this.remote.has(option),
+      },
+    );
   }
 
   /** Whether the opening negotiation is over (see {@link TelnetSink.onSettled}). */
@@ -218,82 +211,8 @@ export class TelnetSession {
 
   /** Feeds bytes read from the socket. Plain bytes reach {@link TelnetSink.onData} before this returns. */
   receive(chunk: Buffer): void {
-    let dataStart = -1;
-    const length = chunk.length;
-    for (let i = 0; i < length; i++) {
-      const byte = chunk[i]!;
-      switch (this.state) {
-        case State.Data:
-          if (byte === IAC) {
-            if (dataStart !== -1 && i > dataStart) this.sink.onData(chunk.subarray(dataStart, i));
-            dataStart = -1;
-            this.state = State.Iac;
-          } else if (byte === CR) {
-            // CR LF is a line end; CR NUL is a bare CR (RFC 854), which some
-            // clients send for Enter; a lone CR too: all end the line now.
-            if (dataStart !== -1 && i > dataStart) this.sink.onData(chunk.subarray(dataStart, i));
-            dataStart = -1;
-            this.sink.onData(CRLF);
-            this.state = State.Cr;
-          } else if (dataStart === -1) {
-            dataStart = i;
-          }
-          break;
-        case State.Cr:
-          this.state = State.Data;
-          if (byte !== LF && byte !== NUL) i--; // not part of the line end: read it again as data
-          break;
-        case State.Iac:
-          if (byte === IAC) {
-            this.sink.onData(IAC_BYTE);
-            this.state = State.Data;
-          } else if (byte === WILL || byte === WONT || byte === DO || byte === DONT) {
-            this.verb = byte;
-            this.state = State.Verb;
-          } else if (byte === SB) {
-            this.state = State.Sb;
-          } else {
-            this.state = State.Data; // NOP, GA, AYT, IP…: nothing for a line protocol
-          }
-          break;
-        case State.Verb:
-          this.state = State.Data;
-          this.negotiate(this.verb, byte);
-          break;
-        case State.Sb:
-          this.subOption = byte;
-          this.sub = [];
-          this.subOverflow = false;
-          this.state = State.SbData;
-          break;
-        case State.SbData:
-          if (byte === IAC) this.state = State.SbIac;
-          else this.pushSub(byte);
-          break;
-        case State.SbIac:
-          if (byte === SE) {
-            this.state = State.Data;
-            const data = this.subOverflow ? undefined : Buffer.from(this.sub);
-            this.sub = [];
-            if (data !== undefined) this.subnegotiation(this.subOption, data);
-          } else {
-            // IAC IAC is a literal 255; anything else is a broken client: keep the byte, go on.
-            this.pushSub(byte);
-            this.state = State.SbData;
-          }
-          break;
-      }
-    }
-    if (this.state === State.Data && dataStart !== -1 && length > dataStart) this.sink.onData(chunk.subarray(dataStart, length));
+    this.parser.receive(chunk);
     this.checkSettled();
-  }
-
-  private pushSub(byte: number): void {
-    if (this.sub.length >= this.maxSub) {
-      this.subOverflow = true;
-      return;
-    }
-    this.sub.push(byte);
   }
 
   private askRemote(out: number[], option: number): void {
@@ -412,11 +331,16 @@ export class TelnetSession {
       if (data[0] === TTYPE_IS && this.awaitingTtype) this.terminalType(printable(data.subarray(1).toString('latin1')));
     } else if (option === TELNET_OPTION.GMCP) {
       if (!this.local.has(TELNET_OPTION.GMCP)) return;
-      const text = data.toString('utf8');
-      const space = text.indexOf(' ');
+      // Some clients end the message with a line end (`Core.Ping\n`): any
+      // whitespace ends the name, and none is part of it or of the JSON.
+      const text = data.toString('utf8').trim();
+      const space = text.search(/\s/);
       const packageName = space === -1 ? text : text.slice(0, space);
       const json = space === -1 ? '' : text.slice(space + 1).trim();
-      if (packageName.length === 0) return;
+      if (!GMCP_PACKAGE.test(packageName)) {
+        this.sink.onFault?.(new ImiError('IMI_BAD_TELNET', `a GMCP message had no valid package name (${JSON.stringify(packageName.slice(0, 32))}): dropped`));
+        return;
+      }
       this.gmcpCore(packageName, json);
       this.sink.onGmcp(packageName, json);
     }
@@ -487,27 +411,10 @@ export class TelnetSession {
   }
 }
 
-const CRLF = Buffer.from('\r\n');
-const IAC_BYTE = Buffer.from([IAC]);
 const GMCP_START = Buffer.from([IAC, SB, TELNET_OPTION.GMCP]);
 const SB_END = Buffer.from([IAC, SE]);
 
 /** Keeps printable ASCII (and Latin-1 letters), cut to {@link MAX_NAME_LENGTH} characters. */
 function printable(text: string): string {
   return text.replace(/[^\x20-\x7e\xa0-\xff]/g, '').slice(0, MAX_NAME_LENGTH);
-}
-
-/** Doubles every IAC (255) byte so text cannot be read as a telnet command. */
-export function escapeIac(bytes: Buffer): Buffer {
-  let at = bytes.indexOf(IAC);
-  if (at === -1) return bytes;
-  const parts: Buffer[] = [];
-  let start = 0;
-  while (at !== -1) {
-    parts.push(bytes.subarray(start, at + 1), IAC_BYTE);
-    start = at + 1;
-    at = bytes.indexOf(IAC, start);
-  }
-  parts.push(bytes.subarray(start));
-  return Buffer.concat(parts);
 }

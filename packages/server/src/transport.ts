@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { RemoteAddress, TelnetInfo } from '@imi/core';
+import type { ImiError, RemoteAddress, TelnetInfo } from '@imi/core';
 
 /**
  * What a {@link UserChannel} reports to the connection that runs over it
@@ -33,6 +33,12 @@ export interface ChannelSink {
   onMetadata(): void;
   /** A GMCP message from a telnet client: the package name and its JSON text (`''` when none). */
   onGmcp(packageName: string, json: string): void;
+  /**
+   * The user's client broke its protocol and the channel recovered (a
+   * telnet subnegotiation without its end, …): counted and logged, the
+   * user stays connected. Optional for sinks of other channels.
+   */
+  onFault?(error: ImiError): void;
 }
 
 /**

@@ -124,12 +124,17 @@ describe('TelnetSession: input', () => {
     expect(sink.input.toString()).toBe('after\r\n');
   });
 
-  it('keeps a broken IAC inside a subnegotiation as data of it, and finds the end (IAC SE)', () => {
+  it('ends a subnegotiation at an IAC that is neither IAC SE nor IAC IAC: drops it and reads the command (RFC 855 has no other way out)', () => {
     const { telnet, sink } = session();
     telnet.start();
     feedBytewise(telnet, bytes([IAC, DO, GMCP], [IAC, SB, GMCP], 'Core.Ping', [IAC, NOP, IAC, SE], 'ok\n'));
-    expect(sink.gmcp.length).toBe(1);
+    expect(sink.gmcp).toEqual([]);
     expect(sink.input.toString()).toBe('ok\n');
+    // The command that cut it short is read as one: IAC WILL NAWS after a cut GMCP message is answered.
+    const { telnet: second, sink: secondSink } = session();
+    second.receive(bytes([IAC, SB, GMCP], 'Core.Pi', [IAC, WILL, SGA], 'ok\r\n'));
+    expect(secondSink.output).toEqual(bytes([IAC, DO, SGA]));
+    expect(secondSink.input.toString()).toBe('ok\r\n');
   });
 });
 

@@ -1,0 +1,305 @@
+/**
+ * The telnet byte parser (RFC 854/855): splits what a client sends into
+ * plain input, commands and subnegotiations, normalises line ends, and
+ * never stays stuck in a state plain input cannot leave.
+ *
+ * It knows nothing of negotiation: {@link TelnetSession} drives it.
+ *
+ * @module
+ */
+import { ImiError, LimitError } from '@imi/core';
+
+/** Telnet command bytes. */
+export const TELNET = {
+  /** Interpret as command: starts every command; doubled, a literal 255. */
+  IAC: 255,
+  /** Refuse, or ask to stop, an option on the other side. */
+  DONT: 254,
+  /** Ask the other side to use an option. */
+  DO: 253,
+  /** Refuse, or stop, an option on this side. */
+  WONT: 252,
+  /** Offer, or agree, to use an option on this side. */
+  WILL: 251,
+  /** Subnegotiation begins. */
+  SB: 250,
+  /** Go ahead. */
+  GA: 249,
+  /** Erase character (RFC 854): the parser turns it into a BS for the line editor. */
+  EC: 247,
+  /** No operation. */
+  NOP: 241,
+  /** Subnegotiation ends. */
+  SE: 240,
+} as const;
+
+/** Default longest telnet subnegotiation kept (`maxSubnegotiationBytes`), in bytes: 8 KiB. */
+export const DEFAULT_MAX_SUBNEGOTIATION_BYTES = 8 * 1024;
+
+/**
+ * Longest subnegotiation kept for an option enabled on neither side, in
+ * bytes; a longer one is dropped like an overlong one (`IMI_BAD_TELNET`).
+ */
+export const MAX_STRAY_SUBNEGOTIATION_BYTES = 256;
+
+const { IAC, DONT, DO, WONT, WILL, SB, SE, EC } = TELNET;
+const CR = 0x0d;
+const LF = 0x0a;
+const NUL = 0x00;
+const BS = 0x08;
+
+/** Receives what a {@link TelnetParser} finds. */
+export interface TelnetParserSink {
+  /**
+   * Plain input bytes, protocol removed. Every line end the client sends
+   * (`CR LF`, `CR NUL`, `LF CR`, `CR CR LF`, a lone `CR` or `LF`) arrives
+   * as exactly one `CR LF` or `LF`; `IAC EC` arrives as a BS (0x08).
+   */
+  data(bytes: Buffer): void;
+  /** `IAC WILL|WONT|DO|DONT option`. */
+  command(verb: number, option: number): void;
+  /** A complete subnegotiation (`IAC SB option … IAC SE`), IAC IAC undoubled. */
+  subnegotiation(option: number, data: Buffer): void;
+  /** The client broke the protocol; the parser recovered. Called once per fault. */
+  fault(error: ImiError): void;
+}
+
+/** Options of {@link TelnetParser}. */
+export interface TelnetParserOptions {
+  /**
+   * Longest subnegotiation kept, in bytes (after undoubling IAC IAC). A
+   * longer one is dropped: the rest of it is skipped up to its `IAC SE`,
+   * the next other command, or the next line end, whichever comes first.
+   */
+  maxSubnegotiationBytes: number;
+  /**
+   * Whether an option is enabled on either side. RFC 855 allows
+   * subnegotiations only for enabled options, so one of an option that is
+   * not is most likely a stray `IAC SB` (an unescaped 255 followed by 250,
+   * as a cp1251 client typing `яъ` sends): it is bounded by
+   * {@link MAX_STRAY_SUBNEGOTIATION_BYTES} instead, so such a user loses a
+   * few lines of typing, not kilobytes.
+   */
+  isEnabled(option: number): boolean;
+}
+
+const enum State {
+  Data,
+  /** After a CR that ended a line: LF or NUL is its pair, CR may start `CR CR LF`. */
+  Cr,
+  /** After `CR CR`: LF makes it one line end; anything else, the second CR ended an empty line. */
+  CrCr,
+  /** After an LF that ended a line: a CR is its pair (`LF CR`). */
+  Lf,
+  Iac,
+  Verb,
+  Sb,
+  SbData,
+  SbIac,
+  /** Skipping the rest of an overlong subnegotiation. */
+  SbSkip,
+  SbSkipIac,
+}
+
+/**
+ * A telnet byte parser. Fed one byte at a time or a megabyte at once, it
+ * reports the same.
+ *
+ * Recovery rules (so no state swallows input for good): inside a
+ * subnegotiation, `IAC` followed by anything but `SE` or `IAC` ends it
+ * (dropped) and is read as a command; a subnegotiation over
+ * {@link TelnetParserOptions.maxSubnegotiationBytes} is dropped; one of an
+ * option not enabled ends at a line end. Each is reported once to
+ * {@link TelnetParserSink.fault}.
+ */
+export class TelnetParser {
+  private readonly sink: TelnetParserSink;
+  private readonly maxSub: number;
+  private readonly isEnabled: (option: number) => boolean;
+  private state = State.Data;
+  private verb = 0;
+  private subOption = 0;
+  private sub: number[] = [];
+  /** The bound of the subnegotiation being read. */
+  private subMax = 0;
+
+  /**
+   * @param sink - receives input, commands, subnegotiations and faults
+   * @param options - the subnegotiation bound, and which options are enabled
+   */
+  constructor(sink: TelnetParserSink, options: TelnetParserOptions) {
+    this.sink = sink;
+    this.maxSub = options.maxSubnegotiationBytes;
+    this.isEnabled = options.isEnabled;
+  }
+
+  /** Feeds bytes read from the socket; everything found is reported before this returns. */
+  receive(chunk: Buffer): void {
+    const sink = this.sink;
+    // Plain bytes are passed on as subarrays of the chunk, one per run.
+    let dataStart = -1;
+    const length = chunk.length;
+    for (let i = 0; i < length; i++) {
+      const byte = chunk[i]!;
+      switch (this.state) {
+        case State.Data:
+          if (byte === IAC || byte === CR) {
+            if (dataStart !== -1 && i > dataStart) sink.data(chunk.subarray(dataStart, i));
+            dataStart = -1;
+            if (byte === IAC) {
+              this.state = State.Iac;
+            } else {
+              // A CR ends the line at once (a client may send nothing after
+              // it); its pair, if one follows, is swallowed.
+              sink.data(CRLF);
+              this.state = State.Cr;
+            }
+          } else {
+            if (dataStart === -1) dataStart = i;
+            if (byte === LF) this.state = State.Lf;
+          }
+          break;
+        case State.Cr:
+          this.state = State.Data;
+          if (byte === CR) this.state = State.CrCr;
+          else if (byte !== LF && byte !== NUL) i--; // not part of the line end: read it again as data
+          break;
+        case State.CrCr:
+          if (byte === LF) {
+            this.state = State.Data; // CR CR LF: one line end
+          } else {
+            sink.data(CRLF); // the second CR ended an empty line
+            if (byte === NUL) this.state = State.Data;
+            else if (byte !== CR) {
+              this.state = State.Data;
+              i--;
+            }
+          }
+          break;
+        case State.Lf:
+          this.state = State.Data;
+          if (byte === CR) {
+            // LF CR: the CR is the pair of the LF, not a line end of its own.
+            if (dataStart !== -1 && i > dataStart) sink.data(chunk.subarray(dataStart, i));
+            dataStart = -1;
+          } else {
+            i--;
+          }
+          break;
+        case State.Iac:
+          this.command(byte);
+          break;
+        case State.Verb:
+          this.state = State.Data;
+          sink.command(this.verb, byte);
+          break;
+        case State.Sb:
+          if (byte === IAC) {
+            // IAC SB IAC: no option at all. The IAC starts a command.
+            this.fail(new ImiError('IMI_BAD_TELNET', 'a telnet subnegotiation had no option (IAC SB IAC): ignored'));
+            this.state = State.Iac;
+          } else {
+            this.subOption = byte;
+            this.sub = [];
+            this.subMax = this.isEnabled(byte) ? this.maxSub : Math.min(this.maxSub, MAX_STRAY_SUBNEGOTIATION_BYTES);
+            this.state = State.SbData;
+          }
+          break;
+        case State.SbData:
+          if (byte === IAC) {
+            this.state = State.SbIac;
+          } else {
+            this.pushSub(byte);
+          }
+          break;
+        case State.SbIac:
+          if (byte === SE) {
+            this.state = State.Data;
+            const data = Buffer.from(this.sub);
+            this.sub = [];
+            sink.subnegotiation(this.subOption, data);
+          } else if (byte === IAC) {
+            this.state = State.SbData;
+            this.pushSub(IAC);
+          } else {
+            this.fail(new ImiError('IMI_BAD_TELNET', `a telnet subnegotiation of option ${this.subOption} was cut short by IAC ${byte} (no IAC SE): dropped, the command was read`));
+            this.state = State.Iac;
+            i--;
+          }
+          break;
+        case State.SbSkip:
+          if (byte === IAC) this.state = State.SbSkipIac;
+          else if (byte === CR || byte === LF) {
+            this.state = State.Data;
+            i--;
+          }
+          break;
+        case State.SbSkipIac:
+          if (byte === SE) this.state = State.Data;
+          else if (byte === IAC) this.state = State.SbSkip;
+          else {
+            this.state = State.Iac;
+            i--;
+          }
+          break;
+      }
+    }
+    if (dataStart !== -1 && length > dataStart) sink.data(chunk.subarray(dataStart, length));
+  }
+
+  /** The byte after an IAC outside a subnegotiation. */
+  private command(byte: number): void {
+    if (byte === IAC) {
+      this.sink.data(IAC_BYTE);
+      this.state = State.Data;
+    } else if (byte === WILL || byte === WONT || byte === DO || byte === DONT) {
+      this.verb = byte;
+      this.state = State.Verb;
+    } else if (byte === SB) {
+      this.state = State.Sb;
+    } else {
+      // The line editor erases on BS; NOP, GA, AYT, IP…: nothing for a line protocol.
+      if (byte === EC) this.sink.data(BS_BYTE);
+      this.state = State.Data;
+    }
+  }
+
+  private pushSub(byte: number): void {
+    if (this.sub.length < this.subMax) {
+      this.sub.push(byte);
+      return;
+    }
+    const option = this.subOption;
+    const rest = 'dropped, input goes on after its IAC SE, the next command or the next line end';
+    this.fail(
+      this.subMax === this.maxSub
+        ? new LimitError('maxSubnegotiationBytes', this.maxSub, `a telnet subnegotiation of option ${option} was longer than ${this.maxSub} bytes: ${rest}`)
+        : new ImiError('IMI_BAD_TELNET', `a telnet subnegotiation of option ${option}, which is not enabled, ran over ${this.subMax} bytes without IAC SE: ${rest}`),
+    );
+    this.state = State.SbSkip;
+  }
+
+  private fail(error: ImiError): void {
+    this.sub = [];
+    this.sink.fault(error);
+  }
+}
+
+const CRLF = Buffer.from('\r\n');
+const IAC_BYTE = Buffer.from([IAC]);
+const BS_BYTE = Buffer.from([BS]);
+
+/** Doubles every IAC (255) byte so text cannot be read as a telnet command. */
+export function escapeIac(bytes: Buffer): Buffer {
+  let at = bytes.indexOf(IAC);
+  if (at === -1) return bytes;
+  const parts: Buffer[] = [];
+  let start = 0;
+  while (at !== -1) {
+    parts.push(bytes.subarray(start, at + 1), IAC_BYTE);
+    start = at + 1;
+    at = bytes.indexOf(IAC, start);
+  }
+  parts.push(bytes.subarray(start));
+  return Buffer.concat(parts);
+}
