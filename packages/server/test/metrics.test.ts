@@ -72,13 +72,16 @@ describe('GET /metrics', () => {
     expect(valueOf(gone, 'imi_sessions_closed_total', { reason: 'closed' })).toBe(1);
   });
 
-  it('measures the round trip from the line to the app output: an app that waits 80 ms is never in a bucket under 50 ms', async () => {
+  // The app waits 100 ms and the sum must show at least 80 ms: Node's timers
+  // run on the loop's cached millisecond clock and may fire up to 1 ms early
+  // by performance.now(), so waiting exactly 80 ms could measure 79.6 ms.
+  it('measures the round trip from the line to the app output: an app that waits 100 ms is never in a bucket under 50 ms', async () => {
     const { ports } = await scope.start({ adminPort: 0, adminToken: TOKEN });
     let app!: Awaited<ReturnType<typeof scope.app>>;
     app = await scope.app(ports.clientPort, {
       hello: { acks: true },
       respond: (frame) => {
-        if (frame.param === 'input') setTimeout(() => app.output(frame.data['id'] as string, 'late\r\n', { ack: frame.seq }), 80);
+        if (frame.param === 'input') setTimeout(() => app.output(frame.data['id'] as string, 'late\r\n', { ack: frame.seq }), 100);
         return undefined;
       },
     });
