@@ -65,6 +65,10 @@ export const ERROR_TABLE = {
     description: 'An option or command-line flag had an impossible value.',
     howToSolve: 'The message names the option and what it accepts; see docs/operations.md.',
   },
+  IMI_BAD_SNAPSHOT: {
+    description: 'A session snapshot given to restoreSession() had an unknown version `v`, a missing or mistyped field, or the id of a live session.',
+    howToSolve: 'Restore snapshots taken by snapshotSession() of a compatible intermediary, unchanged; the message names the field.',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */
