@@ -36,7 +36,7 @@ function resolveLocal(from, specifier) {
 }
 
 /** Strongly connected components with more than one file, or a file importing itself (Tarjan). */
-function circles(graph) {
+export function circles(graph) {
   let index = 0;
   const stack = [];
   const onStack = new Set();

@@ -69,6 +69,10 @@ export const ERROR_TABLE = {
     description: 'A telnet client broke the protocol (a subnegotiation without its IAC SE, a GMCP message without a valid package name); the bad part was dropped and input went on.',
     howToSolve: 'A client bug, or a client sending a 255 byte unescaped (cp1251 "я"): it must send IAC IAC for it. The user is not disconnected; the log names the session.',
   },
+  IMI_BAD_SNAPSHOT: {
+    description: 'A session snapshot given to restoreSession() had an unknown version `v`, a missing or mistyped field, or the id of a live session.',
+    howToSolve: 'Restore snapshots taken by snapshotSession() of a compatible intermediary, unchanged; the message names the field.',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

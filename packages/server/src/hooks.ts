@@ -6,7 +6,6 @@
  */
 import { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook, SyncWaterfallHook } from 'tapable';
 import type { AppMessage, JsonObject, RemoteAddress, TelnetInfo } from '@imi/core';
-import type { Intermediary } from './intermediary.js';
 
 /** A connected user, as hooks, events and plugins see it. */
 export interface Session {
@@ -113,13 +112,4 @@ export function createHooks(): IntermediaryHooks {
     clientDisconnect: new SyncHook<[AppInfo, string]>(['app', 'reason']),
     shutdown: new AsyncSeriesHook<[string]>(['reason']),
   });
-}
-
-/**
- * A plugin: an object with `apply(intermediary)` that taps hooks under its
- * own name. Passed in `options.plugins`, applied in order in the constructor.
- */
-export interface IntermediaryPlugin {
-  /** Taps the intermediary's hooks (and may listen to its events). */
-  apply(intermediary: Intermediary): void;
 }

@@ -4,22 +4,17 @@
  *
  * @packageDocumentation
  */
+export { Intermediary } from './intermediary.js';
 export {
-  Intermediary,
   type ListeningPorts,
   type IntermediaryStats,
   type IntermediaryEvents,
   type DropReason,
   type SessionQueues,
-} from './intermediary.js';
-export {
-  createHooks,
-  type Session,
-  type AppInfo,
-  type Refusal,
-  type IntermediaryHooks,
+  type IntermediaryApi,
   type IntermediaryPlugin,
-} from './hooks.js';
+} from './api.js';
+export { createHooks, type Session, type AppInfo, type Refusal, type IntermediaryHooks } from './hooks.js';
 export { WelcomeBannerPlugin, AppDownNoticePlugin, IdleTimeoutPlugin } from './plugins.js';
 export {
   resolveOptions,
@@ -63,9 +58,9 @@ export {
   type AppPolicy,
   type WhileAppDownPolicy,
 } from './options.js';
-export { LineSplitter, type LineSink } from './line-splitter.js';
+export { LineSplitter, type LineSink, type LineState } from './users/line-splitter.js';
+export { createTransport } from './users/create-transport.js';
 export {
-  createTransport,
   isTransport,
   transportName,
   NULL_SINK,
@@ -82,7 +77,7 @@ export {
   type TelnetListenerOptions,
   type WsListenerOptions,
   type TlsFiles,
-} from './transport.js';
+} from './users/transport.js';
 export {
   TelnetSession,
   escapeIac,
@@ -92,7 +87,7 @@ export {
   MAX_TTYPE_REQUESTS,
   type TelnetSink,
   type TelnetSessionOptions,
-} from './telnet.js';
+} from './users/telnet/telnet.js';
 export type { TelnetInfo } from '@imi/core';
 export {
   AdminServer,
@@ -102,6 +97,26 @@ export {
   type AdminServerOptions,
   type AdminSessionInfo,
   type AdminStatsResponse,
-} from './admin.js';
-export { IntermediaryMetrics, ROUND_TRIP_BUCKETS_SECONDS, RESYNC_BUCKETS_SECONDS, type IntermediaryMetricsOptions } from './metrics.js';
-export { Admission, TokenBucket, type AdmissionLimits, type AdmissionRefusal } from './admission.js';
+} from './ops/admin.js';
+export { IntermediaryMetrics, ROUND_TRIP_BUCKETS_SECONDS, RESYNC_BUCKETS_SECONDS, type IntermediaryMetricsOptions } from './ops/metrics.js';
+export { Admission, TokenBucket, type AdmissionLimits, type AdmissionRefusal } from './users/admission.js';
+export {
+  SESSION_SNAPSHOT_VERSION,
+  validateSessionSnapshot,
+  type SessionSnapshot,
+  type SnapshotQueuedInput,
+  type SnapshotUnackedInput,
+  type SnapshotDelayedLine,
+  type SnapshotTelnet,
+} from './session/snapshot.js';
+export {
+  MemoryLedger,
+  type InputLedger,
+  type InputEntry,
+  type LedgerLimits,
+  type LedgerSink,
+  type LedgerTotals,
+  type SessionInputs,
+  type QueueLimit,
+  type UnackedLimit,
+} from './delivery/index.js';

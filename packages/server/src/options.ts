@@ -7,8 +7,8 @@
  */
 import { DEFAULT_MAX_FRAME_BYTES, ImiError } from '@imi/core';
 import type { Logger } from 'pino';
-import type { IntermediaryPlugin } from './hooks.js';
-import { isTransport, type ListenerOptions, type Transport } from './transport.js';
+import type { IntermediaryPlugin } from './api.js';
+import { isTransport, type ListenerOptions, type Transport } from './users/transport.js';
 
 /** Default {@link IntermediaryOptions.externalPort}: where users connect. */
 export const DEFAULT_EXTERNAL_PORT = 6715;

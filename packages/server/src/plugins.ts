@@ -6,8 +6,8 @@
  *
  * @module
  */
-import type { IntermediaryPlugin, Session } from './hooks.js';
-import type { Intermediary } from './intermediary.js';
+import type { IntermediaryApi, IntermediaryPlugin } from './api.js';
+import type { Session } from './hooks.js';
 
 /** Writes a banner to every user as they connect, before the app hears of them. */
 export class WelcomeBannerPlugin implements IntermediaryPlugin {
@@ -18,7 +18,7 @@ export class WelcomeBannerPlugin implements IntermediaryPlugin {
   constructor(private readonly banner: string) {}
 
   /** Taps `connect`. */
-  apply(intermediary: Intermediary): void {
+  apply(intermediary: IntermediaryApi): void {
     intermediary.hooks.connect.tap(WelcomeBannerPlugin.PLUGIN_NAME, (session) => {
       session.write(this.banner);
       return undefined;
@@ -45,7 +45,7 @@ export class AppDownNoticePlugin implements IntermediaryPlugin {
   constructor(private readonly notice: string) {}
 
   /** Taps `clientConnect`, `clientDisconnect`, `connect` and `noClient`. */
-  apply(intermediary: Intermediary): void {
+  apply(intermediary: IntermediaryApi): void {
     const tell = (session: Session): void => {
       if (this.told.has(session)) return;
       this.told.add(session);
@@ -83,7 +83,7 @@ export class IdleTimeoutPlugin implements IntermediaryPlugin {
   ) {}
 
   /** Taps `connect`, `input` and `disconnect`; sweeps on an unref'd timer. */
-  apply(intermediary: Intermediary): void {
+  apply(intermediary: IntermediaryApi): void {
     const name = IdleTimeoutPlugin.PLUGIN_NAME;
     intermediary.hooks.connect.tap(name, (session) => {
       this.lastInput.set(session.id, Date.now());

@@ -211,18 +211,3 @@ export interface TransportContext {
   /** Reports an error of the listener itself (not of a user's connection), for the log. */
   onListenerError(error: Error): void;
 }
-
-/**
- * Makes the transport a {@link ListenerOptions} describes. The WebSocket
- * transport (and the `ws` package) is loaded only when one is asked for.
- *
- * @throws ImiError `IMI_CONFIG` when a TLS file cannot be read
- */
-export async function createTransport(options: ListenerOptions, context: TransportContext): Promise<Transport> {
-  if (options.kind === 'ws') {
-    const { WsTransport } = await import('./ws-transport.js');
-    return new WsTransport(options, context);
-  }
-  const { SocketTransport } = await import('./socket-transport.js');
-  return new SocketTransport(options, context);
-}

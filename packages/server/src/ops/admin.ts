@@ -9,7 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import type { Intermediary, IntermediaryStats } from './intermediary.js';
+import type { IntermediaryApi, IntermediaryStats } from '../api.js';
 import { IntermediaryMetrics } from './metrics.js';
 
 /** Largest request body the admin API reads (`POST /broadcast`, `DELETE /sessions/:id`): 64 KiB. */
@@ -138,7 +138,7 @@ export class AdminServer {
    * @param options - see {@link AdminServerOptions}
    */
   constructor(
-    private readonly intermediary: Intermediary,
+    private readonly intermediary: IntermediaryApi,
     private readonly options: AdminServerOptions,
   ) {
     this.metrics = options.metrics ?? new IntermediaryMetrics(intermediary);

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { ImiError, type RemoteAddress } from '@imi/core';
-import { TelnetChannel } from './telnet-channel.js';
+import { TelnetChannel } from './telnet/telnet-channel.js';
 import {
   DEFAULT_TELNET_NEGOTIATION_MS,
   NULL_SINK,

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { Fifo } from './queue.js';
+import { Fifo } from './fifo.js';
 
 /** A message waiting for its dependencies. */
 export interface HeldMessage<T> {

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import zlib from 'node:zlib';
 import type { RemoteAddress, TelnetInfo } from '@imi/core';
 import { TelnetSession, type TelnetSink } from './telnet.js';
-import { NULL_SINK, type ChannelSink, type UserChannel } from './transport.js';
+import { NULL_SINK, type ChannelSink, type UserChannel } from '../transport.js';
 
 /** Options of {@link TelnetChannel}. */
 export interface TelnetChannelOptions {

@@ -64,6 +64,18 @@ function trailingCrs(buf: Buffer, start: number, end: number): number {
   return count;
 }
 
+/** What a {@link LineSplitter} holds between two reads: the line the user is typing. */
+export interface LineState {
+  /** The bytes kept so far (at most `maxLineBytes`). */
+  bytes: Buffer;
+  /** Bytes of this line seen past `maxLineBytes` and dropped (the line will be reported cut). */
+  overflowBytes: number;
+  /** CRs at the end of the kept bytes: part of the line end if an LF follows. */
+  crs: number;
+  /** The last line ended at an LF: a CR next is its pair (`LF CR`), not input. */
+  afterLf: boolean;
+}
+
 /**
  * Streams bytes into lines, editing them as a terminal line discipline
  * would, without ever holding more than the line limit.
@@ -105,6 +117,26 @@ export class LineSplitter {
   /** Bytes held for an unfinished line (at most `maxLineBytes`). */
   get bufferedBytes(): number {
     return this.partsBytes;
+  }
+
+  /** The unfinished line as plain data (a copy), for session snapshots. */
+  exportState(): LineState {
+    const parts = this.parts;
+    return {
+      bytes: parts.length === 1 ? Buffer.from(parts[0]!) : Buffer.concat(parts, this.partsBytes),
+      overflowBytes: this.overflowBytes,
+      crs: this.crs,
+      afterLf: this.afterLf,
+    };
+  }
+
+  /** Puts back an unfinished line {@link exportState} took (into a splitter that has read nothing yet). */
+  importState(state: LineState): void {
+    this.parts = state.bytes.length === 0 ? [] : [Buffer.from(state.bytes)];
+    this.partsBytes = state.bytes.length;
+    this.overflowBytes = state.overflowBytes;
+    this.crs = state.crs;
+    this.afterLf = state.afterLf;
   }
 
   /** Feeds a chunk; complete lines reach the sink before this returns. */

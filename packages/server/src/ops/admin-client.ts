@@ -10,8 +10,8 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import type { AdminSessionInfo, AdminStatsResponse } from './admin.js';
-import type { IntermediaryStats } from './intermediary.js';
-import { DEFAULT_ADMIN_HOST } from './options.js';
+import type { IntermediaryStats } from '../api.js';
+import { DEFAULT_ADMIN_HOST } from '../options.js';
 
 /** Largest admin API answer the client reads. */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;

@@ -1,34 +1,17 @@
 /**
  * One user connection on the intermediary: the channel its transport gives
- * (a socket, a telnet session, a WebSocket), its line splitter, its queue of
- * input kept while no app is connected, and its unacked input.
+ * (a socket, a telnet session, a WebSocket), its line splitter, and what the
+ * input rate holds back. Its pending input lives in the input ledger
+ * (`delivery/`), keyed by its id.
  *
  * @module
  */
 import type { ImiError, JsonObject, RemoteAddress, SessionRecord, TelnetInfo } from '@imi/core';
-import type { Session } from './hooks.js';
-import { LineSplitter } from './line-splitter.js';
-import { Fifo } from './queue.js';
+import { Fifo } from '../delivery/fifo.js';
+import type { Session } from '../hooks.js';
 import type { TokenBucket } from './admission.js';
+import { LineSplitter, type LineState } from './line-splitter.js';
 import type { ChannelSink, UserChannel } from './transport.js';
-
-/** A line kept for the next app, or an input waiting for its ack. */
-export interface PendingInput {
-  /** The user. */
-  readonly connection: Connection;
-  /** The line. */
-  readonly value: string;
-  /** Its `txn_id`, kept across redeliveries so apps can deduplicate. */
-  readonly txnId: string;
-  /** Its size in UTF-8 bytes (what the queue bounds count). */
-  readonly bytes: number;
-  /** The `seq` it was last sent with (0 while only queued). */
-  seq: number;
-  /** Whether an app already had it. */
-  sentBefore: boolean;
-  /** Set when it was dropped (bound hit, user gone) but still sits in a global queue. */
-  dropped: boolean;
-}
 
 /** A line held back by the input rate limit. */
 export interface DelayedLine {
@@ -72,12 +55,6 @@ export class Connection implements Session, ChannelSink {
   closeReason = 'closed';
   /** The app connection id this user was last announced to (0: none). */
   announcedTo = 0;
-  /** Input kept while no app is connected. */
-  readonly queued = new Fifo<PendingInput>();
-  queuedBytes = 0;
-  /** Inputs sent to an acking app and not acked yet (also held in the global queue). */
-  readonly unacked = new Fifo<PendingInput>();
-  unackedBytes = 0;
   /** Whether the user was told their queue overflowed (once per outage). */
   toldQueueFull = false;
   /** The input rate bucket, when `inputRatePerSession` applies to this user (not loopback, unless `limitLoopback`). */
@@ -198,6 +175,21 @@ export class Connection implements Session, ChannelSink {
   /** Bytes held for an unfinished input line. */
   get inputBufferedBytes(): number {
     return this.splitter.bufferedBytes;
+  }
+
+  /** The channel the user is on (a snapshot reads its transport state). */
+  get userChannel(): UserChannel {
+    return this.channel;
+  }
+
+  /** The line splitter's unfinished line (for a session snapshot). */
+  lineState(): LineState {
+    return this.splitter.exportState();
+  }
+
+  /** Puts back an unfinished line taken from a snapshot (before any byte is read). */
+  restoreLineState(state: LineState): void {
+    this.splitter.importState(state);
   }
 
   /** Stops reading (while the `connect` hook runs). */

@@ -6,8 +6,8 @@
  */
 import type { Socket } from 'node:net';
 import { FrameDecoder, validateAppMessage, type AppMessage, type ProtocolError, type RemoteAddress } from '@imi/core';
-import { DependencyTracker } from './dep-tracker.js';
-import type { AppInfo } from './hooks.js';
+import { DependencyTracker } from '../delivery/dep-tracker.js';
+import type { AppInfo } from '../hooks.js';
 
 /** Where an app connection is in its life. */
 export type AppLinkPhase = 'handshake' | 'active' | 'retired' | 'closed';

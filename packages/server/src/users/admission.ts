@@ -115,6 +115,15 @@ export class Admission {
     return undefined;
   }
 
+  /**
+   * Counts a connection that must not be refused (a session handed over
+   * from another process): it holds its place until {@link release}d.
+   */
+  admitAnyway(address: string, perAddress = true): void {
+    this.total++;
+    if (perAddress) this.perIp.set(address, (this.perIp.get(address) ?? 0) + 1);
+  }
+
   /** Forgets an admitted connection (`perAddress` as given to {@link admit}). */
   release(address: string, perAddress = true): void {
     this.total--;
@@ -130,4 +139,9 @@ export class Admission {
       if (bucket.full(now)) this.rates.delete(address);
     }
   }
+}
+
+/** Whether an address is this host (IPv4 127/8, IPv6 ::1, or IPv4-mapped loopback): such users are trusted unless `limitLoopback`. */
+export function isLoopback(address: string): boolean {
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }

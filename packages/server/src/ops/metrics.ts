@@ -13,8 +13,8 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import type { AppInfo, Session } from './hooks.js';
-import type { Intermediary, IntermediaryStats } from './intermediary.js';
+import type { AppInfo, Session } from '../hooks.js';
+import type { IntermediaryApi, IntermediaryStats } from '../api.js';
 
 /** Upper bounds (seconds) of the `imi_round_trip_seconds` buckets. */
 export const ROUND_TRIP_BUCKETS_SECONDS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -137,7 +137,7 @@ export class IntermediaryMetrics {
    * @param options - see {@link IntermediaryMetricsOptions}
    */
   constructor(
-    private readonly intermediary: Intermediary,
+    private readonly intermediary: IntermediaryApi,
     options: IntermediaryMetricsOptions = {},
   ) {
     const registry = new Registry();

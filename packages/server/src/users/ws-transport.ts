@@ -30,7 +30,7 @@ import {
 const LF = 0x0a;
 const LINE_END = Buffer.from('\n');
 /** Where the page's files are: `packages/server/web/`, next to `dist/` and `src/`. */
-const WEB_ROOT = new URL('../web/', import.meta.url);
+const WEB_ROOT = new URL('../../web/', import.meta.url);
 /** The browser page's files, by request path. */
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },

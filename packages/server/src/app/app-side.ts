@@ -1,0 +1,362 @@
+/**
+ * The app side: accepts app connections, authenticates them (`hello`,
+ * token), applies the policy for a second app (`refuse` or `replace`),
+ * resyncs a new app (departed users, every live user, `synced`, then the
+ * kept input), watches its heartbeat, and notices when it is gone. What the
+ * app sends is handled in `app-messages.ts`.
+ *
+ * @module
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { ImiError, type AppMessage, type ImiErrorCode, type JsonObject, type SessionRegistry } from '@imi/core';
+import type { InputEntry, InputLedger } from '../delivery/ledger.js';
+import type { IntermediaryHooks } from '../hooks.js';
+import type { ResolvedOptions } from '../options.js';
+import type { EventSink, Reporter } from '../ops/reporter.js';
+import type { AppPort } from '../users/app-port.js';
+import type { Connection } from '../users/connection.js';
+import { AppLink } from './app-link.js';
+import { AppMessages, type AppHandshake } from './app-messages.js';
+import { eventFrame, frame, inputFrame } from './frames.js';
+import type { UserDirectory } from './user-directory.js';
+
+/** Most departed users remembered for an app that reconnects (see docs/guarantees.md). */
+const MAX_DEPARTED_REMEMBERED = 10_000;
+
+interface Departed {
+  id: string;
+  reason: string;
+}
+
+/** What the app side is given by the intermediary. */
+export interface AppSideParts {
+  options: Readonly<ResolvedOptions>;
+  logger: Logger;
+  hooks: IntermediaryHooks;
+  events: EventSink;
+  reporter: Reporter;
+  ledger: InputLedger;
+  users: UserDirectory;
+  registry: SessionRegistry;
+}
+
+/** Every app connection, the current app, and what a next app must be told. */
+export class AppSide implements AppPort, AppHandshake {
+  /** Set once `close()` began: no app is accepted, a lost app is not mourned. */
+  closing = false;
+  /** Every app socket not closed yet. */
+  readonly allLinks = new Set<AppLink>();
+  private app: AppLink | undefined;
+  private readonly handshaking = new Set<AppLink>();
+  private connectionCounter = 0;
+  private departed: Departed[] = [];
+  private lastAppInstance: string | undefined;
+  private lastAppConnectionId = 0;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly tokenDigest: Buffer | undefined;
+  private readonly parts: AppSideParts;
+  private readonly messages: AppMessages;
+
+  /** @param parts - what the intermediary shares with the app side */
+  constructor(parts: AppSideParts) {
+    this.parts = parts;
+    this.tokenDigest = parts.options.token === undefined ? undefined : digest(parts.options.token);
+    this.messages = new AppMessages(parts, this);
+  }
+
+  /** The app that is connected and synced, if any. */
+  get current(): AppLink | undefined {
+    const app = this.app;
+    return app !== undefined && app.phase === 'active' ? app : undefined;
+  }
+
+  get readyApp(): number {
+    const app = this.app;
+    return app !== undefined && app.phase === 'active' ? app.connectionId : 0;
+  }
+
+  /** App messages waiting for `dep_txns`. */
+  get heldMessages(): number {
+    return this.app?.deps.held ?? 0;
+  }
+
+  /** Whether this link is the current app (synced or not). */
+  isCurrent(link: AppLink): boolean {
+    return this.app === link;
+  }
+
+  /** Whether an app needs the token in `hello`. */
+  get needsToken(): boolean {
+    return this.tokenDigest !== undefined;
+  }
+
+  // ------------------------------------------------------ what users cause
+
+  announce(connection: Connection): void {
+    const app = this.current;
+    if (app !== undefined) this.announceTo(app, connection, false);
+  }
+
+  deliver(entry: InputEntry): void {
+    const app = this.app!;
+    const redelivered = entry.sentBefore;
+    const seq = this.parts.ledger.sent(entry, app.acks);
+    if (redelivered) this.parts.reporter.counters.redelivered++;
+    app.send(inputFrame(entry.sessionId, entry.value, entry.txnId, seq, redelivered));
+  }
+
+  notify(param: 'telnet' | 'gmcp', data: object): void {
+    this.current?.send(frame({ param, data }));
+  }
+
+  userLeft(connection: Connection, reason: string): void {
+    const app = this.current;
+    if (app !== undefined) {
+      app.send(eventFrame('disconnect', { id: connection.id, reason }, app.acks ? this.parts.ledger.nextSeq() : 0));
+    } else if (connection.announcedTo !== 0 && connection.announcedTo === this.lastAppConnectionId) {
+      this.departed.push({ id: connection.id, reason });
+      if (this.departed.length > MAX_DEPARTED_REMEMBERED) this.departed.shift();
+    }
+  }
+
+  /** Announces a restored user to the ready app (`resumed: true`), then hands it what is kept. */
+  announceRestored(connection: Connection): void {
+    const app = this.current;
+    if (app === undefined) return;
+    this.announceTo(app, connection, true);
+    this.parts.ledger.drain((entry) => this.deliver(entry));
+  }
+
+  private announceTo(app: AppLink, connection: Connection, resumed: boolean): void {
+    connection.announcedTo = app.connectionId;
+    const data: { id: string; transport: string; remote: object; connectedAt: number; resumed: boolean; state: JsonObject; telnet?: object } = {
+      id: connection.id,
+      transport: connection.transport,
+      remote: connection.remote,
+      connectedAt: connection.connectedAt,
+      resumed,
+      state: connection.record.state,
+    };
+    const telnet = connection.telnet;
+    if (telnet !== undefined) {
+      data.telnet = telnet;
+      connection.telnetSent = JSON.stringify(telnet);
+    }
+    app.send(eventFrame('connect', data, app.acks ? this.parts.ledger.nextSeq() : 0));
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** A new app socket on the app port. */
+  accept(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const { options, reporter, logger } = this.parts;
+    const link = new AppLink(
+      ++this.connectionCounter,
+      socket,
+      {
+        maxFrameBytes: options.maxFrameBytes,
+        maxBufferBytes: options.maxAppBufferBytes,
+        processedTxnMemory: options.processedTxnMemory,
+        maxHeldMessages: options.maxHeldMessages,
+      },
+      {
+        onMessage: (l, message) => this.messages.handle(l, message),
+        onProtocolError: (l, error) => this.messages.reject(l, error),
+        onClose: (l, hadError) => this.closed(l, hadError),
+        onOverflow: (l) => {
+          reporter.reportLimit('maxAppBufferBytes', options.maxAppBufferBytes, 'the app is not reading; treated as hung and dropped');
+          l.destroy();
+        },
+      },
+    );
+    this.allLinks.add(link);
+    this.handshaking.add(link);
+    logger.info({ app: link.connectionId, remote: link.remote }, 'app connecting');
+    if (this.tokenDigest !== undefined) {
+      link.handshakeTimer = setTimeout(() => {
+        if (link.phase !== 'handshake') return;
+        this.refuse(link, 'IMI_AUTH', `no valid hello within helloTimeoutMs (${options.helloTimeoutMs} ms)`);
+      }, options.helloTimeoutMs);
+    } else {
+      link.handshakeTimer = setTimeout(() => {
+        if (link.phase === 'handshake') this.activate(link);
+      }, options.legacyHelloWaitMs);
+    }
+  }
+
+  /** Turns an app away with an `error` frame. */
+  refuse(link: AppLink, code: ImiErrorCode, message: string): void {
+    this.parts.reporter.report(new ImiError(code, message));
+    this.handshaking.delete(link);
+    link.end(frame({ param: 'error', data: { code, message } }));
+    link.retire();
+  }
+
+  /** The app's `hello`: checks the token, then activates it. */
+  hello(link: AppLink, message: Extract<AppMessage, { param: 'hello' }>): void {
+    const data = message.data;
+    if (this.tokenDigest !== undefined) {
+      const given = typeof data.token === 'string' ? digest(data.token) : undefined;
+      if (given === undefined || !timingSafeEqual(given, this.tokenDigest)) {
+        this.refuse(link, 'IMI_AUTH', data.token === undefined ? 'a token is required in hello' : 'wrong token');
+        return;
+      }
+    }
+    link.name = data.name;
+    link.acks = data.acks === true;
+    const instance = (data as { instance?: unknown }).instance;
+    link.instance = typeof instance === 'string' ? instance : undefined;
+    this.activate(link);
+  }
+
+  /** Makes an app the current one (policy permitting), resyncs it, and hands over from the previous one. */
+  activate(link: AppLink): void {
+    const { options, reporter, logger, hooks, events, ledger, users } = this.parts;
+    const counters = reporter.counters;
+    if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
+    link.handshakeTimer = undefined;
+    this.handshaking.delete(link);
+    const previous = this.app;
+    if (previous !== undefined && previous.phase === 'active' && previous !== link) {
+      if (options.appPolicy === 'refuse') {
+        reporter.report(new ImiError('IMI_APP_BUSY', 'another app is connected (appPolicy "refuse")'));
+        link.end(frame({ param: 'error', data: { code: 'IMI_APP_BUSY', message: 'another app is connected; start the intermediary with appPolicy "replace" to hand over' } }));
+        link.retire();
+        return;
+      }
+    }
+    const started = performance.now();
+    link.phase = 'active';
+    this.app = link;
+    counters.appConnects++;
+    logger.info({ app: link.connectionId, name: link.name, acks: link.acks }, 'app connected');
+    try {
+      hooks.clientConnect.call(link);
+    } catch (error) {
+      reporter.reportPluginError('clientConnect', error);
+    }
+    events.emit('appConnect', link);
+
+    // Users who left while no app was connected: only an app that had been
+    // told about them (the same process reconnecting) needs to hear it.
+    const sameApp = link.instance === undefined || link.instance === this.lastAppInstance;
+    if (sameApp) {
+      for (const gone of this.departed) link.send(eventFrame('disconnect', gone, link.acks ? ledger.nextSeq() : 0));
+    }
+    this.departed = [];
+
+    let count = 0;
+    for (const connection of users.live()) {
+      this.announceTo(link, connection, true);
+      count++;
+    }
+    link.send(frame({ param: 'synced', data: { count } }));
+    const durationMs = performance.now() - started;
+    counters.lastResyncMs = durationMs;
+    logger.info({ app: link.connectionId, count, durationMs }, 'app resynced');
+    events.emit('synced', link, count, durationMs);
+
+    if (previous !== undefined && previous !== link && previous.phase === 'active') {
+      // Handover: the old app stops here; whatever it did not ack goes to the new one.
+      // Write the new app's resync first: end() below writes to the old app at
+      // once, and it must not hear it is replaced before its successor is synced.
+      link.flush();
+      counters.appReplacements++;
+      previous.retire();
+      previous.end(frame({ param: 'error', data: { code: 'IMI_REPLACED', message: 'a newer app connected (appPolicy "replace")' } }));
+      reporter.report(new ImiError('IMI_REPLACED', `app ${previous.connectionId} replaced by app ${link.connectionId}`), 'info');
+      this.gone(previous, 'replaced');
+    }
+
+    this.lastAppInstance = link.instance;
+    this.lastAppConnectionId = link.connectionId;
+    for (const connection of users.live()) connection.toldQueueFull = false;
+    ledger.drain((entry) => this.deliver(entry));
+    this.startHeartbeat();
+  }
+
+  /** The app's `ack` (or a message's `ack` field). */
+  acknowledge(seq: number): void {
+    this.parts.ledger.ack(seq);
+  }
+
+  /** Every message still waiting for `dep_txns` past `depWaitTimeoutMs` is processed now. */
+  expireHeldMessages(): void {
+    if (this.app !== undefined) this.messages.expire(this.app);
+  }
+
+  /** Ends every app connection for `close()`; the current app hears `shutdown` first. */
+  endAll(reason: string): Promise<void>[] {
+    const closed: Promise<void>[] = [];
+    for (const link of this.allLinks) {
+      closed.push(link.closed);
+      if (link === this.app && link.phase === 'active') link.end(frame({ param: 'shutdown', data: { reason } }));
+      else link.end();
+    }
+    return closed;
+  }
+
+  /** Stops the heartbeat timer (for `close()`). */
+  stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
+  /** An app is gone: what it did not ack waits for the next one. */
+  private gone(link: AppLink, reason: string): void {
+    const { reporter, logger, hooks, events, ledger } = this.parts;
+    reporter.counters.appDisconnects++;
+    logger.warn({ app: link.connectionId, name: link.name, reason }, 'app disconnected');
+    if (link.acks) ledger.appLost();
+    // Messages still waiting for dep_txns were the app's intent: do them now.
+    this.messages.processHeld(link);
+    try {
+      hooks.clientDisconnect.call(link, reason);
+    } catch (error) {
+      reporter.reportPluginError('clientDisconnect', error);
+    }
+    events.emit('appDisconnect', link, reason);
+  }
+
+  private closed(link: AppLink, hadError: boolean): void {
+    this.allLinks.delete(link);
+    this.handshaking.delete(link);
+    if (this.app !== link) return;
+    this.app = undefined;
+    this.stopHeartbeat();
+    if (!this.closing) this.gone(link, hadError ? 'error' : 'closed');
+  }
+
+  private startHeartbeat(): void {
+    this.stopHeartbeat();
+    const { heartbeatIntervalMs, heartbeatTimeoutMs } = this.parts.options;
+    if (heartbeatIntervalMs === 0) return;
+    this.heartbeatTimer = setInterval(() => {
+      const app = this.app;
+      if (app === undefined || app.phase !== 'active') return;
+      const silentMs = Date.now() - app.lastHeardAt;
+      if (silentMs > heartbeatTimeoutMs) {
+        this.parts.logger.warn({ app: app.connectionId, silentMs }, 'app missed its heartbeat; dropping it');
+        this.app = undefined;
+        this.stopHeartbeat();
+        app.retire();
+        app.destroy();
+        this.gone(app, 'timeout');
+        return;
+      }
+      app.send(frame({ param: 'ping', data: { ts: Date.now() } }));
+    }, heartbeatIntervalMs);
+    this.heartbeatTimer.unref();
+  }
+}
+
+function digest(token: string): Buffer {
+  // Hash first so timingSafeEqual compares equal lengths and leaks no length.
+  return createHash('sha256').update(token).digest();
+}

@@ -1,0 +1,302 @@
+/**
+ * The `imi-server` command: runs an {@link Intermediary} from flags, a
+ * config file and the environment, logs with pino, and stops gracefully on
+ * SIGTERM / SIGINT.
+ *
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import pino, { type Logger } from 'pino';
+import { ImiError } from '@imi/core';
+import { runAdminCommand } from './admin-client.js';
+import { Intermediary } from '../intermediary.js';
+import { DEFAULT_OPTIONS, type IntermediaryOptions } from '../options.js';
+import type { ListenerOptions, TransportAddress } from '../users/transport.js';
+
+/** Options that only the CLI has (not part of {@link IntermediaryOptions}). */
+const CLI_ONLY = {
+  config: { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+/** Options whose value is text (every other one is a number). */
+const TEXT_OPTIONS = new Set(['host', 'clientHost', 'appPolicy', 'whileAppDown', 'appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice', 'token', 'banner', 'adminHost', 'adminToken']);
+/** Options whose value is true or false. */
+const BOOLEAN_OPTIONS = new Set(['limitLoopback']);
+/** Options whose value is JSON. */
+const JSON_OPTIONS = new Set(['listeners']);
+
+/** Flags that add a listener (the CLI's shorthand for `listeners` entries). */
+const LISTENER_FLAGS = {
+  'telnet-port': { type: 'string' },
+  'telnet-tls-port': { type: 'string' },
+  'telnet-mccp2': { type: 'string' },
+  'tls-port': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'ws-port': { type: 'string' },
+  'web-port': { type: 'string' },
+} as const;
+/** Options that also accept `false` (silence). */
+const SILENCEABLE = new Set(['appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice']);
+
+const OPTION_NAMES = [...Object.keys(DEFAULT_OPTIONS), 'token', 'banner', 'idleTimeoutMs', 'adminPort', 'adminToken'];
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (letter) => '-' + letter.toLowerCase());
+}
+
+function usage(): string {
+  const lines = [
+    'Usage: imi-server [options]',
+    '       imi-server status [--admin-port N ...]   a summary from the admin API (imi-server status --help)',
+    '       imi-server top [--admin-port N ...]      the same, live',
+    '',
+    'Holds users\' connections (TCP lines) and relays them to one app over a JSON protocol,',
+    'so the app can crash, restart or be redeployed without dropping anyone.',
+    '',
+    'Options (every option of the config file has a flag; flags beat the file):',
+    '  --config <file.json>        options in camelCase, e.g. {"heartbeatTimeoutMs": 20000}',
+    '  --token <secret>            apps must send it in hello (or set IMI_TOKEN)',
+    '  --admin-token <secret>      the admin API wants it as a bearer token (or set IMI_ADMIN_TOKEN; default: the token)',
+    '  --log-level <level>         fatal, error, warn, info (default), debug, trace, silent',
+    '',
+    'More listeners for users, on --host (docs/transports.md; the config file takes any number as "listeners"):',
+    '  --telnet-port <port>        telnet: NAWS, TTYPE/MTTS, ECHO, SGA, GMCP for MUD clients',
+    '  --telnet-mccp2 <true|false> offer MCCP2 (compressed output) on the telnet listeners (default false)',
+    '  --ws-port <port>            WebSocket: one message is one line',
+    '  --web-port <port>           the browser client page at / and its WebSocket at /ws',
+    '  --tls-port <port>           plain lines over TLS (needs --tls-cert and --tls-key)',
+    '  --telnet-tls-port <port>    telnet over TLS (needs --tls-cert and --tls-key)',
+    '  --tls-cert <file>           PEM certificate (chain) for the TLS listeners',
+    '  --tls-key <file>            PEM private key for the TLS listeners',
+    '  --listeners <json>          listeners as JSON, e.g. \'[{"kind":"telnet","port":4000}]\'',
+    '',
+    '  -h, --help                  this text',
+    '  -v, --version               the version',
+  ];
+  for (const name of OPTION_NAMES) {
+    if (name === 'token' || name === 'adminToken' || name === 'listeners') continue;
+    const fallback = (DEFAULT_OPTIONS as unknown as Record<string, unknown>)[name];
+    const shown = fallback === undefined ? 'off' : JSON.stringify(fallback);
+    lines.push(`  --${kebab(name).padEnd(26)} default ${shown.length > 40 ? shown.slice(0, 37) + '..."' : shown}`);
+  }
+  lines.push('', 'Docs: docs/operations.md (configuration reference), docs/protocol.md.');
+  return lines.join('\n');
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function parseValue(name: string, raw: string): string | number | boolean {
+  if (SILENCEABLE.has(name) && raw === 'false') return false;
+  if (JSON_OPTIONS.has(name)) {
+    try {
+      return JSON.parse(raw) as string;
+    } catch (error) {
+      throw new ImiError('IMI_CONFIG', `--${kebab(name)} must be JSON: ${(error as Error).message}`);
+    }
+  }
+  if (BOOLEAN_OPTIONS.has(name)) {
+    if (raw === 'true' || raw === 'false') return raw === 'true';
+    throw new ImiError('IMI_CONFIG', `--${kebab(name)} must be true or false, got ${JSON.stringify(raw)}`);
+  }
+  if (TEXT_OPTIONS.has(name)) return raw.replace(/\\r/g, '\r').replace(/\\n/g, '\n');
+  const value = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(value)) throw new ImiError('IMI_CONFIG', `--${kebab(name)} must be a number, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+/** A logger: JSON lines on stderr, or short readable lines when stderr is a terminal. */
+function createLogger(level: string): Logger {
+  if (!process.stderr.isTTY) return pino({ level, base: { pid: process.pid } }, pino.destination(2));
+  const names: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
+  return pino(
+    { level },
+    {
+      write(line: string) {
+        const { level: n, time, msg, pid: _pid, hostname: _host, ...rest } = JSON.parse(line) as Record<string, unknown>;
+        const extra = Object.entries(rest)
+          .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
+          .join(' ');
+        const when = new Date(Number(time)).toISOString().slice(11, 23);
+        process.stderr.write(`${when} ${names[Number(n)] ?? n} ${String(msg ?? '')}${extra ? '  ' + extra : ''}\n`);
+      },
+    },
+  );
+}
+
+/**
+ * Parses the command line into intermediary options.
+ *
+ * @param argv - arguments after the program name
+ * @param env - the environment (for `IMI_TOKEN`)
+ * @returns the options, or a request for help/version
+ * @throws ImiError `IMI_CONFIG` on an unknown flag or a bad value
+ */
+function parseCommandLine(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { kind: 'run'; options: IntermediaryOptions; logLevel: string } | { kind: 'help' } | { kind: 'version' } {
+  const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string }> = { ...CLI_ONLY, ...LISTENER_FLAGS };
+  for (const name of OPTION_NAMES) flagSpec[kebab(name)] = { type: 'string' };
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: argv, options: flagSpec, strict: true, allowPositionals: false });
+  } catch (error) {
+    throw new ImiError('IMI_CONFIG', `${(error as Error).message} (see imi-server --help)`);
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values['help']) return { kind: 'help' };
+  if (values['version']) return { kind: 'version' };
+
+  let options: Record<string, unknown> = {};
+  const configPath = values['config'];
+  if (typeof configPath === 'string') {
+    let text: string;
+    try {
+      text = readFileSync(configPath, 'utf8');
+    } catch (error) {
+      throw new ImiError('IMI_CONFIG', `cannot read --config ${configPath}: ${(error as Error).message}`);
+    }
+    try {
+      options = JSON.parse(text) as Record<string, unknown>;
+    } catch (error) {
+      throw new ImiError('IMI_CONFIG', `--config ${configPath} is not valid JSON: ${(error as Error).message}`);
+    }
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ImiError('IMI_CONFIG', `--config ${configPath} must hold a JSON object`);
+    for (const key of Object.keys(options)) {
+      if (!OPTION_NAMES.includes(key) && key !== 'logLevel') throw new ImiError('IMI_CONFIG', `unknown option ${JSON.stringify(key)} in ${configPath}`);
+    }
+  }
+  if (env['IMI_TOKEN'] !== undefined && env['IMI_TOKEN'] !== '') options['token'] = env['IMI_TOKEN'];
+  if (env['IMI_ADMIN_TOKEN'] !== undefined && env['IMI_ADMIN_TOKEN'] !== '') options['adminToken'] = env['IMI_ADMIN_TOKEN'];
+  for (const name of OPTION_NAMES) {
+    const raw = values[kebab(name)];
+    if (typeof raw === 'string') options[name] = parseValue(name, raw);
+  }
+  const fromFlags = listenersFromFlags(values);
+  if (fromFlags.length > 0) options['listeners'] = [...((options['listeners'] as ListenerOptions[] | undefined) ?? []), ...fromFlags];
+  const logLevel = (values['log-level'] as string | undefined) ?? (options['logLevel'] as string | undefined) ?? 'info';
+  delete options['logLevel'];
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new ImiError('IMI_CONFIG', `--log-level must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`);
+  return { kind: 'run', options: options as IntermediaryOptions, logLevel };
+}
+
+function portFlag(values: Record<string, string | boolean | undefined>, flag: string): number | undefined {
+  const raw = values[flag];
+  if (typeof raw !== 'string') return undefined;
+  const port = Number(raw);
+  if (raw.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65535) throw new ImiError('IMI_CONFIG', `--${flag} must be a port number (0-65535), got ${JSON.stringify(raw)}`);
+  return port;
+}
+
+/** The listeners the shorthand flags ask for, in a fixed order. */
+function listenersFromFlags(values: Record<string, string | boolean | undefined>): ListenerOptions[] {
+  const listeners: ListenerOptions[] = [];
+  const mccp2Flag = values['telnet-mccp2'];
+  if (mccp2Flag !== undefined && mccp2Flag !== 'true' && mccp2Flag !== 'false') throw new ImiError('IMI_CONFIG', `--telnet-mccp2 must be true or false, got ${JSON.stringify(mccp2Flag)}`);
+  const mccp2 = mccp2Flag === 'true';
+  const cert = values['tls-cert'];
+  const key = values['tls-key'];
+  const tlsPort = portFlag(values, 'tls-port');
+  const telnetTlsPort = portFlag(values, 'telnet-tls-port');
+  const wantsTls = tlsPort !== undefined || telnetTlsPort !== undefined;
+  if (wantsTls && (typeof cert !== 'string' || typeof key !== 'string')) throw new ImiError('IMI_CONFIG', '--tls-port and --telnet-tls-port need --tls-cert <file> and --tls-key <file>');
+  if (!wantsTls && (cert !== undefined || key !== undefined)) throw new ImiError('IMI_CONFIG', '--tls-cert and --tls-key are for --tls-port or --telnet-tls-port; give one of them');
+  const tls = typeof cert === 'string' && typeof key === 'string' ? { cert, key } : undefined;
+  const telnetPort = portFlag(values, 'telnet-port');
+  if (telnetPort !== undefined) listeners.push({ kind: 'telnet', port: telnetPort, mccp2 });
+  if (telnetTlsPort !== undefined) listeners.push({ kind: 'telnet', port: telnetTlsPort, mccp2, tls: tls! });
+  if (tlsPort !== undefined) listeners.push({ kind: 'tcp', port: tlsPort, tls: tls! });
+  const wsPort = portFlag(values, 'ws-port');
+  if (wsPort !== undefined) listeners.push({ kind: 'ws', port: wsPort });
+  const webPort = portFlag(values, 'web-port');
+  if (webPort !== undefined) listeners.push({ kind: 'ws', port: webPort, web: true, path: '/ws' });
+  return listeners;
+}
+
+/** `, telnet on port 4000 (host ::)`: how the listening line names a listener. */
+function describeListener(listener: TransportAddress): string {
+  const details = [`host ${listener.host}`];
+  if (listener.path !== undefined) details.push(`path ${listener.path}`);
+  if (listener.web === true) details.push('web page /');
+  return `, ${listener.transport} on port ${listener.port} (${details.join(', ')})`;
+}
+
+function urlHost(host: string): string {
+  if (host === '::' || host === '0.0.0.0') return 'localhost';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+async function main(): Promise<void> {
+  const subcommand = process.argv[2];
+  if (subcommand === 'status' || subcommand === 'top') {
+    process.exitCode = await runAdminCommand(subcommand, process.argv.slice(3));
+    return;
+  }
+  let command: ReturnType<typeof parseCommandLine>;
+  try {
+    command = parseCommandLine(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`imi-server: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  if (command.kind === 'help') {
+    process.stdout.write(usage() + '\n');
+    return;
+  }
+  if (command.kind === 'version') {
+    process.stdout.write(version() + '\n');
+    return;
+  }
+  const logger = createLogger(command.logLevel);
+  let intermediary: Intermediary;
+  try {
+    intermediary = new Intermediary({ ...command.options, logger });
+  } catch (error) {
+    process.stderr.write(`imi-server: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    stopping = true;
+    intermediary.close(signal).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'error while closing');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  try {
+    const ports = await intermediary.listen();
+    const { host, clientHost } = intermediary.options;
+    const others = ports.listeners.slice(1);
+    process.stdout.write(`imi-server listening: users on port ${ports.externalPort} (host ${host}), app on port ${ports.clientPort} (host ${clientHost})${others.map(describeListener).join('')}\n`);
+    for (const web of others.filter((listener) => listener.web === true)) {
+      process.stdout.write(`imi-server web client: ${web.transport === 'ws+tls' ? 'https' : 'http'}://${urlHost(web.host)}:${web.port}/\n`);
+    }
+    if (ports.adminPort !== undefined) {
+      const { adminHost } = intermediary.options;
+      process.stdout.write(`imi-server admin: port ${ports.adminPort} (host ${adminHost}): http://${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${ports.adminPort}/metrics\n`);
+    }
+  } catch (error) {
+    logger.fatal({ err: error }, 'cannot listen');
+    process.stderr.write(`imi-server: cannot listen: ${(error as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,90 @@
+/**
+ * Takes a live session's snapshot, and brings a snapshot back to life on a
+ * new socket. The snapshot's shape and its versioning rule are in
+ * `snapshot.ts`.
+ *
+ * @module
+ */
+import type { Socket } from 'node:net';
+import { ImiError, type SessionRegistry } from '@imi/core';
+import type { InputLedger } from '../delivery/ledger.js';
+import { isLoopback } from '../users/admission.js';
+import { Connection } from '../users/connection.js';
+import { SocketChannel } from '../users/socket-transport.js';
+import { TelnetChannel } from '../users/telnet/telnet-channel.js';
+import { readTelnetState, restoreTelnetChannel, resumeTelnetCompression } from '../users/telnet/telnet-state.js';
+import type { UserChannel } from '../users/transport.js';
+import type { UserSide } from '../users/user-side.js';
+import { SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SessionSnapshot } from './snapshot.js';
+
+/** The parts a restore touches. */
+export interface RestoreParts {
+  users: UserSide;
+  registry: SessionRegistry;
+  ledger: InputLedger;
+  /** Tells a ready app about the restored user and hands it their kept input. */
+  announceRestored(connection: Connection): void;
+  maxLineBytes: number;
+  maxOutputBufferBytes: number;
+  limitLoopback: boolean;
+}
+
+/** A live session as plain data (see {@link SessionSnapshot}). */
+export function takeSnapshot(connection: Connection, ledger: InputLedger): SessionSnapshot {
+  const record = connection.record;
+  const line = connection.lineState();
+  const inputs = ledger.sessionInputs(connection.id) ?? { queued: [], unacked: [] };
+  return {
+    v: SESSION_SNAPSHOT_VERSION,
+    id: record.id,
+    transport: record.transport,
+    remote: { address: record.remote.address, port: record.remote.port },
+    connectedAt: record.connectedAt,
+    lastInputAt: connection.lastInputAt,
+    state: structuredClone(record.state),
+    counters: { ...record.counters },
+    line: { bytes: line.bytes.toString('base64'), overflowBytes: line.overflowBytes, crs: line.crs, afterLf: line.afterLf },
+    delayed: [...connection.delayedLines].map((delayed) => ({ value: delayed.line, truncated: delayed.truncated, bytes: delayed.bytes })),
+    queued: inputs.queued.map((entry) => ({ txnId: entry.txnId, value: entry.value })),
+    unacked: inputs.unacked.map((entry) => ({ txnId: entry.txnId, value: entry.value, seq: entry.seq })),
+    telnet: connection.userChannel instanceof TelnetChannel ? readTelnetState(connection.userChannel) : null,
+  };
+}
+
+/**
+ * Makes a snapshot a live session again, over `socket`: same id, state,
+ * telnet negotiation (nothing is renegotiated), unfinished line and pending
+ * input. The `connect` hook does not run (the user was let in before); the
+ * `sessionOpen` event is emitted. A ready app is told of the user
+ * (`resumed: true`) and gets their kept input; otherwise the next app does.
+ *
+ * @throws ImiError `IMI_BAD_SNAPSHOT` for a malformed snapshot, an id that
+ *   is live already, or a WebSocket session (not restorable onto a raw socket)
+ */
+export function restoreSnapshot(value: unknown, socket: Socket, parts: RestoreParts): Connection {
+  const snapshot = validateSessionSnapshot(value);
+  const { users, registry, ledger } = parts;
+  if (registry.has(snapshot.id)) throw new ImiError('IMI_BAD_SNAPSHOT', `bad session snapshot: session ${snapshot.id} is live already`, { sessionId: snapshot.id });
+  if (snapshot.transport.startsWith('ws')) throw new ImiError('IMI_BAD_SNAPSHOT', `bad session snapshot: a ${snapshot.transport} session cannot be restored onto a raw socket`, { sessionId: snapshot.id });
+  const telnet = snapshot.telnet;
+  const channel: UserChannel = telnet === null ? new SocketChannel(socket, snapshot.transport) : restoreTelnetChannel(socket, snapshot.transport, telnet);
+  const record = registry.add({ id: snapshot.id, transport: snapshot.transport, remote: { ...snapshot.remote }, connectedAt: snapshot.connectedAt, state: structuredClone(snapshot.state) });
+  Object.assign(record.counters, snapshot.counters);
+  const connection = new Connection(channel, record, users, parts.maxLineBytes, parts.maxOutputBufferBytes);
+  if (telnet !== null) resumeTelnetCompression(channel as TelnetChannel, telnet);
+  connection.lastInputAt = snapshot.lastInputAt;
+  connection.restoreLineState({ bytes: Buffer.from(snapshot.line.bytes, 'base64'), overflowBytes: snapshot.line.overflowBytes, crs: snapshot.line.crs, afterLf: snapshot.line.afterLf });
+  // A handed-over user holds their place in the admission counts, but is never refused.
+  const limited = parts.limitLoopback || !isLoopback(snapshot.remote.address);
+  users.admission.admitAnyway(snapshot.remote.address, limited);
+  users.track(connection, limited);
+  ledger.restoreSession(snapshot.id, {
+    queued: snapshot.queued.map((input) => ({ sessionId: snapshot.id, value: input.value, txnId: input.txnId, bytes: Buffer.byteLength(input.value), seq: 0, sentBefore: false })),
+    unacked: snapshot.unacked.map((input) => ({ sessionId: snapshot.id, value: input.value, txnId: input.txnId, bytes: Buffer.byteLength(input.value), seq: input.seq, sentBefore: true })),
+  });
+  users.adopt(connection);
+  parts.announceRestored(connection);
+  // Lines the input rate held back pass it again, after the input kept above.
+  for (const delayed of snapshot.delayed) users.onLine(connection, delayed.value, delayed.truncated, delayed.bytes);
+  return connection;
+}
