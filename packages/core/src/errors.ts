@@ -69,6 +69,10 @@ export const ERROR_TABLE = {
     description: 'A telnet client broke the protocol (a subnegotiation without its IAC SE, a GMCP message without a valid package name); the bad part was dropped and input went on.',
     howToSolve: 'A client bug, or a client sending a 255 byte unescaped (cp1251 "я"): it must send IAC IAC for it. The user is not disconnected; the log names the session.',
   },
+  IMI_BAD_ORIGIN: {
+    description: 'A WebSocket upgrade came from a browser page whose origin (`Origin` header) the listener does not allow; it was refused with HTTP 403 before any user was created.',
+    howToSolve: 'Expected when another site tries to use your WebSocket. If the page is yours (served from another host, or through a proxy that rewrites Host), add its origin to the listener\'s allowedOrigins (`--ws-allowed-origins`).',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

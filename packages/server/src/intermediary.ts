@@ -288,6 +288,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
     const context = {
       host: this.options.host,
       onListenerError: (error: Error) => this.logger.error({ err: error }, 'user listener error'),
+      report: (error: ImiError) => this.report(error),
     };
     const appServer = net.createServer({ noDelay: true }, (socket) => this.acceptApp(socket));
     appServer.on('error', (error) => this.logger.error({ err: error }, 'app listener error'));

@@ -352,6 +352,19 @@ function checkListener(entry: unknown, index: number): void {
     if (listener['web'] === true && path === '/') throw configError(`${where}.path cannot be "/" with web: the page is served there`);
     checkNumber('maxPayloadBytes', false);
     checkNumber('pingIntervalMs', true);
+    checkAllowedOrigins(listener['allowedOrigins'], where);
+  }
+}
+
+function checkAllowedOrigins(value: unknown, where: string): void {
+  if (value === undefined) return;
+  const shape = `${where}.allowedOrigins must be a list of origins like ["https://example.com"], "self" or "*"`;
+  if (!Array.isArray(value) || value.length === 0) throw configError(shape);
+  for (const entry of value) {
+    if (typeof entry !== 'string') throw configError(shape);
+    if (entry !== '*' && entry !== 'self' && normalizeOrigin(entry) === undefined) {
+      throw configError(`${where}.allowedOrigins: ${JSON.stringify(entry)} is not an origin (scheme http or https, host, optional port, no path), "self" or "*"`);
+    }
   }
 }
 
@@ -391,4 +404,26 @@ export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
     throw configError(`heartbeatTimeoutMs (${resolved.heartbeatTimeoutMs}) must be longer than heartbeatIntervalMs (${resolved.heartbeatIntervalMs})`);
   }
   return resolved;
+}
+
+/**
+ * An origin in its canonical form (`scheme://host[:port]`, lower case, the
+ * default port left out), or undefined when it is not a plain http(s)
+ * origin (`null`, a path, user info, garbage). Used for
+ * `allowedOrigins` and the `Origin` header of WebSocket upgrades.
+ *
+ * @param text - an origin as written (`https://Example.com:443`)
+ * @returns the canonical origin (`https://example.com`), or undefined
+ */
+export function normalizeOrigin(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  const rest = text.slice(url.protocol.length + 2).replace(/\/$/, '');
+  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || /[/\\?#@]/.test(rest)) return undefined;
+  return url.origin;
 }
