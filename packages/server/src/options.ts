@@ -8,6 +8,7 @@
 import { DEFAULT_MAX_FRAME_BYTES, ImiError } from '@imi/core';
 import type { Logger } from 'pino';
 import type { IntermediaryPlugin } from './hooks.js';
+import { normalizeOrigin } from './origin.js';
 import { isTransport, type ListenerOptions, type Transport } from './transport.js';
 
 /** Default {@link IntermediaryOptions.externalPort}: where users connect. */
@@ -406,24 +407,3 @@ export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
   return resolved;
 }
 
-/**
- * An origin in its canonical form (`scheme://host[:port]`, lower case, the
- * default port left out), or undefined when it is not a plain http(s)
- * origin (`null`, a path, user info, garbage). Used for
- * `allowedOrigins` and the `Origin` header of WebSocket upgrades.
- *
- * @param text - an origin as written (`https://Example.com:443`)
- * @returns the canonical origin (`https://example.com`), or undefined
- */
-export function normalizeOrigin(text: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return undefined;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
-  const rest = text.slice(url.protocol.length + 2).replace(/\/$/, '');
-  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || /[/\\?#@]/.test(rest)) return undefined;
-  return url.origin;
-}

@@ -18,7 +18,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { ImiError, type RemoteAddress } from '@imi/core';
 import { closeServer, listenOn, secureContextOptions } from './socket-transport.js';
-import { normalizeOrigin } from './options.js';
+import { normalizeOrigin } from './origin.js';
 import {
   DEFAULT_WS_MAX_PAYLOAD_BYTES,
   DEFAULT_WS_PING_INTERVAL_MS,
