@@ -186,6 +186,8 @@ export class WsTransport implements Transport {
   private readonly path: string | undefined;
   private readonly onListenerError: (error: Error) => void;
   private readonly report: ((error: ImiError) => void) | undefined;
+  /** `allowedOrigins` with its default filled in (as the log names it). */
+  private readonly allowedOrigins: readonly string[];
   /** Whether any Origin may connect (`*`). */
   private readonly anyOrigin: boolean;
   /** Whether the page's own origin may connect (`self`). */
@@ -210,6 +212,7 @@ export class WsTransport implements Transport {
     this.onListenerError = context.onListenerError;
     this.report = context.report;
     const allowed = options.allowedOrigins ?? (options.web === true ? ['self'] : ['*']);
+    this.allowedOrigins = allowed;
     this.anyOrigin = allowed.includes('*');
     this.selfOrigin = allowed.includes('self');
     this.origins = new Set(allowed.filter((entry) => entry !== '*' && entry !== 'self').map((entry) => normalizeOrigin(entry) ?? entry));
@@ -240,7 +243,7 @@ export class WsTransport implements Transport {
         this.report?.(
           new ImiError(
             'IMI_BAD_ORIGIN',
-            `WebSocket upgrade from ${raw.remoteAddress ?? '?'} refused (403): Origin ${quoted} is not allowed on the ${this.name} listener on port ${(raw.localPort ?? 0).toString()} (allowedOrigins: ${JSON.stringify(this.options.allowedOrigins ?? (this.options.web === true ? ['self'] : ['*']))})`,
+            `WebSocket upgrade from ${raw.remoteAddress ?? '?'} refused (403): Origin ${quoted} is not allowed on the ${this.name} listener on port ${(raw.localPort ?? 0).toString()} (allowedOrigins: ${JSON.stringify(this.allowedOrigins)})`,
           ),
         );
         refuseUpgrade(socket, '403 Forbidden');
@@ -330,7 +333,8 @@ export class WsTransport implements Transport {
 /** Answers an upgrade with an HTTP error and closes (at the latest 2 s later, for a peer that never reads). */
 function refuseUpgrade(socket: Duplex, status: string): void {
   socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-  setTimeout(() => socket.destroy(), 2_000).unref();
+  const timer = setTimeout(() => socket.destroy(), 2_000).unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 function pathOf(request: IncomingMessage): string {
