@@ -73,6 +73,10 @@ export const ERROR_TABLE = {
     description: 'A session snapshot given to restoreSession() had an unknown version `v`, a missing or mistyped field, or the id of a live session.',
     howToSolve: 'Restore snapshots taken by snapshotSession() of a compatible intermediary, unchanged; the message names the field.',
   },
+  IMI_BAD_ORIGIN: {
+    description: 'A WebSocket upgrade came from a browser page whose origin (`Origin` header) the listener does not allow; it was refused with HTTP 403 before any user was created.',
+    howToSolve: 'Expected when another site tries to use your WebSocket. If the page is yours (served from another host, or through a proxy that rewrites Host), add its origin to the listener\'s allowedOrigins (`--ws-allowed-origins`).',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

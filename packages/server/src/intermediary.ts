@@ -147,6 +147,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     const context = {
       host: this.options.host,
       onListenerError: (error: Error) => this.logger.error({ err: error }, 'user listener error'),
+      report: (error: ImiError) => this.report(error),
     };
     const appServer = net.createServer({ noDelay: true }, (socket) => this.apps.accept(socket));
     appServer.on('error', (error) => this.logger.error({ err: error }, 'app listener error'));

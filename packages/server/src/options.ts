@@ -9,6 +9,7 @@ import { DEFAULT_MAX_FRAME_BYTES, ImiError } from '@imi/core';
 import type { Logger } from 'pino';
 import type { IntermediaryPlugin } from './api.js';
 import { isTransport, type ListenerOptions, type Transport } from './users/transport.js';
+import { normalizeOrigin } from './users/origin.js';
 
 /** Default {@link IntermediaryOptions.externalPort}: where users connect. */
 export const DEFAULT_EXTERNAL_PORT = 6715;
@@ -352,6 +353,19 @@ function checkListener(entry: unknown, index: number): void {
     if (listener['web'] === true && path === '/') throw configError(`${where}.path cannot be "/" with web: the page is served there`);
     checkNumber('maxPayloadBytes', false);
     checkNumber('pingIntervalMs', true);
+    checkAllowedOrigins(listener['allowedOrigins'], where);
+  }
+}
+
+function checkAllowedOrigins(value: unknown, where: string): void {
+  if (value === undefined) return;
+  const shape = `${where}.allowedOrigins must be a list of origins like ["https://example.com"], "self" or "*"`;
+  if (!Array.isArray(value) || value.length === 0) throw configError(shape);
+  for (const entry of value) {
+    if (typeof entry !== 'string') throw configError(shape);
+    if (entry !== '*' && entry !== 'self' && normalizeOrigin(entry) === undefined) {
+      throw configError(`${where}.allowedOrigins: ${JSON.stringify(entry)} is not an origin (scheme http or https, host, optional port, no path), "self" or "*"`);
+    }
   }
 }
 
@@ -392,3 +406,4 @@ export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
   }
   return resolved;
 }
+

@@ -1,6 +1,10 @@
 // imi browser client: a terminal-like page for one WebSocket connection to
 // the intermediary. No framework, no dependency: scrollback, an input line
-// with history, ANSI colours, and reconnection with backoff.
+// with history, ANSI colours, hidden input while the app turns echo off
+// (passwords), and reconnection with backoff.
+//
+// It speaks the imi.v1 subprotocol: text frames are output, binary frames
+// are control messages (one JSON object each), e.g. {"type":"echo","visible":false}.
 (function () {
   'use strict';
 
@@ -8,6 +12,7 @@
   var MAX_HISTORY = 100;
   var MIN_DELAY_MS = 500; // reconnect backoff: min * 2^attempt, capped, with jitter
   var MAX_DELAY_MS = 10000;
+  var PROTOCOL = 'imi.v1'; // asks for control messages (binary frames of JSON)
 
   var output = document.getElementById('output');
   var input = document.getElementById('input');
@@ -182,10 +187,22 @@
     status.textContent = text;
   }
 
+  /** Applies a control message (a binary frame); unknown ones are ignored. */
+  function control(data) {
+    var message;
+    try {
+      message = JSON.parse(new TextDecoder().decode(data));
+    } catch (error) {
+      return;
+    }
+    if (message !== null && typeof message === 'object' && message.type === 'echo' && typeof message.visible === 'boolean') setEcho(message.visible);
+  }
+
   function connect() {
     clearInterval(countdown);
     setStatus(attempt === 0 && !everConnected ? 'connecting' : 'reconnecting', attempt === 0 && !everConnected ? 'connecting…' : 'connection lost — reconnecting…');
-    var socket = new WebSocket(url);
+    var socket = new WebSocket(url, PROTOCOL);
+    socket.binaryType = 'arraybuffer';
     ws = socket;
     socket.onopen = function () {
       attempt = 0;
@@ -195,10 +212,12 @@
     };
     socket.onmessage = function (event) {
       if (typeof event.data === 'string') render(event.data);
+      else control(event.data);
     };
     socket.onclose = function () {
       if (ws !== socket) return;
       ws = null;
+      setEcho(true); // the next connection is a new session, with echo on
       scheduleReconnect();
     };
   }
@@ -222,6 +241,22 @@
   var history = [];
   var position = 0; // history[position] is shown; history.length is the draft
   var draft = '';
+  var hidden = false; // the app turned echo off: a password is being typed
+
+  /**
+   * Echo off: the input is masked, and what is sent is neither shown in the
+   * scrollback nor kept in the history. Echo on again: a hidden line left
+   * unsent is cleared rather than shown.
+   */
+  function setEcho(visible) {
+    if (hidden === !visible) return;
+    hidden = !visible;
+    if (visible) input.value = '';
+    input.type = visible ? 'text' : 'password';
+    input.setAttribute('autocomplete', 'off');
+    form.setAttribute('data-echo', visible ? 'on' : 'off');
+    input.placeholder = visible ? '' : 'hidden input';
+  }
 
   form.addEventListener('submit', function (event) {
     event.preventDefault();
@@ -231,6 +266,10 @@
       return;
     }
     ws.send(line);
+    if (hidden) {
+      input.value = '';
+      return;
+    }
     append(line, 'echo');
     newLine();
     output.scrollTop = output.scrollHeight;
@@ -244,6 +283,7 @@
   });
 
   input.addEventListener('keydown', function (event) {
+    if (hidden) return; // no history in or out of a hidden line
     if (event.key === 'ArrowUp' && position > 0) {
       if (position === history.length) draft = input.value;
       position--;

@@ -39,6 +39,7 @@ const LISTENER_FLAGS = {
   'tls-key': { type: 'string' },
   'ws-port': { type: 'string' },
   'web-port': { type: 'string' },
+  'ws-allowed-origins': { type: 'string' },
 } as const;
 /** Options that also accept `false` (silence). */
 const SILENCEABLE = new Set(['appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice']);
@@ -69,6 +70,7 @@ function usage(): string {
     '  --telnet-mccp2 <true|false> offer MCCP2 (compressed output) on the telnet listeners (default false)',
     '  --ws-port <port>            WebSocket: one message is one line',
     '  --web-port <port>           the browser client page at / and its WebSocket at /ws',
+    '  --ws-allowed-origins <list> origins whose pages may connect to --ws-port/--web-port, comma-separated: https://a.example,self,* (default: self with the page, * without)',
     '  --tls-port <port>           plain lines over TLS (needs --tls-cert and --tls-key)',
     '  --telnet-tls-port <port>    telnet over TLS (needs --tls-cert and --tls-key)',
     '  --tls-cert <file>           PEM certificate (chain) for the TLS listeners',
@@ -215,9 +217,12 @@ function listenersFromFlags(values: Record<string, string | boolean | undefined>
   if (telnetTlsPort !== undefined) listeners.push({ kind: 'telnet', port: telnetTlsPort, mccp2, tls: tls! });
   if (tlsPort !== undefined) listeners.push({ kind: 'tcp', port: tlsPort, tls: tls! });
   const wsPort = portFlag(values, 'ws-port');
-  if (wsPort !== undefined) listeners.push({ kind: 'ws', port: wsPort });
   const webPort = portFlag(values, 'web-port');
-  if (webPort !== undefined) listeners.push({ kind: 'ws', port: webPort, web: true, path: '/ws' });
+  const originsFlag = values['ws-allowed-origins'];
+  if (typeof originsFlag === 'string' && wsPort === undefined && webPort === undefined) throw new ImiError('IMI_CONFIG', '--ws-allowed-origins is for --ws-port or --web-port; give one of them');
+  const origins = typeof originsFlag === 'string' ? { allowedOrigins: originsFlag.split(',').map((origin) => origin.trim()) } : {};
+  if (wsPort !== undefined) listeners.push({ kind: 'ws', port: wsPort, ...origins });
+  if (webPort !== undefined) listeners.push({ kind: 'ws', port: webPort, web: true, path: '/ws', ...origins });
   return listeners;
 }
 

@@ -78,7 +78,7 @@ export interface UserChannel {
   end(): void;
   /** Closes at once, dropping unwritten output. */
   destroy(): void;
-  /** Telnet only: hides (`false`) or shows (`true`) what the user types. Returns whether the transport can. */
+  /** Telnet (and WebSocket peers speaking the `imi.v1` subprotocol): hides (`false`) or shows (`true`) what the user types. Returns whether the transport can. */
   setEcho?(visible: boolean): boolean;
   /** Telnet only: sends a GMCP message. Returns false when GMCP is not on for this user. */
   sendGmcp?(packageName: string, json: string | undefined): boolean;
@@ -181,6 +181,16 @@ export interface WsListenerOptions extends BaseListenerOptions {
   maxPayloadBytes?: number;
   /** Interval between pings; a user who has not answered the previous one is dropped (`timeout`). Default {@link DEFAULT_WS_PING_INTERVAL_MS}; 0 disables. */
   pingIntervalMs?: number;
+  /**
+   * Browser origins whose pages may open a WebSocket here (`Origin` header
+   * of the upgrade); others get 403 and `IMI_BAD_ORIGIN`. Entries:
+   * `"https://example.com"` (scheme, host, port if not the default),
+   * `"self"` (the origin the request names: the listener's scheme and the
+   * `Host` header; `https` too on a plain listener behind a TLS proxy),
+   * `"*"` (any). An upgrade without `Origin` (not a browser) is always
+   * let in. Default `["self"]` with `web`, `["*"]` without.
+   */
+  allowedOrigins?: string[];
 }
 
 /** A built-in listener, as given in {@link IntermediaryOptions.listeners} (or a config file). */
@@ -210,4 +220,6 @@ export interface TransportContext {
   host: string;
   /** Reports an error of the listener itself (not of a user's connection), for the log. */
   onListenerError(error: Error): void;
+  /** Counts and logs a refused peer that never became a user (`IMI_BAD_ORIGIN`), like the intermediary's own reports. */
+  report?(error: ImiError): void;
 }

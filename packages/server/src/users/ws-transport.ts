@@ -2,7 +2,11 @@
  * The WebSocket transport (`ws`, or `ws+tls`): one text message is one line
  * in, one output is one text message out; pings keep idle connections
  * honest. With `web` on, the same HTTP server also serves the browser
- * client page at `/`.
+ * client page at `/`. Upgrades from a browser page of another origin are
+ * refused (403, `IMI_BAD_ORIGIN`) unless `allowedOrigins` lets them in.
+ * A client that offers the {@link WS_CONTROL_PROTOCOL} subprotocol also gets
+ * control messages (echo off/on) as binary frames of JSON, never mixed up
+ * with output, which is always text frames.
  *
  * @module
  */
@@ -12,8 +16,9 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { RemoteAddress } from '@imi/core';
+import { ImiError, type RemoteAddress } from '@imi/core';
 import { closeServer, listenOn, secureContextOptions } from './socket-transport.js';
+import { normalizeOrigin } from './origin.js';
 import {
   DEFAULT_WS_MAX_PAYLOAD_BYTES,
   DEFAULT_WS_PING_INTERVAL_MS,
@@ -27,6 +32,15 @@ import {
   type WsListenerOptions,
 } from './transport.js';
 
+/**
+ * The WebSocket subprotocol a client offers (`new WebSocket(url, 'imi.v1')`)
+ * to get control messages: binary frames holding one UTF-8 JSON object
+ * each, e.g. `{"type":"echo","visible":false}`. Output stays text frames;
+ * clients must ignore control messages of a `type` they do not know.
+ */
+export const WS_CONTROL_PROTOCOL = 'imi.v1';
+/** The longest Origin quoted in a log line. */
+const MAX_LOGGED_ORIGIN = 200;
 const LF = 0x0a;
 const LINE_END = Buffer.from('\n');
 /** Where the page's files are: `packages/server/web/`, next to `dist/` and `src/`. */
@@ -57,6 +71,10 @@ class WsChannel implements UserChannel {
   readonly telnet = undefined;
   /** Whether the peer answered (or sent anything) since the last ping. */
   alive = true;
+  /** Whether we stopped reading: the peer's pongs then wait unread, so its silence proves nothing. */
+  private paused = false;
+  /** Whether the peer negotiated {@link WS_CONTROL_PROTOCOL} (it understands control messages). */
+  private readonly control: boolean;
   private readonly ws: WebSocket;
   private readonly socket: Duplex;
   private sink: ChannelSink = NULL_SINK;
@@ -66,6 +84,7 @@ class WsChannel implements UserChannel {
     this.socket = socket;
     this.transport = transport;
     this.remote = remote;
+    this.control = ws.protocol === WS_CONTROL_PROTOCOL;
     ws.on('error', (error: Error & { code?: string }) => {
       this.sink.onError(error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'limit' : 'error', error);
     });
@@ -110,11 +129,26 @@ class WsChannel implements UserChannel {
   }
 
   pause(): void {
+    this.paused = true;
     this.ws.pause();
   }
 
   resume(): void {
+    this.paused = false;
     this.ws.resume();
+  }
+
+  /**
+   * Hides (`false`) or shows (`true`) what the user types: a control message
+   * `{"type":"echo","visible":…}` in a binary frame, for a peer that
+   * negotiated {@link WS_CONTROL_PROTOCOL} (the browser page does).
+   *
+   * @returns false when the peer did not negotiate it (nothing is sent)
+   */
+  setEcho(visible: boolean): boolean {
+    if (!this.control || this.ws.readyState !== this.ws.OPEN) return false;
+    this.ws.send(JSON.stringify({ type: 'echo', visible }), { binary: true });
+    return true;
   }
 
   end(): void {
@@ -125,9 +159,15 @@ class WsChannel implements UserChannel {
     this.ws.terminate();
   }
 
-  /** Pings, or drops a peer that did not answer the previous ping. */
+  /** Pings, or drops a peer that did not answer the previous ping (reason `timeout`). */
   keepAlive(): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
+    if (this.paused) {
+      // Reading is stopped (the connect hook, the input rate): a pong would
+      // sit unread. Judge the peer again once we read.
+      this.alive = true;
+      return;
+    }
     if (!this.alive) {
       this.sink.onError('timeout');
       this.ws.terminate();
@@ -145,6 +185,15 @@ export class WsTransport implements Transport {
   private readonly name: string;
   private readonly path: string | undefined;
   private readonly onListenerError: (error: Error) => void;
+  private readonly report: ((error: ImiError) => void) | undefined;
+  /** `allowedOrigins` with its default filled in (as the log names it). */
+  private readonly allowedOrigins: readonly string[];
+  /** Whether any Origin may connect (`*`). */
+  private readonly anyOrigin: boolean;
+  /** Whether the page's own origin may connect (`self`). */
+  private readonly selfOrigin: boolean;
+  /** The other allowed origins, normalized (`https://example.com`, no default port). */
+  private readonly origins: ReadonlySet<string>;
   private readonly channels = new Set<WsChannel>();
   private server: Server | undefined;
   private wss: WebSocketServer | undefined;
@@ -161,18 +210,43 @@ export class WsTransport implements Transport {
     this.name = transportName(options);
     this.path = options.path ?? (options.web === true ? '/ws' : undefined);
     this.onListenerError = context.onListenerError;
+    this.report = context.report;
+    const allowed = options.allowedOrigins ?? (options.web === true ? ['self'] : ['*']);
+    this.allowedOrigins = allowed;
+    this.anyOrigin = allowed.includes('*');
+    this.selfOrigin = allowed.includes('self');
+    this.origins = new Set(allowed.filter((entry) => entry !== '*' && entry !== 'self').map((entry) => normalizeOrigin(entry) ?? entry));
   }
 
   async listen(accept: (channel: UserChannel) => void, backlog: number): Promise<TransportAddress> {
     const options = this.options;
     if (options.web === true) this.page = this.loadPage();
     const server = options.tls === undefined ? createHttpServer() : createHttpsServer(secureContextOptions(options.tls));
-    const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD_BYTES, perMessageDeflate: false });
+    const wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxPayloadBytes ?? DEFAULT_WS_MAX_PAYLOAD_BYTES,
+      perMessageDeflate: false,
+      // The control subprotocol when offered; otherwise the first one offered, as ws always did.
+      handleProtocols: (protocols) => (protocols.has(WS_CONTROL_PROTOCOL) ? WS_CONTROL_PROTOCOL : (protocols.values().next().value ?? false)),
+    });
     server.on('request', (request, response) => this.serve(request, response));
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on('error', () => {});
       if (this.path !== undefined && pathOf(request) !== this.path) {
-        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        refuseUpgrade(socket, '404 Not Found');
+        return;
+      }
+      const origin = request.headers.origin;
+      if (!this.originAllowed(origin, request.headers.host)) {
+        const raw = request.socket;
+        const quoted = JSON.stringify(origin!.length > MAX_LOGGED_ORIGIN ? origin!.slice(0, MAX_LOGGED_ORIGIN) + '…' : origin);
+        this.report?.(
+          new ImiError(
+            'IMI_BAD_ORIGIN',
+            `WebSocket upgrade from ${raw.remoteAddress ?? '?'} refused (403): Origin ${quoted} is not allowed on the ${this.name} listener on port ${(raw.localPort ?? 0).toString()} (allowedOrigins: ${JSON.stringify(this.allowedOrigins)})`,
+          ),
+        );
+        refuseUpgrade(socket, '403 Forbidden');
         return;
       }
       wss.handleUpgrade(request, socket, head, (ws) => {
@@ -200,6 +274,24 @@ export class WsTransport implements Transport {
     if (this.path !== undefined) address.path = this.path;
     if (options.web === true) address.web = true;
     return address;
+  }
+
+  /**
+   * Whether an upgrade with this Origin may go on. No Origin: not a browser
+   * (browsers always send one on a WebSocket upgrade), so no cross-site risk:
+   * allowed. `self` is the origin the request itself names: the listener's
+   * scheme (`http`, `https` with TLS) and the `Host` header; on a plain
+   * listener `https://` + Host too (a TLS-terminating proxy in front: only
+   * who owns the host name can serve that origin).
+   */
+  private originAllowed(origin: string | undefined, host: string | undefined): boolean {
+    if (origin === undefined || this.anyOrigin) return true;
+    const normalized = normalizeOrigin(origin);
+    if (normalized === undefined) return false;
+    if (this.origins.has(normalized)) return true;
+    if (!this.selfOrigin || host === undefined || host === '') return false;
+    const schemes = this.options.tls === undefined ? ['http', 'https'] : ['https'];
+    return schemes.some((scheme) => normalizeOrigin(`${scheme}://${host}`) === normalized);
   }
 
   close(): Promise<void> {
@@ -236,6 +328,13 @@ export class WsTransport implements Transport {
     response.writeHead(200, { ...PAGE_HEADERS, 'content-type': file.type, 'content-length': file.body.length });
     response.end(request.method === 'HEAD' ? undefined : file.body);
   }
+}
+
+/** Answers an upgrade with an HTTP error and closes (at the latest 2 s later, for a peer that never reads). */
+function refuseUpgrade(socket: Duplex, status: string): void {
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  const timer = setTimeout(() => socket.destroy(), 2_000).unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 function pathOf(request: IncomingMessage): string {
