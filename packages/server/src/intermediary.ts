@@ -1161,7 +1161,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> {
         const connection = this.connections.get(message.data.id);
         if (connection === undefined) this.unknownId(link, message.data.id, message.txn_id);
         else {
-          connection.write(message.data.value);
+          connection.write(message.data.value, message.data.prompt === true);
           this.emit('appOutput', connection, message.data.value);
         }
         break;

@@ -7,7 +7,7 @@ import { MAX_TTYPE_REQUESTS, TELNET, TELNET_OPTION, TelnetSession, escapeIac, ty
 
 const RUNS = { numRuns: Number(process.env['FUZZ_RUNS'] ?? 500) };
 const { IAC, DO, DONT, WILL, WONT, SB, SE, NOP, GA } = TELNET;
-const { ECHO, SGA, TTYPE, NAWS, MCCP2, GMCP } = TELNET_OPTION;
+const { ECHO, SGA, TTYPE, NAWS, MCCP2, GMCP, EOR } = TELNET_OPTION;
 const TTYPE_IS = 0;
 const TTYPE_SEND = 1;
 
@@ -139,13 +139,16 @@ describe('TelnetSession: input', () => {
 });
 
 describe('TelnetSession: negotiation', () => {
-  it('opens with DO NAWS, DO TTYPE, WILL GMCP (and WILL MCCP2 when asked); it does not offer SGA or ECHO', () => {
+  it('opens with DO NAWS, DO TTYPE, WILL GMCP, WILL EOR (and WILL MCCP2 when asked); it does not offer SGA or ECHO', () => {
     const plain = session();
     plain.telnet.start();
-    expect(plain.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, GMCP]));
+    expect(plain.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, GMCP, IAC, WILL, EOR]));
     const compressing = session({ mccp2: true, gmcp: false });
     compressing.telnet.start();
-    expect(compressing.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, MCCP2]));
+    expect(compressing.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, MCCP2, IAC, WILL, EOR]));
+    const noEor = session({ eor: false });
+    noEor.telnet.start();
+    expect(noEor.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, GMCP]));
   });
 
   it('runs a MUD client through NAWS, the MTTS cycle and GMCP, answering no answer, byte by byte', () => {
@@ -153,12 +156,12 @@ describe('TelnetSession: negotiation', () => {
     telnet.start();
     sink.clearSent();
     // Width 255 travels as 0x00 0xFF 0xFF: IAC doubled inside the subnegotiation.
-    feedBytewise(telnet, bytes([IAC, WILL, NAWS], [IAC, SB, NAWS, 0, IAC, IAC, 0, 40, IAC, SE], [IAC, WILL, TTYPE], [IAC, DO, GMCP]));
+    feedBytewise(telnet, bytes([IAC, WILL, NAWS], [IAC, SB, NAWS, 0, IAC, IAC, 0, 40, IAC, SE], [IAC, WILL, TTYPE], [IAC, DO, GMCP], [IAC, DO, EOR]));
     expect(sink.output).toEqual(bytes([IAC, SB, TTYPE, TTYPE_SEND, IAC, SE]));
     expect(sink.settles).toBe(0); // the terminal type is still awaited
     for (const name of ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825']) feedBytewise(telnet, sb(TTYPE, TTYPE_IS, name));
     expect(sink.output).toEqual(bytes(...Array.from({ length: MAX_TTYPE_REQUESTS }, () => [IAC, SB, TTYPE, TTYPE_SEND, IAC, SE])));
-    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: true, mccp2: false, naws: { width: 255, height: 40 }, ttype: ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'], mtts: 2825 });
+    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: true, mccp2: false, eor: true, naws: { width: 255, height: 40 }, ttype: ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'], mtts: 2825 });
     expect(sink.settles).toBe(1);
     expect(telnet.isSettled).toBe(true);
     expect(sink.input.length).toBe(0);
@@ -191,9 +194,11 @@ describe('TelnetSession: negotiation', () => {
     telnet.start();
     sink.clearSent();
     feedBytewise(telnet, bytes([IAC, WONT, NAWS, IAC, WONT, TTYPE, IAC, DONT, GMCP]));
+    expect(sink.settles).toBe(0); // EOR is still unanswered
+    feedBytewise(telnet, bytes([IAC, DONT, EOR]));
     expect(sink.output.length).toBe(0);
     expect(sink.settles).toBe(1);
-    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false });
+    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false, eor: false });
   });
 
   it('refuses options it does not know, once per request, and never loops', () => {

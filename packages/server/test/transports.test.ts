@@ -63,6 +63,7 @@ describe('telnet listener', () => {
       sga: false,
       gmcp: true,
       mccp2: false,
+      eor: false,
       naws: { width: 132, height: 43 },
       ttype: ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'],
       mtts: 2825,
@@ -89,7 +90,7 @@ describe('telnet listener', () => {
     const peer = await telnetUser(port(0), { answer: false });
     peer.send('early');
     const id = await app.nextUserId();
-    expect(connects(app)[0]!.data['telnet']).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false });
+    expect(connects(app)[0]!.data['telnet']).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false, eor: false });
     await app.waitForParam('input');
     expect(inputs(app, id)).toEqual(['early']);
   });
