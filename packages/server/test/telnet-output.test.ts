@@ -209,6 +209,17 @@ describe('prompts: output with prompt: true', () => {
     expect(peer.marks[1]).toEqual({ mark: 'GA', textBefore: 'odd\r\u0000Continue? ' });
   });
 
+  it('an output hook that drops a prompt\'s text drops its mark too; what it returns is what is marked', async () => {
+    const { imi, app, telnetPort } = await start();
+    imi.hooks.output.tap('Filter', (text) => (text.startsWith('secret') ? '' : text.replace('HP', 'Hit points')));
+    const { peer, id } = await connectTelnet(app, telnetPort);
+    sendOutput(app, id, 'secret> ', true);
+    sendOutput(app, id, 'HP> ', true);
+    await waitFor(() => peer.marks.length >= 1, 5000, 'the mark');
+    await sleep(20);
+    expect(peer.marks).toEqual([{ mark: 'GA', textBefore: 'Hit points> ' }]);
+  });
+
   it('plain tcp and WebSocket users just get the prompt text', async () => {
     const { ports, app, port } = await start({}, [{ kind: 'ws', port: 0 }]);
     const tcp = await scope.user(ports.externalPort);
