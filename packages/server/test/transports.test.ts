@@ -406,6 +406,8 @@ describe('several listeners at once', () => {
       [{ kind: 'ws', port: 1, web: true, path: '/' }],
       [{ kind: 'ws', port: 1, maxPayloadBytes: 0 }],
       [{ kind: 'telnet', port: 1, mccp2: 'yes' }],
+      [{ kind: 'telnet', port: 1, nvtOutput: 'crlf' }],
+      [{ kind: 'telnet', port: 1, eor: 1 }],
       'telnet',
     ];
     for (const listeners of bad) {
