@@ -22,12 +22,12 @@ import { Linker, clearLinkTimers } from './link.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
 import { Outbox, toIdList } from './outbox.js';
 import { Resync } from './resync.js';
-import type { BroadcastOptions, SendOptions } from './send-options.js';
+import type { BroadcastOptions, OutputOptions, SendOptions } from './send-options.js';
 import type { OutRecord } from './types.js';
 import { mergeState, sessionSlots, type Session } from './session.js';
 import { deferred, type ClientState, type ClientStatus } from './state.js';
 
-export type { BroadcastOptions, SendOptions } from './send-options.js';
+export type { BroadcastOptions, OutputOptions, SendOptions } from './send-options.js';
 export type { ClientStatus } from './state.js';
 
 /** A GMCP package name the intermediary accepts (as its validator checks it). */
@@ -35,6 +35,14 @@ const GMCP_PACKAGE = /^[^\s\x00-\x1f\x7f]{1,128}$/;
 
 function checkString(value: unknown, what: string): asserts value is string {
   if (typeof value !== 'string') throw new ImiError('IMI_BAD_MESSAGE', `${what} must be a string, got ${value === null ? 'null' : typeof value}`);
+}
+
+/** The `data` of an `output` message: `prompt: true` only when asked, so legacy intermediaries see the same frame as before. */
+function outputData(id: string, text: string, options: Pick<OutputOptions, 'prompt'> | undefined): { id: string; value: string; prompt?: true } {
+  const prompt = options?.prompt;
+  if (prompt === undefined || prompt === false) return { id, value: text };
+  if (prompt !== true) throw new ImiError('IMI_BAD_MESSAGE', `prompt must be true or false, got ${prompt === null ? 'null' : typeof prompt}`);
+  return { id, value: text, prompt: true };
 }
 
 /**
@@ -176,18 +184,18 @@ export class Client extends EventEmitter<ClientEvents> {
    *
    * @param id - the session id
    * @param text - what to write
-   * @param options - `after` (ordering via `dep_txns`) and state `updates`
+   * @param options - `after` (ordering via `dep_txns`), state `updates`, and `prompt` (the text is a prompt)
    * @returns the message's txn id, for another message's `after`
    * @throws ImiError `IMI_LINK_DOWN` when the link is down and `maxPendingOutgoing` or
    *   `maxOutgoingBytes` is reached; `LimitError` (`IMI_LIMIT`) when the link is up but
    *   `maxOutgoingBytes` wait for a slow intermediary, or the frame is over `maxFrameBytes`;
    *   `IMI_CLOSED` after close; `IMI_BAD_MESSAGE` when an argument has the wrong type
    */
-  send(id: string, text: string, options?: SendOptions): string {
+  send(id: string, text: string, options?: OutputOptions): string {
     checkString(id, 'send: id');
     checkString(text, 'send: text');
     const txnId = randomUUID();
-    const record = this.outbox.appRecord({ param: 'output', data: { id, value: text } }, txnId, id, options);
+    const record = this.outbox.appRecord({ param: 'output', data: outputData(id, text, options) }, txnId, id, options);
     this.outbox.submit([record]);
     this.applyLocalUpdates(id, options?.updates);
     return txnId;
@@ -199,28 +207,28 @@ export class Client extends EventEmitter<ClientEvents> {
    *
    * @param ids - the session ids
    * @param text - the same text for all of them
-   * @param options - `after` (ordering via `dep_txns`), applied to every frame
+   * @param options - `after` (ordering via `dep_txns`) and `prompt`, applied to every frame
    * @returns the txn ids, in the order of `ids`
    * @throws ImiError as {@link send}
    */
-  multisend(ids: Iterable<string>, text: string, options?: Omit<SendOptions, 'updates'>): string[];
+  multisend(ids: Iterable<string>, text: string, options?: Omit<OutputOptions, 'updates'>): string[];
   /**
    * Sends a different text to each of many users: one `output` frame each,
    * all or none accepted, all in one write.
    *
    * @param messages - `[id, text]` pairs (an array, a `Map`) or an `{ id: text }` object
-   * @param options - `after` (ordering via `dep_txns`), applied to every frame
+   * @param options - `after` (ordering via `dep_txns`) and `prompt`, applied to every frame
    * @returns the txn ids, in the order of `messages`
    * @throws ImiError as {@link send}
    */
-  multisend(messages: Iterable<readonly [string, string]> | Readonly<Record<string, string>>, options?: Omit<SendOptions, 'updates'>): string[];
+  multisend(messages: Iterable<readonly [string, string]> | Readonly<Record<string, string>>, options?: Omit<OutputOptions, 'updates'>): string[];
   multisend(
     first: Iterable<string> | Iterable<readonly [string, string]> | Readonly<Record<string, string>>,
-    second?: string | Omit<SendOptions, 'updates'>,
-    third?: Omit<SendOptions, 'updates'>,
+    second?: string | Omit<OutputOptions, 'updates'>,
+    third?: Omit<OutputOptions, 'updates'>,
   ): string[] {
     let pairs: [string, string][];
-    let options: Omit<SendOptions, 'updates'> | undefined;
+    let options: Omit<OutputOptions, 'updates'> | undefined;
     if (typeof second === 'string') {
       pairs = [...(first as Iterable<string>)].map((id) => [id, second]);
       options = third;
@@ -239,7 +247,7 @@ export class Client extends EventEmitter<ClientEvents> {
       checkString(text, 'multisend: text');
       const txnId = randomUUID();
       txnIds.push(txnId);
-      records.push(this.outbox.appRecord({ param: 'output', data: { id, value: text } }, txnId, id, options));
+      records.push(this.outbox.appRecord({ param: 'output', data: outputData(id, text, options) }, txnId, id, options));
     }
     if (records.length > 0) this.outbox.submit(records);
     return txnIds;

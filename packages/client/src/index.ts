@@ -15,7 +15,7 @@
  *
  * @packageDocumentation
  */
-export { Client, type SendOptions, type BroadcastOptions, type ClientStatus } from './client.js';
+export { Client, type SendOptions, type OutputOptions, type BroadcastOptions, type ClientStatus } from './client.js';
 export { Session, type SessionSnapshot } from './session.js';
 export type { ClientEvents } from './events.js';
 export type { ClientHooks } from './hooks.js';

@@ -67,9 +67,10 @@ export class Outbox {
     let frame: string;
     if (message.param === 'output' && !hasDeps && options?.updates === undefined) {
       // The common case, written directly: the same bytes as encodeFrame() of
-      // { param, data: { id, value }, txn_id } (send() and multisend() make that data).
-      const data = message.data as { id: string; value: string };
-      frame = `{"param":"output","data":{"id":${JSON.stringify(data.id)},"value":${JSON.stringify(data.value)}},"txn_id":${JSON.stringify(txnId)}}\n`;
+      // { param, data: { id, value[, prompt: true] }, txn_id } (send() and multisend() make that data).
+      const data = message.data as { id: string; value: string; prompt?: true };
+      const prompt = data.prompt === true ? ',"prompt":true' : '';
+      frame = `{"param":"output","data":{"id":${JSON.stringify(data.id)},"value":${JSON.stringify(data.value)}${prompt}},"txn_id":${JSON.stringify(txnId)}}\n`;
     } else {
       const full: Record<string, unknown> = { param: message.param, data: message.data, txn_id: txnId };
       if (hasDeps) full['dep_txns'] = after;

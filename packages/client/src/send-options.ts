@@ -18,6 +18,18 @@ export interface SendOptions {
   updates?: JsonObject;
 }
 
+/** Options of {@link Client.send}, {@link Client.multisend} and {@link Session.send}: {@link SendOptions} and `prompt`. */
+export interface OutputOptions extends SendOptions {
+  /**
+   * The text is a prompt (sent as `prompt: true`): telnet users' clients
+   * are told where it ends (`IAC EOR` when they agreed to EOR, else
+   * `IAC GA` unless suppress-go-ahead is on), so MUD clients that wait for
+   * that show it at once. Other users just get the text. Default false.
+   * See {@link Session.prompt}.
+   */
+  prompt?: boolean;
+}
+
 /** Options of {@link Client.broadcast}. */
 export interface BroadcastOptions {
   /** Txn ids that must be processed first (`dep_txns`). */

@@ -4,14 +4,14 @@
  * @module
  */
 import type { ConnectMessage, JsonObject, JsonValue, RemoteAddress, TelnetInfo } from '@imi/core';
-import type { SendOptions } from './send-options.js';
+import type { OutputOptions, SendOptions } from './send-options.js';
 
 /**
  * What a session calls back into: the client's sending methods, and
  * nothing else, so this file does not depend on the client.
  */
 export interface SessionOwner {
-  send(id: string, text: string, options?: SendOptions): string;
+  send(id: string, text: string, options?: OutputOptions): string;
   setState(id: string, updates: JsonObject, options?: Omit<SendOptions, 'updates'>): string;
   disconnect(id: string, farewell?: string, options?: SendOptions): string;
   setEcho(id: string, visible: boolean, options?: Omit<SendOptions, 'updates'>): string;
@@ -179,12 +179,27 @@ export class Session {
    * Sends text to this user, verbatim (add your own `\r\n`).
    *
    * @param text - what to write
-   * @param options - ordering (`after`) and state `updates` carried with it
+   * @param options - ordering (`after`), state `updates` carried with it, and `prompt`
    * @returns the message's txn id, for another message's `after`
    * @throws ImiError `IMI_LINK_DOWN`, `IMI_LIMIT` or `IMI_CLOSED`; see {@link Client.send}
    */
-  send(text: string, options?: SendOptions): string {
+  send(text: string, options?: OutputOptions): string {
     return this.#client.send(this.id, text, options);
+  }
+
+  /**
+   * Sends a prompt (`HP 10> `, `Password: `): the text, marked so that a
+   * telnet user's MUD client shows it at once without a line end
+   * (`IAC EOR` or `IAC GA` after it; see {@link OutputOptions.prompt}).
+   * The same as `send(text, { ...options, prompt: true })`.
+   *
+   * @param text - the prompt, usually without a line end
+   * @param options - ordering (`after`) and state `updates` carried with it
+   * @returns the message's txn id
+   * @throws ImiError as {@link send}
+   */
+  prompt(text: string, options?: SendOptions): string {
+    return this.#client.send(this.id, text, { ...options, prompt: true });
   }
 
   /**

@@ -12,11 +12,13 @@ import { User, onCleanup, runCleanups, startImi, waitFor } from './helpers.js';
 afterEach(runCleanups);
 
 const IAC = 255;
-const [WILL, WONT, DO, SB, SE] = [251, 252, 253, 250, 240];
-const [ECHO, TTYPE, NAWS, GMCP] = [1, 24, 31, 201];
+const [WILL, WONT, DO, DONT, SB, SE] = [251, 252, 253, 254, 250, 240];
+const [ECHO, TTYPE, EOR, NAWS, GMCP] = [1, 24, 25, 31, 201];
+/** The telnet commands that end a prompt: end of record (RFC 885) and go ahead. */
+const [IAC_EOR, IAC_GA] = [239, 249];
 
-/** A telnet client: agrees to NAWS (80x24) and GMCP, refuses TTYPE, records what it gets. */
-async function telnetClient(port: number): Promise<{ socket: net.Socket; bytes: () => Buffer; text: () => string }> {
+/** A telnet client: agrees to NAWS (80x24) and GMCP, refuses TTYPE, agrees to EOR when asked to (else refuses it), records what it gets. */
+async function telnetClient(port: number, { eor = false } = {}): Promise<{ socket: net.Socket; bytes: () => Buffer; text: () => string }> {
   const socket = net.connect(port, '127.0.0.1');
   await once(socket, 'connect');
   onCleanup(() => {
@@ -33,6 +35,7 @@ async function telnetClient(port: number): Promise<{ socket: net.Socket; bytes: 
       else if (verb === DO && option === TTYPE) socket.write(Buffer.from([IAC, WONT, TTYPE]));
       else if (verb === WILL && option === GMCP) socket.write(Buffer.from([IAC, DO, GMCP]));
       else if (verb === WILL && option === ECHO) socket.write(Buffer.from([IAC, DO, ECHO]));
+      else if (verb === WILL && option === EOR) socket.write(Buffer.from([IAC, eor ? DO : DONT, EOR]));
     }
   });
   const bytes = (): Buffer => Buffer.concat(chunks);
@@ -76,7 +79,7 @@ describe('telnet users', () => {
     const client = await telnetClient(listeners[1]!.port);
     await waitFor(() => session !== undefined, 'connect');
     expect(session!.transport).toBe('telnet');
-    expect(session!.telnet).toEqual({ echo: true, sga: false, gmcp: true, mccp2: false, naws: { width: 80, height: 24 } });
+    expect(session!.telnet).toEqual({ echo: true, sga: false, gmcp: true, mccp2: false, eor: false, naws: { width: 80, height: 24 } });
     expect(Object.isFrozen(session!.telnet)).toBe(true);
     expect(session!.toJSON().telnet).toEqual(session!.telnet);
 
@@ -102,6 +105,45 @@ describe('telnet users', () => {
     app.setEcho(session!.id, true);
     await waitFor(() => client.text().includes(String.fromCharCode(IAC, WONT, ECHO)), 'WONT ECHO');
     await waitFor(() => session!.telnet?.echo === true, 'the echo on to be told back');
+    expect(errors).toEqual([]);
+  });
+
+  it('session.prompt() and the prompt send option: IAC EOR for a client that agreed to EOR, IAC GA for one that did not; tcp users get the text', async () => {
+    const { clientPort, externalPort, listeners } = (await startImi({ listeners: [{ kind: 'telnet', port: 0 }] })) as Awaited<ReturnType<typeof startImi>> & ListeningPorts;
+    const { app, errors } = makeClient(clientPort);
+    const sessions: Session[] = [];
+    app.on('connect', (s) => {
+      sessions.push(s);
+    });
+    await app.connect();
+    const mudlet = await telnetClient(listeners[1]!.port, { eor: true });
+    await waitFor(() => sessions.length === 1, 'the EOR client');
+    const plain = await telnetClient(listeners[1]!.port);
+    await waitFor(() => sessions.length === 2, 'the GA client');
+    const user = await User.connect(externalPort);
+    await waitFor(() => sessions.length === 3, 'the tcp user');
+    const [eorSession, gaSession, tcpSession] = sessions as [Session, Session, Session];
+    expect(eorSession.telnet).toMatchObject({ eor: true, sga: false });
+    expect(gaSession.telnet).toMatchObject({ eor: false, sga: false });
+    expect(tcpSession.telnet).toBeUndefined();
+
+    for (const session of sessions) {
+      session.send('Welcome\n');
+      session.prompt('HP 10> ');
+    }
+    app.multisend([eorSession.id, gaSession.id], 'Name? ', { prompt: true });
+    app.send(gaSession.id, 'not a prompt> ', { prompt: false });
+    tcpSession.send('end\r\n');
+    const tail = (text: string, end: number[]): string => text + String.fromCharCode(IAC, ...end);
+    await waitFor(() => plain.text().includes('not a prompt> ') && mudlet.text().includes(tail('Name? ', [IAC_EOR])), 'the prompts');
+    await user.waitFor('end\r\n');
+    // Telnet users get NVT line ends (CR LF) and the prompt marks; tcp users the text as it is.
+    expect(mudlet.text()).toContain(tail('Welcome\r\nHP 10> ', [IAC_EOR]) + tail('Name? ', [IAC_EOR]));
+    expect(plain.text()).toContain(tail('Welcome\r\nHP 10> ', [IAC_GA]) + tail('Name? ', [IAC_GA]) + 'not a prompt> ');
+    expect(plain.text()).not.toContain(String.fromCharCode(IAC, IAC_EOR));
+    expect(mudlet.text()).not.toContain(String.fromCharCode(IAC, IAC_GA));
+    expect(user.received).toBe('Welcome\nHP 10> end\r\n');
+    expect(() => app.send(gaSession.id, 'x', { prompt: 'yes' as unknown as boolean })).toThrow(expect.objectContaining({ code: 'IMI_BAD_MESSAGE' }));
     expect(errors).toEqual([]);
   });
 

@@ -105,6 +105,8 @@ export interface TelnetInfo {
   gmcpSupports?: string[];
   /** Whether output to this user is compressed (MCCP2). */
   mccp2: boolean;
+  /** Whether the client agreed to EOR (RFC 885): prompts end with `IAC EOR` rather than `IAC GA`. */
+  eor: boolean;
 }
 
 /** A user sent a line. */
@@ -264,8 +266,20 @@ export interface OutputMessage extends AppEnvelope {
   data: {
     /** The user's session id. */
     id: string;
-    /** Written to the user verbatim (add your own line endings). */
+    /**
+     * Written to the user (add your own line endings). Plain TCP and
+     * WebSocket users get it verbatim; telnet users get it as NVT text
+     * (RFC 854: a bare LF becomes CR LF, a bare CR becomes CR NUL, IAC is
+     * doubled) unless the listener's `nvtOutput` is off.
+     */
     value: string;
+    /**
+     * The text is a prompt (absent: false): telnet users' clients are told
+     * where it ends with `IAC EOR` when they agreed to EOR (RFC 885), else
+     * with `IAC GA` unless suppress-go-ahead is on (RFC 858). Other
+     * transports just get the text.
+     */
+    prompt?: boolean;
   };
 }
 

@@ -94,7 +94,7 @@ function readTxnId(message: Obj): string | undefined | ProtocolError {
  * not a copy: validation allocates nothing on the success path. Legacy
  * leniencies are normalised in place so the result matches its type: a
  * numeric `txn_id` becomes a string, and an optional field sent as `null`
- * (`txn_id`, `dep_txns`, `updates`, `ack`, `disconnect`'s `data.value`, `telnet`'s `data.echo`) is
+ * (`txn_id`, `dep_txns`, `updates`, `ack`, `output`'s `data.prompt`, `disconnect`'s `data.value`, `telnet`'s `data.echo`) is
  * removed.
  *
  * @param value - anything `JSON.parse` can return (or anything at all)
@@ -135,6 +135,8 @@ export function validateAppMessage(value: unknown): AppMessage | ProtocolError {
     case 'output': {
       if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
       if (typeof data['value'] !== 'string') return bad(field(param, 'value', 'a string'), txnId);
+      if (data['prompt'] === null) delete data['prompt'];
+      else if (data['prompt'] !== undefined && typeof data['prompt'] !== 'boolean') return bad(field(param, 'prompt', 'a boolean'), txnId);
       break;
     }
     case 'disconnect': {
@@ -262,6 +264,8 @@ function checkIntermediaryMessage(value: unknown, legacy: boolean): Intermediary
     case 'input': {
       if (typeof data['id'] !== 'string') return bad(field(param, 'id', 'a string'), txnId);
       if (typeof data['value'] !== 'string') return bad(field(param, 'value', 'a string'), txnId);
+      if (data['prompt'] === null) delete data['prompt'];
+      else if (data['prompt'] !== undefined && typeof data['prompt'] !== 'boolean') return bad(field(param, 'prompt', 'a boolean'), txnId);
       break;
     }
     case 'disconnect': {

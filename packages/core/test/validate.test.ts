@@ -55,7 +55,7 @@ function conformsToAppMessage(m: unknown): boolean {
     case 'hello':
       return isObj(d) && optional(d['protocol'], isNat) && optional(d['token'], isString) && optional(d['acks'], (v) => typeof v === 'boolean') && optional(d['name'], isString);
     case 'output':
-      return isObj(d) && isString(d['id']) && isString(d['value']);
+      return isObj(d) && isString(d['id']) && isString(d['value']) && optional(d['prompt'], (v) => typeof v === 'boolean');
     case 'disconnect':
       return isObj(d) && (d['id'] === undefined || (isString(d['id']) && optional(d['value'], isString)));
     case 'broadcast':
@@ -123,6 +123,8 @@ const validApp: Record<string, Json> = {
   'hello, every field': { param: 'hello', data: { protocol: 1, token: 's3cret', acks: true, name: 'my-mud' } },
   'hello, empty data': { param: 'hello', data: {} },
   output: { param: 'output', data: { id: 'u1', value: 'Hello é€😀\r\n' } },
+  'output marked as a prompt': { param: 'output', data: { id: 'u1', value: 'HP 10> ', prompt: true } },
+  'output not a prompt': { param: 'output', data: { id: 'u1', value: 'x', prompt: false } },
   'disconnect (kick)': { param: 'disconnect', data: { id: 'u1' } },
   'disconnect with a last text': { param: 'disconnect', data: { id: 'u1', value: 'Bye!\r\n' } },
   'legacy disconnect ack (no id)': { param: 'disconnect', data: { success: 1 } },
@@ -160,6 +162,7 @@ const appFieldCases: Array<{ base: Json; field: string; where: 'data' | 'envelop
   { base: validApp['hello, every field']!, field: 'name', where: 'data', wrong: [1, false, {}, [], null] },
   { base: validApp['output']!, field: 'id', where: 'data', wrong: [undefined, 1, true, null, {}, []] },
   { base: validApp['output']!, field: 'value', where: 'data', wrong: [undefined, 1, false, null, {}, ['x']] },
+  { base: validApp['output marked as a prompt']!, field: 'prompt', where: 'data', wrong: ['true', 1, 0, {}, []] },
   { base: validApp['disconnect with a last text']!, field: 'id', where: 'data', wrong: [1, true, null, {}, []] },
   { base: validApp['disconnect with a last text']!, field: 'value', where: 'data', wrong: [1, true, {}, ['x']] },
   { base: validApp['broadcast with except']!, field: 'value', where: 'data', wrong: [undefined, 1, null, {}, []] },
@@ -221,6 +224,11 @@ describe('validateAppMessage', () => {
     expect(result.txn_id).toBe('42');
     expect(expectMessage(validateAppMessage({ param: 'null', txn_id: 1.5 })).txn_id).toBe('1.5');
     expect(expectMessage(validateAppMessage({ param: 'null', txn_id: 0 })).txn_id).toBe('0');
+  });
+
+  it('takes output data.prompt sent as null as absent (not a prompt)', () => {
+    const result = expectMessage(validateAppMessage({ param: 'output', data: { id: 'u1', value: 'x', prompt: null } }));
+    expect(result).toEqual({ param: 'output', data: { id: 'u1', value: 'x' } });
   });
 
   it('takes telnet data.echo sent as null as absent', () => {
@@ -389,10 +397,10 @@ const validIntermediary: Record<string, Json> = {
       connectedAt: 1,
       resumed: false,
       state: {},
-      telnet: { naws: { width: 120, height: 40 }, ttype: ['MUDLET', 'ANSI-TRUECOLOR', 'MTTS 2825'], mtts: 2825, echo: true, sga: false, gmcp: true, mccp2: false },
+      telnet: { naws: { width: 120, height: 40 }, ttype: ['MUDLET', 'ANSI-TRUECOLOR', 'MTTS 2825'], mtts: 2825, echo: true, sga: false, gmcp: true, mccp2: false, eor: true },
     },
   },
-  telnet: { param: 'telnet', txn_id: TXN, data: { id: 'u1', telnet: { naws: { width: 80, height: 24 }, echo: false, sga: false, gmcp: false, mccp2: false } } },
+  telnet: { param: 'telnet', txn_id: TXN, data: { id: 'u1', telnet: { naws: { width: 80, height: 24 }, echo: false, sga: false, gmcp: false, mccp2: false, eor: false } } },
   gmcp: { param: 'gmcp', txn_id: TXN, data: { id: 'u1', package: 'Core.Hello', value: { client: 'Mudlet', version: '4.17' } } },
   'gmcp without value': { param: 'gmcp', txn_id: TXN, data: { id: 'u1', package: 'Core.Ping' } },
 };

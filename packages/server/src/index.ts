@@ -81,6 +81,7 @@ export {
 export {
   TelnetSession,
   escapeIac,
+  NvtEncoder,
   TELNET,
   TELNET_OPTION,
   DEFAULT_MAX_SUBNEGOTIATION_BYTES,

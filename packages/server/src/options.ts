@@ -346,6 +346,8 @@ function checkListener(entry: unknown, index: number): void {
     checkBoolean('mccp2');
     checkBoolean('gmcp');
     checkNumber('negotiationMs', true);
+    checkBoolean('nvtOutput');
+    checkBoolean('eor');
   } else if (kind === 'ws') {
     const path = listener['path'];
     if (path !== undefined && (typeof path !== 'string' || !path.startsWith('/'))) throw configError(`${where}.path must start with "/", got ${JSON.stringify(path)}`);

@@ -3,11 +3,12 @@
 // negotiation without loops, and report what the client told it.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MAX_TTYPE_REQUESTS, TELNET, TELNET_OPTION, TelnetSession, escapeIac, type TelnetSessionOptions, type TelnetSink } from '@imi/server';
+import { MAX_TTYPE_REQUESTS, NvtEncoder, TELNET, TELNET_OPTION, TelnetSession, escapeIac, type TelnetSessionOptions, type TelnetSink } from '@imi/server';
 
 const RUNS = { numRuns: Number(process.env['FUZZ_RUNS'] ?? 500) };
 const { IAC, DO, DONT, WILL, WONT, SB, SE, NOP, GA } = TELNET;
-const { ECHO, SGA, TTYPE, NAWS, MCCP2, GMCP } = TELNET_OPTION;
+const IAC_EOR = TELNET.EOR;
+const { ECHO, SGA, TTYPE, NAWS, MCCP2, GMCP, EOR, BINARY } = TELNET_OPTION;
 const TTYPE_IS = 0;
 const TTYPE_SEND = 1;
 
@@ -139,13 +140,16 @@ describe('TelnetSession: input', () => {
 });
 
 describe('TelnetSession: negotiation', () => {
-  it('opens with DO NAWS, DO TTYPE, WILL GMCP (and WILL MCCP2 when asked); it does not offer SGA or ECHO', () => {
+  it('opens with DO NAWS, DO TTYPE, WILL GMCP, WILL EOR (and WILL MCCP2 when asked); it does not offer SGA or ECHO', () => {
     const plain = session();
     plain.telnet.start();
-    expect(plain.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, GMCP]));
+    expect(plain.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, GMCP, IAC, WILL, EOR]));
     const compressing = session({ mccp2: true, gmcp: false });
     compressing.telnet.start();
-    expect(compressing.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, MCCP2]));
+    expect(compressing.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, MCCP2, IAC, WILL, EOR]));
+    const noEor = session({ eor: false });
+    noEor.telnet.start();
+    expect(noEor.sink.output).toEqual(bytes([IAC, DO, NAWS, IAC, DO, TTYPE, IAC, WILL, GMCP]));
   });
 
   it('runs a MUD client through NAWS, the MTTS cycle and GMCP, answering no answer, byte by byte', () => {
@@ -153,12 +157,12 @@ describe('TelnetSession: negotiation', () => {
     telnet.start();
     sink.clearSent();
     // Width 255 travels as 0x00 0xFF 0xFF: IAC doubled inside the subnegotiation.
-    feedBytewise(telnet, bytes([IAC, WILL, NAWS], [IAC, SB, NAWS, 0, IAC, IAC, 0, 40, IAC, SE], [IAC, WILL, TTYPE], [IAC, DO, GMCP]));
+    feedBytewise(telnet, bytes([IAC, WILL, NAWS], [IAC, SB, NAWS, 0, IAC, IAC, 0, 40, IAC, SE], [IAC, WILL, TTYPE], [IAC, DO, GMCP], [IAC, DO, EOR]));
     expect(sink.output).toEqual(bytes([IAC, SB, TTYPE, TTYPE_SEND, IAC, SE]));
     expect(sink.settles).toBe(0); // the terminal type is still awaited
     for (const name of ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825']) feedBytewise(telnet, sb(TTYPE, TTYPE_IS, name));
     expect(sink.output).toEqual(bytes(...Array.from({ length: MAX_TTYPE_REQUESTS }, () => [IAC, SB, TTYPE, TTYPE_SEND, IAC, SE])));
-    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: true, mccp2: false, naws: { width: 255, height: 40 }, ttype: ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'], mtts: 2825 });
+    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: true, mccp2: false, eor: true, naws: { width: 255, height: 40 }, ttype: ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'], mtts: 2825 });
     expect(sink.settles).toBe(1);
     expect(telnet.isSettled).toBe(true);
     expect(sink.input.length).toBe(0);
@@ -191,9 +195,11 @@ describe('TelnetSession: negotiation', () => {
     telnet.start();
     sink.clearSent();
     feedBytewise(telnet, bytes([IAC, WONT, NAWS, IAC, WONT, TTYPE, IAC, DONT, GMCP]));
+    expect(sink.settles).toBe(0); // EOR is still unanswered
+    feedBytewise(telnet, bytes([IAC, DONT, EOR]));
     expect(sink.output.length).toBe(0);
     expect(sink.settles).toBe(1);
-    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false });
+    expect(telnet.info).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false, eor: false });
   });
 
   it('refuses options it does not know, once per request, and never loops', () => {
@@ -331,6 +337,139 @@ describe('escapeIac and encodeText', () => {
   });
 });
 
+describe('NVT output (RFC 854): encodeText and NvtEncoder', () => {
+  const CR = 0x0d;
+  const LF = 0x0a;
+  const NUL = 0x00;
+  /** Every piece a session encodes, then what finish() adds. */
+  function encodeAll(telnet: TelnetSession, texts: string[]): Buffer {
+    return Buffer.concat([...texts.map((text) => telnet.encodeText(text)), telnet.finish()]);
+  }
+
+  it('a bare LF becomes CR LF, a bare CR becomes CR NUL; CR LF and CR NUL stay; CR CR LF is CR NUL CR LF', () => {
+    const { telnet } = session();
+    expect(encodeAll(telnet, ['line1\nline2\n'])).toEqual(bytes('line1\r\nline2\r\n'));
+    expect(encodeAll(telnet, ['50%\r60%\r', 'done\r\n'])).toEqual(bytes('50%\r\x0060%\r\x00done\r\n'));
+    expect(encodeAll(telnet, ['a\r\nb\r\0c\r\r\n\n\r'])).toEqual(bytes('a\r\nb\r\0c\r\0\r\n\r\n\r\0'));
+  });
+
+  it('returns text that needs nothing as it is (the same buffer), CR LF included', () => {
+    const encoder = new NvtEncoder();
+    const plain = bytes('Hello é😀\r\nand more\r\n');
+    expect(encoder.encode(plain)).toBe(plain);
+    expect(encoder.pendingCr).toBe(false);
+  });
+
+  it('a CR ending one text is written at once; the next text decides what follows it (LF, or NUL then the text)', () => {
+    const { telnet } = session();
+    expect(telnet.encodeText('Loading 50%\r')).toEqual(bytes('Loading 50%\r'));
+    expect(telnet.encodeText('\nnext')).toEqual(bytes('\nnext'));
+    expect(telnet.encodeText('60%\r')).toEqual(bytes('60%\r'));
+    expect(telnet.encodeText('\0x')).toEqual(bytes('\0x')); // the app's own CR NUL, split
+    expect(telnet.encodeText('70%\r')).toEqual(bytes('70%\r'));
+    expect(telnet.encodeText('80%')).toEqual(bytes([NUL], '80%'));
+    expect(telnet.finish()).toEqual(bytes());
+    telnet.encodeText('end\r');
+    expect(telnet.finish()).toEqual(bytes([NUL]));
+    expect(telnet.finish()).toEqual(bytes());
+  });
+
+  it('a CR left open gets its NUL before anything else the session writes: negotiation, GMCP, a prompt mark', () => {
+    const { telnet, sink } = session();
+    telnet.encodeText('Password:\r');
+    telnet.setEcho(false);
+    expect(sink.output).toEqual(bytes([NUL, IAC, WILL, ECHO]));
+    sink.clearSent();
+    telnet.encodeText('x\r');
+    feedBytewise(telnet, bytes([IAC, DO, 99]));
+    expect(sink.output).toEqual(bytes([NUL, IAC, WONT, 99]));
+    feedBytewise(telnet, bytes([IAC, DO, GMCP]));
+    telnet.encodeText('y\r');
+    expect(telnet.encodeGmcp('Core.Ping')).toEqual(bytes([NUL, IAC, SB, GMCP], 'Core.Ping', [IAC, SE]));
+    telnet.encodeText('z\r');
+    expect(telnet.encodePrompt()).toEqual(bytes([NUL, IAC, GA]));
+  });
+
+  it('doubles IAC (255) in the bytes it encodes, with the line ends translated around it', () => {
+    const encoder = new NvtEncoder();
+    expect(encoder.encode(bytes([1, 255, 0x0a, 255, 255, 0x0d]))).toEqual(bytes([1, 255, 255, CR, LF, 255, 255, 255, 255, CR]));
+    expect(encoder.close()).toEqual(bytes([NUL]));
+    // Text never holds a 255 byte (UTF-8 has none), so encodeText's escaping is a safety net.
+    expect(session().telnet.encodeText('ÿ')).toEqual(bytes([0xc3, 0xbf]));
+  });
+
+  it('nvtOutput: false leaves the line ends alone (IAC still doubled)', () => {
+    const { telnet } = session({ nvtOutput: false });
+    expect(encodeAll(telnet, ['a\nb\r', '\nc\r'])).toEqual(bytes('a\nb\r\nc\r'));
+    const encoder = session({ nvtOutput: false });
+    encoder.telnet.encodeText('x\r');
+    expect(encoder.telnet.encodePrompt()).toEqual(bytes([IAC, GA]));
+  });
+
+  it('refuses BINARY (RFC 856) both ways, so the output is always NVT', () => {
+    const { telnet, sink } = session();
+    feedBytewise(telnet, bytes([IAC, DO, BINARY, IAC, WILL, BINARY]));
+    expect(sink.output).toEqual(bytes([IAC, WONT, BINARY, IAC, DONT, BINARY]));
+    expect(telnet.encodeText('a\n')).toEqual(bytes('a\r\n'));
+  });
+
+  /** RFC 854's rule, written as a regular expression over the bytes (latin1), for comparison. */
+  function reference(text: string): string {
+    return text.replace(/\r\n|\r\0|\r|\n|\xff/g, (match) => (match === '\r' ? '\r\0' : match === '\n' ? '\r\n' : match === '\xff' ? '\xff\xff' : match));
+  }
+
+  it('however the text is cut into outputs, the bytes are those of RFC 854\'s rule applied to the whole, and every CR is followed by LF or NUL', () => {
+    const piece = fc.array(fc.constantFrom('a', 'é', '\r', '\n', '\0', '\xff', ' '), { maxLength: 12 }).map((chars) => chars.join(''));
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 8 }), (pieces) => {
+        const encoder = new NvtEncoder();
+        const out = Buffer.concat([...pieces.map((text) => encoder.encode(Buffer.from(text, 'latin1'))), encoder.close()]);
+        expect(out.toString('latin1')).toBe(reference(pieces.join('')));
+        for (let i = 0; i < out.length; i++) {
+          if (out[i] === CR) expect([LF, NUL]).toContain(out[i + 1]);
+          if (out[i] === LF) expect(out[i - 1]).toBe(CR);
+        }
+      }),
+      RUNS,
+    );
+  });
+});
+
+describe('TelnetSession: prompts (EOR, RFC 885; GA, RFC 858)', () => {
+  it('ends a prompt with IAC GA by default, nothing once SGA is agreed, IAC EOR once EOR is (even with SGA)', () => {
+    const { telnet } = session();
+    telnet.start();
+    expect(telnet.encodePrompt()).toEqual(bytes([IAC, GA]));
+    feedBytewise(telnet, bytes([IAC, DO, SGA]));
+    expect(telnet.encodePrompt()).toBeUndefined();
+    feedBytewise(telnet, bytes([IAC, DO, EOR]));
+    expect(telnet.info.eor).toBe(true);
+    expect(telnet.encodePrompt()).toEqual(bytes([IAC, IAC_EOR]));
+    feedBytewise(telnet, bytes([IAC, DONT, SGA]));
+    expect(telnet.encodePrompt()).toEqual(bytes([IAC, IAC_EOR]));
+    feedBytewise(telnet, bytes([IAC, DONT, EOR]));
+    expect(telnet.info.eor).toBe(false);
+    expect(telnet.encodePrompt()).toEqual(bytes([IAC, GA]));
+  });
+
+  it('agrees to DO EOR once (the answer to its offer gets no answer), and refuses it when eor is off', () => {
+    const offered = session();
+    offered.telnet.start();
+    offered.sink.clearSent();
+    feedBytewise(offered.telnet, bytes([IAC, DO, EOR, IAC, DO, EOR]));
+    expect(offered.sink.output).toEqual(bytes());
+    const unasked = session();
+    feedBytewise(unasked.telnet, bytes([IAC, DO, EOR]));
+    expect(unasked.sink.output).toEqual(bytes([IAC, WILL, EOR]));
+    const off = session({ eor: false });
+    off.telnet.start();
+    off.sink.clearSent();
+    feedBytewise(off.telnet, bytes([IAC, DO, EOR]));
+    expect(off.sink.output).toEqual(bytes([IAC, WONT, EOR]));
+    expect(off.telnet.encodePrompt()).toEqual(bytes([IAC, GA]));
+  });
+});
+
 describe('TelnetSession: properties', () => {
   /** One piece of a client's stream: text, an escaped 255, a command, a subnegotiation. */
   const piece = fc.oneof(
@@ -376,7 +515,7 @@ describe('TelnetSession: properties', () => {
   });
 
   it('never amplifies: at most one verb back per verb received, and compression never started twice in a row', () => {
-    const verb = fc.tuple(fc.constantFrom(WILL, WONT, DO, DONT), fc.constantFrom(ECHO, SGA, TTYPE, NAWS, GMCP, MCCP2, 99));
+    const verb = fc.tuple(fc.constantFrom(WILL, WONT, DO, DONT), fc.constantFrom(ECHO, SGA, TTYPE, NAWS, GMCP, MCCP2, EOR, BINARY, 99));
     fc.assert(
       fc.property(fc.array(verb, { maxLength: 40 }), fc.boolean(), (requests, hide) => {
         const { telnet, sink } = session({ mccp2: true });

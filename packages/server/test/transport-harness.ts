@@ -14,8 +14,8 @@ import WebSocket from 'ws';
 import { TELNET, TELNET_OPTION, escapeIac } from '@imi/server';
 import { waitFor } from './harness.js';
 
-const { IAC, DO, DONT, WILL, WONT, SB, SE } = TELNET;
-const { ECHO, TTYPE, NAWS, MCCP2, GMCP } = TELNET_OPTION;
+const { IAC, DO, DONT, WILL, WONT, SB, SE, GA, EOR: EOR_COMMAND } = TELNET;
+const { ECHO, TTYPE, NAWS, MCCP2, GMCP, SGA, EOR } = TELNET_OPTION;
 const VERBS: Record<number, string> = { [WILL]: 'WILL', [WONT]: 'WONT', [DO]: 'DO', [DONT]: 'DONT' };
 
 /** How a {@link TelnetPeer} behaves. */
@@ -30,6 +30,10 @@ export interface TelnetPeerOptions {
   gmcp?: boolean;
   /** Accept MCCP2 (default false). */
   mccp2?: boolean;
+  /** Accept EOR (`DO EOR`, as Mudlet and TinTin++ do; default false: `DONT EOR`, as a client that does not know it). */
+  eor?: boolean;
+  /** Ask the server to suppress go-ahead (`DO SGA` at connect; default false). */
+  sga?: boolean;
   /** Connect over TLS, trusting this CA certificate. */
   ca?: string;
 }
@@ -51,6 +55,10 @@ export class TelnetPeer {
   readonly subs: Subnegotiation[] = [];
   /** Every byte that arrived on the wire. */
   wireBytes = 0;
+  /** The telnet stream as received (after MCCP2 inflation): text and commands, byte for byte. */
+  readonly stream: number[] = [];
+  /** `IAC GA` and `IAC EOR` received, as `"GA"`/`"EOR"` with the text received before each. */
+  readonly marks: Array<{ mark: 'GA' | 'EOR'; textBefore: string }> = [];
   closed = false;
   /** Set once the server started MCCP2. */
   compressed = false;
@@ -71,6 +79,8 @@ export class TelnetPeer {
       ttypes: options.ttypes ?? ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'],
       gmcp: options.gmcp ?? true,
       mccp2: options.mccp2 ?? false,
+      eor: options.eor ?? false,
+      sga: options.sga ?? false,
     };
     socket.on('data', (chunk: Buffer) => {
       this.wireBytes += chunk.length;
@@ -93,6 +103,7 @@ export class TelnetPeer {
       await once(socket, 'secureConnect');
     }
     socket.setNoDelay(true);
+    if (options.sga === true) socket.write(Buffer.from([IAC, DO, SGA]));
     return new TelnetPeer(socket, options);
   }
 
@@ -159,6 +170,8 @@ export class TelnetPeer {
     } else if (verb === DO && option === TTYPE) this.reply([IAC, WILL, TTYPE]);
     else if (verb === WILL && option === GMCP) this.reply([IAC, this.options.gmcp ? DO : DONT, GMCP]);
     else if (verb === WILL && option === MCCP2) this.reply([IAC, this.options.mccp2 ? DO : DONT, MCCP2]);
+    else if (verb === WILL && option === EOR) this.reply([IAC, this.options.eor ? DO : DONT, EOR]);
+    else if (verb === WILL && option === SGA && this.options.sga) return; // the answer to our DO SGA
     else if (verb === WILL && option === ECHO) this.reply([IAC, DO, ECHO]);
     else if (verb === WONT && option === ECHO) this.reply([IAC, DONT, ECHO]);
     else if (verb === DO) this.reply([IAC, WONT, option]);
@@ -177,6 +190,7 @@ export class TelnetPeer {
   private parse(chunk: Buffer): void {
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i]!;
+      this.stream.push(byte);
       switch (this.state) {
         case 'data':
           if (byte === IAC) this.state = 'iac';
@@ -190,7 +204,10 @@ export class TelnetPeer {
             this.verb = byte;
             this.state = 'verb';
           } else if (byte === SB) this.state = 'sb';
-          else this.state = 'data';
+          else {
+            if (byte === GA || byte === EOR_COMMAND) this.marks.push({ mark: byte === GA ? 'GA' : 'EOR', textBefore: this.text });
+            this.state = 'data';
+          }
           break;
         case 'verb':
           this.state = 'data';

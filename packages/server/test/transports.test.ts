@@ -63,6 +63,7 @@ describe('telnet listener', () => {
       sga: false,
       gmcp: true,
       mccp2: false,
+      eor: false,
       naws: { width: 132, height: 43 },
       ttype: ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'],
       mtts: 2825,
@@ -89,7 +90,7 @@ describe('telnet listener', () => {
     const peer = await telnetUser(port(0), { answer: false });
     peer.send('early');
     const id = await app.nextUserId();
-    expect(connects(app)[0]!.data['telnet']).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false });
+    expect(connects(app)[0]!.data['telnet']).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false, eor: false });
     await app.waitForParam('input');
     expect(inputs(app, id)).toEqual(['early']);
   });
@@ -405,6 +406,8 @@ describe('several listeners at once', () => {
       [{ kind: 'ws', port: 1, web: true, path: '/' }],
       [{ kind: 'ws', port: 1, maxPayloadBytes: 0 }],
       [{ kind: 'telnet', port: 1, mccp2: 'yes' }],
+      [{ kind: 'telnet', port: 1, nvtOutput: 'crlf' }],
+      [{ kind: 'telnet', port: 1, eor: 1 }],
       'telnet',
     ];
     for (const listeners of bad) {

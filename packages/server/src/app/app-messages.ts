@@ -153,7 +153,7 @@ export class AppMessages {
         const connection = users.get(message.data.id);
         if (connection === undefined) this.unknownId(link, message.data.id, message.txn_id);
         else {
-          connection.write(message.data.value);
+          connection.write(message.data.value, message.data.prompt === true);
           events.emit('appOutput', connection, message.data.value);
         }
         break;

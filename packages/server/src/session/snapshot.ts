@@ -52,6 +52,12 @@ export interface SnapshotTelnet {
   offerMccp2: boolean;
   /** Whether GMCP was offered (the listener's `gmcp`). */
   offerGmcp: boolean;
+  /** Whether EOR was offered (the listener's `eor`). */
+  offerEor: boolean;
+  /** Whether the app's text is written as NVT output (the listener's `nvtOutput`). */
+  nvtOutput: boolean;
+  /** The last byte written was a CR whose follower (LF or NUL) is not written yet. */
+  pendingCr: boolean;
   /** Options on at the intermediary's side (WILL agreed): e.g. 201 GMCP, 3 SGA, 1 ECHO, 86 MCCP2. */
   local: number[];
   /** Options on at the client's side (DO agreed): e.g. 31 NAWS, 24 TTYPE. */
@@ -162,8 +168,8 @@ export function validateSessionSnapshot(value: unknown): SessionSnapshot {
   if (s['telnet'] !== null) {
     const telnet = object(s['telnet'], 'telnet');
     const info = object(telnet['info'], 'telnet.info');
-    for (const key of ['echo', 'sga', 'gmcp', 'mccp2']) if (typeof info[key] !== 'boolean') throw bad(`telnet.info.${key} must be a boolean`);
-    for (const key of ['offerMccp2', 'offerGmcp', 'hideInput', 'awaitingTtype', 'settled']) {
+    for (const key of ['echo', 'sga', 'gmcp', 'mccp2', 'eor']) if (typeof info[key] !== 'boolean') throw bad(`telnet.info.${key} must be a boolean`);
+    for (const key of ['offerMccp2', 'offerGmcp', 'offerEor', 'nvtOutput', 'pendingCr', 'hideInput', 'awaitingTtype', 'settled']) {
       if (typeof telnet[key] !== 'boolean') throw bad(`telnet.${key} must be a boolean`);
     }
     for (const key of ['local', 'remote', 'pendingLocal', 'pendingRemote', 'opening']) {

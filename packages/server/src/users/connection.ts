@@ -202,11 +202,24 @@ export class Connection implements Session, ChannelSink {
     this.channel.resume();
   }
 
-  write(text: string): void {
-    if (!this.open || text.length === 0) return;
-    const out = this.owner.transformOutput(this, text);
-    if (out.length === 0) return;
-    this.writeRaw(out);
+  /**
+   * Writes text through the `output` hook.
+   *
+   * @param prompt - the text is a prompt: telnet users' clients are told
+   *   where it ends ({@link UserChannel.markPrompt}), also for an empty text;
+   *   not when the hook dropped the text
+   */
+  write(text: string, prompt = false): void {
+    if (!this.open) return;
+    if (text.length > 0) {
+      const out = this.owner.transformOutput(this, text);
+      if (out.length === 0) return;
+      this.writeRaw(out);
+    }
+    if (prompt && this.channel.markPrompt !== undefined) {
+      if (!this.corked) this.cork();
+      this.channel.markPrompt();
+    }
   }
 
   /** Writes without the output hook (notices from the intermediary itself still go through {@link write}). */

@@ -147,6 +147,8 @@ export class SocketTransport implements Transport {
               mccp2: options.mccp2 ?? false,
               gmcp: options.gmcp ?? true,
               negotiationMs: options.negotiationMs ?? DEFAULT_TELNET_NEGOTIATION_MS,
+              nvtOutput: options.nvtOutput ?? true,
+              eor: options.eor ?? true,
             })
         : (socket: Socket): UserChannel => new SocketChannel(socket, this.name);
     let server: Server;

@@ -82,6 +82,13 @@ export interface UserChannel {
   setEcho?(visible: boolean): boolean;
   /** Telnet only: sends a GMCP message. Returns false when GMCP is not on for this user. */
   sendGmcp?(packageName: string, json: string | undefined): boolean;
+  /**
+   * Marks the text just written as a prompt (the app's `output` with
+   * `prompt: true`). Telnet: `IAC EOR` when the client agreed to EOR
+   * (RFC 885), else `IAC GA` unless suppress-go-ahead is on (RFC 858).
+   * Channels without it just have the text written.
+   */
+  markPrompt?(): void;
 }
 
 /** A sink that drops everything: what a channel reports to before it is attached (or when the user is refused). */
@@ -167,6 +174,15 @@ export interface TelnetListenerOptions extends BaseListenerOptions {
    * follows in `telnet` messages).
    */
   negotiationMs?: number;
+  /**
+   * Write the app's text as NVT output (RFC 854): a bare LF becomes
+   * `CR LF`, a bare CR `CR NUL` (`CR LF` stays), so Windows telnet and
+   * PuTTY do not show a staircase. Default true; false writes it as it is
+   * (IAC still doubled).
+   */
+  nvtOutput?: boolean;
+  /** Offer EOR (RFC 885) at connect, so prompts end with `IAC EOR` for clients that agree. Default true. */
+  eor?: boolean;
 }
 
 /** WebSocket (`"ws"`, or `"ws+tls"` with `tls`): one text message is one line, each output is one message. */

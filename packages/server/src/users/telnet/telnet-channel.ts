@@ -19,6 +19,10 @@ export interface TelnetChannelOptions {
   gmcp: boolean;
   /** Longest wait for the opening negotiation, in ms (0: do not wait). */
   negotiationMs: number;
+  /** Write the app's text as NVT output (bare LF → CR LF, bare CR → CR NUL). */
+  nvtOutput: boolean;
+  /** Offer EOR, so prompts can end with `IAC EOR`. */
+  eor: boolean;
 }
 
 /**
@@ -85,7 +89,7 @@ export class TelnetChannel implements UserChannel {
       onSettled: () => this.settled(),
       onFault: (error) => this.sink.onFault?.(error),
     };
-    this.session = new TelnetSession(sink, { mccp2: options.mccp2, gmcp: options.gmcp });
+    this.session = new TelnetSession(sink, { mccp2: options.mccp2, gmcp: options.gmcp, nvtOutput: options.nvtOutput, eor: options.eor });
     socket.setNoDelay(true);
     socket.on('error', (error) => this.sink.onError('error', error));
     socket.on('close', () => {
@@ -125,6 +129,12 @@ export class TelnetChannel implements UserChannel {
     this.writeOut(this.session.encodeText(text));
   }
 
+  /** Ends a prompt: `IAC EOR`, `IAC GA`, or nothing with SGA on (see {@link TelnetSession.encodePrompt}). */
+  markPrompt(): void {
+    const bytes = this.session.encodePrompt();
+    if (bytes !== undefined) this.writeOut(bytes);
+  }
+
   cork(): void {
     this.corked = true;
     if (this.deflate === undefined && this.stopping === undefined && !this.socketCorked) {
@@ -158,6 +168,9 @@ export class TelnetChannel implements UserChannel {
 
   end(): void {
     if (this.ended) return;
+    // A CR the last text ended with gets its NUL before the end.
+    const tail = this.session.finish();
+    if (tail.length > 0) this.writeOut(tail);
     this.ended = true;
     const deflate = this.deflate;
     if (deflate !== undefined) {

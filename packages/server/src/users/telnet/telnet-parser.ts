@@ -1,7 +1,8 @@
 /**
  * The telnet byte parser (RFC 854/855): splits what a client sends into
  * plain input, commands and subnegotiations, normalises line ends, and
- * never stays stuck in a state plain input cannot leave.
+ * never stays stuck in a state plain input cannot leave. And its way back:
+ * {@link NvtEncoder}, which turns the app's text into NVT output.
  *
  * It knows nothing of negotiation: {@link TelnetSession} drives it.
  *
@@ -27,6 +28,8 @@ export const TELNET = {
   GA: 249,
   /** Erase character (RFC 854): the parser turns it into a BS for the line editor. */
   EC: 247,
+  /** End of record (RFC 885): marks the end of a prompt once the client agreed to the EOR option. */
+  EOR: 239,
   /** No operation. */
   NOP: 241,
   /** Subnegotiation ends. */
@@ -303,3 +306,96 @@ export function escapeIac(bytes: Buffer): Buffer {
   parts.push(bytes.subarray(start));
   return Buffer.concat(parts);
 }
+
+/**
+ * Writes text as the NVT (RFC 854) expects it on a connection that is not
+ * in BINARY mode (RFC 856; imi never agrees to it): a bare LF becomes
+ * `CR LF`, a bare CR becomes `CR NUL`, `CR LF` and `CR NUL` stay as they
+ * are, and IAC (255) is doubled.
+ *
+ * A CR at the very end of one piece of text is written at once; only the
+ * byte that follows it waits for the next call: `LF` when the next text
+ * starts with LF (so `"a\r"` then `"\nb"` is `a CR LF b`, as if written
+ * together), `NUL` otherwise. Anything else written meanwhile (a telnet
+ * command, a GMCP message, the end of the connection) must first take
+ * {@link close}'s `NUL`. The user's terminal acts on the CR at once, so
+ * nothing visible is ever held back.
+ */
+export class NvtEncoder {
+  /** The last byte written was a CR whose follower (`LF` or `NUL`) is not written yet. */
+  private crOpen = false;
+
+  /** Whether a CR was written last and waits for its follower. */
+  get pendingCr(): boolean {
+    return this.crOpen;
+  }
+
+  /**
+   * Encodes text (UTF-8 bytes, or any bytes) for the client.
+   *
+   * @param bytes - the text; returned itself when nothing needs changing
+   * @returns the NVT bytes
+   */
+  encode(bytes: Buffer): Buffer {
+    const length = bytes.length;
+    if (length === 0) return bytes;
+    let i = 0;
+    if (!this.crOpen) {
+      // The common case: nothing to change up to a CR LF at the very end.
+      while (i < length) {
+        const byte = bytes[i]!;
+        if (byte === IAC || byte === LF) break;
+        if (byte === CR) {
+          if (i + 1 < length && (bytes[i + 1] === LF || bytes[i + 1] === NUL)) {
+            i += 2;
+            continue;
+          }
+          break;
+        }
+        i++;
+      }
+      if (i === length) return bytes;
+    }
+    // Worst case: every byte doubled, plus the NUL of a CR left open before.
+    const out = Buffer.allocUnsafe(length * 2 + 1);
+    bytes.copy(out, 0, 0, i);
+    let at = i;
+    for (; i < length; i++) {
+      const byte = bytes[i]!;
+      if (this.crOpen) {
+        this.crOpen = false;
+        if (byte === LF || byte === NUL) {
+          out[at++] = byte;
+          continue;
+        }
+        out[at++] = NUL;
+      }
+      if (byte === CR) {
+        out[at++] = CR;
+        this.crOpen = true;
+      } else if (byte === LF) {
+        out[at++] = CR;
+        out[at++] = LF;
+      } else if (byte === IAC) {
+        out[at++] = IAC;
+        out[at++] = IAC;
+      } else {
+        out[at++] = byte;
+      }
+    }
+    return out.subarray(0, at);
+  }
+
+  /**
+   * Ends a CR left open by the last {@link encode}: returns the `NUL` that
+   * must follow it before anything that is not text, or an empty buffer.
+   */
+  close(): Buffer {
+    if (!this.crOpen) return EMPTY;
+    this.crOpen = false;
+    return NUL_BYTE;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+const NUL_BYTE = Buffer.from([NUL]);

@@ -25,6 +25,9 @@ export function readTelnetState(channel: TelnetChannel): TelnetState {
     info: structuredClone(session.info),
     offerMccp2: session['offerMccp2'],
     offerGmcp: session['offerGmcp'],
+    offerEor: session['offerEor'],
+    nvtOutput: session['nvt'] !== undefined,
+    pendingCr: session['nvt']?.pendingCr ?? false,
     local: [...session['local']],
     remote: [...session['remote']],
     pendingLocal: [...session['pendingLocal']],
@@ -45,7 +48,7 @@ export function readTelnetState(channel: TelnetChannel): TelnetState {
  * @param transport - `telnet` or `telnet+tls`
  */
 export function restoreTelnetChannel(socket: Socket, transport: string, state: TelnetState): TelnetChannel {
-  const channel = new TelnetChannel(socket, transport, { mccp2: state.offerMccp2, gmcp: state.offerGmcp, negotiationMs: 0 });
+  const channel = new TelnetChannel(socket, transport, { mccp2: state.offerMccp2, gmcp: state.offerGmcp, eor: state.offerEor, nvtOutput: state.nvtOutput, negotiationMs: 0 });
   const session: TelnetSession = channel['session'];
   const info = structuredClone(state.info) as TelnetInfo & JsonObject;
   // A compressed stream cannot cross sockets: MCCP2 starts afresh after attach.
@@ -58,6 +61,8 @@ export function restoreTelnetChannel(socket: Socket, transport: string, state: T
   fill(session['pendingRemote'], state.pendingRemote);
   fill(session['opening'], state.opening);
   session['hideInput'] = state.hideInput;
+  const nvt = session['nvt'];
+  if (nvt !== undefined) nvt['crOpen'] = state.pendingCr;
   session['ttypeRequests'] = state.ttypeRequests;
   session['awaitingTtype'] = state.awaitingTtype;
   // started: attach() sends no opening requests; settled: it does not wait for them.

@@ -1,7 +1,8 @@
 /**
  * Telnet (RFC 854/855) for MUD clients: a streaming parser that strips
- * protocol bytes from the user's input, and the option negotiation imi does
- * (NAWS, TTYPE with the MTTS cycle, ECHO, SGA, GMCP, and optionally MCCP2).
+ * protocol bytes from the user's input, the option negotiation imi does
+ * (NAWS, TTYPE with the MTTS cycle, ECHO, SGA, EOR, GMCP, and optionally
+ * MCCP2), and the app's text written as NVT output with its prompts marked.
  *
  * The codec is transport-free: it is fed bytes and reports to a
  * {@link TelnetSink}, so tests can feed it one byte at a time.
@@ -9,18 +10,25 @@
  * @module
  */
 import { ImiError, type JsonObject, type TelnetInfo } from '@imi/core';
-import { DEFAULT_MAX_SUBNEGOTIATION_BYTES, TELNET, TelnetParser, escapeIac } from './telnet-parser.js';
+import { DEFAULT_MAX_SUBNEGOTIATION_BYTES, NvtEncoder, TELNET, TelnetParser, escapeIac } from './telnet-parser.js';
 
-export { DEFAULT_MAX_SUBNEGOTIATION_BYTES, TELNET, escapeIac } from './telnet-parser.js';
+export { DEFAULT_MAX_SUBNEGOTIATION_BYTES, NvtEncoder, TELNET, escapeIac } from './telnet-parser.js';
 
 /** Telnet option codes imi knows. */
 export const TELNET_OPTION = {
+  /**
+   * RFC 856: transmit binary. imi refuses it (`WONT`/`DONT`), so its output
+   * is always NVT text (see {@link TelnetSessionOptions.nvtOutput}).
+   */
+  BINARY: 0,
   /** RFC 857: the side that WILL ECHO echoes what the user types (so the client does not). */
   ECHO: 1,
   /** RFC 858: suppress go-ahead. */
   SGA: 3,
   /** RFC 1091: terminal type (and MTTS, its MUD extension). */
   TTYPE: 24,
+  /** RFC 885: end of record. Once the client agreed (`DO EOR`), prompts end with `IAC EOR`. */
+  EOR: 25,
   /** RFC 1073: negotiate about window size. */
   NAWS: 31,
   /** MUD server status protocol (not negotiated by imi). */
@@ -46,7 +54,7 @@ const GMCP_PACKAGE = /^[^\s\x00-\x1f\x7f]{1,128}$/;
 /** Longest `Core.Hello` kept, in bytes of JSON. */
 const MAX_GMCP_HELLO_BYTES = 1024;
 
-const { IAC, DONT, DO, WONT, WILL, SB, SE } = TELNET;
+const { IAC, DONT, DO, WONT, WILL, SB, SE, GA, EOR } = TELNET;
 const TTYPE_IS = 0;
 const TTYPE_SEND = 1;
 
@@ -91,6 +99,14 @@ export interface TelnetSessionOptions {
    * {@link DEFAULT_MAX_SUBNEGOTIATION_BYTES}.
    */
   maxSubnegotiationBytes?: number;
+  /**
+   * Write the app's text as NVT output (RFC 854): a bare LF becomes
+   * `CR LF`, a bare CR becomes `CR NUL`. Default true; false writes it as
+   * it is (IAC still doubled).
+   */
+  nvtOutput?: boolean;
+  /** Offer EOR (RFC 885) at the start, so prompts can end with `IAC EOR`. Default true. */
+  eor?: boolean;
 }
 
 /**
@@ -102,17 +118,25 @@ export interface TelnetSessionOptions {
  * that confirms a state already in effect, and never answer the answer to
  * one's own request, so no two endpoints loop.
  *
- * What imi negotiates: it asks for NAWS and TTYPE (`DO`), offers GMCP (and
- * MCCP2 when enabled) (`WILL`), agrees to SGA when the client asks for it,
- * and says `WILL ECHO` only while the app hides the user's typing (a client
- * asking `DO ECHO` otherwise is refused: imi does not echo).
+ * What imi negotiates: it asks for NAWS and TTYPE (`DO`), offers GMCP, EOR
+ * (and MCCP2 when enabled) (`WILL`), agrees to SGA when the client asks for
+ * it, and says `WILL ECHO` only while the app hides the user's typing (a
+ * client asking `DO ECHO` otherwise is refused: imi does not echo). It
+ * refuses BINARY: what it writes is NVT text.
+ *
+ * Every byte for the client comes from this object (text, prompts, GMCP and
+ * its own negotiation), in order, so a CR left open at the end of one text
+ * gets its `NUL` before a command follows it (see {@link NvtEncoder}).
  */
 export class TelnetSession {
   /** What the client told us; the same object is updated in place and handed to {@link TelnetSink.onInfo}. */
-  readonly info: TelnetInfo = { echo: true, sga: false, gmcp: false, mccp2: false };
+  readonly info: TelnetInfo = { echo: true, sga: false, gmcp: false, mccp2: false, eor: false };
   private readonly sink: TelnetSink;
   private readonly offerMccp2: boolean;
   private readonly offerGmcp: boolean;
+  private readonly offerEor: boolean;
+  /** The NVT encoder of the app's text, or undefined when `nvtOutput` is off. */
+  private readonly nvt: NvtEncoder | undefined;
   private readonly parser: TelnetParser;
   /** Options enabled on our side (we said or agreed WILL), and on the client's side (we said or agreed DO). */
   private readonly local = new Set<number>();
@@ -137,6 +161,8 @@ export class TelnetSession {
     this.sink = sink;
     this.offerMccp2 = options.mccp2 ?? false;
     this.offerGmcp = options.gmcp ?? true;
+    this.offerEor = options.eor ?? true;
+    this.nvt = (options.nvtOutput ?? true) ? new NvtEncoder() : undefined;
     this.parser = new TelnetParser(
       {
         data: (bytes) => sink.onData(bytes),
@@ -156,7 +182,7 @@ export class TelnetSession {
     return this.settled;
   }
 
-  /** Sends our opening requests: DO NAWS, DO TTYPE, WILL GMCP (and WILL MCCP2). */
+  /** Sends our opening requests: DO NAWS, DO TTYPE, WILL GMCP, WILL EOR (and WILL MCCP2). */
   start(): void {
     if (this.started) return;
     this.started = true;
@@ -165,7 +191,8 @@ export class TelnetSession {
     this.askRemote(out, TELNET_OPTION.TTYPE);
     if (this.offerGmcp) this.offerLocal(out, TELNET_OPTION.GMCP);
     if (this.offerMccp2) this.offerLocal(out, TELNET_OPTION.MCCP2);
-    this.sink.onSend(Buffer.from(out));
+    if (this.offerEor) this.offerLocal(out, TELNET_OPTION.EOR);
+    this.send(Buffer.from(out));
   }
 
   /**
@@ -186,7 +213,7 @@ export class TelnetSession {
       out.push(IAC, WONT, TELNET_OPTION.ECHO);
     }
     if (out.length > 0) {
-      this.sink.onSend(Buffer.from(out));
+      this.send(Buffer.from(out));
       this.updateInfo({ echo: visible });
     }
   }
@@ -201,18 +228,53 @@ export class TelnetSession {
   encodeGmcp(packageName: string, json?: string): Buffer | undefined {
     if (!this.local.has(TELNET_OPTION.GMCP)) return undefined;
     const body = Buffer.from(json === undefined || json === '' ? packageName : `${packageName} ${json}`, 'utf8');
-    return Buffer.concat([GMCP_START, escapeIac(body), SB_END]);
+    return Buffer.concat([this.closeLine(), GMCP_START, escapeIac(body), SB_END]);
   }
 
-  /** Encodes text for the client: UTF-8, with IAC (255) bytes doubled. */
+  /**
+   * Encodes text for the client: UTF-8, with IAC (255) bytes doubled, and
+   * (with `nvtOutput`, the default) as NVT: a bare LF becomes `CR LF`, a
+   * bare CR `CR NUL`, also across calls (see {@link NvtEncoder}).
+   */
   encodeText(text: string): Buffer {
-    return escapeIac(Buffer.from(text, 'utf8'));
+    const bytes = Buffer.from(text, 'utf8');
+    return this.nvt === undefined ? escapeIac(bytes) : this.nvt.encode(bytes);
+  }
+
+  /**
+   * Encodes the end of a prompt (the text just encoded is one): `IAC EOR`
+   * when the client agreed to EOR (RFC 885), else `IAC GA` unless
+   * suppress-go-ahead is on (RFC 858); undefined when neither applies.
+   */
+  encodePrompt(): Buffer | undefined {
+    if (this.local.has(TELNET_OPTION.EOR)) return Buffer.concat([this.closeLine(), IAC_EOR]);
+    if (this.local.has(TELNET_OPTION.SGA)) return undefined;
+    return Buffer.concat([this.closeLine(), IAC_GA]);
+  }
+
+  /**
+   * What must be written before the connection ends: the `NUL` after a CR
+   * the last text ended with (empty when there is none).
+   */
+  finish(): Buffer {
+    return this.closeLine();
   }
 
   /** Feeds bytes read from the socket. Plain bytes reach {@link TelnetSink.onData} before this returns. */
   receive(chunk: Buffer): void {
     this.parser.receive(chunk);
     this.checkSettled();
+  }
+
+  /** The NUL a CR left open needs before anything that is not text. */
+  private closeLine(): Buffer {
+    return this.nvt === undefined ? EMPTY : this.nvt.close();
+  }
+
+  /** Hands our own bytes (negotiation) to the sink, after a CR left open is closed. */
+  private send(bytes: Buffer): void {
+    const nul = this.closeLine();
+    this.sink.onSend(nul.length === 0 ? bytes : Buffer.concat([nul, bytes]));
   }
 
   private askRemote(out: number[], option: number): void {
@@ -232,7 +294,8 @@ export class TelnetSession {
       option === TELNET_OPTION.SGA ||
       (option === TELNET_OPTION.ECHO && this.hideInput) ||
       (option === TELNET_OPTION.GMCP && this.offerGmcp) ||
-      (option === TELNET_OPTION.MCCP2 && this.offerMccp2)
+      (option === TELNET_OPTION.MCCP2 && this.offerMccp2) ||
+      (option === TELNET_OPTION.EOR && this.offerEor)
     );
   }
 
@@ -279,17 +342,18 @@ export class TelnetSession {
         if (option === TELNET_OPTION.TTYPE) this.awaitingTtype = false;
       }
     }
-    if (out.length > 0) this.sink.onSend(Buffer.from(out));
+    if (out.length > 0) this.send(Buffer.from(out));
   }
 
   private enabledLocal(option: number, out: number[]): void {
     if (option === TELNET_OPTION.GMCP) this.updateInfo({ gmcp: true });
     else if (option === TELNET_OPTION.SGA) this.updateInfo({ sga: true });
+    else if (option === TELNET_OPTION.EOR) this.updateInfo({ eor: true });
     else if (option === TELNET_OPTION.ECHO) this.updateInfo({ echo: false });
     else if (option === TELNET_OPTION.MCCP2 && !this.info.mccp2) {
       // The compressed stream starts right after IAC SB MCCP2 IAC SE.
       out.push(IAC, SB, TELNET_OPTION.MCCP2, IAC, SE);
-      this.sink.onSend(Buffer.from(out));
+      this.send(Buffer.from(out));
       out.length = 0;
       this.sink.onStartCompression();
       this.updateInfo({ mccp2: true });
@@ -299,13 +363,14 @@ export class TelnetSession {
   private disabledLocal(option: number, out: number[]): void {
     if (option === TELNET_OPTION.GMCP) this.updateInfo({ gmcp: false });
     else if (option === TELNET_OPTION.SGA) this.updateInfo({ sga: false });
+    else if (option === TELNET_OPTION.EOR) this.updateInfo({ eor: false });
     else if (option === TELNET_OPTION.ECHO) {
       // The client will not stop echoing: the user's typing stays visible.
       this.hideInput = false;
       this.updateInfo({ echo: true });
     } else if (option === TELNET_OPTION.MCCP2 && this.info.mccp2) {
       if (out.length > 0) {
-        this.sink.onSend(Buffer.from(out));
+        this.send(Buffer.from(out));
         out.length = 0;
       }
       this.sink.onStopCompression();
@@ -359,7 +424,7 @@ export class TelnetSession {
       if (this.ttypeRequests < MAX_TTYPE_REQUESTS && this.remote.has(TELNET_OPTION.TTYPE)) {
         const out: number[] = [];
         this.requestTtype(out);
-        this.sink.onSend(Buffer.from(out));
+        this.send(Buffer.from(out));
       }
     }
   }
@@ -413,6 +478,9 @@ export class TelnetSession {
 
 const GMCP_START = Buffer.from([IAC, SB, TELNET_OPTION.GMCP]);
 const SB_END = Buffer.from([IAC, SE]);
+const IAC_EOR = Buffer.from([IAC, EOR]);
+const IAC_GA = Buffer.from([IAC, GA]);
+const EMPTY = Buffer.alloc(0);
 
 /** Keeps printable ASCII (and Latin-1 letters), cut to {@link MAX_NAME_LENGTH} characters. */
 function printable(text: string): string {
