@@ -73,6 +73,14 @@ export const ERROR_TABLE = {
     description: 'A session snapshot given to restoreSession() had an unknown version `v`, a missing or mistyped field, or the id of a live session.',
     howToSolve: 'Restore snapshots taken by snapshotSession() of a compatible intermediary, unchanged; the message names the field.',
   },
+  IMI_BAD_PROXY_HEADER: {
+    description: 'A connection to a listener with proxyProtocol on did not start with a valid PROXY protocol header (v1 or v2) within proxyHeaderTimeoutMs and the size limit; it was closed before anything was written to it.',
+    howToSolve: 'Make the proxy send the header (HAProxy `send-proxy` / `send-proxy-v2`, nginx `proxy_protocol on;`, the NLB target group attribute `proxy_protocol_v2.enabled`), or turn proxyProtocol off on that listener; the message says what was wrong.',
+  },
+  IMI_PROXY_UNTRUSTED: {
+    description: 'A connection to a listener with proxyProtocol on came from an address not in proxyTrustedAddresses; it was closed unread.',
+    howToSolve: 'Add the proxy\'s address or subnet to proxyTrustedAddresses, or firewall the port so that only the proxy reaches it; the message names the address.',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

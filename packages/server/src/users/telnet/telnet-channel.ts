@@ -19,6 +19,8 @@ export interface TelnetChannelOptions {
   gmcp: boolean;
   /** Longest wait for the opening negotiation, in ms (0: do not wait). */
   negotiationMs: number;
+  /** The user's address when it is not the socket's peer (from a PROXY header). */
+  remote?: RemoteAddress;
 }
 
 /**
@@ -73,7 +75,7 @@ export class TelnetChannel implements UserChannel {
   constructor(socket: Socket, transport: string, options: TelnetChannelOptions) {
     this.socket = socket;
     this.transport = transport;
-    this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    this.remote = options.remote ?? { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     this.negotiationMs = options.negotiationMs;
     const sink: TelnetSink = {
       onData: (bytes) => this.input(bytes),
