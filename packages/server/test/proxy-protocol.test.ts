@@ -18,7 +18,8 @@ import {
   V1ProxyProtocol,
   V2ProxyProtocol,
 } from 'proxy-protocol-js';
-import { Intermediary, type ImiError } from '@imi/server';
+import type { ImiError } from '@imi/core';
+import { Intermediary } from '@imi/server';
 import { RawApp, RawUser, sleep, testScope, waitFor, type Frame } from './harness.js';
 import { TelnetPeer, makeCertificate } from './transport-harness.js';
 import { commandsAvailable, startServer, stopAll } from './process-harness.js';
