@@ -76,7 +76,7 @@ function usage(): string {
     '  --tls-cert <file>           PEM certificate (chain) for the TLS listeners',
     '  --tls-key <file>            PEM private key for the TLS listeners',
     '  --listeners <json>          listeners as JSON, e.g. \'[{"kind":"telnet","port":4000}]\'',
-    '  --proxy-protocol <true|false>  PROXY protocol v1/v2 on the users port and the telnet/tls listeners above',
+    '  --proxy-protocol <true|false> PROXY protocol v1/v2 on the users port and the telnet/tls listeners above',
     '                              (from --proxy-trusted-addresses, e.g. 10.0.0.0/8,::1; docs/transports.md)',
     '',
     '  -h, --help                  this text',
