@@ -77,6 +77,14 @@ export const ERROR_TABLE = {
     description: 'A WebSocket upgrade came from a browser page whose origin (`Origin` header) the listener does not allow; it was refused with HTTP 403 before any user was created.',
     howToSolve: 'Expected when another site tries to use your WebSocket. If the page is yours (served from another host, or through a proxy that rewrites Host), add its origin to the listener\'s allowedOrigins (`--ws-allowed-origins`).',
   },
+  IMI_BAD_PROXY_HEADER: {
+    description: 'A connection to a listener with proxyProtocol on did not start with a valid PROXY protocol header (v1 or v2) within proxyHeaderTimeoutMs and the size limit; it was closed before anything was written to it.',
+    howToSolve: 'Make the proxy send the header (HAProxy `send-proxy` / `send-proxy-v2`, nginx `proxy_protocol on;`, the NLB target group attribute `proxy_protocol_v2.enabled`), or turn proxyProtocol off on that listener; the message says what was wrong.',
+  },
+  IMI_PROXY_UNTRUSTED: {
+    description: 'A connection to a listener with proxyProtocol on came from an address not in proxyTrustedAddresses; it was closed unread.',
+    howToSolve: 'Add the proxy\'s address or subnet to proxyTrustedAddresses, or firewall the port so that only the proxy reaches it; the message names the address.',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

@@ -148,6 +148,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
       host: this.options.host,
       onListenerError: (error: Error) => this.logger.error({ err: error }, 'user listener error'),
       report: (error: ImiError) => this.report(error),
+      proxy: { trustedAddresses: this.options.proxyTrustedAddresses, headerTimeoutMs: this.options.proxyHeaderTimeoutMs, report: (error: ImiError) => this.reporter.report(error) },
     };
     const appServer = net.createServer({ noDelay: true }, (socket) => this.apps.accept(socket));
     appServer.on('error', (error) => this.logger.error({ err: error }, 'app listener error'));
@@ -158,7 +159,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     const listeners: TransportAddress[] = [];
     const accept = (channel: UserChannel): void => this.users.accept(channel);
     try {
-      const specs = [{ kind: 'tcp' as const, port: this.options.externalPort }, ...this.options.listeners];
+      const specs = [{ kind: 'tcp' as const, port: this.options.externalPort, proxyProtocol: this.options.proxyProtocol }, ...this.options.listeners];
       for (const spec of specs) {
         const transport = isTransport(spec) ? spec : await createTransport(spec, context);
         transports.push(transport);

@@ -8,6 +8,7 @@
 import { DEFAULT_MAX_FRAME_BYTES, ImiError } from '@imi/core';
 import type { Logger } from 'pino';
 import type { IntermediaryPlugin } from './api.js';
+import { proxyTrustList } from './users/proxy-protocol.js';
 import { isTransport, type ListenerOptions, type Transport } from './users/transport.js';
 import { normalizeOrigin } from './users/origin.js';
 
@@ -75,6 +76,18 @@ export const DEFAULT_INPUT_BURST_PER_SESSION = 100;
 export const DEFAULT_MAX_DELAYED_LINES_PER_SESSION = 100;
 /** Default {@link IntermediaryOptions.closeTimeoutMs}: how long `close()` lets sockets flush. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
+/**
+ * Default {@link IntermediaryOptions.proxyHeaderTimeoutMs}: 5 s (like
+ * `helloTimeoutMs`). A proxy sends the header as it connects, so this only
+ * bounds how long a broken or hostile peer holds a socket.
+ */
+export const DEFAULT_PROXY_HEADER_TIMEOUT_MS = 5_000;
+/**
+ * Default {@link IntermediaryOptions.proxyTrustedAddresses}: loopback only
+ * (a proxy on this host, such as nginx `stream` or a local HAProxy). A proxy
+ * elsewhere must be named: the PROXY ports fail closed.
+ */
+export const DEFAULT_PROXY_TRUSTED_ADDRESSES: readonly string[] = Object.freeze(['127.0.0.0/8', '::1']);
 /** Default {@link IntermediaryOptions.appDownNotice}. */
 export const DEFAULT_APP_DOWN_NOTICE = '\r\n*** The application is restarting. Stay connected: nothing you type is lost. ***\r\n';
 /** Default {@link IntermediaryOptions.shutdownNotice}. */
@@ -194,6 +207,26 @@ export interface IntermediaryOptions {
    * which carry many users on one address.
    */
   limitLoopback?: boolean;
+  /**
+   * The `externalPort` listener expects a PROXY protocol header (v1 or v2)
+   * first on every connection, and takes the user's address from it (the
+   * other listeners each have their own `proxyProtocol`). See
+   * docs/transports.md. Default false.
+   */
+  proxyProtocol?: boolean;
+  /**
+   * Who may connect to a listener with `proxyProtocol`: IP addresses and
+   * CIDR subnets (`"10.0.0.0/8"`, `"fd00::/8"`; `"0.0.0.0/0"` and `"::/0"`
+   * for any). A connection from elsewhere is closed unread and reported as
+   * `IMI_PROXY_UNTRUSTED`. Default {@link DEFAULT_PROXY_TRUSTED_ADDRESSES}.
+   */
+  proxyTrustedAddresses?: readonly string[];
+  /**
+   * How long a connection to a listener with `proxyProtocol` may take to
+   * send its whole PROXY header, in ms; then it is closed and reported as
+   * `IMI_BAD_PROXY_HEADER`. Default {@link DEFAULT_PROXY_HEADER_TIMEOUT_MS}.
+   */
+  proxyHeaderTimeoutMs?: number;
   /** Told to a user refused by a connection limit. Default {@link DEFAULT_REFUSED_NOTICE}. */
   refusedNotice?: string | false;
   /** Told to a user once per burst whose lines were dropped by the input rate. Default {@link DEFAULT_RATE_LIMIT_NOTICE}. */
@@ -257,6 +290,9 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   inputBurstPerSession: DEFAULT_INPUT_BURST_PER_SESSION,
   maxDelayedLinesPerSession: DEFAULT_MAX_DELAYED_LINES_PER_SESSION,
   limitLoopback: false,
+  proxyProtocol: false,
+  proxyTrustedAddresses: DEFAULT_PROXY_TRUSTED_ADDRESSES,
+  proxyHeaderTimeoutMs: DEFAULT_PROXY_HEADER_TIMEOUT_MS,
   refusedNotice: DEFAULT_REFUSED_NOTICE,
   rateLimitNotice: DEFAULT_RATE_LIMIT_NOTICE,
   appDownNotice: DEFAULT_APP_DOWN_NOTICE,
@@ -289,6 +325,7 @@ const POSITIVE_OPTIONS = [
   'inputRatePerSession',
   'inputBurstPerSession',
   'maxDelayedLinesPerSession',
+  'proxyHeaderTimeoutMs',
 ] as const;
 const NON_NEGATIVE_OPTIONS = ['legacyHelloWaitMs', 'heartbeatIntervalMs'] as const;
 
@@ -342,6 +379,11 @@ function checkListener(entry: unknown, index: number): void {
   const checkBoolean = (name: string): void => {
     if (listener[name] !== undefined && typeof listener[name] !== 'boolean') throw configError(`${where}.${name} must be true or false`);
   };
+  if (kind === 'ws') {
+    if (listener['proxyProtocol'] !== undefined && listener['proxyProtocol'] !== false) throw configError(`${where}.proxyProtocol is not supported on "ws" listeners yet (only "tcp" and "telnet")`);
+  } else {
+    checkBoolean('proxyProtocol');
+  }
   if (kind === 'telnet') {
     checkBoolean('mccp2');
     checkBoolean('gmcp');
@@ -399,6 +441,9 @@ export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
   if (resolved.appPolicy !== 'refuse' && resolved.appPolicy !== 'replace') throw configError(`appPolicy must be "refuse" or "replace", got ${String(resolved.appPolicy)}`);
   if (resolved.whileAppDown !== 'queue' && resolved.whileAppDown !== 'drop') throw configError(`whileAppDown must be "queue" or "drop", got ${String(resolved.whileAppDown)}`);
   if (typeof resolved.limitLoopback !== 'boolean') throw configError(`limitLoopback must be true or false, got ${String(resolved.limitLoopback)}`);
+  if (typeof resolved.proxyProtocol !== 'boolean') throw configError(`proxyProtocol must be true or false, got ${String(resolved.proxyProtocol)}`);
+  if (!Array.isArray(resolved.proxyTrustedAddresses)) throw configError('proxyTrustedAddresses must be an array of addresses or subnets like ["10.0.0.0/8"]');
+  proxyTrustList(resolved.proxyTrustedAddresses);
   if (resolved.token !== undefined && (typeof resolved.token !== 'string' || resolved.token.length === 0)) throw configError('token must be a non-empty string');
   checkAdminOptions(resolved);
   if (!Array.isArray(resolved.listeners)) throw configError('listeners must be an array of listeners like {"kind": "telnet", "port": 4000}');

@@ -25,7 +25,9 @@ const CLI_ONLY = {
 /** Options whose value is text (every other one is a number). */
 const TEXT_OPTIONS = new Set(['host', 'clientHost', 'appPolicy', 'whileAppDown', 'appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice', 'token', 'banner', 'adminHost', 'adminToken']);
 /** Options whose value is true or false. */
-const BOOLEAN_OPTIONS = new Set(['limitLoopback']);
+const BOOLEAN_OPTIONS = new Set(['limitLoopback', 'proxyProtocol']);
+/** Options whose value is a list, comma-separated on the command line. */
+const LIST_OPTIONS = new Set(['proxyTrustedAddresses']);
 /** Options whose value is JSON. */
 const JSON_OPTIONS = new Set(['listeners']);
 
@@ -76,6 +78,8 @@ function usage(): string {
     '  --tls-cert <file>           PEM certificate (chain) for the TLS listeners',
     '  --tls-key <file>            PEM private key for the TLS listeners',
     '  --listeners <json>          listeners as JSON, e.g. \'[{"kind":"telnet","port":4000}]\'',
+    '  --proxy-protocol <true|false> PROXY protocol v1/v2 on the users port and the telnet/tls listeners above',
+    '                              (from --proxy-trusted-addresses, e.g. 10.0.0.0/8,::1; docs/transports.md)',
     '',
     '  -h, --help                  this text',
     '  -v, --version               the version',
@@ -104,6 +108,7 @@ function parseValue(name: string, raw: string): string | number | boolean {
       throw new ImiError('IMI_CONFIG', `--${kebab(name)} must be JSON: ${(error as Error).message}`);
     }
   }
+  if (LIST_OPTIONS.has(name)) return raw.split(',').map((item) => item.trim()).filter((item) => item !== '') as unknown as string;
   if (BOOLEAN_OPTIONS.has(name)) {
     if (raw === 'true' || raw === 'false') return raw === 'true';
     throw new ImiError('IMI_CONFIG', `--${kebab(name)} must be true or false, got ${JSON.stringify(raw)}`);
@@ -182,7 +187,7 @@ function parseCommandLine(
     const raw = values[kebab(name)];
     if (typeof raw === 'string') options[name] = parseValue(name, raw);
   }
-  const fromFlags = listenersFromFlags(values);
+  const fromFlags = listenersFromFlags(values, options['proxyProtocol'] === true);
   if (fromFlags.length > 0) options['listeners'] = [...((options['listeners'] as ListenerOptions[] | undefined) ?? []), ...fromFlags];
   const logLevel = (values['log-level'] as string | undefined) ?? (options['logLevel'] as string | undefined) ?? 'info';
   delete options['logLevel'];
@@ -199,7 +204,7 @@ function portFlag(values: Record<string, string | boolean | undefined>, flag: st
 }
 
 /** The listeners the shorthand flags ask for, in a fixed order. */
-function listenersFromFlags(values: Record<string, string | boolean | undefined>): ListenerOptions[] {
+function listenersFromFlags(values: Record<string, string | boolean | undefined>, proxyProtocol: boolean): ListenerOptions[] {
   const listeners: ListenerOptions[] = [];
   const mccp2Flag = values['telnet-mccp2'];
   if (mccp2Flag !== undefined && mccp2Flag !== 'true' && mccp2Flag !== 'false') throw new ImiError('IMI_CONFIG', `--telnet-mccp2 must be true or false, got ${JSON.stringify(mccp2Flag)}`);
@@ -213,9 +218,11 @@ function listenersFromFlags(values: Record<string, string | boolean | undefined>
   if (!wantsTls && (cert !== undefined || key !== undefined)) throw new ImiError('IMI_CONFIG', '--tls-cert and --tls-key are for --tls-port or --telnet-tls-port; give one of them');
   const tls = typeof cert === 'string' && typeof key === 'string' ? { cert, key } : undefined;
   const telnetPort = portFlag(values, 'telnet-port');
-  if (telnetPort !== undefined) listeners.push({ kind: 'telnet', port: telnetPort, mccp2 });
-  if (telnetTlsPort !== undefined) listeners.push({ kind: 'telnet', port: telnetTlsPort, mccp2, tls: tls! });
-  if (tlsPort !== undefined) listeners.push({ kind: 'tcp', port: tlsPort, tls: tls! });
+  // --proxy-protocol covers every stream listener the flags add (not ws: not supported there).
+  const proxy = proxyProtocol ? { proxyProtocol } : {};
+  if (telnetPort !== undefined) listeners.push({ kind: 'telnet', port: telnetPort, mccp2, ...proxy });
+  if (telnetTlsPort !== undefined) listeners.push({ kind: 'telnet', port: telnetTlsPort, mccp2, tls: tls!, ...proxy });
+  if (tlsPort !== undefined) listeners.push({ kind: 'tcp', port: tlsPort, tls: tls!, ...proxy });
   const wsPort = portFlag(values, 'ws-port');
   const webPort = portFlag(values, 'web-port');
   const originsFlag = values['ws-allowed-origins'];

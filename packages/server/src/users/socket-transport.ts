@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { ImiError, type RemoteAddress } from '@imi/core';
+import { DEFAULT_PROXY_HEADER_TIMEOUT_MS, DEFAULT_PROXY_TRUSTED_ADDRESSES } from '../options.js';
+import { proxyTrustList, readProxyHeader } from './proxy-protocol.js';
 import { TelnetChannel } from './telnet/telnet-channel.js';
 import {
   DEFAULT_TELNET_NEGOTIATION_MS,
@@ -19,6 +21,7 @@ import {
   type TlsFiles,
   type Transport,
   type TransportAddress,
+  type ProxyProtocolSettings,
   type TransportContext,
   type UserChannel,
 } from './transport.js';
@@ -41,11 +44,12 @@ export class SocketChannel implements UserChannel {
   /**
    * @param socket - the user's socket (a `tls.TLSSocket` for `tls`)
    * @param transport - the transport's name
+   * @param remote - the user's address when it is not the socket's peer (from a PROXY header)
    */
-  constructor(socket: Socket, transport: string) {
+  constructor(socket: Socket, transport: string, remote?: RemoteAddress) {
     this.socket = socket;
     this.transport = transport;
-    this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    this.remote = remote ?? { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     socket.setNoDelay(true);
     socket.on('error', (error) => this.sink.onError('error', error));
     socket.on('close', () => this.sink.onClose());
@@ -125,7 +129,10 @@ export class SocketTransport implements Transport {
   private readonly host: string;
   private readonly name: string;
   private readonly onListenerError: (error: Error) => void;
+  private readonly proxy: ProxyProtocolSettings | undefined;
   private server: Server | undefined;
+  /** Connections still sending their PROXY header, with what abandons each. */
+  private readonly awaitingHeader = new Map<Socket, () => void>();
 
   /**
    * @param options - the listener's options
@@ -136,31 +143,70 @@ export class SocketTransport implements Transport {
     this.host = options.host ?? context.host;
     this.name = transportName(options);
     this.onListenerError = context.onListenerError;
+    if (options.proxyProtocol === true) {
+      this.proxy = context.proxy ?? { trustedAddresses: DEFAULT_PROXY_TRUSTED_ADDRESSES, headerTimeoutMs: DEFAULT_PROXY_HEADER_TIMEOUT_MS, report: () => {} };
+    }
   }
 
   async listen(accept: (channel: UserChannel) => void, backlog: number): Promise<TransportAddress> {
     const options = this.options;
     const makeChannel =
       options.kind === 'telnet'
-        ? (socket: Socket): UserChannel =>
+        ? (socket: Socket, remote?: RemoteAddress): UserChannel =>
             new TelnetChannel(socket, this.name, {
               mccp2: options.mccp2 ?? false,
               gmcp: options.gmcp ?? true,
               negotiationMs: options.negotiationMs ?? DEFAULT_TELNET_NEGOTIATION_MS,
               nvtOutput: options.nvtOutput ?? true,
               eor: options.eor ?? true,
+              ...(remote === undefined ? {} : { remote }),
             })
-        : (socket: Socket): UserChannel => new SocketChannel(socket, this.name);
+        : (socket: Socket, remote?: RemoteAddress): UserChannel => new SocketChannel(socket, this.name, remote);
     let server: Server;
-    if (options.tls === undefined) {
-      server = net.createServer({ noDelay: true }, (socket) => accept(makeChannel(socket)));
-    } else {
+    let tlsServer: tls.Server | undefined;
+    /** PROXY + TLS: the header's address of each connection in its handshake, by the connection's `address|port`. */
+    const headerRemotes = new Map<string, RemoteAddress>();
+    const peerKey = (socket: Socket): string => `${socket.remoteAddress ?? ''}|${socket.remotePort ?? 0}`;
+    if (options.tls !== undefined) {
       const secure = secureContextOptions(options.tls);
-      const tlsServer = tls.createServer({ ...secure, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS });
+      tlsServer = tls.createServer({ ...secure, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS });
       // Users are handed over once their handshake is done: a port scanner never reaches the app.
-      tlsServer.on('secureConnection', (socket) => accept(makeChannel(socket)));
+      tlsServer.on('secureConnection', (socket) => {
+        const key = peerKey(socket);
+        const remote = headerRemotes.get(key);
+        headerRemotes.delete(key);
+        accept(makeChannel(socket, remote));
+      });
       tlsServer.on('tlsClientError', () => {});
-      server = tlsServer;
+    }
+    const proxy = this.proxy;
+    if (proxy !== undefined) {
+      const trusted = proxyTrustList(proxy.trustedAddresses);
+      // The header comes first on the raw connection, before any telnet
+      // negotiation, banner or TLS handshake (as HAProxy's send-proxy sends
+      // it): the socket is handed on once it has been read.
+      server = net.createServer({ noDelay: true }, (socket) => {
+        const abandon = readProxyHeader(socket, proxy, trusted, (remote) => {
+          this.awaitingHeader.delete(socket);
+          if (tlsServer === undefined) {
+            // Resumed before the channel attaches: the flow starts next tick, put-back bytes first.
+            socket.resume();
+            accept(makeChannel(socket, remote));
+            return;
+          }
+          const key = peerKey(socket);
+          headerRemotes.set(key, remote);
+          socket.once('close', () => headerRemotes.delete(key));
+          // The TLS server wraps the socket as if it had accepted it (what it
+          // does on 'connection'); it reads the put-back bytes first.
+          tlsServer.emit('connection', socket);
+        });
+        if (socket.destroyed) return;
+        this.awaitingHeader.set(socket, abandon);
+        socket.once('close', () => this.awaitingHeader.delete(socket));
+      });
+    } else {
+      server = tlsServer ?? net.createServer({ noDelay: true }, (socket) => accept(makeChannel(socket)));
     }
     await listenOn(server, options.port, this.host, backlog);
     server.on('error', (error) => this.onListenerError(error));
@@ -169,7 +215,11 @@ export class SocketTransport implements Transport {
   }
 
   close(): Promise<void> {
-    return closeServer(this.server);
+    const closed = closeServer(this.server);
+    // Connections still sending their header are no users yet: nothing to flush.
+    for (const abandon of this.awaitingHeader.values()) abandon();
+    this.awaitingHeader.clear();
+    return closed;
   }
 }
 

@@ -153,14 +153,26 @@ interface BaseListenerOptions {
   tls?: TlsFiles;
 }
 
+/** What the stream listeners (`tcp`, `telnet`, with or without TLS) have besides the common options. */
+interface StreamListenerOptions extends BaseListenerOptions {
+  /**
+   * Every connection starts with a PROXY protocol header (v1 or v2, from
+   * HAProxy, nginx `stream`, an AWS NLB): the user's address is the one the
+   * header gives, for the per-address limits and `connect.data.remote`.
+   * Only {@link IntermediaryOptions.proxyTrustedAddresses} may connect. With
+   * `tls`, the header comes before the TLS handshake. Default false.
+   */
+  proxyProtocol?: boolean;
+}
+
 /** Plain lines over TCP (`"tcp"`), or over TLS (`"tls"`) — what netcat and `openssl s_client` speak. */
-export interface TcpListenerOptions extends BaseListenerOptions {
+export interface TcpListenerOptions extends StreamListenerOptions {
   /** Discriminant. */
   kind: 'tcp';
 }
 
 /** Telnet (`"telnet"`, or `"telnet+tls"` with `tls`): MUD clients, the `telnet` command. */
-export interface TelnetListenerOptions extends BaseListenerOptions {
+export interface TelnetListenerOptions extends StreamListenerOptions {
   /** Discriminant. */
   kind: 'telnet';
   /** Offer MCCP2 (zlib compression of output). Default false. */
@@ -230,6 +242,16 @@ export function transportName(options: ListenerOptions): string {
   return options.tls === undefined ? options.kind : `${options.kind}+tls`;
 }
 
+/** How the listeners with `proxyProtocol` read the PROXY header (from the intermediary's options). */
+export interface ProxyProtocolSettings {
+  /** {@link IntermediaryOptions.proxyTrustedAddresses}: addresses and subnets that may send a header. */
+  trustedAddresses: readonly string[];
+  /** {@link IntermediaryOptions.proxyHeaderTimeoutMs}: how long a header may take to arrive. */
+  headerTimeoutMs: number;
+  /** Counts and logs a connection refused before it became a user (`IMI_BAD_PROXY_HEADER`, `IMI_PROXY_UNTRUSTED`). */
+  report(error: ImiError): void;
+}
+
 /** What the built-in transports need from the intermediary besides their own options. */
 export interface TransportContext {
   /** Where to bind when the listener names no host. */
@@ -238,4 +260,6 @@ export interface TransportContext {
   onListenerError(error: Error): void;
   /** Counts and logs a refused peer that never became a user (`IMI_BAD_ORIGIN`), like the intermediary's own reports. */
   report?(error: ImiError): void;
+  /** For listeners with `proxyProtocol`. Default: the defaults of the intermediary's options, refusals not reported. */
+  proxy?: ProxyProtocolSettings;
 }

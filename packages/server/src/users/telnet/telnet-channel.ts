@@ -23,6 +23,8 @@ export interface TelnetChannelOptions {
   nvtOutput: boolean;
   /** Offer EOR, so prompts can end with `IAC EOR`. */
   eor: boolean;
+  /** The user's address when it is not the socket's peer (from a PROXY header). */
+  remote?: RemoteAddress;
 }
 
 /**
@@ -77,7 +79,7 @@ export class TelnetChannel implements UserChannel {
   constructor(socket: Socket, transport: string, options: TelnetChannelOptions) {
     this.socket = socket;
     this.transport = transport;
-    this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    this.remote = options.remote ?? { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     this.negotiationMs = options.negotiationMs;
     const sink: TelnetSink = {
       onData: (bytes) => this.input(bytes),
