@@ -5,6 +5,7 @@
  * @module
  */
 import { ProtocolError } from './errors.js';
+import { NOT_JSON, SCALAR_START, withoutStack } from './json-bytes.js';
 
 /** Default {@link FrameDecoderOptions.maxFrameBytes}: 1 MiB. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
@@ -60,22 +61,6 @@ const SHORT_STRING_BYTES = 32;
 const SMALL_TAIL_BYTES = 4096;
 
 const UNTERMINATED = 'unterminated frame (a new frame starts on the next line)';
-
-/**
- * 1 for a byte that JSON never has outside a string (letters other than those
- * of `true`, `false`, `null` and exponents, control bytes, non-ASCII). A frame
- * holding one is rejected without `JSON.parse`, whose thrown `SyntaxError`
- * costs microseconds: an app spewing garbage must cost about as little per
- * byte as one sending frames.
- */
-const NOT_JSON = new Uint8Array(256).fill(1);
-for (const byte of Buffer.from(' \t\n\r{}[]:,"0123456789+-.eEtruefalsn')) NOT_JSON[byte] = 0;
-// ESC is the 0.05 Perl separator between frames: left to JSON.parse to judge.
-NOT_JSON[ESC] = 0;
-
-/** 1 for a byte a top-level JSON scalar can start with (a number, `true`, `false`, `null`). */
-const SCALAR_START = new Uint8Array(256);
-for (const byte of Buffer.from('-0123456789tfn')) SCALAR_START[byte] = 1;
 
 function isWhitespace(byte: number): boolean {
   return byte === SPACE || byte === NEWLINE || byte === CR || byte === TAB || byte === ESC;
@@ -502,51 +487,4 @@ export class FrameDecoder<T> {
       this.sink.onMessage(result);
     }
   }
-}
-
-/**
- * Runs `make` with stack traces off. Errors about a peer's bytes say where in
- * the bytes, not where in the code: capturing a stack would be most of their
- * cost, and a flood of bad frames makes one per frame.
- */
-function withoutStack<R>(make: () => R): R {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return make();
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
-}
-
-/** One result of {@link decodeFrames}: a message or an error, in stream order. */
-export type DecodeResult<T> = { ok: true; message: T } | { ok: false; error: ProtocolError };
-
-/**
- * Decodes a whole byte sequence at once (tests, tools). For streams, use a
- * {@link FrameDecoder}.
- *
- * @param chunks - the bytes, in as many chunks as you like
- * @param options - the validator and limits
- * @returns every message and error, in order
- */
-export function decodeFrames<T>(chunks: Iterable<Uint8Array>, options: FrameDecoderOptions<T>): DecodeResult<T>[] {
-  const results: DecodeResult<T>[] = [];
-  const decoder = new FrameDecoder(options, {
-    onMessage: (message) => results.push({ ok: true, message }),
-    onError: (error) => results.push({ ok: false, error }),
-  });
-  for (const chunk of chunks) decoder.write(chunk);
-  decoder.end();
-  return results;
-}
-
-/**
- * Encodes one message as a frame: compact JSON and `\n`.
- *
- * @param message - any JSON-serialisable message
- * @returns the frame, ready to write
- */
-export function encodeFrame(message: object): string {
-  return JSON.stringify(message) + '\n';
 }

@@ -73,7 +73,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     this.options = Object.freeze(resolveOptions(options));
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.hooks = createHooks();
-    const reporter = new Reporter(this.logger, this);
+    const reporter = new Reporter(this.logger, this, this.options);
     this.reporter = reporter;
     const resolved = this.options;
     const counters = reporter.counters;
@@ -342,6 +342,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     await serversClosed;
     this.apps.stopHeartbeat();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.reporter.flush();
     this.emit('close');
   }
 

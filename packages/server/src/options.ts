@@ -60,6 +60,20 @@ export const DEFAULT_PROCESSED_TXN_MEMORY = 65_536;
 export const DEFAULT_MAX_OUTPUT_BUFFER_BYTES = 1024 * 1024;
 /** Default {@link IntermediaryOptions.maxAppBufferBytes}: 32 MiB waiting to be written to the app. */
 export const DEFAULT_MAX_APP_BUFFER_BYTES = 32 * 1024 * 1024;
+/**
+ * Default {@link IntermediaryOptions.maxErrorFramesPerSecond}: `error` frames
+ * a second to one app connection. An app that errs in a loop would otherwise
+ * get a frame per mistake, fill its write buffer and be dropped as hung.
+ */
+export const DEFAULT_MAX_ERROR_FRAMES_PER_SECOND = 5;
+/** Default {@link IntermediaryOptions.errorFrameBurst}: `error` frames one app connection may get at once. */
+export const DEFAULT_ERROR_FRAME_BURST = 20;
+/** Default {@link IntermediaryOptions.maxErrorLogLinesPerSecond}: log lines a second per `IMI_*` code. */
+export const DEFAULT_MAX_ERROR_LOG_LINES_PER_SECOND = 10;
+/** Default {@link IntermediaryOptions.errorLogBurst}: log lines per `IMI_*` code at once. */
+export const DEFAULT_ERROR_LOG_BURST = 20;
+/** Default {@link IntermediaryOptions.errorSummaryIntervalMs}: a summary of suppressed reports at most once a second per code. */
+export const DEFAULT_ERROR_SUMMARY_INTERVAL_MS = 1_000;
 /** Default {@link IntermediaryOptions.maxConnections}: users connected at once. */
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 /** Default {@link IntermediaryOptions.maxConnectionsPerIp}: users connected at once from one address. */
@@ -174,6 +188,26 @@ export interface IntermediaryOptions {
   maxOutputBufferBytes?: number;
   /** Events waiting for a slow app, in bytes, before it is treated as hung. Default {@link DEFAULT_MAX_APP_BUFFER_BYTES}. */
   maxAppBufferBytes?: number;
+  /**
+   * `error` frames a second to one app connection (refilled continuously,
+   * after {@link IntermediaryOptions.errorFrameBurst}). The rest are counted
+   * (`stats().errors`, `imi_errors_total` count every one) and told to the app
+   * as one `error` frame per code per `errorSummaryIntervalMs`, with
+   * `suppressed` set. Default {@link DEFAULT_MAX_ERROR_FRAMES_PER_SECOND}.
+   */
+  maxErrorFramesPerSecond?: number;
+  /** `error` frames one app connection may get at once before `maxErrorFramesPerSecond` applies. Default {@link DEFAULT_ERROR_FRAME_BURST}. */
+  errorFrameBurst?: number;
+  /**
+   * Log lines a second per `IMI_*` code (after {@link IntermediaryOptions.errorLogBurst});
+   * the rest are counted and logged as one summary line per code per
+   * `errorSummaryIntervalMs`. Default {@link DEFAULT_MAX_ERROR_LOG_LINES_PER_SECOND}.
+   */
+  maxErrorLogLinesPerSecond?: number;
+  /** Log lines per `IMI_*` code at once before `maxErrorLogLinesPerSecond` applies. Default {@link DEFAULT_ERROR_LOG_BURST}. */
+  errorLogBurst?: number;
+  /** How long after the first suppressed report (log line or `error` frame) its summary comes, in ms. Default {@link DEFAULT_ERROR_SUMMARY_INTERVAL_MS}. */
+  errorSummaryIntervalMs?: number;
   /** Most users connected at once; more are refused with {@link IntermediaryOptions.refusedNotice}. Default {@link DEFAULT_MAX_CONNECTIONS}. */
   maxConnections?: number;
   /** Most users connected at once from one address. Default {@link DEFAULT_MAX_CONNECTIONS_PER_IP}. */
@@ -248,6 +282,11 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   processedTxnMemory: DEFAULT_PROCESSED_TXN_MEMORY,
   maxOutputBufferBytes: DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
   maxAppBufferBytes: DEFAULT_MAX_APP_BUFFER_BYTES,
+  maxErrorFramesPerSecond: DEFAULT_MAX_ERROR_FRAMES_PER_SECOND,
+  errorFrameBurst: DEFAULT_ERROR_FRAME_BURST,
+  maxErrorLogLinesPerSecond: DEFAULT_MAX_ERROR_LOG_LINES_PER_SECOND,
+  errorLogBurst: DEFAULT_ERROR_LOG_BURST,
+  errorSummaryIntervalMs: DEFAULT_ERROR_SUMMARY_INTERVAL_MS,
   closeTimeoutMs: DEFAULT_CLOSE_TIMEOUT_MS,
   maxConnections: DEFAULT_MAX_CONNECTIONS,
   maxConnectionsPerIp: DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -281,6 +320,11 @@ const POSITIVE_OPTIONS = [
   'processedTxnMemory',
   'maxOutputBufferBytes',
   'maxAppBufferBytes',
+  'maxErrorFramesPerSecond',
+  'errorFrameBurst',
+  'maxErrorLogLinesPerSecond',
+  'errorLogBurst',
+  'errorSummaryIntervalMs',
   'closeTimeoutMs',
   'maxConnections',
   'maxConnectionsPerIp',
@@ -378,6 +422,9 @@ export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
   for (const name of NON_NEGATIVE_OPTIONS) {
     const value = resolved[name];
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw configError(`${name} must be zero or a positive number, got ${String(value)}`);
+  }
+  for (const name of ['errorFrameBurst', 'errorLogBurst'] as const) {
+    if (resolved[name] < 1) throw configError(`${name} must be at least 1, got ${resolved[name]}`);
   }
   if (resolved.idleTimeoutMs !== undefined && !(resolved.idleTimeoutMs > 0)) throw configError(`idleTimeoutMs must be a positive number, got ${String(resolved.idleTimeoutMs)}`);
   if (resolved.appPolicy !== 'refuse' && resolved.appPolicy !== 'replace') throw configError(`appPolicy must be "refuse" or "replace", got ${String(resolved.appPolicy)}`);
