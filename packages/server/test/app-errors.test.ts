@@ -148,7 +148,8 @@ describe('an app that errs in a loop', () => {
   }, 30_000);
 
   it('a few errors still come one by one, each with its txn_id; a summary comes only once the burst is spent', async () => {
-    const { ports } = await scope.start({ maxErrorFramesPerSecond: 1, errorFrameBurst: 3, errorSummaryIntervalMs: 100 });
+    const { logger, lines } = memoryLogger();
+    const { imi, ports } = await scope.start({ logger, maxErrorFramesPerSecond: 1, errorFrameBurst: 3, maxErrorLogLinesPerSecond: 1, errorLogBurst: 2, errorSummaryIntervalMs: 100 });
     const app = await scope.app(ports.clientPort, { name: 'careless' });
     await app.synced();
     for (let i = 0; i < 3; i++) app.send({ param: 'output', data: { id: `nobody-${i}`, value: 'x' }, txn_id: `t${i}` });
@@ -165,6 +166,14 @@ describe('an app that errs in a loop', () => {
     expect(errors.length - 1 + (summary.data['suppressed'] as number)).toBe(10);
     expect(summary.data['message']).toMatch(SUMMARY);
     expect(summary.data['txn_id']).toBeUndefined();
+
+    // The log: IMI_UNKNOWN_ID is reported at debug, and so is its summary; together they tell of all ten.
+    await imi.close(); // flushes a summary still pending
+    const logged = lines.filter((line) => line['code'] === 'IMI_UNKNOWN_ID');
+    const summaries = logged.filter((line) => line['suppressed'] !== undefined);
+    expect(summaries.length).toBeGreaterThanOrEqual(1);
+    for (const line of logged) expect(line['level']).toBe(20);
+    expect(logged.length - summaries.length + summaries.reduce((sum, line) => sum + (line['suppressed'] as number), 0)).toBe(10);
   });
 
   it('rejects a burst below 1', async () => {
