@@ -5,6 +5,7 @@
  * @module
  */
 import { ProtocolError } from './errors.js';
+import { NOT_JSON, SCALAR_START, withoutStack } from './json-bytes.js';
 
 /** Default {@link FrameDecoderOptions.maxFrameBytes}: 1 MiB. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
@@ -123,6 +124,8 @@ export class FrameDecoder<T> {
   private resyncSeen = -1;
   /** Whether the current frame is a top-level array (a batch). */
   private inBatch = false;
+  /** Whether the current value holds a byte JSON never has outside a string (see {@link NOT_JSON}). */
+  private garbage = false;
 
   /**
    * @param options - the validator and limits
@@ -172,6 +175,7 @@ export class FrameDecoder<T> {
           this.inString = true;
         } else {
           this.inScalar = true;
+          this.garbage = SCALAR_START[byte] === 0;
         }
         continue;
       }
@@ -247,10 +251,21 @@ export class FrameDecoder<T> {
 
       if (this.inScalar) {
         const byte = buf[i]!;
+        if (this.garbage) {
+          // Text that is not JSON (a stray log line) runs to its line's end or
+          // the next frame: one report per run, not one per word.
+          if (byte === NEWLINE || byte === CR || byte === ESC || byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+            this.finishValue(buf, start, i);
+            continue;
+          }
+          i++;
+          continue;
+        }
         if (isWhitespace(byte) || byte === OPEN_BRACE || byte === OPEN_BRACKET || byte === QUOTE) {
           this.finishValue(buf, start, i);
           continue;
         }
+        if (NOT_JSON[byte] === 1) this.garbage = true;
         i++;
         continue;
       }
@@ -286,6 +301,8 @@ export class FrameDecoder<T> {
           }
           break;
         }
+        default:
+          if (NOT_JSON[byte] === 1) this.garbage = true;
       }
     }
 
@@ -394,6 +411,7 @@ export class FrameDecoder<T> {
     this.depth = 0;
     this.discardReason = null;
     this.resyncSeen = -1;
+    this.garbage = false;
     if (this.partsBytes > 0) {
       this.parts = [];
       this.partsBytes = 0;
@@ -405,7 +423,7 @@ export class FrameDecoder<T> {
   private report(reason: string, excerpt?: string): void {
     this.errorsReported++;
     const message = excerpt === undefined ? reason : `${reason}: ${excerpt}`;
-    this.sink.onError(new ProtocolError('IMI_BAD_FRAME', message));
+    this.sink.onError(withoutStack(() => new ProtocolError('IMI_BAD_FRAME', message)));
   }
 
   private reportBroken(buf: Buffer, start: number, end: number, reason: string): void {
@@ -424,6 +442,12 @@ export class FrameDecoder<T> {
   private finishValue(buf: Buffer, start: number, end: number): void {
     const discardReason = this.discardReason;
     const total = this.partsBytes + (end - start);
+    if (this.garbage && discardReason === null && total <= this.maxFrameBytes) {
+      const excerpt = this.excerptOf(buf, start, end);
+      this.reset();
+      this.report('not valid JSON', excerpt);
+      return;
+    }
     let text: string | undefined;
     if (discardReason === null && total <= this.maxFrameBytes) {
       this.flushOpen();
@@ -441,7 +465,7 @@ export class FrameDecoder<T> {
     }
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = withoutStack(() => JSON.parse(text) as unknown);
     } catch {
       this.report('not valid JSON', JSON.stringify(text.slice(0, 80)));
       return;
@@ -454,7 +478,7 @@ export class FrameDecoder<T> {
   }
 
   private deliver(value: unknown): void {
-    const result = this.validate(value);
+    const result = withoutStack(() => this.validate(value));
     if (result instanceof ProtocolError) {
       this.errorsReported++;
       this.sink.onError(result);
@@ -463,36 +487,4 @@ export class FrameDecoder<T> {
       this.sink.onMessage(result);
     }
   }
-}
-
-/** One result of {@link decodeFrames}: a message or an error, in stream order. */
-export type DecodeResult<T> = { ok: true; message: T } | { ok: false; error: ProtocolError };
-
-/**
- * Decodes a whole byte sequence at once (tests, tools). For streams, use a
- * {@link FrameDecoder}.
- *
- * @param chunks - the bytes, in as many chunks as you like
- * @param options - the validator and limits
- * @returns every message and error, in order
- */
-export function decodeFrames<T>(chunks: Iterable<Uint8Array>, options: FrameDecoderOptions<T>): DecodeResult<T>[] {
-  const results: DecodeResult<T>[] = [];
-  const decoder = new FrameDecoder(options, {
-    onMessage: (message) => results.push({ ok: true, message }),
-    onError: (error) => results.push({ ok: false, error }),
-  });
-  for (const chunk of chunks) decoder.write(chunk);
-  decoder.end();
-  return results;
-}
-
-/**
- * Encodes one message as a frame: compact JSON and `\n`.
- *
- * @param message - any JSON-serialisable message
- * @returns the frame, ready to write
- */
-export function encodeFrame(message: object): string {
-  return JSON.stringify(message) + '\n';
 }

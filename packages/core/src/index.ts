@@ -58,16 +58,8 @@ export {
   APP_PARAMS,
   INTERMEDIARY_PARAMS,
 } from './validate.js';
-export {
-  FrameDecoder,
-  decodeFrames,
-  encodeFrame,
-  DEFAULT_MAX_FRAME_BYTES,
-  DEFAULT_MAX_FRAME_DEPTH,
-  type FrameSink,
-  type FrameDecoderOptions,
-  type DecodeResult,
-} from './frame-decoder.js';
+export { FrameDecoder, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FRAME_DEPTH, type FrameSink, type FrameDecoderOptions } from './frame-decoder.js';
+export { decodeFrames, encodeFrame, type DecodeResult } from './frame-codec.js';
 export {
   SessionRegistry,
   DEFAULT_MAX_STATE_BYTES,

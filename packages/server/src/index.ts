@@ -16,8 +16,8 @@ export {
 } from './api.js';
 export { createHooks, type Session, type AppInfo, type Refusal, type IntermediaryHooks } from './hooks.js';
 export { WelcomeBannerPlugin, AppDownNoticePlugin, IdleTimeoutPlugin } from './plugins.js';
+export { resolveOptions } from './resolve-options.js';
 export {
-  resolveOptions,
   DEFAULT_OPTIONS,
   DEFAULT_EXTERNAL_PORT,
   DEFAULT_CLIENT_PORT,
@@ -40,6 +40,11 @@ export {
   DEFAULT_PROCESSED_TXN_MEMORY,
   DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
   DEFAULT_MAX_APP_BUFFER_BYTES,
+  DEFAULT_MAX_ERROR_FRAMES_PER_SECOND,
+  DEFAULT_ERROR_FRAME_BURST,
+  DEFAULT_MAX_ERROR_LOG_LINES_PER_SECOND,
+  DEFAULT_ERROR_LOG_BURST,
+  DEFAULT_ERROR_SUMMARY_INTERVAL_MS,
   DEFAULT_CLOSE_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_CONNECTIONS_PER_IP,

@@ -22,7 +22,8 @@ import { AppSide } from './app/app-side.js';
 import type { InputLedger, QueueLimit, UnackedLimit } from './delivery/ledger.js';
 import { MemoryLedger } from './delivery/memory-ledger.js';
 import { createHooks, type AppInfo, type IntermediaryHooks, type Session } from './hooks.js';
-import { resolveOptions, type IntermediaryOptions, type ResolvedOptions } from './options.js';
+import type { IntermediaryOptions, ResolvedOptions } from './options.js';
+import { resolveOptions } from './resolve-options.js';
 import { AdminServer } from './ops/admin.js';
 import type { IntermediaryMetrics } from './ops/metrics.js';
 import { Reporter } from './ops/reporter.js';
@@ -73,7 +74,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     this.options = Object.freeze(resolveOptions(options));
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.hooks = createHooks();
-    const reporter = new Reporter(this.logger, this);
+    const reporter = new Reporter(this.logger, this, this.options);
     this.reporter = reporter;
     const resolved = this.options;
     const counters = reporter.counters;
@@ -344,6 +345,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     await serversClosed;
     this.apps.stopHeartbeat();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.reporter.flush();
     this.emit('close');
   }
 

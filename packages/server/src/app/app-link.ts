@@ -5,9 +5,11 @@
  * @module
  */
 import type { Socket } from 'node:net';
-import { FrameDecoder, validateAppMessage, type AppMessage, type ProtocolError, type RemoteAddress } from '@imi/core';
+import { FrameDecoder, validateAppMessage, type AppMessage, type ImiErrorCode, type ProtocolError, type RemoteAddress } from '@imi/core';
 import { DependencyTracker } from '../delivery/dep-tracker.js';
 import type { AppInfo } from '../hooks.js';
+import { ErrorBudget, summaryText } from '../ops/error-budget.js';
+import { frame } from './frames.js';
 
 /** Where an app connection is in its life. */
 export type AppLinkPhase = 'handshake' | 'active' | 'retired' | 'closed';
@@ -34,6 +36,12 @@ export interface AppLinkSettings {
   processedTxnMemory: number;
   /** Messages held for `dep_txns` at most. */
   maxHeldMessages: number;
+  /** `error` frames a second (`maxErrorFramesPerSecond`). */
+  maxErrorFramesPerSecond: number;
+  /** `error` frames at once (`errorFrameBurst`). */
+  errorFrameBurst: number;
+  /** When the summary of suppressed `error` frames comes, in ms after the first (`errorSummaryIntervalMs`). */
+  errorSummaryIntervalMs: number;
 }
 
 /** An app connection. Exposed to hooks as {@link AppInfo}. */
@@ -55,6 +63,9 @@ export class AppLink implements AppInfo {
   private readonly decoder: FrameDecoder<AppMessage>;
   private readonly handlers: AppLinkHandlers;
   private readonly maxBufferBytes: number;
+  private readonly errorBudget: ErrorBudget;
+  /** `error` frames not sent because of `maxErrorFramesPerSecond` (each was told in a summary). */
+  errorFramesSuppressed = 0;
   private pending: string[] = [];
   private flushScheduled = false;
   private resolveClosed!: () => void;
@@ -71,6 +82,15 @@ export class AppLink implements AppInfo {
     this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     this.lastHeardAt = Date.now();
     this.deps = new DependencyTracker(settings.processedTxnMemory, settings.maxHeldMessages);
+    this.errorBudget = new ErrorBudget(
+      { perSecond: settings.maxErrorFramesPerSecond, burst: settings.errorFrameBurst, summaryIntervalMs: settings.errorSummaryIntervalMs, perCode: false },
+      (code, suppressed, windowMs) => {
+        // An `error` like any other (code, message) for an app that knows
+        // nothing of summaries; `suppressed` for one that does.
+        if (this.phase === 'closed' || this.phase === 'retired') return;
+        this.send(frame({ param: 'error', data: { code, message: summaryText(code, suppressed, windowMs), suppressed } }));
+      },
+    );
     this.decoder = new FrameDecoder<AppMessage>(
       { validate: validateAppMessage, maxFrameBytes: settings.maxFrameBytes },
       {
@@ -96,6 +116,7 @@ export class AppLink implements AppInfo {
       const wasOpen = this.phase !== 'closed';
       this.phase = 'closed';
       if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+      this.errorBudget.stop();
       if (wasOpen || hadError) this.handlers.onClose(this, hadError);
       this.resolveClosed();
     });
@@ -124,6 +145,22 @@ export class AppLink implements AppInfo {
       this.flushScheduled = true;
       setImmediate(this.flush);
     }
+  }
+
+  /**
+   * Queues an `error` frame, within `maxErrorFramesPerSecond`: past it the
+   * frame is only counted, and a summary per code follows after
+   * `errorSummaryIntervalMs`. The caller has reported the error already.
+   */
+  sendError(code: ImiErrorCode, message: string, txnId?: string): void {
+    if (!this.writable) return;
+    if (!this.errorBudget.take(code)) {
+      this.errorFramesSuppressed++;
+      return;
+    }
+    const data: { code: ImiErrorCode; message: string; txn_id?: string } = { code, message };
+    if (txnId !== undefined) data.txn_id = txnId;
+    this.send(frame({ param: 'error', data }));
   }
 
   /** Writes what is queued now. */
@@ -155,5 +192,6 @@ export class AppLink implements AppInfo {
   /** Stops reading and listening; used on replace before the close. */
   retire(): void {
     if (this.phase !== 'closed') this.phase = 'retired';
+    this.errorBudget.stop();
   }
 }

@@ -11,7 +11,6 @@ import type { IntermediaryHooks } from '../hooks.js';
 import type { ResolvedOptions } from '../options.js';
 import type { EventSink, Reporter } from '../ops/reporter.js';
 import type { AppLink } from './app-link.js';
-import { frame } from './frames.js';
 import type { UserDirectory } from './user-directory.js';
 
 /** Params whose own handling reports an unknown `data.id`, so their `updates` must not report it again. */
@@ -65,9 +64,7 @@ export class AppMessages {
       this.handshake.refuse(link, 'IMI_AUTH', 'the first frame must be a valid hello');
       return;
     }
-    const data: { code: ImiErrorCode; message: string; txn_id?: string } = { code: error.code, message: error.message };
-    if (error.txnId !== undefined) data.txn_id = error.txnId;
-    link.send(frame({ param: 'error', data }));
+    link.sendError(error.code, error.message, error.txnId);
   }
 
   /** A valid message from the app. */
@@ -223,9 +220,6 @@ export class AppMessages {
   }
 
   private sendError(link: AppLink, code: ImiErrorCode, message: string, txnId: string | undefined): void {
-    if (!link.writable) return;
-    const data: { code: ImiErrorCode; message: string; txn_id?: string } = { code, message };
-    if (txnId !== undefined) data.txn_id = txnId;
-    link.send(frame({ param: 'error', data }));
+    link.sendError(code, message, txnId);
   }
 }

@@ -164,6 +164,9 @@ export class AppSide implements AppPort, AppHandshake {
         maxBufferBytes: options.maxAppBufferBytes,
         processedTxnMemory: options.processedTxnMemory,
         maxHeldMessages: options.maxHeldMessages,
+        maxErrorFramesPerSecond: options.maxErrorFramesPerSecond,
+        errorFrameBurst: options.errorFrameBurst,
+        errorSummaryIntervalMs: options.errorSummaryIntervalMs,
       },
       {
         onMessage: (l, message) => this.messages.handle(l, message),

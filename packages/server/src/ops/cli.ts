@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
 import { ImiError } from '@imi/core';
 import { runAdminCommand } from './admin-client.js';
 import { Intermediary } from '../intermediary.js';
@@ -18,6 +19,7 @@ import type { ListenerOptions, TransportAddress } from '../users/transport.js';
 const CLI_ONLY = {
   config: { type: 'string' },
   'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -66,6 +68,7 @@ function usage(): string {
     '  --token <secret>            apps must send it in hello (or set IMI_TOKEN)',
     '  --admin-token <secret>      the admin API wants it as a bearer token (or set IMI_ADMIN_TOKEN; default: the token)',
     '  --log-level <level>         fatal, error, warn, info (default), debug, trace, silent',
+    '  --log-format <json|pretty>  log lines as JSON, or readable (default: pretty on a terminal, else json)',
     '',
     'More listeners for users, on --host (docs/transports.md; the config file takes any number as "listeners"):',
     '  --telnet-port <port>        telnet: NAWS, TTYPE/MTTS, ECHO, SGA, GMCP for MUD clients',
@@ -119,23 +122,29 @@ function parseValue(name: string, raw: string): string | number | boolean {
   return value;
 }
 
-/** A logger: JSON lines on stderr, or short readable lines when stderr is a terminal. */
-function createLogger(level: string): Logger {
-  if (!process.stderr.isTTY) return pino({ level, base: { pid: process.pid } }, pino.destination(2));
-  const names: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
-  return pino(
-    { level },
-    {
-      write(line: string) {
-        const { level: n, time, msg, pid: _pid, hostname: _host, ...rest } = JSON.parse(line) as Record<string, unknown>;
-        const extra = Object.entries(rest)
-          .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
-          .join(' ');
-        const when = new Date(Number(time)).toISOString().slice(11, 23);
-        process.stderr.write(`${when} ${names[Number(n)] ?? n} ${String(msg ?? '')}${extra ? '  ' + extra : ''}\n`);
-      },
-    },
-  );
+/** How the CLI writes its log: pino's JSON lines, or pino-pretty's readable ones. */
+type LogFormat = 'json' | 'pretty';
+const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
+
+/**
+ * A logger on stderr. `pretty` formats in the main thread and writes
+ * synchronously (`sync: true`), not through `pino.transport` (a worker
+ * thread): the CLI ends with `process.exit()` after a graceful stop, or at
+ * once on a second signal or a fatal error, and a line still queued for a
+ * worker then is lost. A terminal reader's log is small (reports are
+ * rate-limited), so formatting it in the main thread costs nothing that
+ * matters; JSON, the machine format, stays pino's own fast path.
+ */
+function createLogger(level: string, format: LogFormat): Logger {
+  if (format === 'json') return pino({ level, base: { pid: process.pid } }, pino.destination(2));
+  const stream = pretty({
+    destination: 2,
+    sync: true,
+    colorize: process.stderr.isTTY === true && process.env['NO_COLOR'] === undefined,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+  });
+  return pino({ level }, stream);
 }
 
 /**
@@ -149,7 +158,7 @@ function createLogger(level: string): Logger {
 function parseCommandLine(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
-): { kind: 'run'; options: IntermediaryOptions; logLevel: string } | { kind: 'help' } | { kind: 'version' } {
+): { kind: 'run'; options: IntermediaryOptions; logLevel: string; logFormat: LogFormat } | { kind: 'help' } | { kind: 'version' } {
   const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string }> = { ...CLI_ONLY, ...LISTENER_FLAGS };
   for (const name of OPTION_NAMES) flagSpec[kebab(name)] = { type: 'string' };
   let parsed: ReturnType<typeof parseArgs>;
@@ -178,7 +187,7 @@ function parseCommandLine(
     }
     if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ImiError('IMI_CONFIG', `--config ${configPath} must hold a JSON object`);
     for (const key of Object.keys(options)) {
-      if (!OPTION_NAMES.includes(key) && key !== 'logLevel') throw new ImiError('IMI_CONFIG', `unknown option ${JSON.stringify(key)} in ${configPath}`);
+      if (!OPTION_NAMES.includes(key) && key !== 'logLevel' && key !== 'logFormat') throw new ImiError('IMI_CONFIG', `unknown option ${JSON.stringify(key)} in ${configPath}`);
     }
   }
   if (env['IMI_TOKEN'] !== undefined && env['IMI_TOKEN'] !== '') options['token'] = env['IMI_TOKEN'];
@@ -192,7 +201,10 @@ function parseCommandLine(
   const logLevel = (values['log-level'] as string | undefined) ?? (options['logLevel'] as string | undefined) ?? 'info';
   delete options['logLevel'];
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new ImiError('IMI_CONFIG', `--log-level must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`);
-  return { kind: 'run', options: options as IntermediaryOptions, logLevel };
+  const logFormat = (values['log-format'] as string | undefined) ?? (options['logFormat'] as string | undefined) ?? (process.stderr.isTTY === true ? 'pretty' : 'json');
+  delete options['logFormat'];
+  if (!LOG_FORMATS.includes(logFormat as LogFormat)) throw new ImiError('IMI_CONFIG', `--log-format must be json or pretty; got ${String(logFormat)}`);
+  return { kind: 'run', options: options as IntermediaryOptions, logLevel, logFormat: logFormat as LogFormat };
 }
 
 function portFlag(values: Record<string, string | boolean | undefined>, flag: string): number | undefined {
@@ -267,7 +279,7 @@ async function main(): Promise<void> {
     process.stdout.write(version() + '\n');
     return;
   }
-  const logger = createLogger(command.logLevel);
+  const logger = createLogger(command.logLevel, command.logFormat);
   let intermediary: Intermediary;
   try {
     intermediary = new Intermediary({ ...command.options, logger });

@@ -9,10 +9,24 @@ import type { EventEmitter } from 'eventemitter3';
 import type { Logger } from 'pino';
 import { ERROR_CODES, ImiError, LimitError, type ImiErrorCode } from '@imi/core';
 import type { DropReason, IntermediaryEvents } from '../api.js';
+import { DEFAULT_ERROR_LOG_BURST, DEFAULT_ERROR_SUMMARY_INTERVAL_MS, DEFAULT_MAX_ERROR_LOG_LINES_PER_SECOND } from '../options.js';
 import type { AdmissionRefusal } from '../users/admission.js';
+import { ErrorBudget, summaryText } from './error-budget.js';
 
-/** Log lines per code per second before the rest are only counted. */
-const LOG_LINES_PER_CODE_PER_SECOND = 20;
+/** The levels reports are logged at, least severe first. */
+const REPORT_LEVELS = ['debug', 'info', 'warn'] as const;
+/** A level reports are logged at. */
+export type ReportLevel = (typeof REPORT_LEVELS)[number];
+
+/** How many report lines the log gets (see the options of the same names). */
+export interface LogBudget {
+  /** Lines a second per code. */
+  maxErrorLogLinesPerSecond: number;
+  /** Lines per code at once. */
+  errorLogBurst: number;
+  /** The summary of what was suppressed comes this long after the first of it, in ms. */
+  errorSummaryIntervalMs: number;
+}
 
 /** Where reported errors are emitted (the intermediary's `error` event). */
 export type EventSink = Pick<EventEmitter<IntermediaryEvents>, 'emit' | 'listenerCount'>;
@@ -55,35 +69,43 @@ export class Reporter {
   };
   private readonly logger: Logger;
   private readonly events: EventSink;
-  private readonly logBudget = new Map<ImiErrorCode, { second: number; count: number; suppressed: number }>();
+  private readonly logBudget: ErrorBudget;
+  /** The most severe level among the suppressed reports of each code: their summary's level. */
+  private readonly suppressedLevel = new Map<ImiErrorCode, ReportLevel>();
 
   /**
    * @param logger - where reports are logged
    * @param events - where they are emitted (`error`)
+   * @param budget - how many lines the log gets; defaults of the options of the same names
    */
-  constructor(logger: Logger, events: EventSink) {
+  constructor(logger: Logger, events: EventSink, budget?: LogBudget) {
     this.logger = logger;
     this.events = events;
+    this.logBudget = new ErrorBudget(
+      {
+        perSecond: budget?.maxErrorLogLinesPerSecond ?? DEFAULT_MAX_ERROR_LOG_LINES_PER_SECOND,
+        burst: budget?.errorLogBurst ?? DEFAULT_ERROR_LOG_BURST,
+        summaryIntervalMs: budget?.errorSummaryIntervalMs ?? DEFAULT_ERROR_SUMMARY_INTERVAL_MS,
+        perCode: true,
+      },
+      (code, suppressed, windowMs) => {
+        // At the reports' own level: a flood of debug-level reports must not summarise itself as a warning.
+        const level = this.suppressedLevel.get(code) ?? 'warn';
+        this.suppressedLevel.delete(code);
+        this.logger[level]({ code, suppressed, windowMs }, summaryText(code, suppressed, windowMs));
+      },
+    );
   }
 
-  /** Counts, logs (rate-limited per code) and emits an error. */
-  report(error: ImiError, level: 'warn' | 'info' | 'debug' = 'warn'): void {
+  /** Counts (every one), logs (within the log budget, per code) and emits an error. */
+  report(error: ImiError, level: ReportLevel = 'warn'): void {
     const counters = this.counters;
     counters.errors[error.code] = (counters.errors[error.code] ?? 0) + 1;
-    const second = Math.floor(Date.now() / 1000);
-    let budget = this.logBudget.get(error.code);
-    if (budget === undefined || budget.second !== second) {
-      if (budget !== undefined && budget.suppressed > 0) {
-        this.logger.warn({ code: error.code, suppressed: budget.suppressed }, 'further reports of this code were only counted');
-      }
-      budget = { second, count: 0, suppressed: 0 };
-      this.logBudget.set(error.code, budget);
-    }
-    if (budget.count < LOG_LINES_PER_CODE_PER_SECOND) {
-      budget.count++;
+    if (this.logBudget.take(error.code)) {
       this.logger[level]({ code: error.code, session: error.sessionId, txn: error.txnId, err: error.cause }, error.message);
     } else {
-      budget.suppressed++;
+      const before = this.suppressedLevel.get(error.code);
+      if (before === undefined || REPORT_LEVELS.indexOf(level) > REPORT_LEVELS.indexOf(before)) this.suppressedLevel.set(error.code, level);
     }
     if (this.events.listenerCount('error') > 0) {
       try {
@@ -92,6 +114,11 @@ export class Reporter {
         this.logger.error({ err: listenerError }, 'an error listener threw');
       }
     }
+  }
+
+  /** Logs the summary of what is suppressed now (on close: the last lines must not be lost). */
+  flush(): void {
+    this.logBudget.flush();
   }
 
   /** Counts a limit hit (in `stats().limits`) without reporting it. */
