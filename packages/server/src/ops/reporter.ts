@@ -14,6 +14,8 @@ import type { AdmissionRefusal } from '../users/admission.js';
 /** Log lines per code per second before the rest are only counted. */
 const LOG_LINES_PER_CODE_PER_SECOND = 20;
 
+const LEVEL_RANK = { debug: 0, info: 1, warn: 2 } as const;
+
 /** Where reported errors are emitted (the intermediary's `error` event). */
 export type EventSink = Pick<EventEmitter<IntermediaryEvents>, 'emit' | 'listenerCount'>;
 
@@ -55,7 +57,7 @@ export class Reporter {
   };
   private readonly logger: Logger;
   private readonly events: EventSink;
-  private readonly logBudget = new Map<ImiErrorCode, { second: number; count: number; suppressed: number }>();
+  private readonly logBudget = new Map<ImiErrorCode, { second: number; count: number; suppressed: number; level: 'warn' | 'info' | 'debug' }>();
 
   /**
    * @param logger - where reports are logged
@@ -74,9 +76,10 @@ export class Reporter {
     let budget = this.logBudget.get(error.code);
     if (budget === undefined || budget.second !== second) {
       if (budget !== undefined && budget.suppressed > 0) {
-        this.logger.warn({ code: error.code, suppressed: budget.suppressed }, 'further reports of this code were only counted');
+        // At the level of the reports it stands for: a flood of debug-level reports must not surface as a warning.
+        this.logger[budget.level]({ code: error.code, suppressed: budget.suppressed }, 'further reports of this code were only counted');
       }
-      budget = { second, count: 0, suppressed: 0 };
+      budget = { second, count: 0, suppressed: 0, level: 'debug' };
       this.logBudget.set(error.code, budget);
     }
     if (budget.count < LOG_LINES_PER_CODE_PER_SECOND) {
@@ -84,6 +87,7 @@ export class Reporter {
       this.logger[level]({ code: error.code, session: error.sessionId, txn: error.txnId, err: error.cause }, error.message);
     } else {
       budget.suppressed++;
+      if (LEVEL_RANK[level] > LEVEL_RANK[budget.level]) budget.level = level;
     }
     if (this.events.listenerCount('error') > 0) {
       try {
