@@ -155,6 +155,7 @@ export class AppMessages {
         else {
           connection.write(message.data.value);
           events.emit('appOutput', connection, message.data.value);
+          users.replied(connection);
         }
         break;
       }

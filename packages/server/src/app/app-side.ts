@@ -284,6 +284,7 @@ export class AppSide implements AppPort, AppHandshake {
   /** The app's `ack` (or a message's `ack` field). */
   acknowledge(seq: number): void {
     this.parts.ledger.ack(seq);
+    this.parts.users.inputAcked();
   }
 
   /** Every message still waiting for `dep_txns` past `depWaitTimeoutMs` is processed now. */
