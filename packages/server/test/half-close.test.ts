@@ -58,6 +58,18 @@ describe('a user who half-closes (TCP)', () => {
     expect(disconnect!.data).toEqual({ id, reason: 'closed' });
   });
 
+  it('an acking app that acks a line without output has answered it', async () => {
+    const { app, user, id } = await withAppAndUser(scope, { appDownNotice: false, halfCloseGraceMs: 30_000 }, { name: 'acking', acks: true });
+    user.send('save');
+    await app.waitForParam('input');
+    app.send({ param: 'ack', data: { seq: app.of('input')[0]!.seq } }); // answered with silence
+    await app.barrier();
+    user.socket.end();
+    const [disconnect] = await app.waitForParam('disconnect', 1, 2000);
+    expect(disconnect!.data).toEqual({ id, reason: 'closed' });
+    await user.waitClosed();
+  });
+
   it('an app that never answers: the session closes after halfCloseGraceMs', async () => {
     const { app, user, id } = await withAppAndUser(scope, { appDownNotice: false, halfCloseGraceMs: 300 });
     user.send('quit');

@@ -77,6 +77,10 @@ export class AppSide implements AppPort, AppHandshake {
     return app !== undefined && app.phase === 'active' ? app.connectionId : 0;
   }
 
+  get readyAppAcks(): boolean {
+    return this.current?.acks === true;
+  }
+
   /** App messages waiting for `dep_txns`. */
   get heldMessages(): number {
     return this.app?.deps.held ?? 0;

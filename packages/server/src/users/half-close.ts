@@ -5,10 +5,10 @@
  * after their input ended; then it closes with reason `closed`.
  *
  * "Answered" means: nothing of theirs is queued for an app or held by the
- * input rate, an acking app acked every line of theirs, and the app sent
- * them `output` after their last line (for an acking app, an ack of every
- * line counts as that answer). The close waits for the rest of the event
- * loop turn, so the other messages the app sent in the same read go out too.
+ * input rate, and then, with an acking app, every line of theirs acked;
+ * with an app without acks, `output` to them after their last line. The
+ * close waits for the rest of the event loop turn, so the other messages
+ * the app sent in the same read go out too.
  *
  * @module
  */
@@ -23,10 +23,12 @@ export class HalfClosedUsers {
   /**
    * @param graceMs - the longest wait for the answer (`halfCloseGraceMs`)
    * @param ledger - where their queued and unacked lines are
+   * @param appAcks - whether the connected app acks
    */
   constructor(
     private readonly graceMs: number,
     private readonly ledger: InputLedger,
+    private readonly appAcks: () => boolean,
   ) {}
 
   /** Whether anyone waits (so an ack costs nothing while nobody does). */
@@ -46,20 +48,18 @@ export class HalfClosedUsers {
   /** Something that may be the answer happened for this user: output, released lines. */
   check(connection: Connection): void {
     if (!this.waiting.has(connection) || this.closeScheduled.has(connection)) return;
-    if (connection.awaitingReply || connection.delayedLines.length > 0) return;
+    if (connection.delayedLines.length > 0) return;
     const totals = this.ledger.sessionTotals(connection.id);
     if (totals !== undefined && (totals.queuedLines > 0 || totals.unacked > 0)) return;
+    // An acking app may ack a line it answers with silence; output alone may be half its answer.
+    if (!this.appAcks() && connection.awaitingReply) return;
     this.closeScheduled.add(connection);
     setImmediate(() => this.finish(connection));
   }
 
   /** The app acked: a waiting user with nothing unacked left has their answer. */
   acked(): void {
-    for (const connection of this.waiting.keys()) {
-      const totals = this.ledger.sessionTotals(connection.id);
-      if (totals !== undefined && totals.unacked === 0 && totals.queuedLines === 0) connection.awaitingReply = false;
-      this.check(connection);
-    }
+    for (const connection of this.waiting.keys()) this.check(connection);
   }
 
   /** The user is closing for another reason (kicked, shutdown, gone): stop waiting. */

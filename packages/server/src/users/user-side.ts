@@ -54,7 +54,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
       maxConnectionsPerIp: parts.options.maxConnectionsPerIp,
       connectRatePerIp: parts.options.connectRatePerIp,
     });
-    this.halfClosed = new HalfClosedUsers(parts.options.halfCloseGraceMs, parts.ledger);
+    this.halfClosed = new HalfClosedUsers(parts.options.halfCloseGraceMs, parts.ledger, () => this.app.readyAppAcks);
   }
 
   get closeTimeoutMs(): number {
