@@ -85,7 +85,7 @@ export const DEFAULT_INPUT_RATE_PER_SESSION = 50;
 export const DEFAULT_INPUT_BURST_PER_SESSION = 100;
 /** Default {@link IntermediaryOptions.maxDelayedLinesPerSession}: lines held back by the rate limit before more are dropped. */
 export const DEFAULT_MAX_DELAYED_LINES_PER_SESSION = 100;
-/** Default {@link IntermediaryOptions.closeTimeoutMs}: how long `close()` lets sockets flush. */
+/** Default {@link IntermediaryOptions.closeTimeoutMs}: how long a closed user socket (and `close()`) may take to flush. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 /**
  * Default {@link IntermediaryOptions.proxyHeaderTimeoutMs}: 5 s (like
@@ -99,6 +99,26 @@ export const DEFAULT_PROXY_HEADER_TIMEOUT_MS = 5_000;
  * elsewhere must be named: the PROXY ports fail closed.
  */
 export const DEFAULT_PROXY_TRUSTED_ADDRESSES: readonly string[] = Object.freeze(['127.0.0.0/8', '::1']);
+/**
+ * Default {@link IntermediaryOptions.halfCloseGraceMs}: 5 s. A reply takes
+ * milliseconds; an app restarting takes seconds, and a scripted client
+ * (`nc -q1`) hangs up on its own after a second or so anyway.
+ */
+export const DEFAULT_HALF_CLOSE_GRACE_MS = 5_000;
+/**
+ * Default {@link IntermediaryOptions.keepAliveMs}: 60 s of silence before the
+ * first TCP keepalive probe. Short enough that a user whose network vanished
+ * is gone in minutes rather than hours (the kernel's default is 2 h), long
+ * enough to cost nothing: one empty packet a minute on an idle connection.
+ */
+export const DEFAULT_KEEP_ALIVE_MS = 60_000;
+/**
+ * Default {@link IntermediaryOptions.telnetProbeMs}: off. TCP keepalive
+ * already finds a dead peer that is connected directly, and finds it sooner
+ * (a probe in flight makes the kernel retransmit for many minutes instead of
+ * sending keepalives); the probe is for users behind a TCP proxy.
+ */
+export const DEFAULT_TELNET_PROBE_MS = 0;
 /** Default {@link IntermediaryOptions.appDownNotice}. */
 export const DEFAULT_APP_DOWN_NOTICE = '\r\n*** The application is restarting. Stay connected: nothing you type is lost. ***\r\n';
 /** Default {@link IntermediaryOptions.shutdownNotice}. */
@@ -262,8 +282,33 @@ export interface IntermediaryOptions {
   refusedNotice?: string | false;
   /** Told to a user once per burst whose lines were dropped by the input rate. Default {@link DEFAULT_RATE_LIMIT_NOTICE}. */
   rateLimitNotice?: string | false;
-  /** How long `close()` waits for sockets to flush before destroying them. Default {@link DEFAULT_CLOSE_TIMEOUT_MS}. */
+  /**
+   * How long a user socket the intermediary closed (kicked, timed out, done
+   * after a half-close, shut down by `close()`) may take to flush its last
+   * output before it is destroyed, in ms. The app hears `disconnect` at
+   * once; only the socket lingers. Default {@link DEFAULT_CLOSE_TIMEOUT_MS}.
+   */
   closeTimeoutMs?: number;
+  /**
+   * After a user half-closed (sent FIN but still reads: `printf … | nc`), how
+   * long their session stays open for the app's answer to what they sent,
+   * in ms; it closes (`closed`) as soon as the app answered. 0 closes once
+   * their last line is delivered. Default {@link DEFAULT_HALF_CLOSE_GRACE_MS}.
+   */
+  halfCloseGraceMs?: number;
+  /**
+   * TCP keepalive on `tcp`, `tls` and `telnet` users: silence before the
+   * first probe, in ms. A peer whose network vanished is then disconnected
+   * (`timeout`) once the kernel's probes go unanswered. 0: off. Default
+   * {@link DEFAULT_KEEP_ALIVE_MS}.
+   */
+  keepAliveMs?: number;
+  /**
+   * Telnet users: send `IAC NOP` (ignored by every client) this often, in ms,
+   * so a dead peer behind a TCP proxy fails a write and is disconnected. 0:
+   * off. Default {@link DEFAULT_TELNET_PROBE_MS}.
+   */
+  telnetProbeMs?: number;
   /** Told to each user once per app outage; `false` for silence. Default {@link DEFAULT_APP_DOWN_NOTICE}. */
   appDownNotice?: string | false;
   /** Told to each user on shutdown; `false` for silence. Default {@link DEFAULT_SHUTDOWN_NOTICE}. */
@@ -319,6 +364,9 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   errorLogBurst: DEFAULT_ERROR_LOG_BURST,
   errorSummaryIntervalMs: DEFAULT_ERROR_SUMMARY_INTERVAL_MS,
   closeTimeoutMs: DEFAULT_CLOSE_TIMEOUT_MS,
+  halfCloseGraceMs: DEFAULT_HALF_CLOSE_GRACE_MS,
+  keepAliveMs: DEFAULT_KEEP_ALIVE_MS,
+  telnetProbeMs: DEFAULT_TELNET_PROBE_MS,
   maxConnections: DEFAULT_MAX_CONNECTIONS,
   maxConnectionsPerIp: DEFAULT_MAX_CONNECTIONS_PER_IP,
   connectRatePerIp: DEFAULT_CONNECT_RATE_PER_IP,

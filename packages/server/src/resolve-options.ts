@@ -41,7 +41,7 @@ const POSITIVE_OPTIONS = [
   'maxDelayedLinesPerSession',
   'proxyHeaderTimeoutMs',
 ] as const;
-const NON_NEGATIVE_OPTIONS = ['legacyHelloWaitMs', 'heartbeatIntervalMs'] as const;
+const NON_NEGATIVE_OPTIONS = ['legacyHelloWaitMs', 'heartbeatIntervalMs', 'halfCloseGraceMs', 'keepAliveMs', 'telnetProbeMs'] as const;
 
 function configError(message: string): ImiError {
   return new ImiError('IMI_CONFIG', message);

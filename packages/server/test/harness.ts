@@ -8,9 +8,14 @@ import { StringDecoder } from 'node:string_decoder';
 import { afterEach } from 'vitest';
 import { Intermediary, type IntermediaryOptions, type ListeningPorts, type Session } from '@imi/server';
 
-/** Starts an intermediary on free ports with quiet, test-friendly defaults. */
+/**
+ * Starts an intermediary on free ports with quiet, test-friendly defaults.
+ * `RawUser.close()` is a half-close, and most test apps never answer: a
+ * short `halfCloseGraceMs` keeps a user who leaves from waiting the real
+ * default for an answer (half-close.test.ts tests that wait).
+ */
 export async function startIntermediary(options: IntermediaryOptions = {}): Promise<{ imi: Intermediary; ports: ListeningPorts }> {
-  const imi = new Intermediary({ externalPort: 0, clientPort: 0, host: '127.0.0.1', legacyHelloWaitMs: 50, ...options });
+  const imi = new Intermediary({ externalPort: 0, clientPort: 0, host: '127.0.0.1', legacyHelloWaitMs: 50, halfCloseGraceMs: 200, ...options });
   const ports = await imi.listen();
   return { imi, ports };
 }

@@ -158,12 +158,14 @@ describe('users leaving', () => {
     expect(reset!.data).toEqual({ id: resetId, reason: 'error' });
   });
 
-  it('a user who half-closes: their last line is delivered, then disconnect with reason "closed"', async () => {
-    const { app, user, id } = await withAppAndUser(scope, { appDownNotice: false });
+  it('a user who half-closes: their last line is delivered, the reply reaches them, then disconnect with reason "closed"', async () => {
+    const { app, user, id } = await withAppAndUser(scope, { appDownNotice: false, halfCloseGraceMs: 30_000 });
     user.send('last words');
     user.socket.end(); // FIN, but still reading
     const [input] = await app.waitForParam('input');
     expect(input!.data['value']).toBe('last words');
+    app.output(id, 'Goodbye.\r\n');
+    await user.waitFor('Goodbye.\r\n');
     const [disconnect] = await app.waitForParam('disconnect');
     expect(disconnect!.data).toEqual({ id, reason: 'closed' });
     await user.waitClosed();

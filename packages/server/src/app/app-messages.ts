@@ -152,6 +152,7 @@ export class AppMessages {
         else {
           connection.write(message.data.value, message.data.prompt === true);
           events.emit('appOutput', connection, message.data.value);
+          users.replied(connection);
         }
         break;
       }

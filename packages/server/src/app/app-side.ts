@@ -77,6 +77,10 @@ export class AppSide implements AppPort, AppHandshake {
     return app !== undefined && app.phase === 'active' ? app.connectionId : 0;
   }
 
+  get readyAppAcks(): boolean {
+    return this.current?.acks === true;
+  }
+
   /** App messages waiting for `dep_txns`. */
   get heldMessages(): number {
     return this.app?.deps.held ?? 0;
@@ -287,6 +291,7 @@ export class AppSide implements AppPort, AppHandshake {
   /** The app's `ack` (or a message's `ack` field). */
   acknowledge(seq: number): void {
     this.parts.ledger.ack(seq);
+    this.parts.users.inputAcked();
   }
 
   /** Every message still waiting for `dep_txns` past `depWaitTimeoutMs` is processed now. */

@@ -19,4 +19,8 @@ export interface UserDirectory {
    * @returns how many users it was written to
    */
   broadcast(text: string, except?: ReadonlySet<string>): number;
+  /** The app sent this user `output` (a half-closed user waits for it). */
+  replied(connection: Connection): void;
+  /** The app acked input (a half-closed user may have all theirs acked now). */
+  inputAcked(): void;
 }

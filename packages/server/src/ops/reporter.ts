@@ -28,6 +28,8 @@ export interface LogBudget {
   errorSummaryIntervalMs: number;
 }
 
+const LEVEL_RANK = { debug: 0, info: 1, warn: 2 } as const;
+
 /** Where reported errors are emitted (the intermediary's `error` event). */
 export type EventSink = Pick<EventEmitter<IntermediaryEvents>, 'emit' | 'listenerCount'>;
 

@@ -12,6 +12,8 @@ import type { Connection } from './connection.js';
 export interface AppPort {
   /** The connection id of the app that is connected and synced; 0 while there is none. */
   readonly readyApp: number;
+  /** Whether that app acks (its acks, not its output, say when input is answered). */
+  readonly readyAppAcks: boolean;
   /** Tells the ready app about a user just let in (`connect`, `resumed: false`). */
   announce(connection: Connection): void;
   /** Sends a line to the ready app (tracked for its ack when the app acks). */

@@ -29,6 +29,12 @@ export interface ConnectionOwner {
   onLine(connection: Connection, line: string, truncated: boolean, bytes: number): void;
   /** The channel closed. */
   onConnectionClosed(connection: Connection): void;
+  /** Close was asked for: the user is gone for the app from now on, while the socket flushes. */
+  onConnectionClosing(connection: Connection): void;
+  /** The user's input ended (a half-close); their unfinished line was just delivered. */
+  onInputEnded(connection: Connection): void;
+  /** How long a closing connection may take to flush before it is destroyed, in ms (`closeTimeoutMs`). */
+  readonly closeTimeoutMs: number;
   /** Text is about to be written: returns what to write (the `output` hook). */
   transformOutput(connection: Connection, text: string): string;
   /** The user is not reading and their buffer passed the limit. */
@@ -65,6 +71,10 @@ export class Connection implements Session, ChannelSink {
   delayTimer: NodeJS.Timeout | undefined;
   /** Whether the user was told lines were dropped, in the current burst. */
   toldRateLimit = false;
+  /** Set once the user half-closed: no more input will come. */
+  inputEnded = false;
+  /** Set when a line of this user went to an app (or was queued for one) that has not answered it yet. */
+  awaitingReply = false;
   /** Set when the admission counted this connection (so it is released once). */
   admitted = false;
   /** Last time the user sent a line (ms). */
@@ -113,14 +123,18 @@ export class Connection implements Session, ChannelSink {
     this.splitter.write(bytes);
   }
 
-  /** The user half-closed: finish what we were writing, then close. */
+  /** The user half-closed: their unfinished line is a line; the owner decides when to close. */
   onEnd(): void {
-    this.close(undefined, 'closed');
+    if (this.closing || this.inputEnded) return;
+    this.inputEnded = true;
+    this.splitter.end();
+    this.owner.onInputEnded(this);
   }
 
   /** The channel failed. */
   onError(reason: string): void {
-    if (!this.closing) this.closeReason = reason;
+    // After a half-close the user had left already: a failure while we wait for their reply is their going.
+    if (!this.closing && !this.inputEnded) this.closeReason = reason;
   }
 
   /** The channel closed. */
@@ -261,9 +275,10 @@ export class Connection implements Session, ChannelSink {
     this.closing = true;
     this.closeReason = reason;
     this.channel.end();
-    // A peer that never reads would keep a half-closed connection forever.
-    this.closeTimer = setTimeout(() => this.channel.destroy(), 10_000);
+    // A peer that never closes its side, or never reads, would keep the socket forever.
+    this.closeTimer = setTimeout(() => this.channel.destroy(), this.owner.closeTimeoutMs);
     this.closeTimer.unref();
+    this.owner.onConnectionClosing(this);
   }
 
   /** Closes at once, dropping unwritten output. */

@@ -188,6 +188,15 @@ export class LineSplitter {
     }
   }
 
+  /**
+   * The input ended (the user half-closed): an unfinished line is still a
+   * line — what a script sends last often has no line end. CRs alone are
+   * not one.
+   */
+  end(): void {
+    if (this.partsBytes > this.crs || this.overflowBytes > 0) this.emit();
+  }
+
   private keep(chunk: Buffer, start: number, end: number): void {
     if (end <= start) return;
     const crs = trailingCrs(chunk, start, end);

@@ -14,6 +14,7 @@ import { TelnetChannel } from './telnet/telnet-channel.js';
 import {
   DEFAULT_TELNET_NEGOTIATION_MS,
   NULL_SINK,
+  socketErrorReason,
   transportName,
   type ChannelSink,
   type TcpListenerOptions,
@@ -50,9 +51,15 @@ export class SocketChannel implements UserChannel {
     this.socket = socket;
     this.transport = transport;
     this.remote = remote ?? { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    // A user who half-closes (`printf … | nc`) still reads: their reply must get out.
+    socket.allowHalfOpen = true;
     socket.setNoDelay(true);
-    socket.on('error', (error) => this.sink.onError('error', error));
+    socket.on('error', (error) => this.sink.onError(socketErrorReason(error), error));
     socket.on('close', () => this.sink.onClose());
+  }
+
+  watchPeer(keepAliveMs: number): void {
+    if (keepAliveMs > 0) this.socket.setKeepAlive(true, keepAliveMs);
   }
 
   get writableLength(): number {

@@ -19,12 +19,18 @@ export interface ChannelSink {
    * connection splits them into lines (`maxLineBytes` applies).
    */
   onData(bytes: Buffer): void;
-  /** The peer ended its side (a TCP half-close): the connection finishes writing, then closes. */
+  /**
+   * The peer ended its side (a TCP half-close): no more input will come. The
+   * connection delivers the unfinished line, waits (bounded by
+   * `halfCloseGraceMs`) until the app answered, then closes. The channel must
+   * stay writable meanwhile, and report this only after every byte read
+   * before it reached the sink.
+   */
   onEnd(): void;
   /**
    * The channel failed. `reason` is what the app will be told in
-   * `disconnect.data.reason` (`"error"`, `"timeout"`, `"limit"`); `onClose`
-   * follows.
+   * `disconnect.data.reason` (`"error"`, `"timeout"`, `"limit"`; see
+   * {@link socketErrorReason}); `onClose` follows.
    */
   onError(reason: string, error?: Error): void;
   /** The channel is closed: nothing more is read or written. Called once. */
@@ -80,6 +86,13 @@ export interface UserChannel {
   destroy(): void;
   /** Telnet (and WebSocket peers speaking the `imi.v1` subprotocol): hides (`false`) or shows (`true`) what the user types. Returns whether the transport can. */
   setEcho?(visible: boolean): boolean;
+  /**
+   * Stream transports: starts the checks that notice a peer whose network
+   * vanished — TCP keepalive after `keepAliveMs` of silence, and on telnet an
+   * `IAC NOP` every `probeMs` (each 0: off). A dead peer then fails the
+   * channel ({@link ChannelSink.onError}). Called once, when the user is let in.
+   */
+  watchPeer?(keepAliveMs: number, probeMs: number): void;
   /** Telnet only: sends a GMCP message. Returns false when GMCP is not on for this user. */
   sendGmcp?(packageName: string, json: string | undefined): boolean;
   /**
@@ -230,6 +243,16 @@ export const DEFAULT_TELNET_NEGOTIATION_MS = 500;
 export const DEFAULT_WS_MAX_PAYLOAD_BYTES = 64 * 1024;
 /** Default {@link WsListenerOptions.pingIntervalMs}: 30 s. */
 export const DEFAULT_WS_PING_INTERVAL_MS = 30_000;
+
+/**
+ * What the app is told when a user's socket fails: `"timeout"` when the
+ * kernel gave up on a silent peer (`ETIMEDOUT`: keepalive probes or
+ * retransmissions unanswered — the network vanished), `"error"` otherwise
+ * (a reset, a broken pipe).
+ */
+export function socketErrorReason(error: NodeJS.ErrnoException): 'timeout' | 'error' {
+  return error.code === 'ETIMEDOUT' ? 'timeout' : 'error';
+}
 
 /** Whether a `listeners` entry is a {@link Transport} object rather than {@link ListenerOptions}. */
 export function isTransport(value: ListenerOptions | Transport): value is Transport {

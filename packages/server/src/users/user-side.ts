@@ -17,6 +17,7 @@ import type { EventSink, Reporter } from '../ops/reporter.js';
 import { Admission, TokenBucket, isLoopback, type AdmissionRefusal } from './admission.js';
 import type { AppPort } from './app-port.js';
 import { Connection, type ConnectionOwner, type DelayedLine } from './connection.js';
+import { HalfClosedUsers } from './half-close.js';
 import type { UserChannel } from './transport.js';
 
 /** What the users side is given by the intermediary. */
@@ -41,6 +42,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
   /** The per-address connection limits. */
   readonly admission: Admission;
   private readonly parts: UserSideParts;
+  private readonly halfClosed: HalfClosedUsers;
   /** Set by the composition root once the app side exists. */
   app!: AppPort;
 
@@ -52,6 +54,11 @@ export class UserSide implements ConnectionOwner, UserDirectory {
       maxConnectionsPerIp: parts.options.maxConnectionsPerIp,
       connectRatePerIp: parts.options.connectRatePerIp,
     });
+    this.halfClosed = new HalfClosedUsers(parts.options.halfCloseGraceMs, parts.ledger, () => this.app.readyAppAcks);
+  }
+
+  get closeTimeoutMs(): number {
+    return this.parts.options.closeTimeoutMs;
   }
 
   live(): IterableIterator<Connection> {
@@ -82,6 +89,14 @@ export class UserSide implements ConnectionOwner, UserDirectory {
     }
     const { options, registry, hooks, reporter } = this.parts;
     const address = channel.remote.address;
+    if (address === '') {
+      // Reset before it was accepted (a health check, a reconnect storm): the
+      // kernel no longer knows the peer. Nobody is there to let in or refuse,
+      // and no address may be guessed for the limits or the app.
+      this.parts.logger.debug({ transport: channel.transport }, 'a connection was gone before it was accepted: dropped');
+      channel.destroy();
+      return;
+    }
     const limited = options.limitLoopback || !isLoopback(address);
     const refusal = this.admission.admit(address, Date.now(), limited);
     if (refusal !== undefined) {
@@ -138,6 +153,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
     if (limited) connection.inputBucket = new TokenBucket(this.parts.options.inputRatePerSession, this.parts.options.inputBurstPerSession, Date.now());
     this.openConnections.add(connection);
     this.parts.ledger.openSession(connection.id);
+    connection.userChannel.watchPeer?.(this.parts.options.keepAliveMs, this.parts.options.telnetProbeMs);
     return connection;
   }
 
@@ -294,6 +310,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
     } else {
       connection.toldRateLimit = false;
       if (connection.accepted) connection.resume();
+      if (connection.inputEnded) this.halfClosed.check(connection);
     }
   }
 
@@ -324,6 +341,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
     events.emit('input', connection, value);
     const entry = ledger.input(connection.id, value, randomUUID(), Buffer.byteLength(value));
     if (this.app.readyApp !== 0) {
+      connection.awaitingReply = true;
       this.app.deliver(entry);
       return;
     }
@@ -338,6 +356,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
       counters.dropped.appDownDrop++;
       return;
     }
+    connection.awaitingReply = true;
     ledger.queue(entry);
   }
 
@@ -350,10 +369,31 @@ export class UserSide implements ConnectionOwner, UserDirectory {
     if (notice !== false) connection.write(notice);
   }
 
+  /** The app sent this user output: the answer a half-closed user waits for. */
+  replied(connection: Connection): void {
+    connection.awaitingReply = false;
+    if (connection.inputEnded) this.halfClosed.check(connection);
+  }
+
+  /** The app acked: half-closed users whose every line is acked have their answer. */
+  inputAcked(): void {
+    if (this.halfClosed.size > 0) this.halfClosed.acked();
+  }
+
   // ------------------------------------------------------------ departure
 
+  /** A half-closed user: they wait, writable, for the app's answer (see `half-close.ts`). */
+  onInputEnded(connection: Connection): void {
+    if (!connection.accepted) connection.close(undefined, 'closed');
+    else this.halfClosed.begin(connection);
+  }
+
+  /** Close was asked for (kicked, refused, timed out, shut down): the app hears of it now, not when the socket is gone. */
+  onConnectionClosing(connection: Connection): void {
+    this.forget(connection);
+  }
+
   onConnectionClosed(connection: Connection): void {
-    const { registry, reporter, ledger, logger, hooks, events } = this.parts;
     if (connection.admitted) {
       connection.admitted = false;
       this.admission.release(connection.remote.address, connection.inputBucket !== undefined);
@@ -361,6 +401,14 @@ export class UserSide implements ConnectionOwner, UserDirectory {
     if (connection.delayTimer !== undefined) clearTimeout(connection.delayTimer);
     connection.delayedLines.clear();
     this.openConnections.delete(connection);
+    this.forget(connection);
+    connection.markClosed();
+  }
+
+  /** Ends the session (once): out of the registry, stats and resyncs; its input dropped; the app told. */
+  private forget(connection: Connection): void {
+    const { registry, reporter, ledger, logger, hooks, events } = this.parts;
+    this.halfClosed.forget(connection);
     if (!registry.has(connection.id)) return;
     const reason = connection.closeReason;
     registry.remove(connection.id, reason);
@@ -369,10 +417,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
     reporter.counters.closedOutput.bytes += counters.bytesOut;
     // Their queued and unacked input goes with them: no app will hear of this user again.
     ledger.closeSession(connection.id);
-    if (!connection.accepted) {
-      connection.markClosed();
-      return;
-    }
+    if (!connection.accepted) return;
     this.connections.delete(connection.id);
     logger.debug({ session: connection.id, reason }, 'user disconnected');
     try {
@@ -382,6 +427,5 @@ export class UserSide implements ConnectionOwner, UserDirectory {
     }
     events.emit('sessionClose', connection, reason);
     this.app.userLeft(connection, reason);
-    connection.markClosed();
   }
 }

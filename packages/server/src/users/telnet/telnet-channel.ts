@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import zlib from 'node:zlib';
 import type { RemoteAddress, TelnetInfo } from '@imi/core';
 import { TelnetSession, type TelnetSink } from './telnet.js';
-import { NULL_SINK, type ChannelSink, type UserChannel } from '../transport.js';
+import { NULL_SINK, socketErrorReason, type ChannelSink, type UserChannel } from '../transport.js';
 
 /** Options of {@link TelnetChannel}. */
 export interface TelnetChannelOptions {
@@ -42,6 +42,9 @@ const DEFLATE_OPTIONS: zlib.ZlibOptions = { windowBits: 12, memLevel: 5, level: 
 
 type Held = Buffer | { readonly packageName: string; readonly json: string };
 
+/** `IAC NOP`: a command every client ignores, sent as a probe for a dead peer. */
+const NOP = Buffer.from([255, 241]);
+
 /** Where a new compressed stream starts, in output queued behind one being finished. */
 const START = Symbol('start MCCP2');
 /** Where the stream started at the {@link START} before it ends again. */
@@ -70,6 +73,9 @@ export class TelnetChannel implements UserChannel {
   private flushScheduled = false;
   private settle: (() => void) | undefined;
   private settleTimer: NodeJS.Timeout | undefined;
+  /** The peer's FIN, held back until the input read before it has reached the sink. */
+  private endPending = false;
+  private probeTimer: NodeJS.Timeout | undefined;
 
   /**
    * @param socket - the user's socket (a `tls.TLSSocket` for `telnet+tls`)
@@ -80,6 +86,8 @@ export class TelnetChannel implements UserChannel {
     this.socket = socket;
     this.transport = transport;
     this.remote = options.remote ?? { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    // A user who half-closes (a scripted client) still reads: their reply must get out.
+    socket.allowHalfOpen = true;
     this.negotiationMs = options.negotiationMs;
     const sink: TelnetSink = {
       onData: (bytes) => this.input(bytes),
@@ -93,9 +101,10 @@ export class TelnetChannel implements UserChannel {
     };
     this.session = new TelnetSession(sink, { mccp2: options.mccp2, gmcp: options.gmcp, nvtOutput: options.nvtOutput, eor: options.eor });
     socket.setNoDelay(true);
-    socket.on('error', (error) => this.sink.onError('error', error));
+    socket.on('error', (error) => this.sink.onError(socketErrorReason(error), error));
     socket.on('close', () => {
       this.settled();
+      if (this.probeTimer !== undefined) clearInterval(this.probeTimer);
       this.deflate?.destroy();
       this.stopping?.destroy();
       this.sink.onClose();
@@ -117,7 +126,10 @@ export class TelnetChannel implements UserChannel {
   attach(sink: ChannelSink): Promise<void> | void {
     this.sink = sink;
     this.socket.on('data', (chunk: Buffer) => this.session.receive(chunk));
-    this.socket.on('end', () => sink.onEnd());
+    this.socket.on('end', () => {
+      if (this.holding || this.held.length > 0) this.endPending = true;
+      else sink.onEnd();
+    });
     this.session.start();
     if (this.negotiationMs === 0 || this.session.isSettled) return;
     return new Promise<void>((resolve) => {
@@ -162,7 +174,7 @@ export class TelnetChannel implements UserChannel {
   resume(): void {
     this.holding = false;
     this.socket.resume();
-    if (this.held.length > 0 && !this.flushScheduled) {
+    if ((this.held.length > 0 || this.endPending) && !this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(flushHeld, this);
     }
@@ -182,6 +194,16 @@ export class TelnetChannel implements UserChannel {
     } else if (this.stopping === undefined) {
       this.socket.end();
     }
+  }
+
+  watchPeer(keepAliveMs: number, probeMs: number): void {
+    if (keepAliveMs > 0) this.socket.setKeepAlive(true, keepAliveMs);
+    if (probeMs <= 0 || this.probeTimer !== undefined) return;
+    // Traffic of our own reaches past a TCP proxy in front of us, whose
+    // keepalive would only test the hop to the proxy: a dead client then
+    // shows up as a reset or a failed write.
+    this.probeTimer = setInterval(() => this.writeOut(NOP), probeMs);
+    this.probeTimer.unref();
   }
 
   destroy(): void {
@@ -213,6 +235,10 @@ export class TelnetChannel implements UserChannel {
       } else {
         this.sink.onGmcp(item.packageName, item.json);
       }
+    }
+    if (this.endPending && !this.holding && this.held.length === 0) {
+      this.endPending = false;
+      this.sink.onEnd();
     }
   }
 
