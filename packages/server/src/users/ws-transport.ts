@@ -163,7 +163,7 @@ export class WsTransport implements Transport {
     this.onListenerError = context.onListenerError;
   }
 
-  async listen(accept: (channel: UserChannel) => void, backlog: number): Promise<TransportAddress> {
+  async listen(accept: (channel: UserChannel) => void, backlog: number, fd?: number): Promise<TransportAddress> {
     const options = this.options;
     if (options.web === true) this.page = this.loadPage();
     const server = options.tls === undefined ? createHttpServer() : createHttpsServer(secureContextOptions(options.tls));
@@ -185,7 +185,7 @@ export class WsTransport implements Transport {
       });
     });
     server.on('clientError', (_error, socket) => socket.destroy());
-    await listenOn(server, options.port, this.host, backlog);
+    await listenOn(server, options.port, this.host, backlog, fd);
     server.on('error', (error) => this.onListenerError(error));
     this.server = server;
     this.wss = wss;
