@@ -68,6 +68,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
    * Set while an upgrade hands this intermediary over: new connections wait.
    *
    * @internal
+   * @hidden
    */
   handoverGate: HandoverGate | undefined;
   /**
@@ -366,6 +367,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
    * The internals an upgrade hands over (old process) or restores (successor).
    *
    * @internal
+   * @hidden
    */
   handoverParts(): HandoverParts {
     return { users: this.users, apps: this.apps, ledger: this.ledger, reporter: this.reporter, transports: this.transports, appServer: this.appServer, admin: this.admin };
