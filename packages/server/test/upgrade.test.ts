@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from './harness.js';
+import { WsUser } from './transport-harness.js';
 import { App, FAULTY_SUCCESSOR, Server, TcpUser, TelnetUser, cleanUp, tempDir, type User } from './upgrade-harness.js';
 
 const UPGRADES = 5;
@@ -160,5 +161,33 @@ describe('imi-server upgrade', () => {
     const stats = await server.stats();
     expect(stats.process.pid).toBe(server.pid());
     expect(stats.stats.errors['IMI_UPGRADE_FAILED']).toBe(failures.length);
+  });
+
+  it('closes WebSocket users with the shutdown notice (they cannot be handed over yet), and lets in users who arrive during the handover', async () => {
+    const server = await Server.start(['--ws-port', '0']);
+    const wsPort = Number(/ws on port (\d+)/.exec(server.out)![1]);
+    const app = await App.start(server.clientPort);
+    const tcp = await TcpUser.connect('tcp', server.externalPort);
+    const ws = await WsUser.connect(`ws://127.0.0.1:${wsPort}/`);
+    await waitFor(() => app.connects().length === 2, 10_000, 'the app to know both users');
+    const wsId = app.connects().find((event) => event.transport === 'ws')!.id;
+    tcp.typeSteadily(TYPE_INTERVAL_MS);
+    await progress([tcp], 2, 'replies before the upgrade');
+    const before = server.pid();
+
+    process.kill(before, 'SIGUSR2');
+    // Users who connect while the handover runs land in the old process (held, then passed on) or in the new one.
+    const arrivals: TcpUser[] = [];
+    while (server.pid() === before || arrivals.length < 3) {
+      arrivals.push(await TcpUser.connect(`late${arrivals.length}`, server.externalPort));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await ws.waitClosed(10_000);
+    expect(ws.text).toContain('shutting down');
+    await waitFor(() => app.events.some((event) => event.event === 'disconnect' && event.id === wsId), 10_000, 'the app to hear the WebSocket user left');
+    for (const user of arrivals) user.type(`${user.name}-1`);
+    await progress([tcp], 3, 'replies after the upgrade');
+    await settleAndCheck([tcp, ...arrivals]);
+    expect((await server.stats()).stats.sessions).toBe(1 + arrivals.length);
   });
 });

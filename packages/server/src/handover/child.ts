@@ -16,6 +16,7 @@ import type { ListeningPorts } from '../api.js';
 import type { Intermediary } from '../intermediary.js';
 import { SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SnapshotDelayedLine, type SnapshotTelnet } from '../session/snapshot.js';
 import type { Connection } from '../users/connection.js';
+import type { UserChannel } from '../users/transport.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import { resumeTelnetCompression } from '../users/telnet/telnet-state.js';
 import { adoptSocket } from './fds.js';
@@ -94,6 +95,8 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
   const waiting: Waiting[] = [];
   let begin: Extract<ParentMessage, { kind: 'begin' }> | undefined;
   let serving: ListeningPorts | undefined;
+  /** Users who arrived during the handover, passed on before this process reads: let in with the others. */
+  let lateUsers: Array<[Extract<ParentMessage, { kind: 'late' }>, unknown]> | undefined = [];
   return new Promise((resolve) => {
     const refuse = (error: unknown): void => {
       const imiError = error instanceof ImiError ? error : new ImiError('IMI_UPGRADE_FAILED', `the handover failed: ${(error as Error).message}`, { cause: error });
@@ -138,6 +141,9 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       parts.apps['departed'] = [...message.departed];
       const layout = begin!.layout;
       const appBack = begin!.global.appConnected ? waitForApp(imi, APP_RETURN_WAIT_MS) : Promise.resolve();
+      // New users wait with the others until the app is back: none is told it is away for a blip.
+      const arrived: UserChannel[] = [];
+      imi.handoverGate = { userArrived: (channel) => arrived.push(channel), appArrived: (socket) => parts.apps.accept(socket) };
       const ports = await imi.listen({ users: layout.users, app: layout.app, ...(layout.admin === undefined ? {} : { admin: layout.admin }) });
       if (pidFile !== undefined) writePidFile(pidFile);
       serving = ports;
@@ -148,13 +154,22 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
         connection.resume();
         for (const line of delayed) parts.users.onLine(connection, line.value, line.truncated, line.bytes);
       }
+      imi.handoverGate = undefined;
+      for (const channel of arrived) parts.users.accept(channel);
+      const queued = lateUsers ?? [];
+      lateUsers = undefined;
+      for (const [late, socket] of queued) letIn(late, socket);
       logger.info({ from: begin!.from, sessions: waiting.length, ms: Math.round(performance.now() - started), appConnected: imi.appConnected }, 'took over from the old process: serving');
       resolve(ports);
     };
 
-    const late = (message: Extract<ParentMessage, { kind: 'late' }>, socket: unknown): void => {
-      const server = (parts.transports[message.listener] as { server?: Server } | undefined)?.server;
-      if (serving === undefined || server === undefined || typeof socket !== 'object' || socket === null) throw new ImiError('IMI_UPGRADE_FAILED', 'a late user came without a socket or a listener');
+    const letIn = (message: Extract<ParentMessage, { kind: 'late' }>, socket: unknown): void => {
+      // Asked now: the transports exist only since listen().
+      const server = (imi.handoverParts().transports[message.listener] as { server?: Server } | undefined)?.server;
+      if (server === undefined || typeof socket !== 'object' || socket === null) {
+        imi.report(new ImiError('IMI_UPGRADE_FAILED', 'a user passed on during the handover came without a socket or a listener'));
+        return;
+      }
       const user = socket as Socket;
       const pending = Buffer.from(message.pending, 'base64');
       if (pending.length > 0) user.unshift(pending);
@@ -190,7 +205,8 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
             });
             break;
           case 'late':
-            late(message, handle);
+            if (lateUsers !== undefined) lateUsers.push([message, handle]);
+            else letIn(message, handle);
             break;
         }
       } catch (error) {
