@@ -85,6 +85,10 @@ export const ERROR_TABLE = {
     description: 'A connection to a listener with proxyProtocol on came from an address not in proxyTrustedAddresses; it was closed unread.',
     howToSolve: 'Add the proxy\'s address or subnet to proxyTrustedAddresses, or firewall the port so that only the proxy reaches it; the message names the address.',
   },
+  IMI_UPGRADE_FAILED: {
+    description: 'An upgrade of the intermediary (`imi-server upgrade`, SIGUSR2) did not happen: the successor could not be started, exited or was not ready within upgradeTimeoutMs, refused the handover (an unknown version, a broken message), or another upgrade was under way. The old process kept serving everyone.',
+    howToSolve: 'The log line names the cause; the successor\'s own log (same stderr) says more. Fix it (a broken build on disk, a version too old to read this one) and run the upgrade again; nothing was lost.',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

@@ -122,6 +122,7 @@ export {
   type SnapshotDelayedLine,
   type SnapshotTelnet,
 } from './session/snapshot.js';
+export type { InheritedListeners } from './handover/types.js';
 export {
   MemoryLedger,
   type InputLedger,

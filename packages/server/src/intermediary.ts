@@ -27,6 +27,7 @@ import { resolveOptions } from './resolve-options.js';
 import { AdminServer } from './ops/admin.js';
 import type { IntermediaryMetrics } from './ops/metrics.js';
 import { Reporter } from './ops/reporter.js';
+import type { HandoverGate, HandoverParts, InheritedListeners } from './handover/types.js';
 import { AppDownNoticePlugin, IdleTimeoutPlugin, WelcomeBannerPlugin } from './plugins.js';
 import { restoreSnapshot, takeSnapshot } from './session/session-state.js';
 import type { SessionSnapshot } from './session/snapshot.js';
@@ -64,6 +65,20 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private admin: AdminServer | undefined;
+  /**
+   * Set while an upgrade hands this intermediary over: new connections wait.
+   *
+   * @internal
+   * @hidden
+   */
+  handoverGate: HandoverGate | undefined;
+  /**
+   * Runs an upgrade for `POST /upgrade` (set by `imi-server`; an intermediary
+   * embedded in another program cannot start its successor).
+   *
+   * @internal
+   */
+  upgradeHandler: (() => Promise<object>) | undefined;
 
   /**
    * @param options - every option has a default; see {@link IntermediaryOptions}
@@ -141,9 +156,11 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
    * `listeners`), the app's, and the admin one when asked. Resolves with the
    * real ports once all listen.
    *
+   * @param inherited - listening sockets inherited from the process this one
+   *   succeeds (an upgrade): listen on them rather than bind the ports
    * @throws the listen error (e.g. `EADDRINUSE`, an unreadable TLS certificate); nothing stays bound then
    */
-  async listen(): Promise<ListeningPorts> {
+  async listen(inherited?: InheritedListeners): Promise<ListeningPorts> {
     if (this.closing) throw new ImiError('IMI_CLOSED', 'this intermediary was closed');
     const context = {
       host: this.options.host,
@@ -151,23 +168,24 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
       report: (error: ImiError) => this.report(error),
       proxy: { trustedAddresses: this.options.proxyTrustedAddresses, headerTimeoutMs: this.options.proxyHeaderTimeoutMs, report: (error: ImiError) => this.reporter.report(error) },
     };
-    const appServer = net.createServer({ noDelay: true }, (socket) => this.apps.accept(socket));
+    const appServer = net.createServer({ noDelay: true }, (socket) => (this.handoverGate ? this.handoverGate.appArrived(socket) : this.apps.accept(socket)));
     appServer.on('error', (error) => this.logger.error({ err: error }, 'app listener error'));
     const { adminPort, adminHost } = this.options;
     const adminToken = this.options.adminToken ?? this.options.token;
-    const admin = adminPort === undefined ? undefined : new AdminServer(this, { port: adminPort, host: adminHost, token: adminToken });
+    const upgrade = (): Promise<object> | undefined => this.upgradeHandler?.();
+    const admin = adminPort === undefined ? undefined : new AdminServer(this, { port: adminPort, host: adminHost, token: adminToken, upgrade });
     const transports: Transport[] = [];
     const listeners: TransportAddress[] = [];
-    const accept = (channel: UserChannel): void => this.users.accept(channel);
     try {
       const specs = [{ kind: 'tcp' as const, port: this.options.externalPort, proxyProtocol: this.options.proxyProtocol }, ...this.options.listeners];
       for (const spec of specs) {
         const transport = isTransport(spec) ? spec : await createTransport(spec, context);
-        transports.push(transport);
-        listeners.push(await transport.listen(accept, this.options.backlog));
+        const index = transports.push(transport) - 1;
+        const accept = (channel: UserChannel): void => (this.handoverGate ? this.handoverGate.userArrived(channel, index) : this.users.accept(channel));
+        listeners.push(await transport.listen(accept, this.options.backlog, inherited?.users[index]));
       }
-      await listenOn(appServer, this.options.clientPort, this.options.clientHost, this.options.backlog);
-      await admin?.listen();
+      await listenOn(appServer, this.options.clientPort, this.options.clientHost, this.options.backlog, inherited?.app);
+      await admin?.listen(inherited?.admin);
     } catch (error) {
       for (const transport of transports) void transport.close();
       appServer.close();
@@ -347,6 +365,16 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.reporter.flush();
     this.emit('close');
+  }
+
+  /**
+   * The internals an upgrade hands over (old process) or restores (successor).
+   *
+   * @internal
+   * @hidden
+   */
+  handoverParts(): HandoverParts {
+    return { users: this.users, apps: this.apps, ledger: this.ledger, reporter: this.reporter, transports: this.transports, appServer: this.appServer, admin: this.admin };
   }
 
   /**

@@ -88,6 +88,10 @@ describe('a peer whose network vanished', () => {
     try {
       await app.nextUserId(2);
       for (const [port, client] of [[ports.externalPort, tcp.socket], [telnetPort, telnet.socket]] as const) {
+        // Timer 1 is the retransmit timer: data just written (a welcome, a
+        // negotiation) and not acked yet. Once the connection is idle, the
+        // keepalive timer (2) must run.
+        await waitFor(() => serverSide(port, client).timer !== 1, 5000, 'the connection to be idle');
         const side = serverSide(port, client);
         expect(side.timer).toBe(2); // the keepalive timer runs
         // Its expiry, in clock ticks (100 a second): the first probe is due about 30 s out.

@@ -121,6 +121,12 @@ export interface InputLedger {
   /** The next `seq` (1 for the first event of the ledger's life). */
   nextSeq(): number;
   /**
+   * Numbers from here on start past `seq` (a successor process goes on
+   * from where its predecessor's numbering stopped, so an app never sees a
+   * `seq` twice). A lower `seq` changes nothing.
+   */
+  advanceSeq(seq: number): void;
+  /**
    * Starts a session's book. Sessions are drained in the order they were
    * opened. Opening one that is open does nothing.
    */

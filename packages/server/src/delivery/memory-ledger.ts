@@ -71,6 +71,10 @@ export class MemoryLedger implements InputLedger {
     return ++this.seq;
   }
 
+  advanceSeq(seq: number): void {
+    if (seq > this.seq) this.seq = seq;
+  }
+
   openSession(sessionId: string): void {
     if (!this.books.has(sessionId)) this.books.set(sessionId, newBook(sessionId));
   }

@@ -40,14 +40,16 @@ function usage(command: string): string {
     '',
     command === 'top'
       ? 'Shows the intermediary live (refreshed every --interval-ms, default 1000); q or Ctrl-C quits.'
-      : "Prints a summary of a running intermediary's numbers, from its admin API.",
+      : command === 'upgrade'
+        ? 'Hands every user over to the imi-server on disk now (a new process), then the old one exits; a failed upgrade changes nothing.'
+        : "Prints a summary of a running intermediary's numbers, from its admin API.",
     '',
     '  --admin-port <port>     the admin port (or adminPort from --config); required',
     '  --admin-host <host>     default 127.0.0.1 (or adminHost from --config)',
     '  --admin-token <token>   or IMI_ADMIN_TOKEN, adminToken/token from --config, IMI_TOKEN',
     '  --config <file.json>    the config file imi-server runs with',
     '  --timeout-ms <ms>       per request, default 5000',
-    ...(command === 'top' ? ['  --interval-ms <ms>      refresh interval, default 1000'] : ['  --json                  print the raw /stats answer']),
+    ...(command === 'top' ? ['  --interval-ms <ms>      refresh interval, default 1000'] : [`  --json                  print the raw ${command === 'upgrade' ? '/upgrade' : '/stats'} answer`]),
     '  -h, --help              this text',
     '',
     'Exit codes: 0 ok, 1 the admin API cannot be reached or refused, 2 bad arguments.',
@@ -110,10 +112,15 @@ function baseUrl(target: Target): string {
 
 /** GETs a JSON answer, reading at most {@link MAX_RESPONSE_BYTES}. */
 function getJson<T>(target: Target, path: string, auth = true): Promise<{ status: number; body: T }> {
+  return request<T>(target, path, 'GET', auth);
+}
+
+/** Asks the admin API, reading at most {@link MAX_RESPONSE_BYTES} of JSON. */
+function request<T>(target: Target, path: string, method: 'GET' | 'POST', auth = true): Promise<{ status: number; body: T }> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (auth && target.token !== undefined) headers['authorization'] = `Bearer ${target.token}`;
-    const request = http.get({ host: target.host, port: target.port, path, headers, timeout: target.timeoutMs }, (response) => {
+    const request = http.request({ method, host: target.host, port: target.port, path, headers, timeout: target.timeoutMs }, (response) => {
       const chunks: Buffer[] = [];
       let size = 0;
       response.on('data', (chunk: Buffer) => {
@@ -145,6 +152,7 @@ function getJson<T>(target: Target, path: string, auth = true): Promise<{ status
     request.on('error', (error) => {
       reject(error instanceof CommandError ? error : new CommandError(`cannot reach the admin API at ${baseUrl(target)}/ (${error.message}); is imi-server running with --admin-port ${target.port}?`, 1));
     });
+    request.end();
   });
 }
 
@@ -248,6 +256,16 @@ async function status(target: Target, json: boolean): Promise<number> {
   return 0;
 }
 
+/** `imi-server upgrade`: POST /upgrade, which answers once the successor serves (or the upgrade failed). */
+async function upgrade(target: Target, json: boolean): Promise<number> {
+  // The upgrade itself is bounded by upgradeTimeoutMs (twice: ready, then serving); wait past that.
+  const answer = await request<{ pid?: number; sessions?: number; closed?: number; durationMs?: number; error?: string }>({ ...target, timeoutMs: Math.max(target.timeoutMs, 60_000) }, '/upgrade', 'POST');
+  if (answer.status !== 200) throw new CommandError(`the upgrade failed (${answer.status}): ${answer.body.error ?? JSON.stringify(answer.body).slice(0, 200)}; the old process serves on`, 1);
+  const b = answer.body;
+  process.stdout.write(json ? JSON.stringify(b) + '\n' : `upgraded: pid ${b.pid} serves ${b.sessions} sessions (${b.closed} closed: TLS/WebSocket), handed over in ${b.durationMs?.toFixed(1)} ms\n`);
+  return 0;
+}
+
 async function top(target: Target, intervalMs: number): Promise<number> {
   // Fail at once when nothing answers or the token is wrong; later errors are shown and retried.
   await fetchSnapshot(target);
@@ -323,13 +341,14 @@ async function top(target: Target, intervalMs: number): Promise<number> {
  * @param env - the environment (`IMI_ADMIN_TOKEN`, `IMI_TOKEN`)
  * @returns the exit code
  */
-export async function runAdminCommand(command: 'status' | 'top', argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runAdminCommand(command: 'status' | 'top' | 'upgrade', argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   try {
     const parsed = parseTarget(command, argv, env);
     if (parsed === 'help') {
       process.stdout.write(usage(command) + '\n');
       return 0;
     }
+    if (command === 'upgrade') return await upgrade(parsed.target, parsed.json);
     return command === 'status' ? await status(parsed.target, parsed.json) : await top(parsed.target, parsed.intervalMs);
   } catch (error) {
     process.stderr.write(`imi-server ${command}: ${(error as Error).message}\n`);

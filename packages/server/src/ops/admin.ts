@@ -33,6 +33,8 @@ export interface AdminServerOptions {
   token: string | undefined;
   /** The metrics to serve; created (with Node's default metrics) when not given. */
   metrics?: IntermediaryMetrics;
+  /** Runs `POST /upgrade`: resolves with what to answer, rejects with an `ImiError` (answered 409); undefined when this process cannot upgrade itself. */
+  upgrade?: () => Promise<object> | undefined;
 }
 
 /** One session as `GET /sessions` lists it. */
@@ -152,6 +154,7 @@ export class AdminServer {
       ['/sessions', { methods: ['GET'], handle: (_q, response, url) => this.listSessions(response, url) }],
       ['/sessions/:id', { methods: ['GET', 'DELETE'], handle: (request, response, url, id) => this.oneSession(request, response, url, id!) }],
       ['/broadcast', { methods: ['POST'], handle: (request, response) => this.broadcast(request, response) }],
+      ['/upgrade', { methods: ['POST'], handle: async (_q, response) => sendJson(response, 200, await this.upgrade()) }],
     ]);
     this.server = http.createServer({ maxHeaderSize: 16 * 1024 }, (request, response) => {
       void this.handle(request, response);
@@ -177,11 +180,11 @@ export class AdminServer {
    * @returns the real port (when 0 was asked)
    * @throws the listen error (e.g. `EADDRINUSE`)
    */
-  listen(): Promise<number> {
+  listen(fd?: number): Promise<number> {
     return new Promise((resolve, reject) => {
       const onError = (error: Error): void => reject(error);
       this.server.once('error', onError);
-      this.server.listen({ port: this.options.port, host: this.options.host }, () => {
+      this.server.listen(fd === undefined ? { port: this.options.port, host: this.options.host } : { fd }, () => {
         this.server.off('error', onError);
         this.server.on('error', (error) => this.intermediary.logger.error({ err: error }, 'admin listener error'));
         this.startedAt = performance.now();
@@ -266,6 +269,16 @@ export class AdminServer {
   }
 
   // --------------------------------------------------------------- routes
+
+  private async upgrade(): Promise<object> {
+    const running = this.options.upgrade?.();
+    if (running === undefined) throw new HttpError(409, 'this intermediary cannot upgrade itself: it runs inside another program, not as imi-server');
+    try {
+      return await running;
+    } catch (error) {
+      throw new HttpError(409, (error as Error).message);
+    }
+  }
 
   private readyz(response: ServerResponse, url: URL): void {
     const listening = this.listening();

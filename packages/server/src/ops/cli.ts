@@ -11,6 +11,7 @@ import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
 import { ImiError } from '@imi/core';
 import { runAdminCommand } from './admin-client.js';
+import { setUpUpgrades, type UpgradeSettings } from '../handover/setup.js';
 import { Intermediary } from '../intermediary.js';
 import { DEFAULT_OPTIONS, type IntermediaryOptions } from '../options.js';
 import type { ListenerOptions, TransportAddress } from '../users/transport.js';
@@ -20,6 +21,8 @@ const CLI_ONLY = {
   config: { type: 'string' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
+  'pid-file': { type: 'string' },
+  'upgrade-timeout-ms': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -59,6 +62,7 @@ function usage(): string {
     'Usage: imi-server [options]',
     '       imi-server status [--admin-port N ...]   a summary from the admin API (imi-server status --help)',
     '       imi-server top [--admin-port N ...]      the same, live',
+    '       imi-server upgrade [--admin-port N ...]  hand every user over to the imi-server on disk now (also: SIGUSR2)',
     '',
     'Holds users\' connections (TCP lines) and relays them to one app over a JSON protocol,',
     'so the app can crash, restart or be redeployed without dropping anyone.',
@@ -69,6 +73,8 @@ function usage(): string {
     '  --admin-token <secret>      the admin API wants it as a bearer token (or set IMI_ADMIN_TOKEN; default: the token)',
     '  --log-level <level>         fatal, error, warn, info (default), debug, trace, silent',
     '  --log-format <json|pretty>  log lines as JSON, or readable (default: pretty on a terminal, else json)',
+    '  --pid-file <file>           write the pid there; each upgrade rewrites it with the new pid',
+    '  --upgrade-timeout-ms <ms>   how long an upgrade waits for its successor to be ready (default 10000)',
     '',
     'More listeners for users, on --host (docs/transports.md; the config file takes any number as "listeners"):',
     '  --telnet-port <port>        telnet: NAWS, TTYPE/MTTS, ECHO, SGA, GMCP for MUD clients',
@@ -158,7 +164,7 @@ function createLogger(level: string, format: LogFormat): Logger {
 function parseCommandLine(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
-): { kind: 'run'; options: IntermediaryOptions; logLevel: string; logFormat: LogFormat } | { kind: 'help' } | { kind: 'version' } {
+): { kind: 'run'; options: IntermediaryOptions; logLevel: string; logFormat: LogFormat; upgrades: UpgradeSettings } | { kind: 'help' } | { kind: 'version' } {
   const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string }> = { ...CLI_ONLY, ...LISTENER_FLAGS };
   for (const name of OPTION_NAMES) flagSpec[kebab(name)] = { type: 'string' };
   let parsed: ReturnType<typeof parseArgs>;
@@ -187,7 +193,7 @@ function parseCommandLine(
     }
     if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ImiError('IMI_CONFIG', `--config ${configPath} must hold a JSON object`);
     for (const key of Object.keys(options)) {
-      if (!OPTION_NAMES.includes(key) && key !== 'logLevel' && key !== 'logFormat') throw new ImiError('IMI_CONFIG', `unknown option ${JSON.stringify(key)} in ${configPath}`);
+      if (!OPTION_NAMES.includes(key) && !['logLevel', 'logFormat', 'pidFile', 'upgradeTimeoutMs'].includes(key)) throw new ImiError('IMI_CONFIG', `unknown option ${JSON.stringify(key)} in ${configPath}`);
     }
   }
   if (env['IMI_TOKEN'] !== undefined && env['IMI_TOKEN'] !== '') options['token'] = env['IMI_TOKEN'];
@@ -200,11 +206,24 @@ function parseCommandLine(
   if (fromFlags.length > 0) options['listeners'] = [...((options['listeners'] as ListenerOptions[] | undefined) ?? []), ...fromFlags];
   const logLevel = (values['log-level'] as string | undefined) ?? (options['logLevel'] as string | undefined) ?? 'info';
   delete options['logLevel'];
+  const upgrades = upgradeSettings(values, options);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new ImiError('IMI_CONFIG', `--log-level must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`);
   const logFormat = (values['log-format'] as string | undefined) ?? (options['logFormat'] as string | undefined) ?? (process.stderr.isTTY === true ? 'pretty' : 'json');
   delete options['logFormat'];
   if (!LOG_FORMATS.includes(logFormat as LogFormat)) throw new ImiError('IMI_CONFIG', `--log-format must be json or pretty; got ${String(logFormat)}`);
-  return { kind: 'run', options: options as IntermediaryOptions, logLevel, logFormat: logFormat as LogFormat };
+  return { kind: 'run', options: options as IntermediaryOptions, logLevel, logFormat: logFormat as LogFormat, upgrades };
+}
+
+/** `--pid-file` and `--upgrade-timeout-ms` (or `pidFile`, `upgradeTimeoutMs` in the config file). */
+function upgradeSettings(values: Record<string, string | boolean | undefined>, options: Record<string, unknown>): UpgradeSettings {
+  const pidFile = values['pid-file'] ?? options['pidFile'];
+  const timeout = values['upgrade-timeout-ms'] ?? options['upgradeTimeoutMs'];
+  delete options['pidFile'];
+  delete options['upgradeTimeoutMs'];
+  if (pidFile !== undefined && (typeof pidFile !== 'string' || pidFile === '')) throw new ImiError('IMI_CONFIG', '--pid-file must be a file path');
+  const timeoutMs = timeout === undefined ? undefined : Number(timeout);
+  if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 1)) throw new ImiError('IMI_CONFIG', `--upgrade-timeout-ms must be a positive integer, got ${JSON.stringify(timeout)}`);
+  return { pidFile, timeoutMs };
 }
 
 function portFlag(values: Record<string, string | boolean | undefined>, flag: string): number | undefined {
@@ -260,7 +279,7 @@ function urlHost(host: string): string {
 
 async function main(): Promise<void> {
   const subcommand = process.argv[2];
-  if (subcommand === 'status' || subcommand === 'top') {
+  if (subcommand === 'status' || subcommand === 'top' || subcommand === 'upgrade') {
     process.exitCode = await runAdminCommand(subcommand, process.argv.slice(3));
     return;
   }
@@ -305,7 +324,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   try {
-    const ports = await intermediary.listen();
+    const ports = await setUpUpgrades(intermediary, logger, command.upgrades);
     const { host, clientHost } = intermediary.options;
     const others = ports.listeners.slice(1);
     process.stdout.write(`imi-server listening: users on port ${ports.externalPort} (host ${host}), app on port ${ports.clientPort} (host ${clientHost})${others.map(describeListener).join('')}\n`);

@@ -155,7 +155,7 @@ export class SocketTransport implements Transport {
     }
   }
 
-  async listen(accept: (channel: UserChannel) => void, backlog: number): Promise<TransportAddress> {
+  async listen(accept: (channel: UserChannel) => void, backlog: number, fd?: number): Promise<TransportAddress> {
     const options = this.options;
     const makeChannel =
       options.kind === 'telnet'
@@ -215,7 +215,7 @@ export class SocketTransport implements Transport {
     } else {
       server = tlsServer ?? net.createServer({ noDelay: true }, (socket) => accept(makeChannel(socket)));
     }
-    await listenOn(server, options.port, this.host, backlog);
+    await listenOn(server, options.port, this.host, backlog, fd);
     server.on('error', (error) => this.onListenerError(error));
     this.server = server;
     return { transport: this.name, port: (server.address() as AddressInfo).port, host: this.host };
@@ -230,12 +230,17 @@ export class SocketTransport implements Transport {
   }
 }
 
-/** Binds a server, rejecting with the listen error. */
-export function listenOn(server: Server, port: number, host: string, backlog: number): Promise<void> {
+/**
+ * Binds a server, rejecting with the listen error.
+ *
+ * @param fd - a listening socket inherited from the process this one
+ *   succeeds (an upgrade): listen on it instead of binding `port`
+ */
+export function listenOn(server: Server, port: number, host: string, backlog: number, fd?: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => reject(error);
     server.once('error', onError);
-    server.listen({ port, host, backlog }, () => {
+    server.listen(fd === undefined ? { port, host, backlog } : { fd, backlog }, () => {
       server.off('error', onError);
       resolve();
     });

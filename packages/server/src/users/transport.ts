@@ -140,10 +140,13 @@ export interface Transport {
    *
    * @param accept - the intermediary's entry point for new users
    * @param backlog - the listen backlog to use
+   * @param fd - a listening socket inherited from the process this one
+   *   succeeds (an upgrade): listen on it rather than bind the port. A
+   *   transport that ignores it cannot be handed over.
    * @returns where it listens
    * @throws the listen error (e.g. `EADDRINUSE`, a bad TLS certificate); nothing stays bound then
    */
-  listen(accept: (channel: UserChannel) => void, backlog: number): Promise<TransportAddress>;
+  listen(accept: (channel: UserChannel) => void, backlog: number, fd?: number): Promise<TransportAddress>;
   /** Stops accepting. Channels already handed over are not touched (the intermediary closes them). */
   close(): Promise<void>;
 }

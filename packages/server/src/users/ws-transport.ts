@@ -218,7 +218,7 @@ export class WsTransport implements Transport {
     this.origins = new Set(allowed.filter((entry) => entry !== '*' && entry !== 'self').map((entry) => normalizeOrigin(entry) ?? entry));
   }
 
-  async listen(accept: (channel: UserChannel) => void, backlog: number): Promise<TransportAddress> {
+  async listen(accept: (channel: UserChannel) => void, backlog: number, fd?: number): Promise<TransportAddress> {
     const options = this.options;
     if (options.web === true) this.page = this.loadPage();
     const server = options.tls === undefined ? createHttpServer() : createHttpsServer(secureContextOptions(options.tls));
@@ -259,7 +259,7 @@ export class WsTransport implements Transport {
       });
     });
     server.on('clientError', (_error, socket) => socket.destroy());
-    await listenOn(server, options.port, this.host, backlog);
+    await listenOn(server, options.port, this.host, backlog, fd);
     server.on('error', (error) => this.onListenerError(error));
     this.server = server;
     this.wss = wss;

@@ -1,0 +1,225 @@
+/**
+ * The successor's side of a handover: reads the old process's messages,
+ * restores every session on its inherited socket without reading from it or
+ * writing to it, says `ready`, and only at `commit` starts: listens on the
+ * inherited listeners, starts MCCP2 streams again, reads. A successor that
+ * cannot read what it is sent (an unknown version, a broken message, a bad
+ * snapshot) says `refused` and exits; the old process serves on.
+ *
+ * @module
+ */
+import { writeFileSync, renameSync } from 'node:fs';
+import type { Server, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { ImiError } from '@imi/core';
+import type { ListeningPorts } from '../api.js';
+import type { Intermediary } from '../intermediary.js';
+import { SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SnapshotDelayedLine, type SnapshotTelnet } from '../session/snapshot.js';
+import type { Connection } from '../users/connection.js';
+import type { UserChannel } from '../users/transport.js';
+import { TelnetChannel } from '../users/telnet/telnet-channel.js';
+import { resumeTelnetCompression } from '../users/telnet/telnet-state.js';
+import { adoptSocket } from './fds.js';
+import { readParentMessage, SUCCESSOR_ENV, type ChildMessage, type GlobalState, type HandedSession, type ParentMessage } from './protocol.js';
+import { writeTelnetExtra } from './telnet-extra.js';
+
+/**
+ * How long a successor waits for the app (which the old process let go) to
+ * reconnect and be resynced before it reads from users: their lines then go
+ * straight to the app, and nobody is told the app is away for a blip the
+ * app's reconnect delay long (100 ms by default in `@imi/client`).
+ */
+export const APP_RETURN_WAIT_MS = 1_000;
+
+/** A restored session waiting for `commit`. */
+interface Waiting {
+  connection: Connection;
+  socket: Socket;
+  /** Lines the input rate held back: they pass it again once reading starts. */
+  delayed: SnapshotDelayedLine[];
+  /** The telnet state, when MCCP2 must start again. */
+  mccp2: SnapshotTelnet | undefined;
+}
+
+/** Whether this process was started by an upgrade (and should take over rather than bind its ports). Clears the mark so its own successors are not confused. */
+export function isSuccessor(): boolean {
+  const marked = process.env[SUCCESSOR_ENV] === '1';
+  delete process.env[SUCCESSOR_ENV];
+  return marked && typeof process.send === 'function';
+}
+
+/** Writes the pid file atomically (a reader never sees it half-written). */
+export function writePidFile(path: string): void {
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${process.pid}\n`);
+  renameSync(temporary, path);
+}
+
+function reply(message: ChildMessage): Promise<void> {
+  return new Promise((resolve) => process.send!(message, undefined, undefined, () => resolve()));
+}
+
+/** Resolves once an app is connected and resynced, or after `ms`. */
+function waitForApp(imi: Intermediary, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      imi.off('synced', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    imi.on('synced', done);
+  });
+}
+
+/** Merges counters (numbers, and records of numbers) taken from the old process. */
+function mergeCounters(target: Record<string, unknown>, source: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(source)) {
+    if (key === '__proto__' || key === 'constructor' || key === 'prototype') continue;
+    const current = target[key];
+    if (typeof value === 'number' && (typeof current === 'number' || current === undefined)) target[key] = value;
+    else if (typeof value === 'object' && value !== null && typeof current === 'object' && current !== null) mergeCounters(current as Record<string, unknown>, value as Record<string, unknown>);
+  }
+}
+
+/**
+ * Takes over from the process that started this one. Resolves with the
+ * ports once serving; on a handover this process cannot take, tells the old
+ * one why and exits 1.
+ *
+ * @param pidFile - rewritten with this process's pid once it serves
+ */
+export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | undefined): Promise<ListeningPorts> {
+  const started = performance.now();
+  const parts = imi.handoverParts();
+  const waiting: Waiting[] = [];
+  let begin: Extract<ParentMessage, { kind: 'begin' }> | undefined;
+  let serving: ListeningPorts | undefined;
+  /** Users who arrived during the handover, passed on before this process reads: let in with the others. */
+  let lateUsers: Array<[Extract<ParentMessage, { kind: 'late' }>, unknown]> | undefined = [];
+  return new Promise((resolve) => {
+    const refuse = (error: unknown): void => {
+      const imiError = error instanceof ImiError ? error : new ImiError('IMI_UPGRADE_FAILED', `the handover failed: ${(error as Error).message}`, { cause: error });
+      imi.report(imiError);
+      logger.error({ err: imiError }, 'cannot take over: the old process serves on');
+      void reply({ imi: 'handover', kind: 'refused', code: imiError.code, message: imiError.message }).finally(() => process.exit(1));
+    };
+
+    const restore = (item: HandedSession): void => {
+      const snapshot = validateSessionSnapshot(item.snapshot);
+      // Nothing may be written before commit: MCCP2 starts and held lines pass then.
+      const mccp2 = snapshot.telnet?.info.mccp2 === true ? structuredClone(snapshot.telnet) : undefined;
+      if (mccp2 !== undefined) snapshot.telnet!.info.mccp2 = false;
+      const delayed = snapshot.delayed;
+      snapshot.delayed = [];
+      const socket = adoptSocket(item.fd);
+      let connection: Connection;
+      try {
+        connection = imi.restoreSession(snapshot, socket) as Connection;
+      } catch (error) {
+        socket.destroy();
+        throw error;
+      }
+      if (item.announced) connection.announcedTo = begin!.global.lastAppConnectionId;
+      const channel = connection.userChannel;
+      if (item.telnet !== undefined && channel instanceof TelnetChannel) writeTelnetExtra(channel, item.telnet);
+      waiting.push({ connection, socket, delayed, mccp2 });
+    };
+
+    const applyGlobal = (global: GlobalState): void => {
+      const { ledger, apps, reporter } = parts;
+      ledger.advanceSeq(global.seq);
+      apps['lastAppInstance'] = global.lastAppInstance ?? undefined;
+      apps['lastAppConnectionId'] = global.lastAppConnectionId;
+      apps['connectionCounter'] = Math.max(apps['connectionCounter'], global.lastAppConnectionId);
+      apps['departed'] = [...global.departed];
+      mergeCounters(reporter.counters as unknown as Record<string, unknown>, global.counters);
+    };
+
+    const commit = async (message: Extract<ParentMessage, { kind: 'commit' }>): Promise<void> => {
+      parts.ledger.advanceSeq(message.seq);
+      parts.apps['departed'] = [...message.departed];
+      const layout = begin!.layout;
+      const appBack = begin!.global.appConnected ? waitForApp(imi, APP_RETURN_WAIT_MS) : Promise.resolve();
+      // New users wait with the others until the app is back: none is told it is away for a blip.
+      const arrived: UserChannel[] = [];
+      imi.handoverGate = { userArrived: (channel) => arrived.push(channel), appArrived: (socket) => parts.apps.accept(socket) };
+      const ports = await imi.listen({ users: layout.users, app: layout.app, ...(layout.admin === undefined ? {} : { admin: layout.admin }) });
+      if (pidFile !== undefined) writePidFile(pidFile);
+      serving = ports;
+      await reply({ imi: 'handover', kind: 'serving', pid: process.pid });
+      await appBack;
+      for (const { connection, delayed, mccp2 } of waiting) {
+        if (mccp2 !== undefined) resumeTelnetCompression(connection.userChannel as TelnetChannel, mccp2);
+        connection.resume();
+        for (const line of delayed) parts.users.onLine(connection, line.value, line.truncated, line.bytes);
+      }
+      imi.handoverGate = undefined;
+      for (const channel of arrived) parts.users.accept(channel);
+      const queued = lateUsers ?? [];
+      lateUsers = undefined;
+      for (const [late, socket] of queued) letIn(late, socket);
+      logger.info({ from: begin!.from, sessions: waiting.length, ms: Math.round(performance.now() - started), appConnected: imi.appConnected }, 'took over from the old process: serving');
+      resolve(ports);
+    };
+
+    const letIn = (message: Extract<ParentMessage, { kind: 'late' }>, socket: unknown): void => {
+      // Asked now: the transports exist only since listen().
+      const server = (imi.handoverParts().transports[message.listener] as { server?: Server } | undefined)?.server;
+      if (server === undefined || typeof socket !== 'object' || socket === null) {
+        imi.report(new ImiError('IMI_UPGRADE_FAILED', 'a user passed on during the handover came without a socket or a listener'));
+        return;
+      }
+      const user = socket as Socket;
+      const pending = Buffer.from(message.pending, 'base64');
+      if (pending.length > 0) user.unshift(pending);
+      // As if the listener had accepted it: the transport makes its channel.
+      server.emit('connection', user);
+    };
+
+    process.on('message', (value: unknown, handle: unknown) => {
+      let message: ParentMessage | undefined;
+      try {
+        message = readParentMessage(value);
+        if (message === undefined) return;
+        switch (message.kind) {
+          case 'begin':
+            if (message.snapshotVersion !== SESSION_SNAPSHOT_VERSION) throw new ImiError('IMI_BAD_SNAPSHOT', `unknown snapshot version ${message.snapshotVersion} (this imi-server reads version ${SESSION_SNAPSHOT_VERSION})`);
+            if (message.layout.users.length !== imi.options.listeners.length + 1) throw new ImiError('IMI_UPGRADE_FAILED', `the old process has ${message.layout.users.length} user listeners, this one is configured with ${imi.options.listeners.length + 1}`);
+            begin = message;
+            applyGlobal(message.global);
+            break;
+          case 'sessions':
+            if (begin === undefined) throw new ImiError('IMI_UPGRADE_FAILED', 'sessions before begin');
+            for (const item of message.items) restore(item);
+            break;
+          case 'end':
+            if (begin === undefined || waiting.length !== begin.sessions) throw new ImiError('IMI_UPGRADE_FAILED', `expected ${begin?.sessions ?? '?'} sessions, got ${waiting.length}`);
+            void reply({ imi: 'handover', kind: 'ready', sessions: waiting.length });
+            break;
+          case 'commit':
+            commit(message).catch((error: unknown) => {
+              // Committed: the old process is gone or going; there is no one to hand back to.
+              logger.fatal({ err: error }, 'cannot serve after the handover');
+              process.exit(1);
+            });
+            break;
+          case 'late':
+            if (lateUsers !== undefined) lateUsers.push([message, handle]);
+            else letIn(message, handle);
+            break;
+        }
+      } catch (error) {
+        if (serving === undefined && message?.kind !== 'late') refuse(error);
+        else imi.report(error instanceof ImiError ? error : new ImiError('IMI_UPGRADE_FAILED', String(error)));
+      }
+    });
+    // The old process is gone: the channel must not keep this one from exiting on SIGTERM.
+    process.on('disconnect', () => {
+      if (serving === undefined) {
+        logger.fatal('the old process went away before the handover was committed');
+        process.exit(1);
+      }
+    });
+  });
+}

@@ -1,0 +1,221 @@
+/**
+ * The old process's side of a handover: freezes the intermediary (new
+ * connections wait, nobody is read from, output is flushed, MCCP2 streams
+ * are ended), writes down what the successor needs, and then either commits
+ * (lets go of everything without a FIN) or thaws (goes on serving as if
+ * nothing happened).
+ *
+ * @module
+ */
+import type { Server, Socket } from 'node:net';
+import { SocketChannel, SocketTransport } from '../users/socket-transport.js';
+import { TelnetChannel } from '../users/telnet/telnet-channel.js';
+import type { Connection } from '../users/connection.js';
+import type { UserChannel } from '../users/transport.js';
+import type { Intermediary } from '../intermediary.js';
+import type { HandoverParts } from './types.js';
+import { fdOf, resumeReading, stopReading } from './fds.js';
+import type { DepartedUser, GlobalState, HandedSession } from './protocol.js';
+import { endCompression, readTelnetExtra, restartCompression, telnetFlushing } from './telnet-extra.js';
+
+/** Transports whose users can be handed over: their state is all in the socket and the snapshot. */
+const PASSABLE = new Set(['tcp', 'telnet']);
+/** How often a freeze checks whether pending users settled and output drained. */
+const SETTLE_POLL_MS = 5;
+
+/** The plain socket under a TCP or telnet channel (undefined for TLS, WebSocket and custom channels). */
+export function rawSocket(channel: UserChannel): Socket | undefined {
+  if (!PASSABLE.has(channel.transport)) return undefined;
+  if (channel instanceof SocketChannel) return channel['socket'];
+  if (channel instanceof TelnetChannel) return channel['socket'];
+  return undefined;
+}
+
+/** The listening server under a built-in transport. */
+function listenerServer(transport: unknown): Server | undefined {
+  // SocketTransport and WsTransport both keep their server in `server`; WsTransport is not imported (it loads `ws`).
+  if (transport instanceof SocketTransport) return transport['server'];
+  const server = (transport as { server?: unknown }).server;
+  return typeof server === 'object' && server !== null && typeof (server as Server).listen === 'function' ? (server as Server) : undefined;
+}
+
+/** What goes to the successor: the descriptors (in stdio order from index 4) and the messages that describe them. */
+export interface HandoverPlan {
+  /** Descriptors to put in the successor's stdio, after `[stdin, stdout, stderr, ipc]`. */
+  fds: number[];
+  /** The stdio index of each user listener, of the app port, of the admin port. */
+  layout: { users: number[]; app: number; admin?: number };
+  global: GlobalState;
+  sessions: HandedSession[];
+  /** Users who cannot be handed over (TLS, WebSocket, still negotiating, not draining): closed at commit. */
+  staying: Connection[];
+}
+
+/** What the commit leaves to send. */
+export interface CommitResult {
+  /** The ledger's last seq, after the staying users left. */
+  seq: number;
+  /** Users the same app must still hear left. */
+  departed: DepartedUser[];
+  /** Users who arrived during the handover, with the index of their listener. */
+  held: Array<{ channel: UserChannel; listener: number }>;
+}
+
+/** One frozen intermediary. */
+export class Freeze {
+  private readonly parts: HandoverParts;
+  private readonly held: Array<{ channel: UserChannel; listener: number }> = [];
+  private readonly frozen = new Set<Connection>();
+  private readonly compressed = new Set<TelnetChannel>();
+  private readonly handed = new Map<Connection, Socket>();
+  private readonly appSockets: Socket[] = [];
+
+  /** Freezes at once: from here nobody is read from and no timer of the input rate fires. */
+  constructor(private readonly imi: Intermediary) {
+    this.parts = imi.handoverParts();
+    imi.handoverGate = {
+      userArrived: (channel, listener) => this.held.push({ channel, listener }),
+      // An app arriving now would be lost with this process: it retries, and finds the successor (or us again).
+      appArrived: (socket) => socket.destroy(),
+    };
+    this.parts.apps.stopHeartbeat();
+    for (const link of this.parts.apps.allLinks) {
+      const socket = link['socket'];
+      stopReading(socket);
+      this.appSockets.push(socket);
+    }
+    this.freezeAdmitted();
+  }
+
+  /**
+   * Waits until users still being let in (telnet negotiation, `connect`
+   * taps) are in, and every user's output is in the kernel; at most
+   * `timeoutMs`. Those not done by then stay behind.
+   */
+  async settle(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.freezeAdmitted();
+      let busy = false;
+      for (const connection of this.parts.users.openConnections) {
+        if (connection.closing) continue;
+        const channel = connection.userChannel;
+        if (!connection.accepted || (channel instanceof TelnetChannel ? telnetFlushing(channel) : channel.writableLength > 0)) busy = true;
+      }
+      if (!busy || Date.now() >= deadline) return;
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
+    }
+  }
+
+  /** Writes down every session and the global state; `firstFd` is the stdio index of the first descriptor. */
+  plan(firstFd: number): HandoverPlan {
+    const { users, apps, ledger, reporter, transports, appServer, admin } = this.parts;
+    const fds: number[] = [];
+    const place = (fd: number): number => fds.push(fd) - 1 + firstFd;
+    const need = (fd: number | undefined, what: string): number => {
+      if (fd === undefined) throw new Error(`${what} has no descriptor to hand over`);
+      return place(fd);
+    };
+    const layout: HandoverPlan['layout'] = {
+      users: transports.map((transport, i) => {
+        const server = listenerServer(transport);
+        return need(server === undefined ? undefined : fdOf(server), `user listener ${i}`);
+      }),
+      app: need(appServer === undefined ? undefined : fdOf(appServer), 'the app listener'),
+    };
+    if (admin !== undefined) layout.admin = need(fdOf(admin['server']), 'the admin listener');
+    const lastApp = apps['lastAppConnectionId'];
+    const sessions: HandedSession[] = [];
+    const staying: Connection[] = [];
+    for (const connection of users.openConnections) {
+      const channel = connection.userChannel;
+      const socket = rawSocket(channel);
+      const fd = socket === undefined ? undefined : fdOf(socket);
+      const flushed = channel instanceof TelnetChannel ? !telnetFlushing(channel) : channel.writableLength === 0;
+      if (socket === undefined || fd === undefined || !connection.accepted || connection.closing || !flushed || !users.connections.has(connection.id)) {
+        staying.push(connection);
+        continue;
+      }
+      const session: HandedSession = { fd: place(fd), snapshot: this.imi.snapshotSession(connection.id)!, announced: connection.announcedTo !== 0 && connection.announcedTo === lastApp };
+      if (channel instanceof TelnetChannel) session.telnet = readTelnetExtra(channel);
+      sessions.push(session);
+      this.handed.set(connection, socket);
+    }
+    const global: GlobalState = {
+      seq: ledger.nextSeq(),
+      lastAppInstance: apps['lastAppInstance'] ?? null,
+      appConnected: apps.current !== undefined,
+      lastAppConnectionId: lastApp,
+      departed: [...apps['departed']],
+      counters: structuredClone(reporter.counters) as unknown as Record<string, unknown>,
+    };
+    return { fds, layout, global, sessions, staying };
+  }
+
+  /** The upgrade did not happen: serve on as before (nothing was taken from any socket). */
+  thaw(): void {
+    const { users, apps } = this.parts;
+    this.imi.handoverGate = undefined;
+    this.handed.clear();
+    for (const connection of this.frozen) {
+      const socket = rawSocket(connection.userChannel);
+      if (socket !== undefined) resumeReading(socket);
+      else if (connection.delayedLines.length === 0) connection.resume();
+      if (connection.delayedLines.length > 0 && connection.delayTimer === undefined && !connection.closing) users['scheduleDelayed'](connection);
+    }
+    for (const channel of this.compressed) if (!channel.destroyed) restartCompression(channel);
+    for (const socket of this.appSockets) resumeReading(socket);
+    if (apps.current !== undefined) apps['startHeartbeat']();
+    for (const { channel } of this.held.splice(0)) users.accept(channel);
+  }
+
+  /**
+   * The successor is ready: stop accepting, let go of every handed-over
+   * socket (its descriptor only: the successor holds its own copy, so the
+   * peer sees nothing), close those staying with `notice`, and end the app
+   * link so the app reconnects to the successor. Nothing is written to a
+   * handed-over socket from here on.
+   */
+  async commit(plan: HandoverPlan, notice: string | undefined, timeoutMs: number): Promise<CommitResult> {
+    const { users, apps, ledger, transports, appServer, admin } = this.parts;
+    users.closing = true;
+    for (const transport of transports) listenerServer(transport)?.close();
+    appServer?.close();
+    admin?.['server'].close();
+    for (const [connection, socket] of this.handed) {
+      users.connections.delete(connection.id);
+      users.openConnections.delete(connection);
+      for (const event of ['data', 'end', 'close', 'error', 'drain', 'timeout']) socket.removeAllListeners(event);
+      socket.on('error', () => {});
+      socket.destroy();
+    }
+    const gone = plan.staying.map((connection) => {
+      connection.close(notice, 'shutdown');
+      return connection.closed;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(gone), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+    for (const connection of plan.staying) if (!connection.userChannel.destroyed) connection.destroy('shutdown');
+    // No app hook may run now: `clientDisconnect` taps write to every user, and the users are not ours any more.
+    apps.closing = true;
+    for (const link of apps.allLinks) link.end();
+    return { seq: ledger.nextSeq(), departed: [...apps['departed']], held: this.held.splice(0) };
+  }
+
+  private freezeAdmitted(): void {
+    for (const connection of this.parts.users.openConnections) {
+      if (!connection.accepted || this.frozen.has(connection)) continue;
+      this.frozen.add(connection);
+      if (connection.delayTimer !== undefined) {
+        clearTimeout(connection.delayTimer);
+        connection.delayTimer = undefined;
+      }
+      const channel = connection.userChannel;
+      const socket = rawSocket(channel);
+      if (socket !== undefined) stopReading(socket);
+      else connection.pause();
+      if (channel instanceof TelnetChannel && endCompression(channel)) this.compressed.add(channel);
+    }
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * The handover protocol: the messages an old `imi-server` and its successor
+ * exchange over the IPC channel of `child_process.spawn` while the sockets
+ * themselves travel as inherited descriptors (stdio entries) or, for users
+ * who arrive during the handover, one at a time with `subprocess.send`.
+ *
+ * ```text
+ * old → new  begin     version, fd layout, global state, session count
+ * old → new  sessions  a chunk of sessions: fd, snapshot, what was read but not used
+ * old → new  end
+ * new → old  ready     (or refused: code, message; then it exits)
+ * old → new  commit    final seq, users closed by the old one
+ * old → new  late      a user accepted during the handover (with the socket)
+ * new → old  serving
+ * ```
+ *
+ * Until `commit` the successor takes nothing from any socket and writes
+ * nothing to it, so the old process can kill it and go on serving.
+ *
+ * **Versioning.** `begin.v` is {@link HANDOVER_VERSION}, `begin.snapshotVersion`
+ * the session snapshot's; a successor refuses versions it does not know
+ * (`IMI_BAD_SNAPSHOT`), and the old process keeps serving.
+ *
+ * @module
+ */
+import { ImiError } from '@imi/core';
+
+/** The version of the handover messages this code speaks. */
+export const HANDOVER_VERSION = 1;
+/** Sessions per `sessions` message: a few hundred KiB of JSON each, so no single IPC message is huge. */
+export const SESSIONS_PER_MESSAGE = 200;
+/** The environment variable that tells `imi-server` it is a successor (set by the old process, removed at once by the new one). */
+export const SUCCESSOR_ENV = 'IMI_HANDOVER';
+
+/** A user who left without an app to tell, waiting for the same app to come back (see the app side's `departed`). */
+export interface DepartedUser {
+  /** The session id. */
+  id: string;
+  /** The reason the app will be told. */
+  reason: string;
+}
+
+/** What is not per session: numbering, the app the sessions were announced to, counters. */
+export interface GlobalState {
+  /** The ledger's last `seq`: the successor numbers past it. */
+  seq: number;
+  /** The last app's `hello.instance` (`null`: none or not given), so the same app reconnecting is known. */
+  lastAppInstance: string | null;
+  /** Whether an app was connected: it will reconnect to the successor, which waits a moment for it before reading. */
+  appConnected: boolean;
+  /** The last app connection's id; restored sessions announced to it keep that mark. */
+  lastAppConnectionId: number;
+  /** Users who left while no app was connected, for the same app when it comes back. */
+  departed: DepartedUser[];
+  /** The counters (`stats()`), so totals go on across upgrades. */
+  counters: Record<string, unknown>;
+}
+
+/** The telnet parser's position inside a command, so the bytes after it parse the same in the successor. */
+export interface ParserState {
+  state: number;
+  verb: number;
+  subOption: number;
+  /** The subnegotiation bytes so far, base64. */
+  sub: string;
+  subMax: number;
+}
+
+/** What a telnet channel had read but not passed on. */
+export interface TelnetExtra {
+  parser: ParserState;
+  /** Input held while the channel was paused (protocol already removed), base64. */
+  held: string;
+  /** GMCP messages held while paused: package, JSON text. */
+  heldGmcp: Array<[string, string]>;
+}
+
+/** One session as sent in `sessions`. */
+export interface HandedSession {
+  /** Its socket's descriptor number in the successor (its stdio index). */
+  fd: number;
+  /** The {@link SessionSnapshot}; validated by the successor. */
+  snapshot: unknown;
+  /** Whether the last app was told of this user. */
+  announced: boolean;
+  /** Telnet users only. */
+  telnet?: TelnetExtra;
+}
+
+/** Messages from the old process. */
+export type ParentMessage =
+  | { imi: 'handover'; kind: 'begin'; v: number; snapshotVersion: number; from: number; layout: { users: number[]; app: number; admin?: number }; global: GlobalState; sessions: number }
+  | { imi: 'handover'; kind: 'sessions'; items: HandedSession[] }
+  | { imi: 'handover'; kind: 'end' }
+  | { imi: 'handover'; kind: 'commit'; seq: number; departed: DepartedUser[] }
+  | { imi: 'handover'; kind: 'late'; listener: number; pending: string };
+
+/** Messages from the successor. */
+export type ChildMessage =
+  | { imi: 'handover'; kind: 'ready'; sessions: number }
+  | { imi: 'handover'; kind: 'refused'; code: string; message: string }
+  | { imi: 'handover'; kind: 'serving'; pid: number };
+
+function broken(what: string): ImiError {
+  return new ImiError('IMI_UPGRADE_FAILED', `broken handover message: ${what}`);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isInt(value: unknown, min = 0): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min;
+}
+
+/**
+ * Checks a message from the old process (the successor's side).
+ *
+ * @returns undefined for a message that is not part of the handover (someone else's IPC)
+ * @throws ImiError `IMI_UPGRADE_FAILED` for a malformed message, `IMI_BAD_SNAPSHOT` for versions this code cannot read
+ */
+export function readParentMessage(value: unknown): ParentMessage | undefined {
+  if (!isObject(value) || value['imi'] !== 'handover') return undefined;
+  switch (value['kind']) {
+    case 'begin': {
+      if (value['v'] !== HANDOVER_VERSION) throw new ImiError('IMI_BAD_SNAPSHOT', `unknown handover version ${JSON.stringify(value['v'] ?? null)?.slice(0, 32)} (this imi-server reads version ${HANDOVER_VERSION})`);
+      const layout = value['layout'];
+      const global = value['global'];
+      if (!isObject(layout) || !Array.isArray(layout['users']) || !layout['users'].every((fd) => isInt(fd, 3)) || !isInt(layout['app'], 3)) throw broken('begin.layout');
+      if (layout['admin'] !== undefined && !isInt(layout['admin'], 3)) throw broken('begin.layout.admin');
+      if (!isObject(global) || !isInt(global['seq']) || typeof global['appConnected'] !== 'boolean' || !isInt(global['lastAppConnectionId']) || !Array.isArray(global['departed']) || !isObject(global['counters'])) throw broken('begin.global');
+      if (global['lastAppInstance'] !== null && typeof global['lastAppInstance'] !== 'string') throw broken('begin.global.lastAppInstance');
+      if (!isInt(value['sessions']) || !isInt(value['snapshotVersion'])) throw broken('begin.sessions');
+      return value as ParentMessage;
+    }
+    case 'sessions': {
+      const items = value['items'];
+      if (!Array.isArray(items)) throw broken('sessions.items');
+      for (const item of items) {
+        if (!isObject(item) || !isInt(item['fd'], 3) || typeof item['announced'] !== 'boolean') throw broken('a session item');
+        const telnet = item['telnet'];
+        if (telnet !== undefined && (!isObject(telnet) || !isObject(telnet['parser']) || typeof telnet['held'] !== 'string' || !Array.isArray(telnet['heldGmcp']))) throw broken('a session item telnet');
+      }
+      return value as ParentMessage;
+    }
+    case 'end':
+      return value as ParentMessage;
+    case 'commit':
+      if (!isInt(value['seq']) || !Array.isArray(value['departed'])) throw broken('commit');
+      return value as ParentMessage;
+    case 'late':
+      if (!isInt(value['listener']) || typeof value['pending'] !== 'string') throw broken('late');
+      return value as ParentMessage;
+    default:
+      throw broken(`unknown kind ${JSON.stringify(value['kind'])?.slice(0, 32)}`);
+  }
+}
+
+/**
+ * Checks a message from the successor (the old process's side).
+ *
+ * @returns undefined for a message that is not part of the handover
+ * @throws ImiError `IMI_UPGRADE_FAILED` for a malformed one
+ */
+export function readChildMessage(value: unknown): ChildMessage | undefined {
+  if (!isObject(value) || value['imi'] !== 'handover') return undefined;
+  const kind = value['kind'];
+  if (kind === 'ready' && isInt(value['sessions'])) return value as ChildMessage;
+  if (kind === 'refused' && typeof value['code'] === 'string' && typeof value['message'] === 'string') return value as ChildMessage;
+  if (kind === 'serving' && isInt(value['pid'])) return value as ChildMessage;
+  throw broken(`from the successor: ${JSON.stringify(value).slice(0, 80)}`);
+}

@@ -1,0 +1,223 @@
+/**
+ * Upgrades a running `imi-server` to the one on disk without dropping a
+ * user: the state machine of the old process (idle → preparing → handing
+ * over → committing → done, or back to idle when anything fails).
+ *
+ * 1. freeze: new connections wait, reading stops on every socket (in the
+ *    kernel), output is flushed, MCCP2 streams are ended;
+ * 2. spawn the successor — the same command line — with every listener and
+ *    user socket as an inherited descriptor and an IPC channel;
+ * 3. send the global state and every session's snapshot over IPC, in chunks;
+ * 4. the successor restores them (taking nothing from the sockets) and says
+ *    `ready`; if it exits, refuses, breaks the protocol or is not ready
+ *    within `timeoutMs`, it is killed and the old process thaws: nothing
+ *    was lost;
+ * 5. commit: the old process stops accepting, lets go of the handed-over
+ *    descriptors (no FIN: the successor holds them), closes the users it
+ *    cannot hand over, ends the app link (the app reconnects and is resynced
+ *    by the successor, which redelivers what was not acked), passes users
+ *    who arrived meanwhile with `subprocess.send`, and sends `commit`;
+ * 6. the successor starts reading and serving, rewrites the pid file and
+ *    says `serving`; the old process exits.
+ *
+ * @module
+ */
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { ImiError } from '@imi/core';
+import type { Intermediary } from '../intermediary.js';
+import { SESSION_SNAPSHOT_VERSION } from '../session/snapshot.js';
+import { stopReading } from './fds.js';
+import { Freeze, rawSocket } from './parent.js';
+import { HANDOVER_VERSION, SESSIONS_PER_MESSAGE, SUCCESSOR_ENV, readChildMessage, type ChildMessage, type ParentMessage } from './protocol.js';
+
+/** Default {@link UpgraderOptions.timeoutMs}: 10 s. */
+export const DEFAULT_UPGRADE_TIMEOUT_MS = 10_000;
+/** Longest wait for users still being let in and for output to drain before the snapshot. */
+const SETTLE_MS = 2_000;
+/** Longest wait for the users who cannot be handed over to close after their notice. */
+const STAYING_CLOSE_MS = 1_000;
+
+/** How to start the successor. */
+export interface UpgraderOptions {
+  /** The Node.js binary (`process.execPath`). */
+  execPath: string;
+  /** The CLI script (`process.argv[1]`: the `imi-server` on disk now). */
+  script: string;
+  /** The arguments it runs with (the same as this process's). */
+  args: string[];
+  /** How long the successor may take to be ready, in ms. */
+  timeoutMs: number;
+  /** Where to log. */
+  logger: Logger;
+}
+
+/** What an upgrade did. */
+export interface UpgradeResult {
+  /** The successor's pid. */
+  pid: number;
+  /** Sessions handed over. */
+  sessions: number;
+  /** Users closed because their transport cannot be handed over (TLS, WebSocket). */
+  closed: number;
+  /** From the start of the upgrade (when reading stopped) to the successor serving, in ms: how long users waited. */
+  durationMs: number;
+}
+
+/** Where an upgrade is. */
+export type UpgradeState = 'idle' | 'preparing' | 'handing-over' | 'committing' | 'done';
+
+/** Upgrades one intermediary, one upgrade at a time. */
+export class Upgrader {
+  /** Where the upgrade is. */
+  state: UpgradeState = 'idle';
+
+  /**
+   * @param imi - the running intermediary (listening)
+   * @param options - how to start the successor
+   */
+  constructor(
+    private readonly imi: Intermediary,
+    private readonly options: UpgraderOptions,
+  ) {}
+
+  /**
+   * Hands everything over to a new process. Resolves once it serves (this
+   * process should exit then); rejects with `IMI_UPGRADE_FAILED` (reported
+   * once) when it did not happen, and this process serves on.
+   */
+  async upgrade(): Promise<UpgradeResult> {
+    if (this.state !== 'idle') throw this.fail(this.state === 'done' ? 'this process has handed over and is exiting' : 'an upgrade is under way');
+    const started = performance.now();
+    const { logger, timeoutMs } = this.options;
+    this.state = 'preparing';
+    logger.info({ execPath: this.options.execPath, script: this.options.script }, 'upgrade: handing over to a new process');
+    const freeze = new Freeze(this.imi);
+    let child: ChildProcess | undefined;
+    let messages: Messages | undefined;
+    let plan: ReturnType<Freeze['plan']>;
+    try {
+      await freeze.settle(SETTLE_MS);
+      plan = freeze.plan(4);
+      this.state = 'handing-over';
+      const stdio: StdioOptions = ['ignore', 'inherit', 'inherit', 'ipc', ...plan.fds];
+      child = spawn(this.options.execPath, [this.options.script, ...this.options.args], { stdio, env: { ...process.env, [SUCCESSOR_ENV]: '1' } });
+      const replies = (messages = listen(child));
+      const deadline = setTimeout(() => replies.fail(`the successor was not ready within ${timeoutMs} ms (upgradeTimeoutMs)`), timeoutMs);
+      try {
+        await send(child, { imi: 'handover', kind: 'begin', v: HANDOVER_VERSION, snapshotVersion: SESSION_SNAPSHOT_VERSION, from: process.pid, layout: plan.layout, global: plan.global, sessions: plan.sessions.length });
+        for (let i = 0; i < plan.sessions.length; i += SESSIONS_PER_MESSAGE) {
+          await send(child, { imi: 'handover', kind: 'sessions', items: plan.sessions.slice(i, i + SESSIONS_PER_MESSAGE) });
+        }
+        await send(child, { imi: 'handover', kind: 'end' });
+        await replies.next('ready');
+      } finally {
+        clearTimeout(deadline);
+      }
+    } catch (error) {
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      freeze.thaw();
+      this.state = 'idle';
+      const message = error instanceof Error ? error.message : String(error);
+      logger.error({ err: error }, 'upgrade failed: still serving');
+      throw this.fail(message, error);
+    }
+
+    // From here there is no way back: the successor holds every socket.
+    this.state = 'committing';
+    const running = child!;
+    const replies = messages!;
+    const { seq, departed, held } = await freeze.commit(plan, this.imi.options.shutdownNotice === false ? undefined : this.imi.options.shutdownNotice, STAYING_CLOSE_MS);
+    try {
+      await send(running, { imi: 'handover', kind: 'commit', seq, departed });
+      for (const { channel, listener } of held) {
+        const socket = rawSocket(channel);
+        if (socket === undefined) {
+          // A TLS or WebSocket user who arrived meanwhile: they were never let in.
+          channel.destroy();
+          continue;
+        }
+        const pending = stopReading(socket).toString('base64');
+        await send(running, { imi: 'handover', kind: 'late', listener, pending }, socket);
+      }
+      const serving = setTimeout(() => replies.fail(`the successor did not confirm it serves within ${timeoutMs} ms`), timeoutMs);
+      await replies.next('serving').finally(() => clearTimeout(serving));
+    } catch (error) {
+      // Committed: the successor has everything; nothing to go back to.
+      logger.error({ err: error }, 'upgrade: the successor did not confirm; exiting anyway');
+    }
+    running.disconnect();
+    this.state = 'done';
+    const durationMs = performance.now() - started;
+    const result: UpgradeResult = { pid: running.pid!, sessions: plan.sessions.length, closed: plan.staying.length, durationMs };
+    logger.info(result, 'upgrade: the successor serves; exiting');
+    return result;
+  }
+
+  private fail(message: string, cause?: unknown): ImiError {
+    const error = new ImiError('IMI_UPGRADE_FAILED', `upgrade failed: ${message}`, { cause });
+    this.imi.report(error);
+    return error;
+  }
+}
+
+/** Sends one message (and a socket), waiting until it is written to the channel. */
+function send(child: ChildProcess, message: ParentMessage, socket?: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (!child.connected) {
+      reject(new Error('the successor is gone'));
+      return;
+    }
+    const sent = (error: Error | null): void => (error ? reject(error) : resolve());
+    if (socket === undefined) child.send(message, sent);
+    else child.send(message, socket, sent);
+  });
+}
+
+/** The successor's messages, awaited by kind. */
+interface Messages {
+  /** The next message of this kind (one that came already counts); rejects once the successor failed. */
+  next(kind: ChildMessage['kind']): Promise<ChildMessage>;
+  /** Fails the wait (a timeout). */
+  fail(reason: string): void;
+}
+
+/** Listens to the successor: exits, errors, refusals and broken messages fail every wait from then on. */
+function listen(child: ChildProcess): Messages {
+  let waiting: { kind: ChildMessage['kind']; resolve(message: ChildMessage): void; reject(error: Error): void } | undefined;
+  let failure: Error | undefined;
+  const received: ChildMessage[] = [];
+  const fail = (error: Error): void => {
+    failure ??= error;
+    waiting?.reject(failure);
+    waiting = undefined;
+  };
+  child.on('message', (value: unknown) => {
+    let message: ChildMessage | undefined;
+    try {
+      message = readChildMessage(value);
+    } catch (error) {
+      fail(error as Error);
+      return;
+    }
+    if (message === undefined) return;
+    if (message.kind === 'refused') fail(new ImiError('IMI_UPGRADE_FAILED', `the successor refused the handover: ${message.code}: ${message.message}`));
+    else if (waiting?.kind === message.kind) {
+      waiting.resolve(message);
+      waiting = undefined;
+    } else received.push(message);
+  });
+  child.on('error', (error) => fail(new Error(`cannot start the successor: ${error.message}`)));
+  child.on('exit', (code, signal) => fail(new Error(`the successor exited (${signal ?? `code ${code}`}) before it was ready`)));
+  return {
+    next: (kind) =>
+      new Promise((resolve, reject) => {
+        const index = received.findIndex((message) => message.kind === kind);
+        if (index !== -1) resolve(received.splice(index, 1)[0]!);
+        else if (failure !== undefined) reject(failure);
+        else waiting = { kind, resolve, reject };
+      }),
+    fail: (reason) => fail(new Error(reason)),
+  };
+}
