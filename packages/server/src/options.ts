@@ -88,6 +88,8 @@ export const DEFAULT_PROXY_HEADER_TIMEOUT_MS = 5_000;
  * elsewhere must be named: the PROXY ports fail closed.
  */
 export const DEFAULT_PROXY_TRUSTED_ADDRESSES: readonly string[] = Object.freeze(['127.0.0.0/8', '::1']);
+/** Default {@link IntermediaryOptions.msspName}: what MSSP crawlers are told the server is called when neither the options nor the app name it. */
+export const DEFAULT_MSSP_NAME = 'imi';
 /** Default {@link IntermediaryOptions.appDownNotice}. */
 export const DEFAULT_APP_DOWN_NOTICE = '\r\n*** The application is restarting. Stay connected: nothing you type is lost. ***\r\n';
 /** Default {@link IntermediaryOptions.shutdownNotice}. */
@@ -227,6 +229,12 @@ export interface IntermediaryOptions {
    * `IMI_BAD_PROXY_HEADER`. Default {@link DEFAULT_PROXY_HEADER_TIMEOUT_MS}.
    */
   proxyHeaderTimeoutMs?: number;
+  /**
+   * The server's name told to MUD listing crawlers (MSSP's `NAME`) on telnet
+   * listeners with `mssp`, unless the app gives its own `NAME` in its `mssp`
+   * message. Default {@link DEFAULT_MSSP_NAME}.
+   */
+  msspName?: string;
   /** Told to a user refused by a connection limit. Default {@link DEFAULT_REFUSED_NOTICE}. */
   refusedNotice?: string | false;
   /** Told to a user once per burst whose lines were dropped by the input rate. Default {@link DEFAULT_RATE_LIMIT_NOTICE}. */
@@ -293,6 +301,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   proxyProtocol: false,
   proxyTrustedAddresses: DEFAULT_PROXY_TRUSTED_ADDRESSES,
   proxyHeaderTimeoutMs: DEFAULT_PROXY_HEADER_TIMEOUT_MS,
+  msspName: DEFAULT_MSSP_NAME,
   refusedNotice: DEFAULT_REFUSED_NOTICE,
   rateLimitNotice: DEFAULT_RATE_LIMIT_NOTICE,
   appDownNotice: DEFAULT_APP_DOWN_NOTICE,
@@ -390,6 +399,8 @@ function checkListener(entry: unknown, index: number): void {
     checkNumber('negotiationMs', true);
     checkBoolean('nvtOutput');
     checkBoolean('eor');
+    checkBoolean('mssp');
+    checkBoolean('msdp');
   } else if (kind === 'ws') {
     const path = listener['path'];
     if (path !== undefined && (typeof path !== 'string' || !path.startsWith('/'))) throw configError(`${where}.path must start with "/", got ${JSON.stringify(path)}`);
@@ -444,6 +455,7 @@ export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
   if (typeof resolved.proxyProtocol !== 'boolean') throw configError(`proxyProtocol must be true or false, got ${String(resolved.proxyProtocol)}`);
   if (!Array.isArray(resolved.proxyTrustedAddresses)) throw configError('proxyTrustedAddresses must be an array of addresses or subnets like ["10.0.0.0/8"]');
   proxyTrustList(resolved.proxyTrustedAddresses);
+  if (typeof resolved.msspName !== 'string' || !/^[^\x00-\x1f\x7f]{1,64}$/.test(resolved.msspName)) throw configError(`msspName must be 1-64 characters without control characters, got ${JSON.stringify(resolved.msspName)}`);
   if (resolved.token !== undefined && (typeof resolved.token !== 'string' || resolved.token.length === 0)) throw configError('token must be a non-empty string');
   checkAdminOptions(resolved);
   if (!Array.isArray(resolved.listeners)) throw configError('listeners must be an array of listeners like {"kind": "telnet", "port": 4000}');

@@ -64,6 +64,7 @@ describe('telnet listener', () => {
       gmcp: true,
       mccp2: false,
       eor: false,
+      msdp: false,
       naws: { width: 132, height: 43 },
       ttype: ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'],
       mtts: 2825,
@@ -90,7 +91,7 @@ describe('telnet listener', () => {
     const peer = await telnetUser(port(0), { answer: false });
     peer.send('early');
     const id = await app.nextUserId();
-    expect(connects(app)[0]!.data['telnet']).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false, eor: false });
+    expect(connects(app)[0]!.data['telnet']).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false, eor: false, msdp: false });
     await app.waitForParam('input');
     expect(inputs(app, id)).toEqual(['early']);
   });

@@ -7,6 +7,7 @@
  * @module
  */
 import type { ImiError, RemoteAddress, TelnetInfo } from '@imi/core';
+import type { MsspTable } from './telnet/mssp.js';
 
 /**
  * What a {@link UserChannel} reports to the connection that runs over it
@@ -31,8 +32,12 @@ export interface ChannelSink {
   onClose(): void;
   /** The channel's metadata ({@link UserChannel.telnet}) changed: a resize, GMCP turned on, … */
   onMetadata(): void;
-  /** A GMCP message from a telnet client: the package name and its JSON text (`''` when none). */
-  onGmcp(packageName: string, json: string): void;
+  /**
+   * A GMCP message from a telnet client: the package name and its JSON text
+   * (`''` when none). `protocol` is `"msdp"` for an MSDP variable (its
+   * name, its value as JSON).
+   */
+  onGmcp(packageName: string, json: string, protocol?: 'msdp'): void;
   /**
    * The user's client broke its protocol and the channel recovered (a
    * telnet subnegotiation without its end, …): counted and logged, the
@@ -80,8 +85,8 @@ export interface UserChannel {
   destroy(): void;
   /** Telnet (and WebSocket peers speaking the `imi.v1` subprotocol): hides (`false`) or shows (`true`) what the user types. Returns whether the transport can. */
   setEcho?(visible: boolean): boolean;
-  /** Telnet only: sends a GMCP message. Returns false when GMCP is not on for this user. */
-  sendGmcp?(packageName: string, json: string | undefined): boolean;
+  /** Telnet only: sends a GMCP message (or MSDP variable: see `protocol` of the app's `gmcp` message). Returns false when neither is on for this user. */
+  sendGmcp?(packageName: string, json: string | undefined, protocol?: 'gmcp' | 'msdp'): boolean;
   /**
    * Marks the text just written as a prompt (the app's `output` with
    * `prompt: true`). Telnet: `IAC EOR` when the client agreed to EOR
@@ -195,6 +200,14 @@ export interface TelnetListenerOptions extends StreamListenerOptions {
   nvtOutput?: boolean;
   /** Offer EOR (RFC 885) at connect, so prompts end with `IAC EOR` for clients that agree. Default true. */
   eor?: boolean;
+  /**
+   * Offer MSSP (telnet option 70): a MUD listing crawler that answers
+   * `DO MSSP` gets the server's variables ({@link IntermediaryOptions.msspName},
+   * the player count, the uptime, and the app's `mssp` message). Default true.
+   */
+  mssp?: boolean;
+  /** Offer MSDP (telnet option 69): its variables reach the app as `gmcp` messages with `protocol: "msdp"`. Default true. */
+  msdp?: boolean;
 }
 
 /** WebSocket (`"ws"`, or `"ws+tls"` with `tls`): one text message is one line, each output is one message. */
@@ -262,4 +275,6 @@ export interface TransportContext {
   report?(error: ImiError): void;
   /** For listeners with `proxyProtocol`. Default: the defaults of the intermediary's options, refusals not reported. */
   proxy?: ProxyProtocolSettings;
+  /** The MSSP variables to answer crawlers with, as they are now (telnet listeners with `mssp`). Default: only `NAME`. */
+  mssp?: () => MsspTable;
 }
