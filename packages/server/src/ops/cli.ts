@@ -23,7 +23,7 @@ const CLI_ONLY = {
 } as const;
 
 /** Options whose value is text (every other one is a number). */
-const TEXT_OPTIONS = new Set(['host', 'clientHost', 'appPolicy', 'whileAppDown', 'appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice', 'token', 'banner', 'adminHost', 'adminToken']);
+const TEXT_OPTIONS = new Set(['host', 'clientHost', 'appPolicy', 'whileAppDown', 'appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice', 'token', 'banner', 'adminHost', 'adminToken', 'msspName']);
 /** Options whose value is true or false. */
 const BOOLEAN_OPTIONS = new Set(['limitLoopback', 'proxyProtocol']);
 /** Options whose value is a list, comma-separated on the command line. */
@@ -36,6 +36,8 @@ const LISTENER_FLAGS = {
   'telnet-port': { type: 'string' },
   'telnet-tls-port': { type: 'string' },
   'telnet-mccp2': { type: 'string' },
+  'telnet-mssp': { type: 'string' },
+  'telnet-msdp': { type: 'string' },
   'tls-port': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
@@ -70,6 +72,8 @@ function usage(): string {
     'More listeners for users, on --host (docs/transports.md; the config file takes any number as "listeners"):',
     '  --telnet-port <port>        telnet: NAWS, TTYPE/MTTS, ECHO, SGA, GMCP for MUD clients',
     '  --telnet-mccp2 <true|false> offer MCCP2 (compressed output) on the telnet listeners (default false)',
+    '  --telnet-mssp <true|false>  answer MUD listing crawlers with MSSP on the telnet listeners (default true; --mssp-name)',
+    '  --telnet-msdp <true|false>  offer MSDP, relayed like GMCP, on the telnet listeners (default true)',
     '  --ws-port <port>            WebSocket: one message is one line',
     '  --web-port <port>           the browser client page at / and its WebSocket at /ws',
     '  --ws-allowed-origins <list> origins whose pages may connect to --ws-port/--web-port, comma-separated: https://a.example,self,* (default: self with the page, * without)',
@@ -206,9 +210,13 @@ function portFlag(values: Record<string, string | boolean | undefined>, flag: st
 /** The listeners the shorthand flags ask for, in a fixed order. */
 function listenersFromFlags(values: Record<string, string | boolean | undefined>, proxyProtocol: boolean): ListenerOptions[] {
   const listeners: ListenerOptions[] = [];
-  const mccp2Flag = values['telnet-mccp2'];
-  if (mccp2Flag !== undefined && mccp2Flag !== 'true' && mccp2Flag !== 'false') throw new ImiError('IMI_CONFIG', `--telnet-mccp2 must be true or false, got ${JSON.stringify(mccp2Flag)}`);
-  const mccp2 = mccp2Flag === 'true';
+  const telnetFlag = (name: string): { [key: string]: boolean } => {
+    const flag = values[`telnet-${name}`];
+    if (flag !== undefined && flag !== 'true' && flag !== 'false') throw new ImiError('IMI_CONFIG', `--telnet-${name} must be true or false, got ${JSON.stringify(flag)}`);
+    return flag === undefined ? {} : { [name]: flag === 'true' };
+  };
+  // MSSP and MSDP are on by default: only an explicit flag is passed on.
+  const telnet = { mccp2: values['telnet-mccp2'] === 'true', ...telnetFlag('mccp2'), ...telnetFlag('mssp'), ...telnetFlag('msdp') };
   const cert = values['tls-cert'];
   const key = values['tls-key'];
   const tlsPort = portFlag(values, 'tls-port');
@@ -220,8 +228,8 @@ function listenersFromFlags(values: Record<string, string | boolean | undefined>
   const telnetPort = portFlag(values, 'telnet-port');
   // --proxy-protocol covers every stream listener the flags add (not ws: not supported there).
   const proxy = proxyProtocol ? { proxyProtocol } : {};
-  if (telnetPort !== undefined) listeners.push({ kind: 'telnet', port: telnetPort, mccp2, ...proxy });
-  if (telnetTlsPort !== undefined) listeners.push({ kind: 'telnet', port: telnetTlsPort, mccp2, tls: tls!, ...proxy });
+  if (telnetPort !== undefined) listeners.push({ kind: 'telnet', port: telnetPort, ...telnet, ...proxy });
+  if (telnetTlsPort !== undefined) listeners.push({ kind: 'telnet', port: telnetTlsPort, ...telnet, tls: tls!, ...proxy });
   if (tlsPort !== undefined) listeners.push({ kind: 'tcp', port: tlsPort, tls: tls!, ...proxy });
   const wsPort = portFlag(values, 'ws-port');
   const webPort = portFlag(values, 'web-port');
