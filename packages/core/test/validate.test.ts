@@ -77,7 +77,7 @@ function conformsToAppMessage(m: unknown): boolean {
         optional(d['protocol'], (v) => v === 'gmcp' || v === 'msdp')
       );
     case 'mssp': {
-      const text = (v: unknown): boolean => (isString(v) && !/[\x00-\x1f\x7f]/.test(v)) || (typeof v === 'number' && Number.isFinite(v));
+      const text = (v: unknown): boolean => (typeof v === 'string' && !/[\x00-\x1f\x7f]/.test(v)) || (typeof v === 'number' && Number.isFinite(v));
       const variables = isObj(d) ? d['variables'] : undefined;
       return isObj(variables) && Object.entries(variables).every(([name, v]) => name.length >= 1 && name.length <= 64 && text(name) && (text(v) || (Array.isArray(v) && v.every(text))));
     }
