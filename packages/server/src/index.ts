@@ -70,6 +70,7 @@ export {
   DEFAULT_TELNET_NEGOTIATION_MS,
   DEFAULT_WS_MAX_PAYLOAD_BYTES,
   DEFAULT_WS_PING_INTERVAL_MS,
+  DEFAULT_SSH_HOST_KEY_FILE,
   type Transport,
   type TransportAddress,
   type TransportContext,
@@ -80,6 +81,7 @@ export {
   type TcpListenerOptions,
   type TelnetListenerOptions,
   type WsListenerOptions,
+  type SshListenerOptions,
   type TlsFiles,
 } from './users/transport.js';
 export {

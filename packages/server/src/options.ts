@@ -367,7 +367,7 @@ function checkListener(entry: unknown, index: number): void {
   if (isTransport(entry as ListenerOptions | Transport)) return;
   const listener = entry as Record<string, unknown>;
   const kind = listener['kind'];
-  if (kind !== 'tcp' && kind !== 'telnet' && kind !== 'ws') throw configError(`${where}.kind must be "tcp", "telnet" or "ws", got ${JSON.stringify(kind)}`);
+  if (kind !== 'tcp' && kind !== 'telnet' && kind !== 'ws' && kind !== 'ssh') throw configError(`${where}.kind must be "tcp", "telnet", "ws" or "ssh", got ${JSON.stringify(kind)}`);
   if (!isPort(listener['port'])) throw configError(`${where}.port must be a port number (0-65535), got ${String(listener['port'])}`);
   const host = listener['host'];
   if (host !== undefined && (typeof host !== 'string' || host.length === 0)) throw configError(`${where}.host must be an address`);
@@ -388,7 +388,13 @@ function checkListener(entry: unknown, index: number): void {
   const checkBoolean = (name: string): void => {
     if (listener[name] !== undefined && typeof listener[name] !== 'boolean') throw configError(`${where}.${name} must be true or false`);
   };
-  if (kind === 'ws') {
+  if (kind === 'ssh') {
+    // SSH brings its own encryption; a PROXY header is not read there.
+    for (const name of ['tls', 'proxyProtocol']) if (listener[name] !== undefined && listener[name] !== false) throw configError(`${where}.${name} is not an option of "ssh" listeners`);
+    for (const name of ['hostKeyFile', 'authorizedKeysFile']) {
+      if (listener[name] !== undefined && (typeof listener[name] !== 'string' || listener[name] === '')) throw configError(`${where}.${name} must be a file path`);
+    }
+  } else if (kind === 'ws') {
     if (listener['proxyProtocol'] !== undefined && listener['proxyProtocol'] !== false) throw configError(`${where}.proxyProtocol is not supported on "ws" listeners yet (only "tcp" and "telnet")`);
   } else {
     checkBoolean('proxyProtocol');

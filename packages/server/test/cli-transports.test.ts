@@ -101,8 +101,10 @@ describe.skipIf(!commandsAvailable('openssl'))('imi-server listener flags', () =
       [['--telnet-mccp2', 'yes', '--telnet-port', '0'], /--telnet-mccp2 must be true or false/],
       [['--telnet-mssp', 'on', '--telnet-port', '0'], /--telnet-mssp must be true or false/],
       [['--telnet-msdp', '1', '--telnet-port', '0'], /--telnet-msdp must be true or false/],
+      [['--ssh-host-key', 'k'], /--ssh-host-key and --ssh-authorized-keys are for --ssh-port/],
+      [['--listeners', '[{"kind":"ssh","port":0,"tls":{"cert":"c","key":"k"}}]'], /listeners\[0\]\.tls is not an option of "ssh" listeners/],
       [['--mssp-name', '', '--telnet-port', '0'], /msspName must be 1-64 characters/],
-      [['--listeners', '[{"kind":"gopher","port":70}]'], /listeners\[0\]\.kind must be "tcp", "telnet" or "ws"/],
+      [['--listeners', '[{"kind":"gopher","port":70}]'], /listeners\[0\]\.kind must be "tcp", "telnet", "ws" or "ssh"/],
       [['--listeners', 'not json'], /--listeners must be JSON/],
     ];
     for (const [args, message] of cases) {

@@ -44,6 +44,9 @@ const LISTENER_FLAGS = {
   'ws-port': { type: 'string' },
   'web-port': { type: 'string' },
   'ws-allowed-origins': { type: 'string' },
+  'ssh-port': { type: 'string' },
+  'ssh-host-key': { type: 'string' },
+  'ssh-authorized-keys': { type: 'string' },
 } as const;
 /** Options that also accept `false` (silence). */
 const SILENCEABLE = new Set(['appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice']);
@@ -79,6 +82,9 @@ function usage(): string {
     '  --ws-allowed-origins <list> origins whose pages may connect to --ws-port/--web-port, comma-separated: https://a.example,self,* (default: self with the page, * without)',
     '  --tls-port <port>           plain lines over TLS (needs --tls-cert and --tls-key)',
     '  --telnet-tls-port <port>    telnet over TLS (needs --tls-cert and --tls-key)',
+    '  --ssh-port <port>           SSH: `ssh -p <port> name@host`, any name, no password (the app does the login)',
+    '  --ssh-host-key <file>       the SSH host key, made on first start (default ./imi-ssh-host-key)',
+    '  --ssh-authorized-keys <file> only these public keys may log in over SSH (OpenSSH authorized_keys format)',
     '  --tls-cert <file>           PEM certificate (chain) for the TLS listeners',
     '  --tls-key <file>            PEM private key for the TLS listeners',
     '  --listeners <json>          listeners as JSON, e.g. \'[{"kind":"telnet","port":4000}]\'',
@@ -238,6 +244,13 @@ function listenersFromFlags(values: Record<string, string | boolean | undefined>
   const origins = typeof originsFlag === 'string' ? { allowedOrigins: originsFlag.split(',').map((origin) => origin.trim()) } : {};
   if (wsPort !== undefined) listeners.push({ kind: 'ws', port: wsPort, ...origins });
   if (webPort !== undefined) listeners.push({ kind: 'ws', port: webPort, web: true, path: '/ws', ...origins });
+  const sshPort = portFlag(values, 'ssh-port');
+  const hostKey = values['ssh-host-key'];
+  const authorizedKeys = values['ssh-authorized-keys'];
+  if (sshPort === undefined && (hostKey !== undefined || authorizedKeys !== undefined)) throw new ImiError('IMI_CONFIG', '--ssh-host-key and --ssh-authorized-keys are for --ssh-port; give it');
+  if (sshPort !== undefined) {
+    listeners.push({ kind: 'ssh', port: sshPort, ...(typeof hostKey === 'string' ? { hostKeyFile: hostKey } : {}), ...(typeof authorizedKeys === 'string' ? { authorizedKeysFile: authorizedKeys } : {}) });
+  }
   return listeners;
 }
 

@@ -234,8 +234,40 @@ export interface WsListenerOptions extends BaseListenerOptions {
   allowedOrigins?: string[];
 }
 
+/**
+ * SSH (`"ssh"`): `ssh -p 2222 play@host` gets the session a telnet user
+ * gets (window size and terminal type from the pty request, in
+ * `connect.data.telnet`; the server echoes unless the app hides input).
+ * SSH sessions cannot be handed to a successor process (their crypto state
+ * lives in this one), like TLS.
+ */
+export interface SshListenerOptions {
+  /** Discriminant. */
+  kind: 'ssh';
+  /** The port; 0 picks a free one. */
+  port: number;
+  /** The address to bind to. Default: the intermediary's {@link IntermediaryOptions.host}. */
+  host?: string;
+  /**
+   * The host key file: read at `listen()`, or made (Ed25519) and written
+   * there, mode 0600, when it does not exist, so clients see the same host
+   * key after a restart. Default {@link DEFAULT_SSH_HOST_KEY_FILE}.
+   */
+  hostKeyFile?: string;
+  /**
+   * Only users whose public key is listed in this file (OpenSSH
+   * `authorized_keys` format) may log in; the key's fingerprint reaches the
+   * app in `connect.data.telnet.ssh.keyFingerprint`. Default: anyone, with
+   * any user name and no password (the app does its own login).
+   */
+  authorizedKeysFile?: string;
+}
+
 /** A built-in listener, as given in {@link IntermediaryOptions.listeners} (or a config file). */
-export type ListenerOptions = TcpListenerOptions | TelnetListenerOptions | WsListenerOptions;
+export type ListenerOptions = TcpListenerOptions | TelnetListenerOptions | WsListenerOptions | SshListenerOptions;
+
+/** Default {@link SshListenerOptions.hostKeyFile}: `imi-ssh-host-key` in the working directory. */
+export const DEFAULT_SSH_HOST_KEY_FILE = 'imi-ssh-host-key';
 
 /** Default {@link TelnetListenerOptions.negotiationMs}: how long a telnet user's opening negotiation may take before the app hears of them. */
 export const DEFAULT_TELNET_NEGOTIATION_MS = 500;
@@ -251,6 +283,7 @@ export function isTransport(value: ListenerOptions | Transport): value is Transp
 
 /** The name users of a built-in listener get in `connect.data.transport`. */
 export function transportName(options: ListenerOptions): string {
+  if (options.kind === 'ssh') return 'ssh';
   if (options.kind === 'tcp') return options.tls === undefined ? 'tcp' : 'tls';
   return options.tls === undefined ? options.kind : `${options.kind}+tls`;
 }
