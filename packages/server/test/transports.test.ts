@@ -400,7 +400,13 @@ describe('several listeners at once', () => {
 
   it('rejects impossible listeners with IMI_CONFIG naming the entry', () => {
     const bad: unknown[] = [
-      [{ kind: 'ssh', port: 1 }],
+      [{ kind: 'gopher', port: 1 }],
+      [{ kind: 'ssh', port: 1, tls: { cert: 'c', key: 'k' } }],
+      [{ kind: 'ssh', port: 1, proxyProtocol: true }],
+      [{ kind: 'ssh', port: 1, hostKeyFile: '' }],
+      [{ kind: 'ssh', port: 1, authorizedKeysFile: 7 }],
+      [{ kind: 'telnet', port: 1, mssp: 'yes' }],
+      [{ kind: 'telnet', port: 1, msdp: 1 }],
       [{ kind: 'telnet', port: 70000 }],
       [{ kind: 'telnet', port: 1, tls: { cert: 'c' } }],
       [{ kind: 'ws', port: 1, path: 'ws' }],
