@@ -14,7 +14,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { AsyncSeriesHook, AsyncSeriesWaterfallHook } from 'tapable';
-import { ImiError, isJsonObject, type JsonObject, type JsonValue } from '@imi/core';
+import { ImiError, ProtocolError, isJsonObject, validateAppMessage, type JsonObject, type JsonValue, type MsspValue } from '@imi/core';
 import { Dispatcher } from './dispatch.js';
 import { emitReporting, reportError, type ClientEvents } from './events.js';
 import { isolateTaps, type ClientHooks } from './hooks.js';
@@ -81,6 +81,8 @@ export class Client extends EventEmitter<ClientEvents> {
   private ticks = 0;
   private tickTimer: NodeJS.Timeout | undefined;
   private closePromise: Promise<void> | undefined;
+  /** The last {@link setServerStatus} variables, sent again after each reconnection. */
+  private serverStatus: { [name: string]: MsspValue } | undefined;
 
   /**
    * @param options - where the intermediary is and how to behave; every option has a default
@@ -333,25 +335,58 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /**
-   * Telnet users whose MUD client speaks GMCP (`session.telnet.gmcp`): sends
-   * a GMCP message, in order with the text sent to them. Dropped by the
-   * intermediary for users without GMCP.
+   * Telnet users whose MUD client speaks GMCP (`session.telnet.gmcp`) or
+   * MSDP (`session.telnet.msdp`): sends a GMCP message, in order with the
+   * text sent to them; to a user with MSDP but not GMCP it goes as the MSDP
+   * variable `packageName` (`protocol` picks one: `"gmcp"` or `"msdp"`).
+   * Dropped by the intermediary for users with neither.
    *
    * @param id - the session id
    * @param packageName - e.g. `"Char.Vitals"` (no spaces, at most 128 characters)
    * @param value - the payload, sent as JSON; none when undefined
-   * @param options - `after`
+   * @param options - `after`; `protocol`: `"gmcp"` or `"msdp"` only (default: GMCP when on, else MSDP)
    * @returns the message's txn id
    * @throws ImiError `IMI_BAD_MESSAGE` for a bad package name; otherwise as {@link send}
    */
-  sendGmcp(id: string, packageName: string, value?: JsonValue, options?: Omit<SendOptions, 'updates'>): string {
+  sendGmcp(id: string, packageName: string, value?: JsonValue, options?: Omit<SendOptions, 'updates'> & { protocol?: 'gmcp' | 'msdp' }): string {
     checkString(id, 'sendGmcp: id');
     checkString(packageName, 'sendGmcp: packageName');
     if (!GMCP_PACKAGE.test(packageName)) throw new ImiError('IMI_BAD_MESSAGE', `sendGmcp: ${JSON.stringify(packageName.slice(0, 64))} is not a GMCP package name (1-128 characters, no spaces)`, { sessionId: id });
+    const protocol = options?.protocol;
+    if (protocol !== undefined && protocol !== 'gmcp' && protocol !== 'msdp') throw new ImiError('IMI_BAD_MESSAGE', 'sendGmcp: protocol must be "gmcp" or "msdp"', { sessionId: id });
     const txnId = randomUUID();
-    const data: { id: string; package: string; value?: JsonValue } = { id, package: packageName };
+    const data: { id: string; package: string; value?: JsonValue; protocol?: 'gmcp' | 'msdp' } = { id, package: packageName };
     if (value !== undefined) data.value = value;
+    if (protocol !== undefined) data.protocol = protocol;
     this.outbox.submit([this.outbox.appRecord({ param: 'gmcp', data }, txnId, id, options)]);
+    return txnId;
+  }
+
+  /**
+   * Sets the variables the intermediary answers MUD listing crawlers with
+   * (MSSP, on telnet listeners): `{ GENRE: 'Fantasy', CODEBASE: 'mine 1.0',
+   * PORT: [4000, 4443] }` (names from the MSSP spec; text, numbers, or arrays
+   * of them). Each call replaces the previous set. The intermediary keeps it
+   * across app restarts and fills in `NAME` (unless given here), `PLAYERS`
+   * and `UPTIME` itself; the client sends it again after each reconnection,
+   * so a restarted intermediary has it too.
+   *
+   * @param variables - MSSP variable names to values
+   * @returns the message's txn id
+   * @throws ImiError `IMI_BAD_MESSAGE` when a name or value is not one (control characters, not text or a number)
+   */
+  setServerStatus(variables: { [name: string]: MsspValue }): string {
+    const probe = validateAppMessage({ param: 'mssp', data: { variables } });
+    if (probe instanceof ProtocolError) throw new ImiError('IMI_BAD_MESSAGE', `setServerStatus: ${probe.message}`);
+    const first = this.serverStatus === undefined;
+    this.serverStatus = structuredClone(variables);
+    if (first) this.on('linkUp', () => this.submitServerStatus());
+    return this.submitServerStatus();
+  }
+
+  private submitServerStatus(): string {
+    const txnId = randomUUID();
+    this.outbox.submit([this.outbox.appRecord({ param: 'mssp', data: { variables: this.serverStatus! } }, txnId, undefined, undefined)]);
     return txnId;
   }
 

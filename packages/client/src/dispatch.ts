@@ -147,7 +147,7 @@ export class Dispatcher {
           sessionSlots(session).telnet = Object.freeze({ ...message.data.telnet });
           state.emitSafely('telnet', [session, session.telnet]);
         } else {
-          state.emitSafely('gmcp', [session, message.data.package, message.data.value]);
+          state.emitSafely('gmcp', [session, message.data.package, message.data.value, message.data.protocol ?? 'gmcp']);
         }
         return Promise.resolve();
       }),

@@ -46,9 +46,11 @@ export interface ClientEvents {
    * A GMCP message from a telnet user's MUD client: the package (e.g.
    * `"Core.Hello"`, `"Char.Login.Credentials"`) and its parsed JSON payload
    * (undefined when it had none). Not acked and not queued while the app is
-   * away; in order with the user's other events.
+   * away; in order with the user's other events. MSDP variables come here
+   * too, with `protocol` `"msdp"`: the variable's name as `packageName`,
+   * its value as text, an array or an object.
    */
-  gmcp: (session: Session, packageName: string, value: JsonValue | undefined) => void;
+  gmcp: (session: Session, packageName: string, value: JsonValue | undefined, protocol: 'gmcp' | 'msdp') => void;
   /** A resync is complete: {@link Client.sessions} now matches the intermediary's `count` live users. */
   synced: (count: number) => void;
   /** Every `tickIntervalMs` from `connect()` to `close()`, link up or down; `n` counts from 1. */

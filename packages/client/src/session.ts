@@ -15,7 +15,7 @@ export interface SessionOwner {
   setState(id: string, updates: JsonObject, options?: Omit<SendOptions, 'updates'>): string;
   disconnect(id: string, farewell?: string, options?: SendOptions): string;
   setEcho(id: string, visible: boolean, options?: Omit<SendOptions, 'updates'>): string;
-  sendGmcp(id: string, packageName: string, value?: JsonValue, options?: Omit<SendOptions, 'updates'>): string;
+  sendGmcp(id: string, packageName: string, value?: JsonValue, options?: Omit<SendOptions, 'updates'> & { protocol?: 'gmcp' | 'msdp' }): string;
 }
 
 /** What the client changes on a session over its life; kept out of the public type. */
@@ -164,15 +164,17 @@ export class Session {
   }
 
   /**
-   * Telnet with GMCP: sends this user's MUD client a GMCP message.
+   * Telnet with GMCP or MSDP: sends this user's MUD client a GMCP message
+   * (as the MSDP variable `packageName` to a client with MSDP and no GMCP).
    *
-   * @param packageName - e.g. `"Char.Vitals"`
-   * @param value - the payload, sent as JSON; none when undefined
+   * @param packageName - e.g. `"Char.Vitals"`, or an MSDP variable such as `"HEALTH"`
+   * @param value - the payload, sent as JSON (as MSDP: text, arrays, tables); none when undefined
+   * @param protocol - `"gmcp"` or `"msdp"` only; default: GMCP when on, else MSDP
    * @returns the message's txn id
    * @throws ImiError as {@link Client.sendGmcp}
    */
-  sendGmcp(packageName: string, value?: JsonValue): string {
-    return this.#client.sendGmcp(this.id, packageName, value);
+  sendGmcp(packageName: string, value?: JsonValue, protocol?: 'gmcp' | 'msdp'): string {
+    return this.#client.sendGmcp(this.id, packageName, value, protocol === undefined ? undefined : { protocol });
   }
 
   /**

@@ -79,7 +79,7 @@ describe('telnet users', () => {
     const client = await telnetClient(listeners[1]!.port);
     await waitFor(() => session !== undefined, 'connect');
     expect(session!.transport).toBe('telnet');
-    expect(session!.telnet).toEqual({ echo: true, sga: false, gmcp: true, mccp2: false, eor: false, naws: { width: 80, height: 24 } });
+    expect(session!.telnet).toEqual({ echo: true, sga: false, gmcp: true, mccp2: false, eor: false, msdp: false, naws: { width: 80, height: 24 } });
     expect(Object.isFrozen(session!.telnet)).toBe(true);
     expect(session!.toJSON().telnet).toEqual(session!.telnet);
 

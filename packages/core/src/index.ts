@@ -46,6 +46,9 @@ export {
   type NullMessage,
   type TelnetControlMessage,
   type SendGmcpMessage,
+  type MsspMessage,
+  type MsspValue,
+  type SshLogin,
   type AppMessage,
   type AppParam,
 } from './protocol.js';

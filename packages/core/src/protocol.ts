@@ -107,6 +107,27 @@ export interface TelnetInfo {
   mccp2: boolean;
   /** Whether the client agreed to EOR (RFC 885): prompts end with `IAC EOR` rather than `IAC GA`. */
   eor: boolean;
+  /**
+   * Whether MSDP is on (the client agreed to the intermediary's `WILL MSDP`):
+   * its MSDP variables arrive as `gmcp` messages with `protocol: "msdp"`,
+   * and `gmcp` messages can be sent to it as MSDP. Present on telnet
+   * listeners that offer MSDP (their `msdp` option, on by default).
+   */
+  msdp?: boolean;
+  /**
+   * SSH users (`transport` `"ssh"`): the name they logged in with, and the
+   * SHA-256 fingerprint of the public key they authenticated with (absent
+   * when they logged in without one).
+   */
+  ssh?: SshLogin;
+}
+
+/** How an SSH user logged in ({@link TelnetInfo.ssh}). */
+export interface SshLogin {
+  /** The user name given to `ssh` (`ssh play@host`: `"play"`). */
+  user: string;
+  /** `SHA256:…` (as `ssh-keygen -l` prints it) of the key they authenticated with; absent without one. */
+  keyFingerprint?: string;
 }
 
 /** A user sent a line. */
@@ -211,6 +232,12 @@ export interface GmcpMessage extends IntermediaryEnvelope {
     package: string;
     /** The message's JSON payload, parsed; absent when the message had none. */
     value?: JsonValue;
+    /**
+     * `"msdp"` when it came as MSDP: `package` is the MSDP variable's name
+     * and `value` its value (a string, an array for `MSDP_ARRAY`, an object
+     * for `MSDP_TABLE`). Absent for GMCP.
+     */
+    protocol?: 'msdp';
   };
 }
 
@@ -397,6 +424,36 @@ export interface SendGmcpMessage extends AppEnvelope {
     package: string;
     /** The payload, sent as JSON; absent for a message without one. */
     value?: JsonValue;
+    /**
+     * Which protocol carries it: `"gmcp"` (only to users with GMCP on),
+     * `"msdp"` (only to users with MSDP on: `package` is the variable name,
+     * `value` its value as MSDP), or absent: GMCP when the user has it on,
+     * else MSDP when that is on, else dropped.
+     */
+    protocol?: 'gmcp' | 'msdp';
+  };
+}
+
+/**
+ * A value of an MSSP variable: text, a number (sent as its decimal text),
+ * or several values for one variable (`PORT`, `CODEBASE`, …).
+ */
+export type MsspValue = string | number | Array<string | number>;
+
+/**
+ * Sets the app's MSSP variables (MUD Server Status Protocol), which the
+ * intermediary answers MUD listing crawlers with. It keeps the last set
+ * across app restarts; each message replaces the previous set. `NAME`,
+ * `PLAYERS` and `UPTIME` are filled in by the intermediary (an app's `NAME`
+ * replaces the configured one; its `PLAYERS` and `UPTIME` are ignored).
+ */
+export interface MsspMessage extends AppEnvelope {
+  /** Discriminant. */
+  param: 'mssp';
+  /** The variables. */
+  data: {
+    /** Variable names (the MSSP spec's, e.g. `"GENRE"`, `"CODEBASE"`, `"PORT"`) to values. */
+    variables: { [name: string]: MsspValue };
   };
 }
 
@@ -412,7 +469,8 @@ export type AppMessage =
   | PongMessage
   | NullMessage
   | TelnetControlMessage
-  | SendGmcpMessage;
+  | SendGmcpMessage
+  | MsspMessage;
 
 /** The `param` values of {@link AppMessage}. */
 export type AppParam = AppMessage['param'];

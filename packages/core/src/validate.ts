@@ -44,6 +44,7 @@ export const APP_PARAMS: ReadonlySet<string> = new Set([
   'null',
   'telnet',
   'gmcp',
+  'mssp',
 ]);
 
 /** The `param` values the intermediary may send. */
@@ -176,10 +177,38 @@ export function validateAppMessage(value: unknown): AppMessage | ProtocolError {
       if (typeof data['package'] !== 'string' || !GMCP_PACKAGE.test(data['package'])) {
         return bad(field(param, 'package', 'a GMCP package name (1-128 characters, no spaces)'), txnId);
       }
+      if (data['protocol'] === null) delete data['protocol'];
+      else if (data['protocol'] !== undefined && data['protocol'] !== 'gmcp' && data['protocol'] !== 'msdp') return bad(field(param, 'protocol', '"gmcp" or "msdp"'), txnId);
+      break;
+    }
+    case 'mssp': {
+      const problem = checkMsspVariables(data['variables']);
+      if (problem !== undefined) return bad(`${param}: data.variables${problem}`, txnId);
       break;
     }
   }
   return value as unknown as AppMessage;
+}
+
+/** Most variables in one `mssp` message. */
+const MAX_MSSP_VARIABLES = 256;
+/** An MSSP name or text value: no control characters (bytes 1 and 2 are MSSP_VAR and MSSP_VAL on the wire). */
+const MSSP_TEXT = /^[^\x00-\x1f\x7f]*$/;
+
+/** Why `variables` is not a valid MSSP set (the rest of the message after `data.variables`), or undefined. */
+function checkMsspVariables(variables: unknown): string | undefined {
+  const shape = ' must be an object of MSSP variables: names to text, numbers or arrays of them';
+  if (!isObject(variables)) return shape;
+  const names = Object.keys(variables);
+  if (names.length > MAX_MSSP_VARIABLES) return ` must have at most ${MAX_MSSP_VARIABLES} variables`;
+  const isValue = (entry: unknown): boolean => (typeof entry === 'string' && MSSP_TEXT.test(entry)) || (typeof entry === 'number' && Number.isFinite(entry));
+  for (const name of names) {
+    const where = `[${JSON.stringify(name.slice(0, 32))}]`;
+    if (name.length === 0 || name.length > 64 || !MSSP_TEXT.test(name)) return `${where}: a variable name must be 1-64 characters, no control characters`;
+    const entry = variables[name];
+    if (!(isValue(entry) || (Array.isArray(entry) && entry.every(isValue)))) return `${where} must be text (no control characters), a finite number, or an array of them`;
+  }
+  return undefined;
 }
 
 /** Checks the optional envelope fields; one sent as `null` is removed (taken as absent). */

@@ -69,7 +69,18 @@ function conformsToAppMessage(m: unknown): boolean {
     case 'telnet':
       return isObj(d) && isString(d['id']) && optional(d['echo'], (v) => typeof v === 'boolean');
     case 'gmcp':
-      return isObj(d) && isString(d['id']) && isString(d['package']) && /^[^\s\x00-\x1f\x7f]{1,128}$/.test(d['package'] as string);
+      return (
+        isObj(d) &&
+        isString(d['id']) &&
+        isString(d['package']) &&
+        /^[^\s\x00-\x1f\x7f]{1,128}$/.test(d['package'] as string) &&
+        optional(d['protocol'], (v) => v === 'gmcp' || v === 'msdp')
+      );
+    case 'mssp': {
+      const text = (v: unknown): boolean => (typeof v === 'string' && !/[\x00-\x1f\x7f]/.test(v)) || (typeof v === 'number' && Number.isFinite(v));
+      const variables = isObj(d) ? d['variables'] : undefined;
+      return isObj(variables) && Object.entries(variables).every(([name, v]) => name.length >= 1 && name.length <= 64 && text(name) && (text(v) || (Array.isArray(v) && v.every(text))));
+    }
     default:
       return false;
   }
@@ -152,6 +163,10 @@ const validApp: Record<string, Json> = {
   gmcp: { param: 'gmcp', data: { id: 'u1', package: 'Char.Vitals', value: { hp: 10, maxhp: 20 } } },
   'gmcp without value': { param: 'gmcp', data: { id: 'u1', package: 'Core.Ping' } },
   'gmcp with a string value': { param: 'gmcp', data: { id: 'u1', package: 'Comm.Channel.Text', value: 'hé 😀' } },
+  'gmcp sent as MSDP': { param: 'gmcp', data: { id: 'u1', package: 'HEALTH', value: '10', protocol: 'msdp' } },
+  'gmcp sent as GMCP only': { param: 'gmcp', data: { id: 'u1', package: 'Char.Vitals', value: { hp: 1 }, protocol: 'gmcp' } },
+  mssp: { param: 'mssp', data: { variables: { GENRE: 'Fantasy', 'CRAWL DELAY': -1, PORT: [4000, '4443'], CODEBASE: [], 'HIRING BUILDERS': 0 } } },
+  'mssp with no variables': { param: 'mssp', data: { variables: {} } },
 };
 
 /** For each message kind: a valid base, and per field the wrong values (`undefined` = missing). */
@@ -178,6 +193,30 @@ const appFieldCases: Array<{ base: Json; field: string; where: 'data' | 'envelop
     field: 'package',
     where: 'data',
     wrong: [undefined, '', 'Char Vitals', 'Char.Vitals\n', '\u0000', 'x'.repeat(129), 1, null, {}, ['Char.Vitals']],
+  },
+  { base: validApp['gmcp sent as MSDP']!, field: 'protocol', where: 'data', wrong: ['MSDP', 'telnet', '', 1, true, {}, []] },
+  {
+    base: validApp['mssp']!,
+    field: 'variables',
+    where: 'data',
+    wrong: [
+      undefined,
+      null,
+      'GENRE',
+      [['GENRE', 'Fantasy']],
+      { GENRE: { a: 1 } },
+      { GENRE: true },
+      { GENRE: null },
+      { GENRE: [['nested']] },
+      { GENRE: [true] },
+      { GENRE: Number.NaN },
+      { GENRE: 'a\u0001b' },
+      { GENRE: 'line\r\n' },
+      { '': 'x' },
+      { 'A\u0002': 'x' },
+      { ['N'.repeat(65)]: 'x' },
+      Object.fromEntries(Array.from({ length: 257 }, (_, i) => [`V${i}`, i])),
+    ],
   },
   { base: validApp['every envelope field']!, field: 'txn_id', where: 'envelope', wrong: [true, {}, [], ['a']] },
   { base: validApp['every envelope field']!, field: 'dep_txns', where: 'envelope', wrong: ['t1', [1], ['t1', {}], {}, 5, true] },
@@ -540,7 +579,7 @@ describe('validateIntermediaryMessage', () => {
 
 describe('param sets and isJsonObject', () => {
   it('list exactly the params of each direction', () => {
-    expect([...APP_PARAMS].sort()).toEqual(['ack', 'broadcast', 'disconnect', 'gmcp', 'hello', 'null', 'output', 'pong', 'state', 'telnet']);
+    expect([...APP_PARAMS].sort()).toEqual(['ack', 'broadcast', 'disconnect', 'gmcp', 'hello', 'mssp', 'null', 'output', 'pong', 'state', 'telnet']);
     expect([...INTERMEDIARY_PARAMS].sort()).toEqual(['connect', 'disconnect', 'error', 'gmcp', 'input', 'ping', 'shutdown', 'synced', 'telnet']);
   });
 

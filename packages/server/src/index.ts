@@ -63,6 +63,7 @@ export {
   DEFAULT_QUEUE_FULL_NOTICE,
   DEFAULT_PROXY_HEADER_TIMEOUT_MS,
   DEFAULT_PROXY_TRUSTED_ADDRESSES,
+  DEFAULT_MSSP_NAME,
   type IntermediaryOptions,
   type ResolvedOptions,
   type AppPolicy,
@@ -78,6 +79,7 @@ export {
   DEFAULT_TELNET_NEGOTIATION_MS,
   DEFAULT_WS_MAX_PAYLOAD_BYTES,
   DEFAULT_WS_PING_INTERVAL_MS,
+  DEFAULT_SSH_HOST_KEY_FILE,
   type Transport,
   type TransportAddress,
   type TransportContext,
@@ -88,6 +90,7 @@ export {
   type TcpListenerOptions,
   type TelnetListenerOptions,
   type WsListenerOptions,
+  type SshListenerOptions,
   type TlsFiles,
 } from './users/transport.js';
 export {
@@ -101,7 +104,10 @@ export {
   type TelnetSink,
   type TelnetSessionOptions,
 } from './users/telnet/telnet.js';
-export type { TelnetInfo } from '@imi/core';
+export { ServerStatus, MsspOption, encodeMssp, MSSP_OPTION, MSSP_VAR, MSSP_VAL, type MsspTable } from './users/telnet/mssp.js';
+export { MsdpOption, decodeMsdp, encodeMsdp, MSDP, MSDP_OPTION, MAX_MSDP_DEPTH } from './users/telnet/msdp.js';
+export type { TelnetExtension } from './users/telnet/telnet-extension.js';
+export type { TelnetInfo, MsspValue, SshLogin } from '@imi/core';
 export {
   AdminServer,
   ADMIN_MAX_BODY_BYTES,

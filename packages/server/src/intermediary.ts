@@ -32,6 +32,7 @@ import { AppDownNoticePlugin, IdleTimeoutPlugin, WelcomeBannerPlugin } from './p
 import { restoreSnapshot, takeSnapshot } from './session/session-state.js';
 import type { SessionSnapshot } from './session/snapshot.js';
 import { createTransport } from './users/create-transport.js';
+import { ServerStatus } from './users/telnet/mssp.js';
 import { closeServer, listenOn } from './users/socket-transport.js';
 import { isTransport, type Transport, type TransportAddress, type UserChannel } from './users/transport.js';
 import { UserSide } from './users/user-side.js';
@@ -60,6 +61,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
   private readonly ledger: InputLedger;
   private readonly users: UserSide;
   private readonly apps: AppSide;
+  private readonly serverStatus: ServerStatus;
   private transports: Transport[] = [];
   private appServer: Server | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -110,7 +112,9 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     });
     const parts = { options: resolved, logger: this.logger, hooks: this.hooks, events: this, reporter, ledger: this.ledger, registry: this.registry };
     this.users = new UserSide(parts);
-    this.apps = new AppSide({ ...parts, users: this.users });
+    // MSSP's UPTIME is this process's: an app restart does not reset it.
+    this.serverStatus = new ServerStatus(resolved.msspName, () => this.users.connections.size);
+    this.apps = new AppSide({ ...parts, users: this.users, serverStatus: this.serverStatus });
     this.users.app = this.apps;
     const builtIns = [];
     if (resolved.banner !== undefined) builtIns.push(new WelcomeBannerPlugin(resolved.banner));
@@ -167,6 +171,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
       onListenerError: (error: Error) => this.logger.error({ err: error }, 'user listener error'),
       report: (error: ImiError) => this.report(error),
       proxy: { trustedAddresses: this.options.proxyTrustedAddresses, headerTimeoutMs: this.options.proxyHeaderTimeoutMs, report: (error: ImiError) => this.reporter.report(error) },
+      mssp: () => this.serverStatus.table(),
     };
     const appServer = net.createServer({ noDelay: true }, (socket) => (this.handoverGate ? this.handoverGate.appArrived(socket) : this.apps.accept(socket)));
     appServer.on('error', (error) => this.logger.error({ err: error }, 'app listener error'));
@@ -309,6 +314,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
         maxLineBytes: this.options.maxLineBytes,
         maxOutputBufferBytes: this.options.maxOutputBufferBytes,
         limitLoopback: this.options.limitLoopback,
+        mssp: () => this.serverStatus.table(),
       });
     } catch (error) {
       if (error instanceof ImiError) this.reporter.report(error);

@@ -119,6 +119,8 @@ export const DEFAULT_KEEP_ALIVE_MS = 60_000;
  * sending keepalives); the probe is for users behind a TCP proxy.
  */
 export const DEFAULT_TELNET_PROBE_MS = 0;
+/** Default {@link IntermediaryOptions.msspName}: what MSSP crawlers are told the server is called when neither the options nor the app name it. */
+export const DEFAULT_MSSP_NAME = 'imi';
 /** Default {@link IntermediaryOptions.appDownNotice}. */
 export const DEFAULT_APP_DOWN_NOTICE = '\r\n*** The application is restarting. Stay connected: nothing you type is lost. ***\r\n';
 /** Default {@link IntermediaryOptions.shutdownNotice}. */
@@ -278,6 +280,12 @@ export interface IntermediaryOptions {
    * `IMI_BAD_PROXY_HEADER`. Default {@link DEFAULT_PROXY_HEADER_TIMEOUT_MS}.
    */
   proxyHeaderTimeoutMs?: number;
+  /**
+   * The server's name told to MUD listing crawlers (MSSP's `NAME`) on telnet
+   * listeners with `mssp`, unless the app gives its own `NAME` in its `mssp`
+   * message. Default {@link DEFAULT_MSSP_NAME}.
+   */
+  msspName?: string;
   /** Told to a user refused by a connection limit. Default {@link DEFAULT_REFUSED_NOTICE}. */
   refusedNotice?: string | false;
   /** Told to a user once per burst whose lines were dropped by the input rate. Default {@link DEFAULT_RATE_LIMIT_NOTICE}. */
@@ -377,6 +385,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   proxyProtocol: false,
   proxyTrustedAddresses: DEFAULT_PROXY_TRUSTED_ADDRESSES,
   proxyHeaderTimeoutMs: DEFAULT_PROXY_HEADER_TIMEOUT_MS,
+  msspName: DEFAULT_MSSP_NAME,
   refusedNotice: DEFAULT_REFUSED_NOTICE,
   rateLimitNotice: DEFAULT_RATE_LIMIT_NOTICE,
   appDownNotice: DEFAULT_APP_DOWN_NOTICE,

@@ -72,7 +72,7 @@ function checkListener(entry: unknown, index: number): void {
   if (isTransport(entry as ListenerOptions | Transport)) return;
   const listener = entry as Record<string, unknown>;
   const kind = listener['kind'];
-  if (kind !== 'tcp' && kind !== 'telnet' && kind !== 'ws') throw configError(`${where}.kind must be "tcp", "telnet" or "ws", got ${JSON.stringify(kind)}`);
+  if (kind !== 'tcp' && kind !== 'telnet' && kind !== 'ws' && kind !== 'ssh') throw configError(`${where}.kind must be "tcp", "telnet", "ws" or "ssh", got ${JSON.stringify(kind)}`);
   if (!isPort(listener['port'])) throw configError(`${where}.port must be a port number (0-65535), got ${String(listener['port'])}`);
   const host = listener['host'];
   if (host !== undefined && (typeof host !== 'string' || host.length === 0)) throw configError(`${where}.host must be an address`);
@@ -93,7 +93,13 @@ function checkListener(entry: unknown, index: number): void {
   const checkBoolean = (name: string): void => {
     if (listener[name] !== undefined && typeof listener[name] !== 'boolean') throw configError(`${where}.${name} must be true or false`);
   };
-  if (kind === 'ws') {
+  if (kind === 'ssh') {
+    // SSH brings its own encryption; a PROXY header is not read there.
+    for (const name of ['tls', 'proxyProtocol']) if (listener[name] !== undefined && listener[name] !== false) throw configError(`${where}.${name} is not an option of "ssh" listeners`);
+    for (const name of ['hostKeyFile', 'authorizedKeysFile']) {
+      if (listener[name] !== undefined && (typeof listener[name] !== 'string' || listener[name] === '')) throw configError(`${where}.${name} must be a file path`);
+    }
+  } else if (kind === 'ws') {
     if (listener['proxyProtocol'] !== undefined && listener['proxyProtocol'] !== false) throw configError(`${where}.proxyProtocol is not supported on "ws" listeners yet (only "tcp" and "telnet")`);
   } else {
     checkBoolean('proxyProtocol');
@@ -104,6 +110,8 @@ function checkListener(entry: unknown, index: number): void {
     checkNumber('negotiationMs', true);
     checkBoolean('nvtOutput');
     checkBoolean('eor');
+    checkBoolean('mssp');
+    checkBoolean('msdp');
   } else if (kind === 'ws') {
     const path = listener['path'];
     if (path !== undefined && (typeof path !== 'string' || !path.startsWith('/'))) throw configError(`${where}.path must start with "/", got ${JSON.stringify(path)}`);
@@ -161,6 +169,7 @@ export function resolveOptions(options: IntermediaryOptions): ResolvedOptions {
   if (typeof resolved.proxyProtocol !== 'boolean') throw configError(`proxyProtocol must be true or false, got ${String(resolved.proxyProtocol)}`);
   if (!Array.isArray(resolved.proxyTrustedAddresses)) throw configError('proxyTrustedAddresses must be an array of addresses or subnets like ["10.0.0.0/8"]');
   proxyTrustList(resolved.proxyTrustedAddresses);
+  if (typeof resolved.msspName !== 'string' || !/^[^\x00-\x1f\x7f]{1,64}$/.test(resolved.msspName)) throw configError(`msspName must be 1-64 characters without control characters, got ${JSON.stringify(resolved.msspName)}`);
   if (resolved.token !== undefined && (typeof resolved.token !== 'string' || resolved.token.length === 0)) throw configError('token must be a non-empty string');
   checkAdminOptions(resolved);
   if (!Array.isArray(resolved.listeners)) throw configError('listeners must be an array of listeners like {"kind": "telnet", "port": 4000}');

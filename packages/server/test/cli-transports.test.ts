@@ -83,13 +83,28 @@ describe.skipIf(!commandsAvailable('openssl'))('imi-server listener flags', () =
     expect(fromFlag.listeners.map((listener) => listener.details)).toEqual(['host 127.0.0.1, path /game']);
   });
 
+  it('--mssp-name names the server to MSSP crawlers; --telnet-msdp false stops offering MSDP', async () => {
+    const server = await startServer(['--telnet-port', '0', '--mssp-name', 'CLI MUD', '--telnet-msdp', 'false']);
+    const peer = await TelnetPeer.connect(server.listeners[0]!.port, { agree: [70] });
+    closers.push(() => peer.socket.destroy());
+    await waitFor(() => peer.subs.some((sub) => sub.option === 70), 5000, 'the MSSP variables');
+    expect(peer.subs.find((sub) => sub.option === 70)!.data.toString('latin1')).toMatch(/^\x01NAME\x02CLI MUD\x01PLAYERS\x02\d+\x01UPTIME\x02\d+$/);
+    expect(peer.commands).toContain('WILL 70');
+    expect(peer.commands).not.toContain('WILL 69');
+  });
+
   it('refuses impossible listener flags with a clear message and exit code 2', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['--tls-port', '0'], /--tls-port and --telnet-tls-port need --tls-cert <file> and --tls-key <file>/],
       [['--tls-cert', 'c.pem', '--tls-key', 'k.pem'], /--tls-cert and --tls-key are for --tls-port or --telnet-tls-port/],
       [['--telnet-port', 'abc'], /--telnet-port must be a port number/],
       [['--telnet-mccp2', 'yes', '--telnet-port', '0'], /--telnet-mccp2 must be true or false/],
-      [['--listeners', '[{"kind":"gopher","port":70}]'], /listeners\[0\]\.kind must be "tcp", "telnet" or "ws"/],
+      [['--telnet-mssp', 'on', '--telnet-port', '0'], /--telnet-mssp must be true or false/],
+      [['--telnet-msdp', '1', '--telnet-port', '0'], /--telnet-msdp must be true or false/],
+      [['--ssh-host-key', 'k'], /--ssh-host-key and --ssh-authorized-keys are for --ssh-port/],
+      [['--listeners', '[{"kind":"ssh","port":0,"tls":{"cert":"c","key":"k"}}]'], /listeners\[0\]\.tls is not an option of "ssh" listeners/],
+      [['--mssp-name', '', '--telnet-port', '0'], /msspName must be 1-64 characters/],
+      [['--listeners', '[{"kind":"gopher","port":70}]'], /listeners\[0\]\.kind must be "tcp", "telnet", "ws" or "ssh"/],
       [['--listeners', 'not json'], /--listeners must be JSON/],
     ];
     for (const [args, message] of cases) {

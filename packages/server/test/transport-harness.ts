@@ -36,6 +36,8 @@ export interface TelnetPeerOptions {
   sga?: boolean;
   /** Connect over TLS, trusting this CA certificate. */
   ca?: string;
+  /** More options whose `WILL` is answered `DO` (MSDP 69, MSSP 70); others are refused. */
+  agree?: number[];
 }
 
 /** A received subnegotiation. */
@@ -62,7 +64,8 @@ export class TelnetPeer {
   closed = false;
   /** Set once the server started MCCP2. */
   compressed = false;
-  private readonly options: Required<Omit<TelnetPeerOptions, 'ca'>>;
+  private readonly options: Required<Omit<TelnetPeerOptions, 'ca' | 'agree'>>;
+  private readonly agree: ReadonlySet<number>;
   private readonly decoder = new StringDecoder('utf8');
   private inflate: zlib.Inflate | undefined;
   private state: 'data' | 'iac' | 'verb' | 'sb' | 'sbdata' | 'sbiac' = 'data';
@@ -82,6 +85,7 @@ export class TelnetPeer {
       eor: options.eor ?? false,
       sga: options.sga ?? false,
     };
+    this.agree = new Set(options.agree ?? []);
     socket.on('data', (chunk: Buffer) => {
       this.wireBytes += chunk.length;
       if (this.inflate !== undefined) this.inflate.write(chunk);
@@ -174,6 +178,7 @@ export class TelnetPeer {
     else if (verb === WILL && option === SGA && this.options.sga) return; // the answer to our DO SGA
     else if (verb === WILL && option === ECHO) this.reply([IAC, DO, ECHO]);
     else if (verb === WONT && option === ECHO) this.reply([IAC, DONT, ECHO]);
+    else if (verb === WILL && this.agree.has(option)) this.reply([IAC, DO, option]);
     else if (verb === DO) this.reply([IAC, WONT, option]);
     else if (verb === WILL) this.reply([IAC, DONT, option]);
   }

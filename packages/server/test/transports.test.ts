@@ -64,6 +64,7 @@ describe('telnet listener', () => {
       gmcp: true,
       mccp2: false,
       eor: false,
+      msdp: false,
       naws: { width: 132, height: 43 },
       ttype: ['MUDLET', 'XTERM-256COLOR', 'MTTS 2825'],
       mtts: 2825,
@@ -90,7 +91,7 @@ describe('telnet listener', () => {
     const peer = await telnetUser(port(0), { answer: false });
     peer.send('early');
     const id = await app.nextUserId();
-    expect(connects(app)[0]!.data['telnet']).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false, eor: false });
+    expect(connects(app)[0]!.data['telnet']).toEqual({ echo: true, sga: false, gmcp: false, mccp2: false, eor: false, msdp: false });
     await app.waitForParam('input');
     expect(inputs(app, id)).toEqual(['early']);
   });
@@ -399,7 +400,13 @@ describe('several listeners at once', () => {
 
   it('rejects impossible listeners with IMI_CONFIG naming the entry', () => {
     const bad: unknown[] = [
-      [{ kind: 'ssh', port: 1 }],
+      [{ kind: 'gopher', port: 1 }],
+      [{ kind: 'ssh', port: 1, tls: { cert: 'c', key: 'k' } }],
+      [{ kind: 'ssh', port: 1, proxyProtocol: true }],
+      [{ kind: 'ssh', port: 1, hostKeyFile: '' }],
+      [{ kind: 'ssh', port: 1, authorizedKeysFile: 7 }],
+      [{ kind: 'telnet', port: 1, mssp: 'yes' }],
+      [{ kind: 'telnet', port: 1, msdp: 1 }],
       [{ kind: 'telnet', port: 70000 }],
       [{ kind: 'telnet', port: 1, tls: { cert: 'c' } }],
       [{ kind: 'ws', port: 1, path: 'ws' }],

@@ -11,6 +11,7 @@ import type { IntermediaryHooks } from '../hooks.js';
 import type { ResolvedOptions } from '../options.js';
 import type { EventSink, Reporter } from '../ops/reporter.js';
 import type { AppLink } from './app-link.js';
+import type { ServerStatus } from '../users/telnet/mssp.js';
 import type { UserDirectory } from './user-directory.js';
 
 /** Params whose own handling reports an unknown `data.id`, so their `updates` must not report it again. */
@@ -41,6 +42,8 @@ export interface AppMessagesParts {
   reporter: Reporter;
   users: UserDirectory;
   registry: SessionRegistry;
+  /** Where the app's `mssp` variables are kept (across app restarts). */
+  serverStatus?: ServerStatus;
 }
 
 /** Applies the app's messages. */
@@ -186,11 +189,14 @@ export class AppMessages {
       case 'gmcp': {
         const connection = users.get(message.data.id);
         if (connection === undefined) this.unknownId(link, message.data.id, message.txn_id);
-        else if (!connection.sendGmcp(message.data.package, message.data.value === undefined ? undefined : JSON.stringify(message.data.value))) {
-          logger.debug({ session: connection.id, package: message.data.package }, 'GMCP for a user without GMCP: dropped');
+        else if (!connection.sendGmcp(message.data.package, message.data.value === undefined ? undefined : JSON.stringify(message.data.value), message.data.protocol)) {
+          logger.debug({ session: connection.id, package: message.data.package }, 'GMCP for a user without GMCP (or MSDP): dropped');
         }
         break;
       }
+      case 'mssp':
+        this.parts.serverStatus?.set(message.data.variables);
+        break;
       case 'hello':
       case 'pong':
       case 'null':

@@ -17,6 +17,7 @@ import type { ResolvedOptions } from '../options.js';
 import type { EventSink, Reporter } from '../ops/reporter.js';
 import type { AppPort } from '../users/app-port.js';
 import type { Connection } from '../users/connection.js';
+import type { ServerStatus } from '../users/telnet/mssp.js';
 import { AppLink } from './app-link.js';
 import { AppMessages, type AppHandshake } from './app-messages.js';
 import { eventFrame, frame, inputFrame } from './frames.js';
@@ -40,6 +41,8 @@ export interface AppSideParts {
   ledger: InputLedger;
   users: UserDirectory;
   registry: SessionRegistry;
+  /** Where the app's `mssp` variables are kept. */
+  serverStatus?: ServerStatus;
 }
 
 /** Every app connection, the current app, and what a next app must be told. */

@@ -48,7 +48,7 @@ export function writeTelnetExtra(channel: TelnetChannel, extra: TelnetExtra): vo
     channel['held'].push(held);
     channel['heldBytes'] += held.length;
   }
-  for (const [packageName, json] of extra.heldGmcp) channel['held'].push({ packageName, json });
+  for (const [packageName, json] of extra.heldGmcp) channel['held'].push({ packageName, json, protocol: undefined });
 }
 
 /** Ends the channel's compressed stream, if one runs (the client goes back to plain bytes); returns whether it did. */

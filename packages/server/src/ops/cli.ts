@@ -28,7 +28,7 @@ const CLI_ONLY = {
 } as const;
 
 /** Options whose value is text (every other one is a number). */
-const TEXT_OPTIONS = new Set(['host', 'clientHost', 'appPolicy', 'whileAppDown', 'appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice', 'token', 'banner', 'adminHost', 'adminToken']);
+const TEXT_OPTIONS = new Set(['host', 'clientHost', 'appPolicy', 'whileAppDown', 'appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice', 'token', 'banner', 'adminHost', 'adminToken', 'msspName']);
 /** Options whose value is true or false. */
 const BOOLEAN_OPTIONS = new Set(['limitLoopback', 'proxyProtocol']);
 /** Options whose value is a list, comma-separated on the command line. */
@@ -41,12 +41,17 @@ const LISTENER_FLAGS = {
   'telnet-port': { type: 'string' },
   'telnet-tls-port': { type: 'string' },
   'telnet-mccp2': { type: 'string' },
+  'telnet-mssp': { type: 'string' },
+  'telnet-msdp': { type: 'string' },
   'tls-port': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'ws-port': { type: 'string' },
   'web-port': { type: 'string' },
   'ws-allowed-origins': { type: 'string' },
+  'ssh-port': { type: 'string' },
+  'ssh-host-key': { type: 'string' },
+  'ssh-authorized-keys': { type: 'string' },
 } as const;
 /** Options that also accept `false` (silence). */
 const SILENCEABLE = new Set(['appDownNotice', 'shutdownNotice', 'lineTooLongNotice', 'queueFullNotice', 'refusedNotice', 'rateLimitNotice']);
@@ -79,11 +84,16 @@ function usage(): string {
     'More listeners for users, on --host (docs/transports.md; the config file takes any number as "listeners"):',
     '  --telnet-port <port>        telnet: NAWS, TTYPE/MTTS, ECHO, SGA, GMCP for MUD clients',
     '  --telnet-mccp2 <true|false> offer MCCP2 (compressed output) on the telnet listeners (default false)',
+    '  --telnet-mssp <true|false>  answer MUD listing crawlers with MSSP on the telnet listeners (default true; --mssp-name)',
+    '  --telnet-msdp <true|false>  offer MSDP, relayed like GMCP, on the telnet listeners (default true)',
     '  --ws-port <port>            WebSocket: one message is one line',
     '  --web-port <port>           the browser client page at / and its WebSocket at /ws',
     '  --ws-allowed-origins <list> origins whose pages may connect to --ws-port/--web-port, comma-separated: https://a.example,self,* (default: self with the page, * without)',
     '  --tls-port <port>           plain lines over TLS (needs --tls-cert and --tls-key)',
     '  --telnet-tls-port <port>    telnet over TLS (needs --tls-cert and --tls-key)',
+    '  --ssh-port <port>           SSH: `ssh -p <port> name@host`, any name, no password (the app does the login)',
+    '  --ssh-host-key <file>       the SSH host key, made on first start (default ./imi-ssh-host-key)',
+    '  --ssh-authorized-keys <file> only these public keys may log in over SSH (OpenSSH authorized_keys format)',
     '  --tls-cert <file>           PEM certificate (chain) for the TLS listeners',
     '  --tls-key <file>            PEM private key for the TLS listeners',
     '  --listeners <json>          listeners as JSON, e.g. \'[{"kind":"telnet","port":4000}]\'',
@@ -237,9 +247,13 @@ function portFlag(values: Record<string, string | boolean | undefined>, flag: st
 /** The listeners the shorthand flags ask for, in a fixed order. */
 function listenersFromFlags(values: Record<string, string | boolean | undefined>, proxyProtocol: boolean): ListenerOptions[] {
   const listeners: ListenerOptions[] = [];
-  const mccp2Flag = values['telnet-mccp2'];
-  if (mccp2Flag !== undefined && mccp2Flag !== 'true' && mccp2Flag !== 'false') throw new ImiError('IMI_CONFIG', `--telnet-mccp2 must be true or false, got ${JSON.stringify(mccp2Flag)}`);
-  const mccp2 = mccp2Flag === 'true';
+  const telnetFlag = (name: string): { [key: string]: boolean } => {
+    const flag = values[`telnet-${name}`];
+    if (flag !== undefined && flag !== 'true' && flag !== 'false') throw new ImiError('IMI_CONFIG', `--telnet-${name} must be true or false, got ${JSON.stringify(flag)}`);
+    return flag === undefined ? {} : { [name]: flag === 'true' };
+  };
+  // MSSP and MSDP are on by default: only an explicit flag is passed on.
+  const telnet = { mccp2: values['telnet-mccp2'] === 'true', ...telnetFlag('mccp2'), ...telnetFlag('mssp'), ...telnetFlag('msdp') };
   const cert = values['tls-cert'];
   const key = values['tls-key'];
   const tlsPort = portFlag(values, 'tls-port');
@@ -251,8 +265,8 @@ function listenersFromFlags(values: Record<string, string | boolean | undefined>
   const telnetPort = portFlag(values, 'telnet-port');
   // --proxy-protocol covers every stream listener the flags add (not ws: not supported there).
   const proxy = proxyProtocol ? { proxyProtocol } : {};
-  if (telnetPort !== undefined) listeners.push({ kind: 'telnet', port: telnetPort, mccp2, ...proxy });
-  if (telnetTlsPort !== undefined) listeners.push({ kind: 'telnet', port: telnetTlsPort, mccp2, tls: tls!, ...proxy });
+  if (telnetPort !== undefined) listeners.push({ kind: 'telnet', port: telnetPort, ...telnet, ...proxy });
+  if (telnetTlsPort !== undefined) listeners.push({ kind: 'telnet', port: telnetTlsPort, ...telnet, tls: tls!, ...proxy });
   if (tlsPort !== undefined) listeners.push({ kind: 'tcp', port: tlsPort, tls: tls!, ...proxy });
   const wsPort = portFlag(values, 'ws-port');
   const webPort = portFlag(values, 'web-port');
@@ -261,6 +275,13 @@ function listenersFromFlags(values: Record<string, string | boolean | undefined>
   const origins = typeof originsFlag === 'string' ? { allowedOrigins: originsFlag.split(',').map((origin) => origin.trim()) } : {};
   if (wsPort !== undefined) listeners.push({ kind: 'ws', port: wsPort, ...origins });
   if (webPort !== undefined) listeners.push({ kind: 'ws', port: webPort, web: true, path: '/ws', ...origins });
+  const sshPort = portFlag(values, 'ssh-port');
+  const hostKey = values['ssh-host-key'];
+  const authorizedKeys = values['ssh-authorized-keys'];
+  if (sshPort === undefined && (hostKey !== undefined || authorizedKeys !== undefined)) throw new ImiError('IMI_CONFIG', '--ssh-host-key and --ssh-authorized-keys are for --ssh-port; give it');
+  if (sshPort !== undefined) {
+    listeners.push({ kind: 'ssh', port: sshPort, ...(typeof hostKey === 'string' ? { hostKeyFile: hostKey } : {}), ...(typeof authorizedKeys === 'string' ? { authorizedKeysFile: authorizedKeys } : {}) });
+  }
   return listeners;
 }
 

@@ -13,6 +13,7 @@ import { Connection } from '../users/connection.js';
 import { SocketChannel } from '../users/socket-transport.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import { readTelnetState, restoreTelnetChannel, resumeTelnetCompression } from '../users/telnet/telnet-state.js';
+import type { MsspTable } from '../users/telnet/mssp.js';
 import type { UserChannel } from '../users/transport.js';
 import type { UserSide } from '../users/user-side.js';
 import { SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SessionSnapshot } from './snapshot.js';
@@ -27,6 +28,8 @@ export interface RestoreParts {
   maxLineBytes: number;
   maxOutputBufferBytes: number;
   limitLoopback: boolean;
+  /** The MSSP variables now, for telnet users whose listener offered MSSP. */
+  mssp?: () => MsspTable;
 }
 
 /** A live session as plain data (see {@link SessionSnapshot}). */
@@ -65,9 +68,10 @@ export function restoreSnapshot(value: unknown, socket: Socket, parts: RestorePa
   const snapshot = validateSessionSnapshot(value);
   const { users, registry, ledger } = parts;
   if (registry.has(snapshot.id)) throw new ImiError('IMI_BAD_SNAPSHOT', `bad session snapshot: session ${snapshot.id} is live already`, { sessionId: snapshot.id });
+  if (snapshot.transport === 'ssh') throw new ImiError('IMI_BAD_SNAPSHOT', 'bad session snapshot: an ssh session cannot be restored onto a raw socket (its crypto state stays in its process)', { sessionId: snapshot.id });
   if (snapshot.transport.startsWith('ws')) throw new ImiError('IMI_BAD_SNAPSHOT', `bad session snapshot: a ${snapshot.transport} session cannot be restored onto a raw socket`, { sessionId: snapshot.id });
   const telnet = snapshot.telnet;
-  const channel: UserChannel = telnet === null ? new SocketChannel(socket, snapshot.transport) : restoreTelnetChannel(socket, snapshot.transport, telnet);
+  const channel: UserChannel = telnet === null ? new SocketChannel(socket, snapshot.transport) : restoreTelnetChannel(socket, snapshot.transport, telnet, parts.mssp);
   const record = registry.add({ id: snapshot.id, transport: snapshot.transport, remote: { ...snapshot.remote }, connectedAt: snapshot.connectedAt, state: structuredClone(snapshot.state) });
   Object.assign(record.counters, snapshot.counters);
   const connection = new Connection(channel, record, users, parts.maxLineBytes, parts.maxOutputBufferBytes);

@@ -54,6 +54,10 @@ export interface SnapshotTelnet {
   offerGmcp: boolean;
   /** Whether EOR was offered (the listener's `eor`). */
   offerEor: boolean;
+  /** Whether MSDP was offered (the listener's `msdp`). */
+  offerMsdp: boolean;
+  /** Whether MSSP was offered (the listener's `mssp`). */
+  offerMssp: boolean;
   /** Whether the app's text is written as NVT output (the listener's `nvtOutput`). */
   nvtOutput: boolean;
   /** The last byte written was a CR whose follower (LF or NUL) is not written yet. */
@@ -169,7 +173,7 @@ export function validateSessionSnapshot(value: unknown): SessionSnapshot {
     const telnet = object(s['telnet'], 'telnet');
     const info = object(telnet['info'], 'telnet.info');
     for (const key of ['echo', 'sga', 'gmcp', 'mccp2', 'eor']) if (typeof info[key] !== 'boolean') throw bad(`telnet.info.${key} must be a boolean`);
-    for (const key of ['offerMccp2', 'offerGmcp', 'offerEor', 'nvtOutput', 'pendingCr', 'hideInput', 'awaitingTtype', 'settled']) {
+    for (const key of ['offerMccp2', 'offerGmcp', 'offerEor', 'offerMsdp', 'offerMssp', 'nvtOutput', 'pendingCr', 'hideInput', 'awaitingTtype', 'settled']) {
       if (typeof telnet[key] !== 'boolean') throw bad(`telnet.${key} must be a boolean`);
     }
     for (const key of ['local', 'remote', 'pendingLocal', 'pendingRemote', 'opening']) {

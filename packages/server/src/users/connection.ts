@@ -41,8 +41,8 @@ export interface ConnectionOwner {
   onSlowReader(connection: Connection): void;
   /** The channel's telnet info changed. */
   onTelnetChanged(connection: Connection): void;
-  /** A GMCP message arrived from the user's client. */
-  onGmcp(connection: Connection, packageName: string, json: string): void;
+  /** A GMCP message (or, with `protocol` `"msdp"`, an MSDP variable) arrived from the user's client. */
+  onGmcp(connection: Connection, packageName: string, json: string, protocol?: 'msdp'): void;
   /** The user's client broke its protocol; the channel recovered (count and log it). */
   onFault(connection: Connection, error: ImiError): void;
 }
@@ -150,8 +150,8 @@ export class Connection implements Session, ChannelSink {
   }
 
   /** A GMCP message from the user's client. */
-  onGmcp(packageName: string, json: string): void {
-    if (!this.closing) this.owner.onGmcp(this, packageName, json);
+  onGmcp(packageName: string, json: string, protocol?: 'msdp'): void {
+    if (!this.closing) this.owner.onGmcp(this, packageName, json, protocol);
   }
 
   /** The user's client broke its protocol; the channel recovered. */
@@ -263,10 +263,10 @@ export class Connection implements Session, ChannelSink {
    *
    * @returns false when GMCP is not on for this user
    */
-  sendGmcp(packageName: string, json: string | undefined): boolean {
+  sendGmcp(packageName: string, json: string | undefined, protocol?: 'gmcp' | 'msdp'): boolean {
     if (!this.open || this.channel.sendGmcp === undefined) return false;
     if (!this.corked) this.cork();
-    return this.channel.sendGmcp(packageName, json);
+    return this.channel.sendGmcp(packageName, json, protocol);
   }
 
   close(farewell?: string, reason = 'kicked'): void {

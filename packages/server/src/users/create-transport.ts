@@ -9,7 +9,8 @@ import type { ListenerOptions, Transport, TransportContext } from './transport.j
 
 /**
  * Makes the transport a {@link ListenerOptions} describes. The WebSocket
- * transport (and the `ws` package) is loaded only when one is asked for.
+ * and SSH transports (and the `ws` and `ssh2` packages) are loaded only when
+ * one is asked for.
  *
  * @throws ImiError `IMI_CONFIG` when a TLS file cannot be read
  */
@@ -17,6 +18,10 @@ export async function createTransport(options: ListenerOptions, context: Transpo
   if (options.kind === 'ws') {
     const { WsTransport } = await import('./ws-transport.js');
     return new WsTransport(options, context);
+  }
+  if (options.kind === 'ssh') {
+    const { SshTransport } = await import('./ssh-transport.js');
+    return new SshTransport(options, context);
   }
   const { SocketTransport } = await import('./socket-transport.js');
   return new SocketTransport(options, context);

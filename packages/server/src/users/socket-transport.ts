@@ -8,8 +8,9 @@ import { readFileSync } from 'node:fs';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { ImiError, type RemoteAddress } from '@imi/core';
-import { DEFAULT_PROXY_HEADER_TIMEOUT_MS, DEFAULT_PROXY_TRUSTED_ADDRESSES } from '../options.js';
+import { DEFAULT_MSSP_NAME, DEFAULT_PROXY_HEADER_TIMEOUT_MS, DEFAULT_PROXY_TRUSTED_ADDRESSES } from '../options.js';
 import { proxyTrustList, readProxyHeader } from './proxy-protocol.js';
+import type { MsspTable } from './telnet/mssp.js';
 import { TelnetChannel } from './telnet/telnet-channel.js';
 import {
   DEFAULT_TELNET_NEGOTIATION_MS,
@@ -137,6 +138,7 @@ export class SocketTransport implements Transport {
   private readonly name: string;
   private readonly onListenerError: (error: Error) => void;
   private readonly proxy: ProxyProtocolSettings | undefined;
+  private readonly mssp: () => MsspTable;
   private server: Server | undefined;
   /** Connections still sending their PROXY header, with what abandons each. */
   private readonly awaitingHeader = new Map<Socket, () => void>();
@@ -150,6 +152,7 @@ export class SocketTransport implements Transport {
     this.host = options.host ?? context.host;
     this.name = transportName(options);
     this.onListenerError = context.onListenerError;
+    this.mssp = context.mssp ?? ((): MsspTable => [['NAME', [DEFAULT_MSSP_NAME]]]);
     if (options.proxyProtocol === true) {
       this.proxy = context.proxy ?? { trustedAddresses: DEFAULT_PROXY_TRUSTED_ADDRESSES, headerTimeoutMs: DEFAULT_PROXY_HEADER_TIMEOUT_MS, report: () => {} };
     }
@@ -166,6 +169,8 @@ export class SocketTransport implements Transport {
               negotiationMs: options.negotiationMs ?? DEFAULT_TELNET_NEGOTIATION_MS,
               nvtOutput: options.nvtOutput ?? true,
               eor: options.eor ?? true,
+              msdp: options.msdp ?? true,
+              ...(options.mssp === false ? {} : { mssp: this.mssp }),
               ...(remote === undefined ? {} : { remote }),
             })
         : (socket: Socket, remote?: RemoteAddress): UserChannel => new SocketChannel(socket, this.name, remote);

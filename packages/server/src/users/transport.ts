@@ -7,6 +7,7 @@
  * @module
  */
 import type { ImiError, RemoteAddress, TelnetInfo } from '@imi/core';
+import type { MsspTable } from './telnet/mssp.js';
 
 /**
  * What a {@link UserChannel} reports to the connection that runs over it
@@ -37,8 +38,12 @@ export interface ChannelSink {
   onClose(): void;
   /** The channel's metadata ({@link UserChannel.telnet}) changed: a resize, GMCP turned on, … */
   onMetadata(): void;
-  /** A GMCP message from a telnet client: the package name and its JSON text (`''` when none). */
-  onGmcp(packageName: string, json: string): void;
+  /**
+   * A GMCP message from a telnet client: the package name and its JSON text
+   * (`''` when none). `protocol` is `"msdp"` for an MSDP variable (its
+   * name, its value as JSON).
+   */
+  onGmcp(packageName: string, json: string, protocol?: 'msdp'): void;
   /**
    * The user's client broke its protocol and the channel recovered (a
    * telnet subnegotiation without its end, …): counted and logged, the
@@ -93,8 +98,8 @@ export interface UserChannel {
    * channel ({@link ChannelSink.onError}). Called once, when the user is let in.
    */
   watchPeer?(keepAliveMs: number, probeMs: number): void;
-  /** Telnet only: sends a GMCP message. Returns false when GMCP is not on for this user. */
-  sendGmcp?(packageName: string, json: string | undefined): boolean;
+  /** Telnet only: sends a GMCP message (or MSDP variable: see `protocol` of the app's `gmcp` message). Returns false when neither is on for this user. */
+  sendGmcp?(packageName: string, json: string | undefined, protocol?: 'gmcp' | 'msdp'): boolean;
   /**
    * Marks the text just written as a prompt (the app's `output` with
    * `prompt: true`). Telnet: `IAC EOR` when the client agreed to EOR
@@ -211,6 +216,14 @@ export interface TelnetListenerOptions extends StreamListenerOptions {
   nvtOutput?: boolean;
   /** Offer EOR (RFC 885) at connect, so prompts end with `IAC EOR` for clients that agree. Default true. */
   eor?: boolean;
+  /**
+   * Offer MSSP (telnet option 70): a MUD listing crawler that answers
+   * `DO MSSP` gets the server's variables ({@link IntermediaryOptions.msspName},
+   * the player count, the uptime, and the app's `mssp` message). Default true.
+   */
+  mssp?: boolean;
+  /** Offer MSDP (telnet option 69): its variables reach the app as `gmcp` messages with `protocol: "msdp"`. Default true. */
+  msdp?: boolean;
 }
 
 /** WebSocket (`"ws"`, or `"ws+tls"` with `tls`): one text message is one line, each output is one message. */
@@ -237,8 +250,40 @@ export interface WsListenerOptions extends BaseListenerOptions {
   allowedOrigins?: string[];
 }
 
+/**
+ * SSH (`"ssh"`): `ssh -p 2222 play@host` gets the session a telnet user
+ * gets (window size and terminal type from the pty request, in
+ * `connect.data.telnet`; the server echoes unless the app hides input).
+ * SSH sessions cannot be handed to a successor process (their crypto state
+ * lives in this one), like TLS.
+ */
+export interface SshListenerOptions {
+  /** Discriminant. */
+  kind: 'ssh';
+  /** The port; 0 picks a free one. */
+  port: number;
+  /** The address to bind to. Default: the intermediary's {@link IntermediaryOptions.host}. */
+  host?: string;
+  /**
+   * The host key file: read at `listen()`, or made (Ed25519) and written
+   * there, mode 0600, when it does not exist, so clients see the same host
+   * key after a restart. Default {@link DEFAULT_SSH_HOST_KEY_FILE}.
+   */
+  hostKeyFile?: string;
+  /**
+   * Only users whose public key is listed in this file (OpenSSH
+   * `authorized_keys` format) may log in; the key's fingerprint reaches the
+   * app in `connect.data.telnet.ssh.keyFingerprint`. Default: anyone, with
+   * any user name and no password (the app does its own login).
+   */
+  authorizedKeysFile?: string;
+}
+
 /** A built-in listener, as given in {@link IntermediaryOptions.listeners} (or a config file). */
-export type ListenerOptions = TcpListenerOptions | TelnetListenerOptions | WsListenerOptions;
+export type ListenerOptions = TcpListenerOptions | TelnetListenerOptions | WsListenerOptions | SshListenerOptions;
+
+/** Default {@link SshListenerOptions.hostKeyFile}: `imi-ssh-host-key` in the working directory. */
+export const DEFAULT_SSH_HOST_KEY_FILE = 'imi-ssh-host-key';
 
 /** Default {@link TelnetListenerOptions.negotiationMs}: how long a telnet user's opening negotiation may take before the app hears of them. */
 export const DEFAULT_TELNET_NEGOTIATION_MS = 500;
@@ -264,6 +309,7 @@ export function isTransport(value: ListenerOptions | Transport): value is Transp
 
 /** The name users of a built-in listener get in `connect.data.transport`. */
 export function transportName(options: ListenerOptions): string {
+  if (options.kind === 'ssh') return 'ssh';
   if (options.kind === 'tcp') return options.tls === undefined ? 'tcp' : 'tls';
   return options.tls === undefined ? options.kind : `${options.kind}+tls`;
 }
@@ -288,4 +334,6 @@ export interface TransportContext {
   report?(error: ImiError): void;
   /** For listeners with `proxyProtocol`. Default: the defaults of the intermediary's options, refusals not reported. */
   proxy?: ProxyProtocolSettings;
+  /** The MSSP variables to answer crawlers with, as they are now (telnet listeners with `mssp`). Default: only `NAME`. */
+  mssp?: () => MsspTable;
 }

@@ -220,7 +220,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
    * and Core.Supports, is in `connect.data.telnet`); counted against the
    * user's input rate.
    */
-  onGmcp(connection: Connection, packageName: string, json: string): void {
+  onGmcp(connection: Connection, packageName: string, json: string, protocol?: 'msdp'): void {
     const { logger, reporter, options } = this.parts;
     if (!connection.accepted || this.app.readyApp === 0) {
       logger.debug({ session: connection.id, package: packageName }, 'GMCP message while no app is connected: dropped');
@@ -232,7 +232,8 @@ export class UserSide implements ConnectionOwner, UserDirectory {
       reporter.reportLimit('inputRatePerSession', options.inputRatePerSession, 'a user sent GMCP faster than the input rate; a message was dropped', connection.id);
       return;
     }
-    const data: { id: string; package: string; value?: JsonValue } = { id: connection.id, package: packageName };
+    const data: { id: string; package: string; value?: JsonValue; protocol?: 'msdp' } = { id: connection.id, package: packageName };
+    if (protocol !== undefined) data.protocol = protocol;
     if (json !== '') {
       try {
         data.value = JSON.parse(json) as JsonValue;

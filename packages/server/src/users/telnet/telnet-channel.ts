@@ -8,7 +8,10 @@
 import type { Socket } from 'node:net';
 import zlib from 'node:zlib';
 import type { RemoteAddress, TelnetInfo } from '@imi/core';
+import { MSDP_OPTION, MsdpOption, encodeMsdp } from './msdp.js';
+import { MsspOption, type MsspTable } from './mssp.js';
 import { TelnetSession, type TelnetSink } from './telnet.js';
+import type { TelnetExtension } from './telnet-extension.js';
 import { NULL_SINK, socketErrorReason, type ChannelSink, type UserChannel } from '../transport.js';
 
 /** Options of {@link TelnetChannel}. */
@@ -25,6 +28,10 @@ export interface TelnetChannelOptions {
   eor: boolean;
   /** The user's address when it is not the socket's peer (from a PROXY header). */
   remote?: RemoteAddress;
+  /** Offer MSDP. Default false. */
+  msdp?: boolean;
+  /** Offer MSSP, answering with these variables. Default: not offered. */
+  mssp?: () => MsspTable;
 }
 
 /**
@@ -40,7 +47,7 @@ const MAX_HELD_BYTES = 64 * 1024;
  */
 const DEFLATE_OPTIONS: zlib.ZlibOptions = { windowBits: 12, memLevel: 5, level: 6 };
 
-type Held = Buffer | { readonly packageName: string; readonly json: string };
+type Held = Buffer | { readonly packageName: string; readonly json: string; readonly protocol: 'msdp' | undefined };
 
 /** `IAC NOP`: a command every client ignores, sent as a probe for a dead peer. */
 const NOP = Buffer.from([255, 241]);
@@ -76,6 +83,8 @@ export class TelnetChannel implements UserChannel {
   /** The peer's FIN, held back until the input read before it has reached the sink. */
   private endPending = false;
   private probeTimer: NodeJS.Timeout | undefined;
+  /** MSSP, when offered: a client that asked for it is not announced before the negotiation window ends. */
+  private readonly mssp: MsspOption | undefined;
 
   /**
    * @param socket - the user's socket (a `tls.TLSSocket` for `telnet+tls`)
@@ -93,13 +102,22 @@ export class TelnetChannel implements UserChannel {
       onData: (bytes) => this.input(bytes),
       onSend: (bytes) => this.writeOut(bytes),
       onInfo: () => this.sink.onMetadata(),
-      onGmcp: (packageName, json) => this.gmcp(packageName, json),
+      onGmcp: (packageName, json) => this.gmcp(packageName, json, undefined),
       onStartCompression: () => this.startCompression(),
       onStopCompression: () => this.stopCompression(),
-      onSettled: () => this.settled(),
+      // A client that asked for MSSP is most likely a listing crawler that
+      // reads the variables and hangs up: it waits out the window, so one that
+      // leaves within it never reaches the app.
+      onSettled: () => {
+        if (this.mssp?.requested !== true) this.settled();
+      },
       onFault: (error) => this.sink.onFault?.(error),
     };
-    this.session = new TelnetSession(sink, { mccp2: options.mccp2, gmcp: options.gmcp, nvtOutput: options.nvtOutput, eor: options.eor });
+    const extensions: TelnetExtension[] = [];
+    if (options.mssp !== undefined) extensions.push((this.mssp = new MsspOption(options.mssp)));
+    if (options.msdp === true) extensions.push(new MsdpOption((name, json) => this.gmcp(name, json, 'msdp'), (error) => this.sink.onFault?.(error)));
+    this.session = new TelnetSession(sink, { mccp2: options.mccp2, gmcp: options.gmcp, nvtOutput: options.nvtOutput, eor: options.eor, extensions });
+    if (options.msdp === true) this.session.info.msdp = false;
     socket.setNoDelay(true);
     socket.on('error', (error) => this.sink.onError(socketErrorReason(error), error));
     socket.on('close', () => {
@@ -217,8 +235,15 @@ export class TelnetChannel implements UserChannel {
     return true;
   }
 
-  sendGmcp(packageName: string, json: string | undefined): boolean {
-    const bytes = this.session.encodeGmcp(packageName, json);
+  /**
+   * Sends a GMCP message, or the same as an MSDP variable: with `protocol`
+   * absent, GMCP when it is on, else MSDP when that is on.
+   */
+  sendGmcp(packageName: string, json: string | undefined, protocol?: 'gmcp' | 'msdp'): boolean {
+    let bytes = protocol === 'msdp' ? undefined : this.session.encodeGmcp(packageName, json);
+    if (bytes === undefined && protocol !== 'gmcp' && this.session.info.msdp === true) {
+      bytes = this.session.encodeSubnegotiation(MSDP_OPTION, encodeMsdp(packageName, json === undefined || json === '' ? undefined : JSON.parse(json)));
+    }
     if (bytes === undefined) return false;
     this.writeOut(bytes);
     return true;
@@ -233,7 +258,7 @@ export class TelnetChannel implements UserChannel {
         this.heldBytes -= item.length;
         this.sink.onData(item);
       } else {
-        this.sink.onGmcp(item.packageName, item.json);
+        this.sink.onGmcp(item.packageName, item.json, item.protocol);
       }
     }
     if (this.endPending && !this.holding && this.held.length === 0) {
@@ -252,12 +277,12 @@ export class TelnetChannel implements UserChannel {
     this.sink.onData(bytes);
   }
 
-  private gmcp(packageName: string, json: string): void {
+  private gmcp(packageName: string, json: string, protocol: 'msdp' | undefined): void {
     if (this.holding || this.held.length > 0) {
-      this.held.push({ packageName, json });
+      this.held.push({ packageName, json, protocol });
       return;
     }
-    this.sink.onGmcp(packageName, json);
+    this.sink.onGmcp(packageName, json, protocol);
   }
 
   private writeOut(bytes: Buffer): void {

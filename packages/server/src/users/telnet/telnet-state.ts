@@ -17,6 +17,8 @@ import type { SnapshotTelnet as TelnetState } from '../../session/snapshot.js';
 import type { TelnetSession } from './telnet.js';
 import { TELNET_OPTION } from './telnet.js';
 import { TelnetChannel } from './telnet-channel.js';
+import { MSDP_OPTION } from './msdp.js';
+import { MSSP_OPTION, type MsspTable } from './mssp.js';
 
 /** Reads a telnet channel's negotiated state (copies; JSON-safe). */
 export function readTelnetState(channel: TelnetChannel): TelnetState {
@@ -26,6 +28,8 @@ export function readTelnetState(channel: TelnetChannel): TelnetState {
     offerMccp2: session['offerMccp2'],
     offerGmcp: session['offerGmcp'],
     offerEor: session['offerEor'],
+    offerMsdp: session['extensions'].has(MSDP_OPTION),
+    offerMssp: session['extensions'].has(MSSP_OPTION),
     nvtOutput: session['nvt'] !== undefined,
     pendingCr: session['nvt']?.pendingCr ?? false,
     local: [...session['local']],
@@ -46,9 +50,18 @@ export function readTelnetState(channel: TelnetChannel): TelnetState {
  * {@link resumeTelnetCompression} once the channel is attached.
  *
  * @param transport - `telnet` or `telnet+tls`
+ * @param mssp - the MSSP variables now, when the user's listener offered MSSP
  */
-export function restoreTelnetChannel(socket: Socket, transport: string, state: TelnetState): TelnetChannel {
-  const channel = new TelnetChannel(socket, transport, { mccp2: state.offerMccp2, gmcp: state.offerGmcp, eor: state.offerEor, nvtOutput: state.nvtOutput, negotiationMs: 0 });
+export function restoreTelnetChannel(socket: Socket, transport: string, state: TelnetState, mssp?: () => MsspTable): TelnetChannel {
+  const channel = new TelnetChannel(socket, transport, {
+    mccp2: state.offerMccp2,
+    gmcp: state.offerGmcp,
+    eor: state.offerEor,
+    nvtOutput: state.nvtOutput,
+    negotiationMs: 0,
+    msdp: state.offerMsdp,
+    ...(state.offerMssp && mssp !== undefined ? { mssp } : {}),
+  });
   const session: TelnetSession = channel['session'];
   const info = structuredClone(state.info) as TelnetInfo & JsonObject;
   // A compressed stream cannot cross sockets: MCCP2 starts afresh after attach.

@@ -9,7 +9,9 @@
  *
  * @module
  */
-import { ImiError, type JsonObject, type TelnetInfo } from '@imi/core';
+import { ImiError, type TelnetInfo } from '@imi/core';
+import { gmcpCoreChange, printable } from './gmcp-core.js';
+import type { TelnetExtension } from './telnet-extension.js';
 import { DEFAULT_MAX_SUBNEGOTIATION_BYTES, NvtEncoder, TELNET, TelnetParser, escapeIac } from './telnet-parser.js';
 
 export { DEFAULT_MAX_SUBNEGOTIATION_BYTES, NvtEncoder, TELNET, escapeIac } from './telnet-parser.js';
@@ -31,7 +33,9 @@ export const TELNET_OPTION = {
   EOR: 25,
   /** RFC 1073: negotiate about window size. */
   NAWS: 31,
-  /** MUD server status protocol (not negotiated by imi). */
+  /** MUD server data protocol: variables, arrays and tables (offered through `msdp.ts`). */
+  MSDP: 69,
+  /** MUD server status protocol: the listing crawlers' variables (offered through `mssp.ts`). */
   MSSP: 70,
   /** MUD client compression protocol v2: zlib stream of the server's output. */
   MCCP2: 86,
@@ -41,18 +45,12 @@ export const TELNET_OPTION = {
 
 /** Most `TTYPE SEND` requests in one MTTS cycle (client name, terminal type, `MTTS n`). */
 export const MAX_TTYPE_REQUESTS = 3;
-/** Most GMCP packages kept in {@link TelnetInfo.gmcpSupports}. */
-const MAX_GMCP_SUPPORTS = 64;
-/** Longest terminal type or GMCP package entry kept, in characters. */
-const MAX_NAME_LENGTH = 64;
 /**
  * A GMCP package name: what the app may send (validate.ts in @imi/core)
  * holds for what a client sends too: 1 to 128 characters, no whitespace or
  * control characters.
  */
 const GMCP_PACKAGE = /^[^\s\x00-\x1f\x7f]{1,128}$/;
-/** Longest `Core.Hello` kept, in bytes of JSON. */
-const MAX_GMCP_HELLO_BYTES = 1024;
 
 const { IAC, DONT, DO, WONT, WILL, SB, SE, GA, EOR } = TELNET;
 const TTYPE_IS = 0;
@@ -107,6 +105,8 @@ export interface TelnetSessionOptions {
   nvtOutput?: boolean;
   /** Offer EOR (RFC 885) at the start, so prompts can end with `IAC EOR`. Default true. */
   eor?: boolean;
+  /** More options offered with `WILL` at the start, each run by its own object (MSSP, MSDP). */
+  extensions?: readonly TelnetExtension[];
 }
 
 /**
@@ -135,6 +135,7 @@ export class TelnetSession {
   private readonly offerMccp2: boolean;
   private readonly offerGmcp: boolean;
   private readonly offerEor: boolean;
+  private readonly extensions: ReadonlyMap<number, TelnetExtension>;
   /** The NVT encoder of the app's text, or undefined when `nvtOutput` is off. */
   private readonly nvt: NvtEncoder | undefined;
   private readonly parser: TelnetParser;
@@ -162,6 +163,7 @@ export class TelnetSession {
     this.offerMccp2 = options.mccp2 ?? false;
     this.offerGmcp = options.gmcp ?? true;
     this.offerEor = options.eor ?? true;
+    this.extensions = new Map((options.extensions ?? []).map((extension) => [extension.option, extension]));
     this.nvt = (options.nvtOutput ?? true) ? new NvtEncoder() : undefined;
     this.parser = new TelnetParser(
       {
@@ -182,7 +184,7 @@ export class TelnetSession {
     return this.settled;
   }
 
-  /** Sends our opening requests: DO NAWS, DO TTYPE, WILL GMCP, WILL EOR (and WILL MCCP2). */
+  /** Sends our opening requests: DO NAWS, DO TTYPE, WILL GMCP, WILL EOR (and WILL MCCP2), then the extensions' WILLs. */
   start(): void {
     if (this.started) return;
     this.started = true;
@@ -192,6 +194,7 @@ export class TelnetSession {
     if (this.offerGmcp) this.offerLocal(out, TELNET_OPTION.GMCP);
     if (this.offerMccp2) this.offerLocal(out, TELNET_OPTION.MCCP2);
     if (this.offerEor) this.offerLocal(out, TELNET_OPTION.EOR);
+    for (const option of this.extensions.keys()) this.offerLocal(out, option);
     this.send(Buffer.from(out));
   }
 
@@ -229,6 +232,12 @@ export class TelnetSession {
     if (!this.local.has(TELNET_OPTION.GMCP)) return undefined;
     const body = Buffer.from(json === undefined || json === '' ? packageName : `${packageName} ${json}`, 'utf8');
     return Buffer.concat([this.closeLine(), GMCP_START, escapeIac(body), SB_END]);
+  }
+
+  /** Frames a subnegotiation of an option that is on (`IAC SB option body IAC SE`, IAC doubled); undefined when it is off. */
+  encodeSubnegotiation(option: number, body: Buffer): Buffer | undefined {
+    if (!this.local.has(option)) return undefined;
+    return Buffer.concat([this.closeLine(), Buffer.from([IAC, SB, option]), escapeIac(body), SB_END]);
   }
 
   /**
@@ -295,7 +304,8 @@ export class TelnetSession {
       (option === TELNET_OPTION.ECHO && this.hideInput) ||
       (option === TELNET_OPTION.GMCP && this.offerGmcp) ||
       (option === TELNET_OPTION.MCCP2 && this.offerMccp2) ||
-      (option === TELNET_OPTION.EOR && this.offerEor)
+      (option === TELNET_OPTION.EOR && this.offerEor) ||
+      this.extensions.has(option)
     );
   }
 
@@ -346,7 +356,9 @@ export class TelnetSession {
   }
 
   private enabledLocal(option: number, out: number[]): void {
-    if (option === TELNET_OPTION.GMCP) this.updateInfo({ gmcp: true });
+    const change = this.extensions.get(option)?.enabled(out);
+    if (change !== undefined) this.updateInfo(change);
+    else if (option === TELNET_OPTION.GMCP) this.updateInfo({ gmcp: true });
     else if (option === TELNET_OPTION.SGA) this.updateInfo({ sga: true });
     else if (option === TELNET_OPTION.EOR) this.updateInfo({ eor: true });
     else if (option === TELNET_OPTION.ECHO) this.updateInfo({ echo: false });
@@ -361,7 +373,9 @@ export class TelnetSession {
   }
 
   private disabledLocal(option: number, out: number[]): void {
-    if (option === TELNET_OPTION.GMCP) this.updateInfo({ gmcp: false });
+    const change = this.extensions.get(option)?.disabled();
+    if (change !== undefined) this.updateInfo(change);
+    else if (option === TELNET_OPTION.GMCP) this.updateInfo({ gmcp: false });
     else if (option === TELNET_OPTION.SGA) this.updateInfo({ sga: false });
     else if (option === TELNET_OPTION.EOR) this.updateInfo({ eor: false });
     else if (option === TELNET_OPTION.ECHO) {
@@ -406,8 +420,11 @@ export class TelnetSession {
         this.sink.onFault?.(new ImiError('IMI_BAD_TELNET', `a GMCP message had no valid package name (${JSON.stringify(packageName.slice(0, 32))}): dropped`));
         return;
       }
-      this.gmcpCore(packageName, json);
+      const core = gmcpCoreChange(this.info, packageName, json);
+      if (core !== undefined) this.updateInfo(core);
       this.sink.onGmcp(packageName, json);
+    } else if (this.local.has(option)) {
+      this.extensions.get(option)?.receive(data);
     }
   }
 
@@ -427,38 +444,6 @@ export class TelnetSession {
         this.send(Buffer.from(out));
       }
     }
-  }
-
-  /** Keeps what a restarted app needs to know: `Core.Hello` and `Core.Supports.*` (names are case-insensitive). */
-  private gmcpCore(packageName: string, json: string): void {
-    const name = packageName.toLowerCase();
-    if (!name.startsWith('core.')) return;
-    let value: unknown;
-    try {
-      value = json === '' ? undefined : JSON.parse(json);
-    } catch {
-      return;
-    }
-    if (name === 'core.hello') {
-      if (typeof value === 'object' && value !== null && !Array.isArray(value) && json.length <= MAX_GMCP_HELLO_BYTES) this.updateInfo({ gmcpHello: value as JsonObject });
-      return;
-    }
-    if (name !== 'core.supports.set' && name !== 'core.supports.add' && name !== 'core.supports.remove') return;
-    if (!Array.isArray(value)) return;
-    const given = value.filter((entry): entry is string => typeof entry === 'string').map((entry) => printable(entry));
-    const moduleOf = (entry: string): string => entry.split(' ')[0]!.toLowerCase();
-    let supports = name === 'core.supports.set' ? [] : [...(this.info.gmcpSupports ?? [])];
-    if (name === 'core.supports.remove') {
-      const gone = new Set(given.map(moduleOf));
-      supports = supports.filter((entry) => !gone.has(moduleOf(entry)));
-    } else {
-      for (const entry of given) {
-        const module = moduleOf(entry);
-        supports = supports.filter((old) => moduleOf(old) !== module);
-        if (supports.length < MAX_GMCP_SUPPORTS) supports.push(entry);
-      }
-    }
-    this.updateInfo({ gmcpSupports: supports });
   }
 
   private checkSettled(): void {
@@ -481,8 +466,3 @@ const SB_END = Buffer.from([IAC, SE]);
 const IAC_EOR = Buffer.from([IAC, EOR]);
 const IAC_GA = Buffer.from([IAC, GA]);
 const EMPTY = Buffer.alloc(0);
-
-/** Keeps printable ASCII (and Latin-1 letters), cut to {@link MAX_NAME_LENGTH} characters. */
-function printable(text: string): string {
-  return text.replace(/[^\x20-\x7e\xa0-\xff]/g, '').slice(0, MAX_NAME_LENGTH);
-}
