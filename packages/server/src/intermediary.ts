@@ -16,7 +16,7 @@
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import pino, { type Logger } from 'pino';
-import { ImiError, SessionRegistry } from '@imi/core';
+import { ImiError, LimitError, SessionRegistry } from '@imi/core';
 import type { IntermediaryApi, IntermediaryEvents, IntermediaryStats, ListeningPorts, SessionQueues } from './api.js';
 import { AppSide } from './app/app-side.js';
 import type { InputLedger, QueueLimit, UnackedLimit } from './delivery/ledger.js';
@@ -35,6 +35,8 @@ import { createTransport } from './users/create-transport.js';
 import { closeServer, listenOn } from './users/socket-transport.js';
 import { isTransport, type Transport, type TransportAddress, type UserChannel } from './users/transport.js';
 import { UserSide } from './users/user-side.js';
+import { isLoopback } from './users/admission.js';
+import { ResumeTokens, type WsResumeSettings } from './users/ws-resume.js';
 
 export type { DropReason, IntermediaryEvents, IntermediaryStats, ListeningPorts, SessionQueues } from './api.js';
 
@@ -65,6 +67,8 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private admin: AdminServer | undefined;
+  /** Resume tokens of WebSocket sessions, shared by every WebSocket listener. */
+  private readonly wsResume: WsResumeSettings;
   /**
    * Set while an upgrade hands this intermediary over: new connections wait.
    *
@@ -112,6 +116,17 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     this.users = new UserSide(parts);
     this.apps = new AppSide({ ...parts, users: this.users });
     this.users.app = this.apps;
+    this.wsResume = {
+      tokens: new ResumeTokens(),
+      windowMs: resolved.wsResumeWindowMs,
+      bufferBytes: resolved.wsResumeBufferBytes,
+      busy: () => this.handoverGate !== undefined,
+      admitResume: (address) => (!resolved.limitLoopback && isLoopback(address)) || this.users.admission.admitRate(address, Date.now()),
+      report: (error) => {
+        if (error instanceof LimitError) this.reporter.countLimit(error);
+        this.reporter.report(error);
+      },
+    };
     const builtIns = [];
     if (resolved.banner !== undefined) builtIns.push(new WelcomeBannerPlugin(resolved.banner));
     if (resolved.appDownNotice !== false) builtIns.push(new AppDownNoticePlugin(resolved.appDownNotice));
@@ -167,6 +182,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
       onListenerError: (error: Error) => this.logger.error({ err: error }, 'user listener error'),
       report: (error: ImiError) => this.report(error),
       proxy: { trustedAddresses: this.options.proxyTrustedAddresses, headerTimeoutMs: this.options.proxyHeaderTimeoutMs, report: (error: ImiError) => this.reporter.report(error) },
+      wsResume: this.wsResume,
     };
     const appServer = net.createServer({ noDelay: true }, (socket) => (this.handoverGate ? this.handoverGate.appArrived(socket) : this.apps.accept(socket)));
     appServer.on('error', (error) => this.logger.error({ err: error }, 'app listener error'));
@@ -292,13 +308,16 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
    * is told of the user (`resumed: true`) at once.
    *
    * @param snapshot - a {@link SessionSnapshot}, typically from `JSON.parse`; it is validated
-   * @param socket - the user's connection (TCP, or TLS for `tls` / `telnet+tls`)
+   * @param socket - the user's connection (TCP, or TLS for `tls` / `telnet+tls`;
+   *   for `ws`, the socket under the WebSocket, its handshake done). Omitted
+   *   for a resumable WebSocket session: it is parked until its client
+   *   resumes it with its token (within `wsResumeWindowMs`).
    * @returns the restored session
    * @throws ImiError `IMI_BAD_SNAPSHOT` for an unknown version, a malformed
-   *   snapshot, an id that is live already, or a WebSocket session; reported
-   *   (logged, counted) too. `IMI_CLOSED` after `close()`.
+   *   snapshot, an id that is live already, or no socket for a session that
+   *   needs one; reported (logged, counted) too. `IMI_CLOSED` after `close()`.
    */
-  restoreSession(snapshot: unknown, socket: Socket): Session {
+  restoreSession(snapshot: unknown, socket?: Socket): Session {
     if (this.closing) throw new ImiError('IMI_CLOSED', 'this intermediary was closed');
     try {
       return restoreSnapshot(snapshot, socket, {
@@ -309,6 +328,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
         maxLineBytes: this.options.maxLineBytes,
         maxOutputBufferBytes: this.options.maxOutputBufferBytes,
         limitLoopback: this.options.limitLoopback,
+        wsResume: this.wsResume,
       });
     } catch (error) {
       if (error instanceof ImiError) this.reporter.report(error);

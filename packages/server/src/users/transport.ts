@@ -7,6 +7,7 @@
  * @module
  */
 import type { ImiError, RemoteAddress, TelnetInfo } from '@imi/core';
+import type { WsResumeSettings } from './ws-resume.js';
 
 /**
  * What a {@link UserChannel} reports to the connection that runs over it
@@ -288,4 +289,6 @@ export interface TransportContext {
   report?(error: ImiError): void;
   /** For listeners with `proxyProtocol`. Default: the defaults of the intermediary's options, refusals not reported. */
   proxy?: ProxyProtocolSettings;
+  /** For WebSocket listeners: resume tokens and their options. Default: no resumes. */
+  wsResume?: WsResumeSettings;
 }
