@@ -89,6 +89,14 @@ export const ERROR_TABLE = {
     description: 'An upgrade of the intermediary (`imi-server upgrade`, SIGUSR2) did not happen: the successor could not be started, exited or was not ready within upgradeTimeoutMs, refused the handover (an unknown version, a broken message), or another upgrade was under way. The old process kept serving everyone.',
     howToSolve: 'The log line names the cause; the successor\'s own log (same stderr) says more. Fix it (a broken build on disk, a version too old to read this one) and run the upgrade again; nothing was lost.',
   },
+  IMI_WS_RESUME_REFUSED: {
+    description: 'A WebSocket client asked to resume a session (subprotocol `imi.resume`) and was refused: its token was unknown, expired or already used (close 4001), the output it missed was no longer kept (4002, the session is closed), its first message was not a valid `resume` message (4003), or the connect rate of its address was exceeded (4013, it may retry). A session\'s token is good once, within wsResumeWindowMs after its connection dropped.',
+    howToSolve: 'Expected now and then (a page reconnecting after the window, a stale tab). Many of them from one address suggest someone guessing tokens: they cannot succeed (256 random bits), but firewall the address. A client of your own must present the last token it was given, once, in a binary `{"type":"resume","token":…,"received":…}` message.',
+  },
+  IMI_WS_BAD_CONTROL: {
+    description: 'A WebSocket client speaking `imi.v1` sent a binary message that is not a JSON control message (an object with a `type`); it was ignored and the user stays connected.',
+    howToSolve: 'With `imi.v1`, binary messages are control messages (`{"type":"ack","received":N}`, …) and lines are text messages: make the client send its lines as text.',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

@@ -49,6 +49,8 @@ export {
   DEFAULT_HALF_CLOSE_GRACE_MS,
   DEFAULT_KEEP_ALIVE_MS,
   DEFAULT_TELNET_PROBE_MS,
+  DEFAULT_WS_RESUME_BUFFER_BYTES,
+  DEFAULT_WS_RESUME_WINDOW_MS,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_CONNECTIONS_PER_IP,
   DEFAULT_CONNECT_RATE_PER_IP,
@@ -127,7 +129,9 @@ export {
   type SnapshotUnackedInput,
   type SnapshotDelayedLine,
   type SnapshotTelnet,
+  type SnapshotWs,
 } from './session/snapshot.js';
+export { ResumeTokens, WS_CLOSE_CODES, WS_RESUME_PROTOCOL, type ResumeRequest, type TokenHolder, type WsResumeSettings } from './users/ws-resume.js';
 export type { InheritedListeners } from './handover/types.js';
 export {
   MemoryLedger,

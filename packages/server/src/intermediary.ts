@@ -16,7 +16,7 @@
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import pino, { type Logger } from 'pino';
-import { ImiError, SessionRegistry } from '@imi/core';
+import { ImiError, LimitError, SessionRegistry } from '@imi/core';
 import type { IntermediaryApi, IntermediaryEvents, IntermediaryStats, ListeningPorts, SessionQueues } from './api.js';
 import { AppSide } from './app/app-side.js';
 import type { InputLedger, QueueLimit, UnackedLimit } from './delivery/ledger.js';
@@ -36,6 +36,8 @@ import { ServerStatus } from './users/telnet/mssp.js';
 import { closeServer, listenOn } from './users/socket-transport.js';
 import { isTransport, type Transport, type TransportAddress, type UserChannel } from './users/transport.js';
 import { UserSide } from './users/user-side.js';
+import { isLoopback } from './users/admission.js';
+import { ResumeTokens, type WsResumeSettings } from './users/ws-resume.js';
 
 export type { DropReason, IntermediaryEvents, IntermediaryStats, ListeningPorts, SessionQueues } from './api.js';
 
@@ -67,6 +69,8 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private admin: AdminServer | undefined;
+  /** Resume tokens of WebSocket sessions, shared by every WebSocket listener. */
+  private readonly wsResume: WsResumeSettings;
   /**
    * Set while an upgrade hands this intermediary over: new connections wait.
    *
@@ -116,6 +120,17 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     this.serverStatus = new ServerStatus(resolved.msspName, () => this.users.connections.size);
     this.apps = new AppSide({ ...parts, users: this.users, serverStatus: this.serverStatus });
     this.users.app = this.apps;
+    this.wsResume = {
+      tokens: new ResumeTokens(),
+      windowMs: resolved.wsResumeWindowMs,
+      bufferBytes: resolved.wsResumeBufferBytes,
+      busy: () => this.handoverGate !== undefined,
+      admitResume: (address) => (!resolved.limitLoopback && isLoopback(address)) || this.users.admission.admitRate(address, Date.now()),
+      report: (error) => {
+        if (error instanceof LimitError) this.reporter.countLimit(error);
+        this.reporter.report(error);
+      },
+    };
     const builtIns = [];
     if (resolved.banner !== undefined) builtIns.push(new WelcomeBannerPlugin(resolved.banner));
     if (resolved.appDownNotice !== false) builtIns.push(new AppDownNoticePlugin(resolved.appDownNotice));
@@ -172,6 +187,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
       report: (error: ImiError) => this.report(error),
       proxy: { trustedAddresses: this.options.proxyTrustedAddresses, headerTimeoutMs: this.options.proxyHeaderTimeoutMs, report: (error: ImiError) => this.reporter.report(error) },
       mssp: () => this.serverStatus.table(),
+      wsResume: this.wsResume,
     };
     const appServer = net.createServer({ noDelay: true }, (socket) => (this.handoverGate ? this.handoverGate.appArrived(socket) : this.apps.accept(socket)));
     appServer.on('error', (error) => this.logger.error({ err: error }, 'app listener error'));
@@ -297,13 +313,16 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
    * is told of the user (`resumed: true`) at once.
    *
    * @param snapshot - a {@link SessionSnapshot}, typically from `JSON.parse`; it is validated
-   * @param socket - the user's connection (TCP, or TLS for `tls` / `telnet+tls`)
+   * @param socket - the user's connection (TCP, or TLS for `tls` / `telnet+tls`;
+   *   for `ws`, the socket under the WebSocket, its handshake done). Omitted
+   *   for a resumable WebSocket session: it is parked until its client
+   *   resumes it with its token (within `wsResumeWindowMs`).
    * @returns the restored session
    * @throws ImiError `IMI_BAD_SNAPSHOT` for an unknown version, a malformed
-   *   snapshot, an id that is live already, or a WebSocket session; reported
-   *   (logged, counted) too. `IMI_CLOSED` after `close()`.
+   *   snapshot, an id that is live already, or no socket for a session that
+   *   needs one; reported (logged, counted) too. `IMI_CLOSED` after `close()`.
    */
-  restoreSession(snapshot: unknown, socket: Socket): Session {
+  restoreSession(snapshot: unknown, socket?: Socket): Session {
     if (this.closing) throw new ImiError('IMI_CLOSED', 'this intermediary was closed');
     try {
       return restoreSnapshot(snapshot, socket, {
@@ -315,6 +334,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
         maxOutputBufferBytes: this.options.maxOutputBufferBytes,
         limitLoopback: this.options.limitLoopback,
         mssp: () => this.serverStatus.table(),
+        wsResume: this.wsResume,
       });
     } catch (error) {
       if (error instanceof ImiError) this.reporter.report(error);

@@ -121,6 +121,10 @@ export const DEFAULT_KEEP_ALIVE_MS = 60_000;
 export const DEFAULT_TELNET_PROBE_MS = 0;
 /** Default {@link IntermediaryOptions.msspName}: what MSSP crawlers are told the server is called when neither the options nor the app name it. */
 export const DEFAULT_MSSP_NAME = 'imi';
+/** Default {@link IntermediaryOptions.wsResumeWindowMs}: 60 s. */
+export const DEFAULT_WS_RESUME_WINDOW_MS = 60_000;
+/** Default {@link IntermediaryOptions.wsResumeBufferBytes}: 256 KiB. */
+export const DEFAULT_WS_RESUME_BUFFER_BYTES = 256 * 1024;
 /** Default {@link IntermediaryOptions.appDownNotice}. */
 export const DEFAULT_APP_DOWN_NOTICE = '\r\n*** The application is restarting. Stay connected: nothing you type is lost. ***\r\n';
 /** Default {@link IntermediaryOptions.shutdownNotice}. */
@@ -317,6 +321,22 @@ export interface IntermediaryOptions {
    * off. Default {@link DEFAULT_TELNET_PROBE_MS}.
    */
   telnetProbeMs?: number;
+  /**
+   * WebSocket users speaking `imi.v1`: how long a session whose connection
+   * dropped (without a normal close) is kept for the client to resume it
+   * with its token, in ms. The app hears nothing meanwhile; after it, it
+   * hears `disconnect` (`timeout`). 0: no resumes (a drop ends the
+   * session). Default {@link DEFAULT_WS_RESUME_WINDOW_MS}.
+   */
+  wsResumeWindowMs?: number;
+  /**
+   * WebSocket users speaking `imi.v1`: the most output, in bytes, kept for
+   * a replay after a resume (what the client has not acknowledged). While
+   * the user is connected the oldest is dropped past it; while they are
+   * disconnected, output past it closes the session at once (`closed`).
+   * Default {@link DEFAULT_WS_RESUME_BUFFER_BYTES}.
+   */
+  wsResumeBufferBytes?: number;
   /** Told to each user once per app outage; `false` for silence. Default {@link DEFAULT_APP_DOWN_NOTICE}. */
   appDownNotice?: string | false;
   /** Told to each user on shutdown; `false` for silence. Default {@link DEFAULT_SHUTDOWN_NOTICE}. */
@@ -375,6 +395,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   halfCloseGraceMs: DEFAULT_HALF_CLOSE_GRACE_MS,
   keepAliveMs: DEFAULT_KEEP_ALIVE_MS,
   telnetProbeMs: DEFAULT_TELNET_PROBE_MS,
+  wsResumeWindowMs: DEFAULT_WS_RESUME_WINDOW_MS,
+  wsResumeBufferBytes: DEFAULT_WS_RESUME_BUFFER_BYTES,
   maxConnections: DEFAULT_MAX_CONNECTIONS,
   maxConnectionsPerIp: DEFAULT_MAX_CONNECTIONS_PER_IP,
   connectRatePerIp: DEFAULT_CONNECT_RATE_PER_IP,

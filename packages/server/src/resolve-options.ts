@@ -40,8 +40,9 @@ const POSITIVE_OPTIONS = [
   'inputBurstPerSession',
   'maxDelayedLinesPerSession',
   'proxyHeaderTimeoutMs',
+  'wsResumeBufferBytes',
 ] as const;
-const NON_NEGATIVE_OPTIONS = ['legacyHelloWaitMs', 'heartbeatIntervalMs', 'halfCloseGraceMs', 'keepAliveMs', 'telnetProbeMs'] as const;
+const NON_NEGATIVE_OPTIONS = ['legacyHelloWaitMs', 'heartbeatIntervalMs', 'halfCloseGraceMs', 'keepAliveMs', 'telnetProbeMs', 'wsResumeWindowMs'] as const;
 
 function configError(message: string): ImiError {
   return new ImiError('IMI_CONFIG', message);

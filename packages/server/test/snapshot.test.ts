@@ -179,7 +179,7 @@ describe('session snapshots', () => {
     imi.on('error', (error) => reported.push(error));
 
     const bad: unknown[] = [
-      { ...good, v: 2 },
+      { ...good, v: SESSION_SNAPSHOT_VERSION + 1 },
       { ...good, v: undefined },
       null,
       'a string',
@@ -200,7 +200,7 @@ describe('session snapshots', () => {
       expect(thrown, JSON.stringify(value)?.slice(0, 80)).toBeInstanceOf(ImiError);
       expect((thrown as ImiError).code).toBe('IMI_BAD_SNAPSHOT');
     }
-    expect(() => validateSessionSnapshot({ ...good, v: 2 })).toThrow(/unknown snapshot version 2/);
+    expect(() => validateSessionSnapshot({ ...good, v: SESSION_SNAPSHOT_VERSION + 1 })).toThrow(`unknown snapshot version ${SESSION_SNAPSHOT_VERSION + 1}`);
     expect(imi.stats().errors.IMI_BAD_SNAPSHOT).toBe(bad.length);
     expect(reported.map((e) => e.code)).toEqual(bad.map(() => 'IMI_BAD_SNAPSHOT'));
     expect(imi.stats().sessions).toBe(1);

@@ -10,13 +10,18 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from './harness.js';
-import { WsUser } from './transport-harness.js';
+import { commandsAvailable } from './process-harness.js';
+import { makeCertificate } from './transport-harness.js';
 import { App, FAULTY_SUCCESSOR, Server, TcpUser, TelnetUser, cleanUp, tempDir, type User } from './upgrade-harness.js';
+import { PlainWsUser, ResumingWsUser, dropWsUsers } from './ws-resume-harness.js';
 
 const UPGRADES = 5;
 const TYPE_INTERVAL_MS = 40;
 
-afterEach(() => cleanUp());
+afterEach(() => {
+  dropWsUsers();
+  cleanUp();
+});
 
 /** Waits until every user got `more` replies past what they had. */
 async function progress(users: User[], more: number, what: string): Promise<void> {
@@ -122,7 +127,9 @@ describe('imi-server upgrade', () => {
 
   it('a successor that exits, hangs or cannot read the snapshot is refused or killed; the old process serves on and nothing is lost', async () => {
     const modeFile = join(tempDir(), 'mode');
-    const server = await Server.start(['--upgrade-timeout-ms', '1500'], { IMI_UPGRADE_EXEC: FAULTY_SUCCESSOR, IMI_TEST_SUCCESSOR_MODE: modeFile });
+    // Long enough for a successor that refuses to start and say so on a loaded
+    // machine (1.5 s was not); the hanging one is then killed after 6 s.
+    const server = await Server.start(['--upgrade-timeout-ms', '6000'], { IMI_UPGRADE_EXEC: FAULTY_SUCCESSOR, IMI_TEST_SUCCESSOR_MODE: modeFile });
     const app = await App.start(server.clientPort);
     const [telnet] = await telnetUsers(server, app, 1);
     const tcp = await TcpUser.connect('tcp', server.externalPort);
@@ -134,8 +141,8 @@ describe('imi-server upgrade', () => {
 
     const failures: Array<[string, RegExp]> = [
       ['exit', /the successor exited \(code 3\) before it was ready/],
-      ['future', /refused the handover: IMI_BAD_SNAPSHOT: bad session snapshot: unknown snapshot version 2/],
-      ['hang', /the successor was not ready within 1500 ms/],
+      ['future', /refused the handover: IMI_BAD_SNAPSHOT: bad session snapshot: unknown snapshot version 9999/],
+      ['hang', /the successor was not ready within 6000 ms/],
     ];
     for (const [mode, message] of failures) {
       writeFileSync(modeFile, mode);
@@ -163,31 +170,92 @@ describe('imi-server upgrade', () => {
     expect(stats.stats.errors['IMI_UPGRADE_FAILED']).toBe(failures.length);
   });
 
-  it('closes WebSocket users with the shutdown notice (they cannot be handed over yet), and lets in users who arrive during the handover', async () => {
+  it(`hands plain WebSocket users over ${UPGRADES} times while they type (with and without imi.v1): no close, every line answered once in order, the same token`, async () => {
     const server = await Server.start(['--ws-port', '0']);
     const wsPort = Number(/ws on port (\d+)/.exec(server.out)![1]);
+    const url = `ws://127.0.0.1:${wsPort}/`;
     const app = await App.start(server.clientPort);
+    // autoResume off: any drop would show as a close.
+    const resumable = [await ResumingWsUser.connect('page0', url, { autoResume: false }), await ResumingWsUser.connect('page1', url, { autoResume: false })];
+    const plain = [await PlainWsUser.connect('ws0', url), await PlainWsUser.connect('ws1', url)];
     const tcp = await TcpUser.connect('tcp', server.externalPort);
-    const ws = await WsUser.connect(`ws://127.0.0.1:${wsPort}/`);
-    await waitFor(() => app.connects().length === 2, 10_000, 'the app to know both users');
-    const wsId = app.connects().find((event) => event.transport === 'ws')!.id;
-    tcp.typeSteadily(TYPE_INTERVAL_MS);
-    await progress([tcp], 2, 'replies before the upgrade');
-    const before = server.pid();
+    const users: User[] = [...resumable, ...plain, tcp];
+    await waitFor(() => app.connects().length === users.length, 10_000, 'the app to know every user');
+    const ids = new Set(app.connects().map((event) => event.id));
+    for (const user of users) user.typeSteadily(TYPE_INTERVAL_MS);
+    await progress(users, 3, 'replies before the first upgrade');
 
-    process.kill(before, 'SIGUSR2');
-    // Users who connect while the handover runs land in the old process (held, then passed on) or in the new one.
-    const arrivals: TcpUser[] = [];
-    while (server.pid() === before || arrivals.length < 3) {
-      arrivals.push(await TcpUser.connect(`late${arrivals.length}`, server.externalPort));
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    const pids = [server.pid()];
+    for (let n = 1; n <= UPGRADES; n++) {
+      const before = pids.at(-1)!;
+      const resyncsBefore = app.resyncs().length;
+      if (n % 2 === 1) {
+        const result = await server.upgradeCommand();
+        expect(result.code, result.stderr).toBe(0);
+        const answer = JSON.parse(result.stdout) as { sessions: number; closed: number };
+        expect(answer).toMatchObject({ sessions: users.length, closed: 0 });
+      } else process.kill(before, 'SIGUSR2');
+      await waitFor(() => server.pid() !== before, 15_000, `the pid file to name the successor of ${before}`);
+      pids.push(server.pid());
+      await waitFor(() => !server.alive(before), 10_000, `the old process ${before} to exit`);
+      await waitFor(() => app.resyncs().length > resyncsBefore, 10_000, () => `the resync after upgrade ${n} (log ${server.err.slice(-1500)})`);
+      const resync = app.resyncs()[resyncsBefore]!;
+      expect(new Set(resync.sessions!.map((session) => session.id))).toEqual(ids);
+      await progress(users, 3, `replies after upgrade ${n}`);
     }
-    await ws.waitClosed(10_000);
-    expect(ws.text).toContain('shutting down');
-    await waitFor(() => app.events.some((event) => event.event === 'disconnect' && event.id === wsId), 10_000, 'the app to hear the WebSocket user left');
-    for (const user of arrivals) user.type(`${user.name}-1`);
-    await progress([tcp], 3, 'replies after the upgrade');
-    await settleAndCheck([tcp, ...arrivals]);
-    expect((await server.stats()).stats.sessions).toBe(1 + arrivals.length);
+    await settleAndCheck(users);
+    for (const user of resumable) {
+      expect(user.closes, user.name).toEqual([]);
+      expect(user.resumes, user.name).toBe(0);
+      // One token, given at connect: the handed-over session kept it.
+      expect(user.tokens, user.name).toHaveLength(1);
+    }
+    expect(server.err).not.toMatch(/IMI_WS_BAD_CONTROL|IMI_WS_RESUME_REFUSED/);
+    const stats = await server.stats();
+    expect(stats.stats.sessions).toBe(users.length);
+    expect(stats.stats.sessionsOpened).toBe(users.length);
+  });
+
+  it.skipIf(!commandsAvailable('openssl'))('over TLS (ws+tls) an imi.v1 user resumes on the successor with its token, nothing lost or doubled; a user without imi.v1 gets the shutdown notice; users arriving meanwhile are let in', async () => {
+    const certificate = makeCertificate();
+    try {
+      const listeners = JSON.stringify([{ kind: 'ws', port: 0, tls: { cert: certificate.certFile, key: certificate.keyFile } }]);
+      const server = await Server.start(['--listeners', listeners]);
+      const wssPort = Number(/ws\+tls on port (\d+)/.exec(server.out)![1]);
+      const url = `wss://127.0.0.1:${wssPort}/`;
+      const app = await App.start(server.clientPort);
+      const page = await ResumingWsUser.connect('page', url, { rejectUnauthorized: false });
+      const old = await PlainWsUser.connect('old', url, { rejectUnauthorized: false });
+      const tcp = await TcpUser.connect('tcp', server.externalPort);
+      await waitFor(() => app.connects().length === 3, 10_000, 'the app to know every user');
+      const pageId = app.connects().find((event) => event.transport === 'ws+tls' && event.id !== undefined)!.id;
+      const oldId = app.connects().filter((event) => event.transport === 'ws+tls').map((event) => event.id).find((id) => id !== pageId)!;
+      for (const user of [page, tcp]) user.typeSteadily(TYPE_INTERVAL_MS);
+      await progress([page, tcp], 3, 'replies before the upgrade');
+      const before = server.pid();
+
+      process.kill(before, 'SIGUSR2');
+      // Users who connect while the handover runs land in the old process (held, then passed on) or in the new one.
+      const arrivals: TcpUser[] = [];
+      while (server.pid() === before || arrivals.length < 3) {
+        arrivals.push(await TcpUser.connect(`late${arrivals.length}`, server.externalPort));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await waitFor(() => old.closed, 10_000, 'the user without imi.v1 to be closed');
+      expect(old.text).toContain('shutting down');
+      await waitFor(() => page.resumes === 1, 10_000, () => `the page to resume on the successor (closes ${JSON.stringify(page.closes)})`);
+      expect(page.closes.map((close) => close.code)).toEqual([1012]);
+      await waitFor(() => app.events.some((event) => event.event === 'disconnect' && event.id === oldId), 10_000, 'the app to hear the old user left');
+      for (const user of arrivals) user.type(`${user.name}-1`);
+      await progress([page, tcp], 3, 'replies after the upgrade');
+      await settleAndCheck([page, tcp, ...arrivals]);
+      // The page's session never left the app.
+      expect(app.events.some((event) => event.event === 'disconnect' && event.id === pageId)).toBe(false);
+      const resync = app.resyncs().at(-1)!;
+      expect(resync.sessions!.map((session) => session.id)).toContain(pageId);
+      expect((await server.stats()).stats.sessions).toBe(2 + arrivals.length);
+    } finally {
+      certificate.remove();
+    }
   });
 });

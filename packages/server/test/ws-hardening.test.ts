@@ -180,7 +180,7 @@ describe('WebSocket Origin allow-list', () => {
 });
 
 describe('WebSocket echo control (subprotocol imi.v1)', () => {
-  it('a client offering imi.v1 gets echo off/on as binary JSON frames, in order with the text; others get nothing', async () => {
+  it('a client offering imi.v1 gets its resume token, then echo off/on as binary JSON frames, in order with the text; others get nothing', async () => {
     const { app, port } = await start({ kind: 'ws', port: 0 });
     const url = `ws://127.0.0.1:${port}/`;
     const frames: Array<{ binary: boolean; text: string }> = [];
@@ -207,7 +207,10 @@ describe('WebSocket echo control (subprotocol imi.v1)', () => {
       app.output(id, 'done\r\n');
     }
     await waitFor(() => frames.some((frame) => frame.text === 'done\r\n'), 5000, 'the last output');
-    expect(frames).toEqual([
+    // First the session's resume token (a control message too), then what the app sent.
+    expect(frames[0]!.binary).toBe(true);
+    expect(JSON.parse(frames[0]!.text)).toEqual({ type: 'session', token: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) as unknown, resumeWindowMs: 60_000 });
+    expect(frames.slice(1)).toEqual([
       { binary: false, text: 'Password: ' },
       { binary: true, text: '{"type":"echo","visible":false}' },
       { binary: false, text: '{"type":"echo","visible":true}' },

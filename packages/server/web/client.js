@@ -1,10 +1,19 @@
 // imi browser client: a terminal-like page for one WebSocket connection to
 // the intermediary. No framework, no dependency: scrollback, an input line
 // with history, ANSI colours, hidden input while the app turns echo off
-// (passwords), and reconnection with backoff.
+// (passwords), and reconnection with backoff that resumes the same session.
 //
 // It speaks the imi.v1 subprotocol: text frames are output, binary frames
 // are control messages (one JSON object each), e.g. {"type":"echo","visible":false}.
+//
+// Resume: the server gives the page a token ({"type":"session","token":…});
+// when the connection drops, the page reconnects offering "imi.resume" too
+// and sends {"type":"resume","token":…,"received":N} first (N: output
+// messages it has), never in the URL. The server answers with a new token
+// and how many of the page's lines it got; the page sends the rest, then
+// the lines typed while disconnected. The page acknowledges output now and
+// then ({"type":"ack","received":N}) so the server keeps only what it may
+// have to replay. The token lives in this page's memory only.
 (function () {
   'use strict';
 
@@ -13,6 +22,13 @@
   var MIN_DELAY_MS = 500; // reconnect backoff: min * 2^attempt, capped, with jitter
   var MAX_DELAY_MS = 10000;
   var PROTOCOL = 'imi.v1'; // asks for control messages (binary frames of JSON)
+  var RESUME_PROTOCOL = 'imi.resume'; // "my first message is a resume"
+  var REFUSED = { 4001: true, 4002: true, 4003: true }; // a resume refused for good: start a new session
+  var SERVICE_RESTART = 1012; // the intermediary is being upgraded: resume at once
+  var MAX_UNSENT = 200; // lines typed while disconnected
+  var MAX_UNCONFIRMED = 500; // lines sent, kept until the server says it got them
+  var ACK_EVERY = 32; // acknowledge output after this many messages…
+  var ACK_DELAY_MS = 500; // …or this long after the first unacknowledged one
 
   var output = document.getElementById('output');
   var input = document.getElementById('input');
@@ -181,10 +197,71 @@
   var attempt = 0;
   var everConnected = false;
   var countdown = null;
+  var ready = false; // lines may be sent on ws (a new session is open, or a resume was accepted)
+  var token = null; // the current resume token
+  var got = 0; // output messages received in this session
+  var acked = 0; // … of which the server was told
+  var ackTimer = null;
+  var unconfirmed = []; // lines sent that the server has not confirmed (the last MAX_UNCONFIRMED)
+  var confirmedBase = 0; // lines of this session before unconfirmed[0]
+  var unsent = []; // lines typed while not connected
 
   function setStatus(state, text) {
     status.setAttribute('data-state', state);
     status.textContent = text;
+  }
+
+  function sendControl(socket, message) {
+    socket.send(new TextEncoder().encode(JSON.stringify(message)));
+  }
+
+  /** Sends a line on the open session, keeping it until the server confirms it. */
+  function transmit(line) {
+    ws.send(line);
+    unconfirmed.push(line);
+    if (unconfirmed.length > MAX_UNCONFIRMED) {
+      unconfirmed.shift();
+      confirmedBase++;
+    }
+  }
+
+  /** The session is usable: lines typed meanwhile go now. */
+  function becomeReady(text) {
+    ready = true;
+    attempt = 0;
+    setStatus('connected', 'connected');
+    if (text) note(text);
+    var lines = unsent;
+    unsent = [];
+    for (var i = 0; i < lines.length; i++) transmit(lines[i]);
+  }
+
+  /** A new session: nothing of the old one carries over. */
+  function forgetSession() {
+    token = null;
+    got = 0;
+    acked = 0;
+    unconfirmed = [];
+    confirmedBase = 0;
+    setEcho(true);
+  }
+
+  function scheduleAck() {
+    if (ws === null || !ready || token === null) return;
+    if (got - acked >= ACK_EVERY) {
+      clearTimeout(ackTimer);
+      ackTimer = null;
+      acked = got;
+      sendControl(ws, { type: 'ack', received: got });
+    } else if (ackTimer === null) {
+      ackTimer = setTimeout(function () {
+        ackTimer = null;
+        if (ws !== null && ready && got > acked) {
+          acked = got;
+          sendControl(ws, { type: 'ack', received: got });
+        }
+      }, ACK_DELAY_MS);
+    }
   }
 
   /** Applies a control message (a binary frame); unknown ones are ignored. */
@@ -195,35 +272,61 @@
     } catch (error) {
       return;
     }
-    if (message !== null && typeof message === 'object' && message.type === 'echo' && typeof message.visible === 'boolean') setEcho(message.visible);
+    if (message === null || typeof message !== 'object') return;
+    if (message.type === 'echo' && typeof message.visible === 'boolean') setEcho(message.visible);
+    else if (message.type === 'session' && typeof message.token === 'string') {
+      token = message.token;
+      if (message.resumed !== true || typeof message.received !== 'number') return;
+      // Lines the server got are done; the rest (lost with the old connection) go again, in order.
+      var done = message.received - confirmedBase;
+      var again = unconfirmed.slice(Math.max(0, Math.min(done, unconfirmed.length)));
+      confirmedBase = message.received;
+      unconfirmed = [];
+      acked = got;
+      unsent = again.concat(unsent);
+      becomeReady('(reconnected: same session)');
+    }
   }
 
   function connect() {
     clearInterval(countdown);
     setStatus(attempt === 0 && !everConnected ? 'connecting' : 'reconnecting', attempt === 0 && !everConnected ? 'connecting…' : 'connection lost — reconnecting…');
-    var socket = new WebSocket(url, PROTOCOL);
+    var resuming = token !== null;
+    var socket = new WebSocket(url, resuming ? [PROTOCOL, RESUME_PROTOCOL] : PROTOCOL);
     socket.binaryType = 'arraybuffer';
     ws = socket;
+    ready = false;
     socket.onopen = function () {
-      attempt = 0;
-      if (everConnected) note('(reconnected)');
+      if (resuming) {
+        sendControl(socket, { type: 'resume', token: token, received: got });
+        return;
+      }
+      var again = everConnected;
       everConnected = true;
-      setStatus('connected', 'connected');
+      becomeReady(again ? '(reconnected)' : '');
     };
     socket.onmessage = function (event) {
-      if (typeof event.data === 'string') render(event.data);
-      else control(event.data);
+      if (typeof event.data === 'string') {
+        got++;
+        render(event.data);
+        scheduleAck();
+      } else control(event.data);
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       if (ws !== socket) return;
       ws = null;
-      setEcho(true); // the next connection is a new session, with echo on
-      scheduleReconnect();
+      ready = false;
+      if (REFUSED[event.code] || (token === null && resuming)) {
+        note('(the session could not be resumed: starting a new one)');
+        forgetSession();
+      } else if (token === null) forgetSession(); // no token: the next connection is a new session, with echo on
+      if (event.code === SERVICE_RESTART) attempt = 0;
+      scheduleReconnect(event.code === SERVICE_RESTART ? 100 : undefined);
     };
   }
 
-  function scheduleReconnect() {
-    var base = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * Math.pow(2, attempt));
+  function scheduleReconnect(soon) {
+    var base = soon !== undefined ? soon : Math.min(MAX_DELAY_MS, MIN_DELAY_MS * Math.pow(2, attempt));
     attempt++;
     var delay = Math.round(base * (0.8 + Math.random() * 0.4));
     var due = Date.now() + delay;
@@ -261,11 +364,14 @@
   form.addEventListener('submit', function (event) {
     event.preventDefault();
     var line = input.value;
-    if (ws === null || ws.readyState !== WebSocket.OPEN) {
-      note('(not connected: your line is kept)');
-      return;
-    }
-    ws.send(line);
+    if (ws === null || ws.readyState !== WebSocket.OPEN || !ready) {
+      if (unsent.length >= MAX_UNSENT) {
+        note('(not connected, and too many lines waiting: your line is kept in the field)');
+        return;
+      }
+      unsent.push(line);
+      note('(not connected: your line will be sent when the connection is back)');
+    } else transmit(line);
     if (hidden) {
       input.value = '';
       return;
@@ -298,6 +404,12 @@
 
   output.addEventListener('mouseup', function () {
     if (String(window.getSelection()) === '') input.focus();
+  });
+
+  // Leaving the page ends the session now (a normal close), rather than
+  // leaving it parked for the resume window.
+  window.addEventListener('pagehide', function () {
+    if (ws !== null) ws.close(1000);
   });
 
   connect();

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { ImiError } from '@imi/core';
 import type { ListeningPorts } from '../api.js';
 import type { Intermediary } from '../intermediary.js';
-import { SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SnapshotDelayedLine, type SnapshotTelnet } from '../session/snapshot.js';
+import { OLDEST_SESSION_SNAPSHOT_VERSION, SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SnapshotDelayedLine, type SnapshotTelnet } from '../session/snapshot.js';
 import type { Connection } from '../users/connection.js';
 import type { UserChannel } from '../users/transport.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
@@ -34,7 +34,8 @@ export const APP_RETURN_WAIT_MS = 1_000;
 /** A restored session waiting for `commit`. */
 interface Waiting {
   connection: Connection;
-  socket: Socket;
+  /** Undefined for a WebSocket session parked for its client to resume. */
+  socket: Socket | undefined;
   /** Lines the input rate held back: they pass it again once reading starts. */
   delayed: SnapshotDelayedLine[];
   /** The telnet state, when MCCP2 must start again. */
@@ -112,12 +113,12 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       if (mccp2 !== undefined) snapshot.telnet!.info.mccp2 = false;
       const delayed = snapshot.delayed;
       snapshot.delayed = [];
-      const socket = adoptSocket(item.fd);
+      const socket = item.fd === undefined ? undefined : adoptSocket(item.fd);
       let connection: Connection;
       try {
         connection = imi.restoreSession(snapshot, socket) as Connection;
       } catch (error) {
-        socket.destroy();
+        socket?.destroy();
         throw error;
       }
       if (item.announced) connection.announcedTo = begin!.global.lastAppConnectionId;
@@ -184,7 +185,9 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
         if (message === undefined) return;
         switch (message.kind) {
           case 'begin':
-            if (message.snapshotVersion !== SESSION_SNAPSHOT_VERSION) throw new ImiError('IMI_BAD_SNAPSHOT', `unknown snapshot version ${message.snapshotVersion} (this imi-server reads version ${SESSION_SNAPSHOT_VERSION})`);
+            if (message.snapshotVersion > SESSION_SNAPSHOT_VERSION || message.snapshotVersion < OLDEST_SESSION_SNAPSHOT_VERSION) {
+              throw new ImiError('IMI_BAD_SNAPSHOT', `unknown snapshot version ${message.snapshotVersion} (this imi-server reads versions ${OLDEST_SESSION_SNAPSHOT_VERSION} to ${SESSION_SNAPSHOT_VERSION})`);
+            }
             if (message.layout.users.length !== imi.options.listeners.length + 1) throw new ImiError('IMI_UPGRADE_FAILED', `the old process has ${message.layout.users.length} user listeners, this one is configured with ${imi.options.listeners.length + 1}`);
             begin = message;
             applyGlobal(message.global);

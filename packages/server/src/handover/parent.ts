@@ -17,6 +17,7 @@ import type { HandoverParts } from './types.js';
 import { fdOf, resumeReading, stopReading } from './fds.js';
 import type { DepartedUser, GlobalState, HandedSession } from './protocol.js';
 import { endCompression, readTelnetExtra, restartCompression, telnetFlushing } from './telnet-extra.js';
+import { asWs, atMessageBoundary, freezeWs, wsPassable, wsSocket } from './ws-handover.js';
 
 /** Transports whose users can be handed over: their state is all in the socket and the snapshot. */
 const PASSABLE = new Set(['tcp', 'telnet']);
@@ -47,7 +48,7 @@ export interface HandoverPlan {
   layout: { users: number[]; app: number; admin?: number };
   global: GlobalState;
   sessions: HandedSession[];
-  /** Users who cannot be handed over (TLS, WebSocket, still negotiating, not draining): closed at commit. */
+  /** Users who cannot be handed over (TLS, WebSocket without resume, still negotiating, not draining): closed at commit. */
   staying: Connection[];
 }
 
@@ -68,6 +69,10 @@ export class Freeze {
   private readonly frozen = new Set<Connection>();
   private readonly compressed = new Set<TelnetChannel>();
   private readonly handed = new Map<Connection, Socket>();
+  /** WebSocket sessions handed over: true when their connection must be closed (they resume on the successor), false when their socket went along. */
+  private readonly handedWs = new Map<Connection, boolean>();
+  /** What undoes the freeze of each WebSocket channel. */
+  private readonly wsThaws = new Map<Connection, () => void>();
   private readonly appSockets: Socket[] = [];
 
   /** Freezes at once: from here nobody is read from and no timer of the input rate fires. */
@@ -101,6 +106,8 @@ export class Freeze {
         if (connection.closing) continue;
         const channel = connection.userChannel;
         if (!connection.accepted || (channel instanceof TelnetChannel ? telnetFlushing(channel) : channel.writableLength > 0)) busy = true;
+        const ws = asWs(channel);
+        if (ws !== undefined && wsSocket(ws) !== undefined && !atMessageBoundary(ws)) busy = true;
       }
       if (!busy || Date.now() >= deadline) return;
       await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
@@ -129,6 +136,20 @@ export class Freeze {
     const staying: Connection[] = [];
     for (const connection of users.openConnections) {
       const channel = connection.userChannel;
+      const ws = asWs(channel);
+      if (ws !== undefined && connection.accepted && !connection.closing && users.connections.has(connection.id) && (wsPassable(ws) || ws.tokenHash !== undefined)) {
+        // A plain one between messages goes with its socket; any other that can resume goes without.
+        const wsSocketFd = wsPassable(ws) ? fdOf(wsSocket(ws)!) : undefined;
+        const session: HandedSession = { snapshot: this.imi.snapshotSession(connection.id)!, announced: connection.announcedTo !== 0 && connection.announcedTo === lastApp };
+        if (wsSocketFd !== undefined) session.fd = place(wsSocketFd);
+        else if (ws.tokenHash === undefined) {
+          staying.push(connection);
+          continue;
+        }
+        sessions.push(session);
+        this.handedWs.set(connection, wsSocketFd === undefined);
+        continue;
+      }
       const socket = rawSocket(channel);
       const fd = socket === undefined ? undefined : fdOf(socket);
       const flushed = channel instanceof TelnetChannel ? !telnetFlushing(channel) : channel.writableLength === 0;
@@ -157,8 +178,11 @@ export class Freeze {
     const { users, apps } = this.parts;
     this.imi.handoverGate = undefined;
     this.handed.clear();
+    this.handedWs.clear();
     for (const connection of this.frozen) {
       const socket = rawSocket(connection.userChannel);
+      const wsThaw = this.wsThaws.get(connection);
+      if (wsThaw !== undefined) wsThaw();
       if (socket !== undefined) resumeReading(socket);
       else if (connection.delayedLines.length === 0) connection.resume();
       if (connection.delayedLines.length > 0 && connection.delayTimer === undefined && !connection.closing) users['scheduleDelayed'](connection);
@@ -189,6 +213,11 @@ export class Freeze {
       socket.on('error', () => {});
       socket.destroy();
     }
+    for (const [connection, closeConnection] of this.handedWs) {
+      users.connections.delete(connection.id);
+      users.openConnections.delete(connection);
+      asWs(connection.userChannel)!.release(closeConnection);
+    }
     const gone = plan.staying.map((connection) => {
       connection.close(notice, 'shutdown');
       return connection.closed;
@@ -213,8 +242,13 @@ export class Freeze {
       }
       const channel = connection.userChannel;
       const socket = rawSocket(channel);
+      const ws = asWs(channel);
       if (socket !== undefined) stopReading(socket);
-      else connection.pause();
+      else if (ws !== undefined && wsSocket(ws) !== undefined) this.wsThaws.set(connection, freezeWs(ws));
+      else {
+        if (ws !== undefined) this.wsThaws.set(connection, freezeWs(ws));
+        connection.pause();
+      }
       if (channel instanceof TelnetChannel && endCompression(channel)) this.compressed.add(channel);
     }
   }

@@ -77,8 +77,8 @@ export interface TelnetExtra {
 
 /** One session as sent in `sessions`. */
 export interface HandedSession {
-  /** Its socket's descriptor number in the successor (its stdio index). */
-  fd: number;
+  /** Its socket's descriptor number in the successor (its stdio index); none for a WebSocket session whose client resumes on the successor. */
+  fd?: number;
   /** The {@link SessionSnapshot}; validated by the successor. */
   snapshot: unknown;
   /** Whether the last app was told of this user. */
@@ -137,7 +137,7 @@ export function readParentMessage(value: unknown): ParentMessage | undefined {
       const items = value['items'];
       if (!Array.isArray(items)) throw broken('sessions.items');
       for (const item of items) {
-        if (!isObject(item) || !isInt(item['fd'], 3) || typeof item['announced'] !== 'boolean') throw broken('a session item');
+        if (!isObject(item) || (item['fd'] !== undefined && !isInt(item['fd'], 3)) || typeof item['announced'] !== 'boolean') throw broken('a session item');
         const telnet = item['telnet'];
         if (telnet !== undefined && (!isObject(telnet) || !isObject(telnet['parser']) || typeof telnet['held'] !== 'string' || !Array.isArray(telnet['heldGmcp']))) throw broken('a session item telnet');
       }

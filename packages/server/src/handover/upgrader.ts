@@ -59,7 +59,7 @@ export interface UpgradeResult {
   pid: number;
   /** Sessions handed over. */
   sessions: number;
-  /** Users closed because their transport cannot be handed over (TLS, WebSocket). */
+  /** Users closed because their transport cannot be handed over (TLS; `ws+tls` without `imi.v1`). */
   closed: number;
   /** From the start of the upgrade (when reading stopped) to the successor serving, in ms: how long users waited. */
   durationMs: number;

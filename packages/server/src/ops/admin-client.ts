@@ -262,7 +262,7 @@ async function upgrade(target: Target, json: boolean): Promise<number> {
   const answer = await request<{ pid?: number; sessions?: number; closed?: number; durationMs?: number; error?: string }>({ ...target, timeoutMs: Math.max(target.timeoutMs, 60_000) }, '/upgrade', 'POST');
   if (answer.status !== 200) throw new CommandError(`the upgrade failed (${answer.status}): ${answer.body.error ?? JSON.stringify(answer.body).slice(0, 200)}; the old process serves on`, 1);
   const b = answer.body;
-  process.stdout.write(json ? JSON.stringify(b) + '\n' : `upgraded: pid ${b.pid} serves ${b.sessions} sessions (${b.closed} closed: TLS/WebSocket), handed over in ${b.durationMs?.toFixed(1)} ms\n`);
+  process.stdout.write(json ? JSON.stringify(b) + '\n' : `upgraded: pid ${b.pid} serves ${b.sessions} sessions (${b.closed} closed: TLS), handed over in ${b.durationMs?.toFixed(1)} ms\n`);
   return 0;
 }
 

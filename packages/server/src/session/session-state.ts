@@ -16,6 +16,8 @@ import { readTelnetState, restoreTelnetChannel, resumeTelnetCompression } from '
 import type { MsspTable } from '../users/telnet/mssp.js';
 import type { UserChannel } from '../users/transport.js';
 import type { UserSide } from '../users/user-side.js';
+import { webSocketOnSocket, WsChannel } from '../users/ws-channel.js';
+import type { WsResumeSettings } from '../users/ws-resume.js';
 import { SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SessionSnapshot } from './snapshot.js';
 
 /** The parts a restore touches. */
@@ -30,6 +32,8 @@ export interface RestoreParts {
   limitLoopback: boolean;
   /** The MSSP variables now, for telnet users whose listener offered MSSP. */
   mssp?: () => MsspTable;
+  /** Resume settings for WebSocket sessions. */
+  wsResume: WsResumeSettings | undefined;
 }
 
 /** A live session as plain data (see {@link SessionSnapshot}). */
@@ -51,6 +55,7 @@ export function takeSnapshot(connection: Connection, ledger: InputLedger): Sessi
     queued: inputs.queued.map((entry) => ({ txnId: entry.txnId, value: entry.value })),
     unacked: inputs.unacked.map((entry) => ({ txnId: entry.txnId, value: entry.value, seq: entry.seq })),
     telnet: connection.userChannel instanceof TelnetChannel ? readTelnetState(connection.userChannel) : null,
+    ws: connection.userChannel instanceof WsChannel ? connection.userChannel.snapshot() : null,
   };
 }
 
@@ -61,17 +66,29 @@ export function takeSnapshot(connection: Connection, ledger: InputLedger): Sessi
  * `sessionOpen` event is emitted. A ready app is told of the user
  * (`resumed: true`) and gets their kept input; otherwise the next app does.
  *
+ * A WebSocket session comes back on its socket (the WebSocket handshake
+ * is not done again) or, without one, parked: its client resumes it with
+ * its token.
+ *
  * @throws ImiError `IMI_BAD_SNAPSHOT` for a malformed snapshot, an id that
- *   is live already, or a WebSocket session (not restorable onto a raw socket)
+ *   is live already, or a missing socket (only a resumable WebSocket
+ *   session may come without one)
  */
-export function restoreSnapshot(value: unknown, socket: Socket, parts: RestoreParts): Connection {
+export function restoreSnapshot(value: unknown, socket: Socket | undefined, parts: RestoreParts): Connection {
   const snapshot = validateSessionSnapshot(value);
   const { users, registry, ledger } = parts;
   if (registry.has(snapshot.id)) throw new ImiError('IMI_BAD_SNAPSHOT', `bad session snapshot: session ${snapshot.id} is live already`, { sessionId: snapshot.id });
-  if (snapshot.transport === 'ssh') throw new ImiError('IMI_BAD_SNAPSHOT', 'bad session snapshot: an ssh session cannot be restored onto a raw socket (its crypto state stays in its process)', { sessionId: snapshot.id });
-  if (snapshot.transport.startsWith('ws')) throw new ImiError('IMI_BAD_SNAPSHOT', `bad session snapshot: a ${snapshot.transport} session cannot be restored onto a raw socket`, { sessionId: snapshot.id });
+  if (snapshot.transport === 'ssh') throw new ImiError('IMI_BAD_SNAPSHOT', 'bad session snapshot: an ssh session cannot be restored (its crypto state stays in its process)', { sessionId: snapshot.id });
+  const ws = snapshot.ws ?? null;
+  if (socket === undefined && (ws === null || ws.tokenHash === null)) throw new ImiError('IMI_BAD_SNAPSHOT', `bad session snapshot: only a resumable WebSocket session can be restored without a socket`, { sessionId: snapshot.id });
   const telnet = snapshot.telnet;
-  const channel: UserChannel = telnet === null ? new SocketChannel(socket, snapshot.transport) : restoreTelnetChannel(socket, snapshot.transport, telnet, parts.mssp);
+  let channel: UserChannel;
+  if (ws !== null) {
+    const info = { transport: snapshot.transport, remote: { ...snapshot.remote }, protocol: ws.protocol, maxPayload: ws.maxPayload, pingIntervalMs: ws.pingIntervalMs };
+    const wsChannel = new WsChannel(socket === undefined ? undefined : webSocketOnSocket(socket, ws.protocol, ws.maxPayload), socket, info, parts.wsResume);
+    wsChannel.load(ws);
+    channel = wsChannel;
+  } else channel = telnet === null ? new SocketChannel(socket!, snapshot.transport) : restoreTelnetChannel(socket!, snapshot.transport, telnet, parts.mssp);
   const record = registry.add({ id: snapshot.id, transport: snapshot.transport, remote: { ...snapshot.remote }, connectedAt: snapshot.connectedAt, state: structuredClone(snapshot.state) });
   Object.assign(record.counters, snapshot.counters);
   const connection = new Connection(channel, record, users, parts.maxLineBytes, parts.maxOutputBufferBytes);

@@ -13,8 +13,13 @@
  */
 import { ImiError, type JsonObject, type TelnetInfo } from '@imi/core';
 
-/** The snapshot format this code writes. */
-export const SESSION_SNAPSHOT_VERSION = 1;
+/**
+ * The snapshot format this code writes. Version 2 added `ws` (WebSocket
+ * sessions); version 1 snapshots are still read (as `ws: null`).
+ */
+export const SESSION_SNAPSHOT_VERSION = 2;
+/** The oldest snapshot format this code reads. */
+export const OLDEST_SESSION_SNAPSHOT_VERSION = 1;
 
 /** A line of input kept for the next app (typed while no app was connected). */
 export interface SnapshotQueuedInput {
@@ -82,13 +87,37 @@ export interface SnapshotTelnet {
   settled: boolean;
 }
 
+/** A WebSocket session: what its channel needs in another process (version 2). */
+export interface SnapshotWs {
+  /** The negotiated subprotocol (`imi.v1`: control messages and resumes; `''`: none). */
+  protocol: string;
+  /** The listener's `maxPayloadBytes`. */
+  maxPayload: number;
+  /** The listener's `pingIntervalMs` (0: no pings). */
+  pingIntervalMs: number;
+  /** Whether the peer answered the last ping. */
+  alive: boolean;
+  /** Whether the app shows what the user types. */
+  echoVisible: boolean;
+  /** Line messages received in the session so far. */
+  received: number;
+  /** Output messages sent in the session so far. */
+  sent: number;
+  /** The last output messages not acknowledged by the client (for a replay after a resume), oldest first: they end at `sent`. */
+  kept: string[];
+  /** The SHA-256 (hex) of the session's resume token; never the token. `null`: not resumable. */
+  tokenHash: string | null;
+  /** When a parked session (no connection) ends, in ms since the epoch; `null`: connected. */
+  parkedUntil: number | null;
+}
+
 /**
- * One live session as plain data (version 1). JSON-safe: strings, numbers,
+ * One live session as plain data (version 2). JSON-safe: strings, numbers,
  * booleans, arrays, plain objects, `null`; bytes are base64.
  */
 export interface SessionSnapshot {
-  /** Format version: {@link SESSION_SNAPSHOT_VERSION}. */
-  v: 1;
+  /** Format version: {@link SESSION_SNAPSHOT_VERSION} (1 is read too). */
+  v: 1 | 2;
   /** The session id (a UUID), the `data.id` the app knows the user by. */
   id: string;
   /** `tcp`, `tls`, `telnet`, `telnet+tls`, `ws`, `ws+tls`. */
@@ -118,6 +147,8 @@ export interface SessionSnapshot {
   unacked: SnapshotUnackedInput[];
   /** The telnet negotiation; `null` for users of other transports. */
   telnet: SnapshotTelnet | null;
+  /** The WebSocket state; `null` for users of other transports (absent in version 1). */
+  ws?: SnapshotWs | null;
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -131,8 +162,8 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  */
 export function validateSessionSnapshot(value: unknown): SessionSnapshot {
   const s = object(value, 'snapshot');
-  if (s['v'] !== SESSION_SNAPSHOT_VERSION) {
-    throw bad(`unknown snapshot version ${JSON.stringify(s['v'] ?? null)?.slice(0, 32)} (this intermediary reads version ${SESSION_SNAPSHOT_VERSION})`);
+  if (s['v'] !== SESSION_SNAPSHOT_VERSION && s['v'] !== OLDEST_SESSION_SNAPSHOT_VERSION) {
+    throw bad(`unknown snapshot version ${JSON.stringify(s['v'] ?? null)?.slice(0, 32)} (this intermediary reads versions ${OLDEST_SESSION_SNAPSHOT_VERSION} to ${SESSION_SNAPSHOT_VERSION})`);
   }
   text(s['id'], 'id', true);
   text(s['transport'], 'transport', true);
@@ -181,6 +212,19 @@ export function validateSessionSnapshot(value: unknown): SessionSnapshot {
     }
     integer(telnet['ttypeRequests'], 'telnet.ttypeRequests', 0);
   }
+  if (s['ws'] !== undefined && s['ws'] !== null) {
+    if (s['v'] === OLDEST_SESSION_SNAPSHOT_VERSION) throw bad('ws is not part of version 1');
+    const ws = object(s['ws'], 'ws');
+    text(ws['protocol'], 'ws.protocol');
+    for (const key of ['maxPayload', 'pingIntervalMs', 'received', 'sent']) integer(ws[key], `ws.${key}`, 0);
+    for (const key of ['alive', 'echoVisible']) if (typeof ws[key] !== 'boolean') throw bad(`ws.${key} must be a boolean`);
+    const kept = list(ws['kept'], 'ws.kept');
+    kept.forEach((entry, i) => text(entry, `ws.kept[${i}]`));
+    if (kept.length > (ws['sent'] as number)) throw bad('ws.kept holds more messages than ws.sent');
+    if (ws['tokenHash'] !== null && (typeof ws['tokenHash'] !== 'string' || !/^[0-9a-f]{64}$/.test(ws['tokenHash']))) throw bad('ws.tokenHash must be a SHA-256 in hex, or null');
+    if (ws['parkedUntil'] !== null) finite(ws['parkedUntil'], 'ws.parkedUntil');
+  }
+  if (typeof s['transport'] === 'string' && s['transport'].startsWith('ws') && (s['ws'] === undefined || s['ws'] === null)) throw bad(`a ${s['transport']} session needs ws`);
   return value as SessionSnapshot;
 }
 

@@ -116,6 +116,21 @@ export class Admission {
   }
 
   /**
+   * Takes one connection from `address`'s `connectRatePerIp` bucket without
+   * counting a connection (a WebSocket resume: a connection, not a new session).
+   *
+   * @returns false when the rate is exceeded
+   */
+  admitRate(address: string, now: number): boolean {
+    let bucket = this.rates.get(address);
+    if (bucket === undefined) {
+      bucket = new TokenBucket(this.limits.connectRatePerIp, this.limits.connectRatePerIp * 2, now);
+      this.rates.set(address, bucket);
+    }
+    return bucket.take(now);
+  }
+
+  /**
    * Counts a connection that must not be refused (a session handed over
    * from another process): it holds its place until {@link release}d.
    */

@@ -8,6 +8,7 @@
  */
 import type { ImiError, RemoteAddress, TelnetInfo } from '@imi/core';
 import type { MsspTable } from './telnet/mssp.js';
+import type { WsResumeSettings } from './ws-resume.js';
 
 /**
  * What a {@link UserChannel} reports to the connection that runs over it
@@ -336,4 +337,6 @@ export interface TransportContext {
   proxy?: ProxyProtocolSettings;
   /** The MSSP variables to answer crawlers with, as they are now (telnet listeners with `mssp`). Default: only `NAME`. */
   mssp?: () => MsspTable;
+  /** For WebSocket listeners: resume tokens and their options. Default: no resumes. */
+  wsResume?: WsResumeSettings;
 }

@@ -16,15 +16,15 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { ImiError, type RemoteAddress } from '@imi/core';
+import { ImiError } from '@imi/core';
 import { closeServer, listenOn, secureContextOptions } from './socket-transport.js';
 import { normalizeOrigin } from './origin.js';
+import { WS_CONTROL_PROTOCOL, WsChannel } from './ws-channel.js';
+import { readResumeRequest, WS_CLOSE_CODES, WS_RESUME_HELLO_MS, WS_RESUME_PROTOCOL, type WsResumeSettings } from './ws-resume.js';
 import {
   DEFAULT_WS_MAX_PAYLOAD_BYTES,
   DEFAULT_WS_PING_INTERVAL_MS,
-  NULL_SINK,
   transportName,
-  type ChannelSink,
   type Transport,
   type TransportAddress,
   type TransportContext,
@@ -32,17 +32,10 @@ import {
   type WsListenerOptions,
 } from './transport.js';
 
-/**
- * The WebSocket subprotocol a client offers (`new WebSocket(url, 'imi.v1')`)
- * to get control messages: binary frames holding one UTF-8 JSON object
- * each, e.g. `{"type":"echo","visible":false}`. Output stays text frames;
- * clients must ignore control messages of a `type` they do not know.
- */
-export const WS_CONTROL_PROTOCOL = 'imi.v1';
+export { WS_CONTROL_PROTOCOL };
+
 /** The longest Origin quoted in a log line. */
 const MAX_LOGGED_ORIGIN = 200;
-const LF = 0x0a;
-const LINE_END = Buffer.from('\n');
 /** Where the page's files are: `packages/server/web/`, next to `dist/` and `src/`. */
 const WEB_ROOT = new URL('../../web/', import.meta.url);
 /** The browser page's files, by request path. */
@@ -64,120 +57,6 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** A WebSocket user. */
-class WsChannel implements UserChannel {
-  readonly transport: string;
-  readonly remote: RemoteAddress;
-  readonly telnet = undefined;
-  /** Whether the peer answered (or sent anything) since the last ping. */
-  alive = true;
-  /** Whether we stopped reading: the peer's pongs then wait unread, so its silence proves nothing. */
-  private paused = false;
-  /** Whether the peer negotiated {@link WS_CONTROL_PROTOCOL} (it understands control messages). */
-  private readonly control: boolean;
-  private readonly ws: WebSocket;
-  private readonly socket: Duplex;
-  private sink: ChannelSink = NULL_SINK;
-
-  constructor(ws: WebSocket, socket: Duplex, transport: string, remote: RemoteAddress, forget: (channel: WsChannel) => void) {
-    this.ws = ws;
-    this.socket = socket;
-    this.transport = transport;
-    this.remote = remote;
-    this.control = ws.protocol === WS_CONTROL_PROTOCOL;
-    ws.on('error', (error: Error & { code?: string }) => {
-      this.sink.onError(error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'limit' : 'error', error);
-    });
-    ws.on('pong', () => {
-      this.alive = true;
-    });
-    ws.on('close', () => {
-      forget(this);
-      this.sink.onClose();
-    });
-  }
-
-  get writableLength(): number {
-    return this.ws.bufferedAmount;
-  }
-
-  get destroyed(): boolean {
-    return this.ws.readyState === this.ws.CLOSED;
-  }
-
-  attach(sink: ChannelSink): void {
-    this.sink = sink;
-    this.ws.on('message', (data: RawData) => {
-      this.alive = true;
-      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-      // One message, one line: it ends the line even without a line end of its own.
-      sink.onData(bytes);
-      if (bytes.length === 0 || bytes[bytes.length - 1] !== LF) sink.onData(LINE_END);
-    });
-  }
-
-  write(text: string): void {
-    this.ws.send(text);
-  }
-
-  cork(): void {
-    this.socket.cork();
-  }
-
-  uncork(): void {
-    this.socket.uncork();
-  }
-
-  pause(): void {
-    this.paused = true;
-    this.ws.pause();
-  }
-
-  resume(): void {
-    this.paused = false;
-    this.ws.resume();
-  }
-
-  /**
-   * Hides (`false`) or shows (`true`) what the user types: a control message
-   * `{"type":"echo","visible":…}` in a binary frame, for a peer that
-   * negotiated {@link WS_CONTROL_PROTOCOL} (the browser page does).
-   *
-   * @returns false when the peer did not negotiate it (nothing is sent)
-   */
-  setEcho(visible: boolean): boolean {
-    if (!this.control || this.ws.readyState !== this.ws.OPEN) return false;
-    this.ws.send(JSON.stringify({ type: 'echo', visible }), { binary: true });
-    return true;
-  }
-
-  end(): void {
-    this.ws.close(1000);
-  }
-
-  destroy(): void {
-    this.ws.terminate();
-  }
-
-  /** Pings, or drops a peer that did not answer the previous ping (reason `timeout`). */
-  keepAlive(): void {
-    if (this.ws.readyState !== this.ws.OPEN) return;
-    if (this.paused) {
-      // Reading is stopped (the connect hook, the input rate): a pong would
-      // sit unread. Judge the peer again once we read.
-      this.alive = true;
-      return;
-    }
-    if (!this.alive) {
-      this.sink.onError('timeout');
-      this.ws.terminate();
-      return;
-    }
-    this.alive = false;
-    this.ws.ping();
-  }
-}
-
 /** Listens for WebSocket users (and serves the browser client page when asked). */
 export class WsTransport implements Transport {
   private readonly options: WsListenerOptions;
@@ -194,10 +73,9 @@ export class WsTransport implements Transport {
   private readonly selfOrigin: boolean;
   /** The other allowed origins, normalized (`https://example.com`, no default port). */
   private readonly origins: ReadonlySet<string>;
-  private readonly channels = new Set<WsChannel>();
+  private readonly resume: WsResumeSettings | undefined;
   private server: Server | undefined;
   private wss: WebSocketServer | undefined;
-  private pingTimer: NodeJS.Timeout | undefined;
   private page: Map<string, { body: Buffer; type: string }> | undefined;
 
   /**
@@ -211,6 +89,7 @@ export class WsTransport implements Transport {
     this.path = options.path ?? (options.web === true ? '/ws' : undefined);
     this.onListenerError = context.onListenerError;
     this.report = context.report;
+    this.resume = context.wsResume;
     const allowed = options.allowedOrigins ?? (options.web === true ? ['self'] : ['*']);
     this.allowedOrigins = allowed;
     this.anyOrigin = allowed.includes('*');
@@ -249,13 +128,17 @@ export class WsTransport implements Transport {
         refuseUpgrade(socket, '403 Forbidden');
         return;
       }
+      const resuming = offers(request, WS_RESUME_PROTOCOL);
       wss.handleUpgrade(request, socket, head, (ws) => {
         const raw = request.socket as Socket;
         const remote = { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 };
         (raw as Socket).setNoDelay?.(true);
-        const channel = new WsChannel(ws, socket, this.name, remote, (gone) => this.channels.delete(gone));
-        this.channels.add(channel);
-        accept(channel);
+        if (resuming && ws.protocol === WS_CONTROL_PROTOCOL) {
+          this.awaitResume(ws, socket, remote.address);
+          return;
+        }
+        const info = { transport: this.name, remote, protocol: ws.protocol, maxPayload: wss.options.maxPayload ?? DEFAULT_WS_MAX_PAYLOAD_BYTES, pingIntervalMs: options.pingIntervalMs ?? DEFAULT_WS_PING_INTERVAL_MS };
+        accept(new WsChannel(ws, socket, info, this.resume));
       });
     });
     server.on('clientError', (_error, socket) => socket.destroy());
@@ -263,13 +146,6 @@ export class WsTransport implements Transport {
     server.on('error', (error) => this.onListenerError(error));
     this.server = server;
     this.wss = wss;
-    const pingMs = options.pingIntervalMs ?? DEFAULT_WS_PING_INTERVAL_MS;
-    if (pingMs > 0) {
-      this.pingTimer = setInterval(() => {
-        for (const channel of this.channels) channel.keepAlive();
-      }, pingMs);
-      this.pingTimer.unref();
-    }
     const address: TransportAddress = { transport: this.name, port: (server.address() as AddressInfo).port, host: this.host };
     if (this.path !== undefined) address.path = this.path;
     if (options.web === true) address.web = true;
@@ -295,12 +171,50 @@ export class WsTransport implements Transport {
   }
 
   close(): Promise<void> {
-    if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
     this.wss?.close();
     const closed = closeServer(this.server);
     // Browsers keep idle HTTP connections open; they must not hold up close().
     this.server?.closeIdleConnections();
     return closed;
+  }
+
+  /**
+   * A client that offered `imi.resume` sends `{"type":"resume","token","received"}`
+   * first: a good token hands it its session; anything else closes the
+   * connection with a code the page understands (see {@link WS_CLOSE_CODES}).
+   * A resume is not a new session (`maxConnections`, `maxConnectionsPerIp`
+   * do not count it again) but is a connection (`connectRatePerIp` does).
+   */
+  private awaitResume(ws: WebSocket, socket: Duplex, address: string): void {
+    const refuse = (code: number, reason: string, why?: string): void => {
+      if (why !== undefined) this.report?.(new ImiError('IMI_WS_RESUME_REFUSED', `WebSocket resume from ${address} refused (close ${code}): ${why}`));
+      ws.close(code, reason);
+      setTimeout(() => ws.terminate(), 2_000).unref();
+    };
+    ws.on('error', () => {});
+    const timer = setTimeout(() => refuse(WS_CLOSE_CODES.badResume, 'no resume message', `no resume message within ${WS_RESUME_HELLO_MS} ms`), WS_RESUME_HELLO_MS);
+    ws.once('close', () => clearTimeout(timer));
+    ws.once('message', (data: RawData) => {
+      clearTimeout(timer);
+      const settings = this.resume;
+      const request = readResumeRequest(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data));
+      if (request === undefined) return refuse(WS_CLOSE_CODES.badResume, 'bad resume message', 'the first message was not a valid resume message');
+      if (settings === undefined || settings.windowMs === 0) return refuse(WS_CLOSE_CODES.badToken, 'sessions cannot be resumed here', 'resumes are off (wsResumeWindowMs 0)');
+      if (settings.busy()) return refuse(WS_CLOSE_CODES.retry, 'try again');
+      if (!settings.admitResume(address)) return refuse(WS_CLOSE_CODES.retry, 'too many connections: try again', 'connectRatePerIp');
+      const found = settings.tokens.take(request.token, this.name);
+      if (found === undefined) return refuse(WS_CLOSE_CODES.badToken, 'unknown, expired or used token', 'unknown, expired or already used token');
+      const channel = found.holder as WsChannel;
+      const outcome = channel.reattach(ws, socket, request.received);
+      if (outcome === 'bad-count') {
+        settings.tokens.restore(found.hash, channel);
+        return refuse(WS_CLOSE_CODES.badResume, 'bad resume message', `the client claims ${request.received} output messages, more than were sent`);
+      }
+      if (outcome === 'output-lost') {
+        channel.destroy();
+        return refuse(WS_CLOSE_CODES.outputLost, 'missed output no longer kept', `output the client missed overflowed wsResumeBufferBytes (${settings.bufferBytes}); the session is closed`);
+      }
+    });
   }
 
   private loadPage(): Map<string, { body: Buffer; type: string }> {
@@ -335,6 +249,12 @@ function refuseUpgrade(socket: Duplex, status: string): void {
   socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   const timer = setTimeout(() => socket.destroy(), 2_000).unref();
   socket.once('close', () => clearTimeout(timer));
+}
+
+/** Whether the upgrade request offers this subprotocol. */
+function offers(request: IncomingMessage, protocol: string): boolean {
+  const header = request.headers['sec-websocket-protocol'];
+  return header !== undefined && header.split(',').some((entry) => entry.trim() === protocol);
 }
 
 function pathOf(request: IncomingMessage): string {

@@ -145,8 +145,17 @@ export class TelnetChannel implements UserChannel {
     this.sink = sink;
     this.socket.on('data', (chunk: Buffer) => this.session.receive(chunk));
     this.socket.on('end', () => {
+      if (this.settle !== undefined && this.held.length === 0) {
+        // Gone before being let in, having typed nothing (a listing crawler
+        // that read the MSSP variables, a port scanner): never announced.
+        this.socket.destroy();
+        return;
+      }
       if (this.holding || this.held.length > 0) this.endPending = true;
       else sink.onEnd();
+      // A peer that has hung up answers no more negotiation: let its typed
+      // input through now instead of waiting out the window.
+      this.settled();
     });
     this.session.start();
     if (this.negotiationMs === 0 || this.session.isSettled) return;
