@@ -10,6 +10,8 @@ import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { ImiError } from '@imi/core';
 import { runAdminCommand } from './admin-client.js';
+import { ClusterHolder } from '../cluster/holder.js';
+import { clusterFromFlags, CLUSTER_FLAGS, CLUSTER_USAGE, type ClusterHolderOptions } from '../cluster/holder-flags.js';
 import { Intermediary } from '../intermediary.js';
 import { DEFAULT_OPTIONS, type IntermediaryOptions } from '../options.js';
 import type { ListenerOptions, TransportAddress } from '../users/transport.js';
@@ -78,6 +80,7 @@ function usage(): string {
     '  --tls-cert <file>           PEM certificate (chain) for the TLS listeners',
     '  --tls-key <file>            PEM private key for the TLS listeners',
     '  --listeners <json>          listeners as JSON, e.g. \'[{"kind":"telnet","port":4000}]\'',
+    ...CLUSTER_USAGE,
     '  --proxy-protocol <true|false> PROXY protocol v1/v2 on the users port and the telnet/tls listeners above',
     '                              (from --proxy-trusted-addresses, e.g. 10.0.0.0/8,::1; docs/transports.md)',
     '',
@@ -149,8 +152,8 @@ function createLogger(level: string): Logger {
 function parseCommandLine(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
-): { kind: 'run'; options: IntermediaryOptions; logLevel: string } | { kind: 'help' } | { kind: 'version' } {
-  const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string }> = { ...CLI_ONLY, ...LISTENER_FLAGS };
+): { kind: 'run'; options: IntermediaryOptions; logLevel: string; cluster: ClusterHolderOptions | undefined } | { kind: 'help' } | { kind: 'version' } {
+  const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string }> = { ...CLI_ONLY, ...LISTENER_FLAGS, ...CLUSTER_FLAGS };
   for (const name of OPTION_NAMES) flagSpec[kebab(name)] = { type: 'string' };
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -192,7 +195,7 @@ function parseCommandLine(
   const logLevel = (values['log-level'] as string | undefined) ?? (options['logLevel'] as string | undefined) ?? 'info';
   delete options['logLevel'];
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new ImiError('IMI_CONFIG', `--log-level must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`);
-  return { kind: 'run', options: options as IntermediaryOptions, logLevel };
+  return { kind: 'run', options: options as IntermediaryOptions, logLevel, cluster: clusterFromFlags(values) };
 }
 
 function portFlag(values: Record<string, string | boolean | undefined>, flag: string): number | undefined {
@@ -275,6 +278,7 @@ async function main(): Promise<void> {
     process.stderr.write(`imi-server: ${(error as Error).message}\n`);
     process.exit(2);
   }
+  let holder: ClusterHolder | undefined;
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {
@@ -282,8 +286,9 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
+    // The holder relays the users' departures to Redis, then stops.
     intermediary.close(signal).then(
-      () => process.exit(0),
+      () => (holder === undefined ? process.exit(0) : holder.stop().then(() => process.exit(0))),
       (error: unknown) => {
         logger.error({ err: error }, 'error while closing');
         process.exit(1);
@@ -299,6 +304,11 @@ async function main(): Promise<void> {
     process.stdout.write(`imi-server listening: users on port ${ports.externalPort} (host ${host}), app on port ${ports.clientPort} (host ${clientHost})${others.map(describeListener).join('')}\n`);
     for (const web of others.filter((listener) => listener.web === true)) {
       process.stdout.write(`imi-server web client: ${web.transport === 'ws+tls' ? 'https' : 'http'}://${urlHost(web.host)}:${web.port}/\n`);
+    }
+    if (command.cluster !== undefined) {
+      holder = new ClusterHolder(command.cluster, { host: clientHost, port: ports.clientPort, token: intermediary.options.token }, logger);
+      await holder.start();
+      process.stdout.write(`imi-server cluster holder ${holder.options.holderId} on ${command.cluster.redis} (${holder.options.partitions} partitions)\n`);
     }
     if (ports.adminPort !== undefined) {
       const { adminHost } = intermediary.options;
