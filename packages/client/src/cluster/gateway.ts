@@ -149,7 +149,7 @@ export class Gateway {
       case 'hello':
         this.write(encodeFrame({ param: 'synced', data: { count: 0 }, txn_id: randomUUID() }));
         clearInterval(this.pingTimer);
-        this.pingTimer = setInterval(() => this.write(encodeFrame({ param: 'ping', data: { ts: Date.now() } })), PING_INTERVAL_MS).unref();
+        this.pingTimer = setInterval(() => this.write(encodeFrame({ param: 'ping', data: { ts: Date.now() }, txn_id: randomUUID() })), PING_INTERVAL_MS).unref();
         this.peer.onAppUp();
         break;
       case 'output':
@@ -179,9 +179,10 @@ export class Gateway {
     if (id === undefined) return; // the Perl client's disconnect acknowledgement
     const session = this.peer.session(id);
     if (session === undefined) {
-      const error: Record<string, unknown> = { code: 'IMI_UNKNOWN_ID', message: `no user ${id} in this worker's partitions` };
+      // As the intermediary answers a message for a user who left: the user may have moved to another worker.
+      const error: Record<string, unknown> = { code: 'IMI_UNKNOWN_ID', message: `no user ${id} in this worker's partitions (left, or moved to another worker)` };
       if (message.txn_id !== undefined) error['txn_id'] = message.txn_id;
-      this.write(encodeFrame({ param: 'error', data: error }));
+      this.write(encodeFrame({ param: 'error', data: error, txn_id: randomUUID() }));
       return;
     }
     const frame: Record<string, unknown> = { param: message.param, data: message.data };
@@ -189,10 +190,10 @@ export class Gateway {
     if (message.updates !== undefined && isJsonObject(message.updates)) {
       frame['updates'] = message.updates;
       session.state = mergeState(session.state, message.updates);
-      this.ops.push({ k: 's', p: session.part, id, s: JSON.stringify(session.state) });
+      this.ops.push({ k: 's', p: session.part, t: session.token, id, s: JSON.stringify(session.state) });
     }
     // A bare `state` message only stores; the holder's intermediary keeps its copy too.
-    this.ops.push({ k: 'o', p: session.part, h: session.holder, f: JSON.stringify(frame) });
+    this.ops.push({ k: 'o', p: session.part, t: session.token, h: session.holder, f: JSON.stringify(frame) });
   }
 
   /** A cumulative ack: the entries of every event up to `seq` are done. */
@@ -203,7 +204,7 @@ export class Gateway {
       parts.add(meta.part);
       this.perPart.set(meta.part, (this.perPart.get(meta.part) ?? 1) - 1);
       if (meta.entry === undefined) continue;
-      const op: CommitOp = { k: 'a', p: meta.part, e: meta.entry };
+      const op: CommitOp = { k: 'a', p: meta.part, t: meta.token, e: meta.entry };
       if (meta.announced !== undefined) op.c = meta.announced;
       if (meta.gone !== undefined) op.g = meta.gone;
       this.ops.push(op);

@@ -27,9 +27,19 @@ import { runWorkerScript } from './worker-scripts.js';
 
 type Entry = [string, string[]];
 
+/**
+ * Entry ids this process handed to its app, remembered (65,536 at most, the
+ * oldest forgotten first) to tell a true redelivery from a second look.
+ */
+const DELIVERED_MEMORY = 65_536;
+
 interface Owned {
   readonly part: number;
+  /** The lease's value while this worker holds it: worker id and the number of this taking. */
+  readonly token: string;
   readonly sessions: Set<string>;
+  /** The last entry handed on from the stream: after a lost read, entries after it are read again from the pending entries list. */
+  lastId: string;
   /** Reading new entries (after the takeover), and not being handed over. */
   reading: boolean;
   releasing: boolean;
@@ -68,6 +78,12 @@ export class Partitions {
   private beatTimer: NodeJS.Timeout | undefined;
   private readySince = 0;
   private lostReported = new Set<number>();
+  private readonly delivered = new Set<string>();
+  private takings = 0;
+  /** Partitions lost (lease expired): not taken again until their old events are acked, or `releaseTimeoutMs`. */
+  private readonly cooling = new Map<number, number>();
+  /** A read failed: its reply (entries now pending for this worker) may be lost. */
+  private recheck = false;
 
   /**
    * @param options - the worker's options
@@ -109,10 +125,10 @@ export class Partitions {
   async stop(): Promise<void> {
     this.running = false;
     clearInterval(this.beatTimer);
-    const parts = [...this.owned.keys()];
+    const parts = [...this.owned.values()];
     this.owned.clear();
     this.sessions.clear();
-    await Promise.all(parts.map((part) => runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(part)], [this.options.workerId]).catch(() => 0)));
+    await Promise.all(parts.map((owned) => runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(owned.part)], [owned.token]).catch(() => 0)));
     await this.cmd.zrem(clusterKeys.workers, this.options.workerId).catch(() => 0);
   }
 
@@ -140,8 +156,8 @@ export class Partitions {
     let live: string[];
     try {
       live = await runWorkerScript<string[]>(this.cmd, 'imiWorkerBeat', [clusterKeys.workers], [workerId, leaseTtlMs]);
-      const renewals = await Promise.all([...this.owned.keys()].map(async (part) => [part, await runWorkerScript(this.cmd, 'imiRenew', [clusterKeys.lease(part)], [workerId, leaseTtlMs])] as const));
-      for (const [part, renewed] of renewals) if (renewed === 0) this.lose(part);
+      const renewals = await Promise.all([...this.owned.values()].map(async (owned) => [owned, await runWorkerScript(this.cmd, 'imiRenew', [clusterKeys.lease(owned.part)], [owned.token, leaseTtlMs])] as const));
+      for (const [owned, renewed] of renewals) if (renewed === 0 && this.owned.get(owned.part) === owned) this.lose(owned.part);
     } catch {
       return; // Redis is away: the worker reports it; leases are renewed on the next beat or lost
     }
@@ -149,7 +165,14 @@ export class Partitions {
     if (++this.beats < 2 || !this.running) return;
     const mine = this.share(live.includes(workerId) ? live : [...live, workerId]);
     for (const part of mine) {
-      if (!this.owned.has(part) && !this.acquiring.has(part)) void this.acquire(part);
+      if (this.owned.has(part) || this.acquiring.has(part)) continue;
+      const until = this.cooling.get(part);
+      if (until !== undefined) {
+        // Replies to its old events, still in the app, must reach the fence before it is taken again.
+        if (this.gateway.outstandingOf(part) > 0 && Date.now() < until) continue;
+        this.cooling.delete(part);
+      }
+      void this.acquire(part);
     }
     for (const [part, owned] of this.owned) if (!mine.has(part) && !owned.releasing) void this.release(owned);
     if (this.readySince > 0 && Date.now() - this.readySince > this.options.holderTtlMs + leaseTtlMs) {
@@ -159,25 +182,27 @@ export class Partitions {
 
   private async acquire(part: number): Promise<void> {
     this.acquiring.add(part);
+    const token = `${this.options.workerId}:${++this.takings}`;
     try {
-      const taken = await this.cmd.set(clusterKeys.lease(part), this.options.workerId, 'PX', this.options.leaseTtlMs, 'NX');
+      const taken = await this.cmd.set(clusterKeys.lease(part), token, 'PX', this.options.leaseTtlMs, 'NX');
       if (taken !== 'OK' || !this.running) return;
-      await this.takeOver(part);
+      await this.takeOver(part, token);
     } catch (error) {
-      this.owned.delete(part);
+      const owned = this.owned.get(part);
+      if (owned !== undefined && owned.token === token) this.forget(owned);
       this.report(new ImiError('IMI_REDIS_DOWN', `taking partition ${part} failed: ${(error as Error).message}`, { cause: error }));
-      await runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(part)], [this.options.workerId]).catch(() => 0);
+      await runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(part)], [token]).catch(() => 0);
     } finally {
       this.acquiring.delete(part);
     }
   }
 
-  private async takeOver(part: number): Promise<void> {
+  private async takeOver(part: number, token: string): Promise<void> {
     const stream = clusterKeys.partition(part);
     await this.cmd.xgroup('CREATE', stream, CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM').catch((error: Error) => {
       if (!error.message.includes('BUSYGROUP')) throw error;
     });
-    const owned: Owned = { part, sessions: new Set(), reading: false, releasing: false };
+    const owned: Owned = { part, token, sessions: new Set(), lastId: '0-0', reading: false, releasing: false };
     this.owned.set(part, owned);
     this.lostReported.delete(part);
     // Every announced user first, with the state stored for them.
@@ -191,7 +216,7 @@ export class Partitions {
       this.addSession(owned, id, hash['holder'], parseObject(hash['state']));
       const data = { ...parseObject(hash['data']), id, resumed: true, state: parseObject(hash['state']) } as Record<string, unknown>;
       if (hash['telnet'] !== undefined && hash['telnet'] !== '') data['telnet'] = parseObject(hash['telnet']);
-      this.gateway.deliver({ param: 'connect', data, txn_id: randomUUID() }, { part });
+      this.gateway.deliver({ param: 'connect', data, txn_id: randomUUID() }, { part, token });
     });
     // Then what the predecessor read and did not ack, in stream order.
     let cursor = '0-0';
@@ -199,7 +224,7 @@ export class Partitions {
       const [next, entries, deleted] = (await this.cmd.xautoclaim(stream, CLUSTER_CONSUMER_GROUP, this.options.workerId, 0, cursor, 'COUNT', 500)) as [string, Entry[], string[]];
       for (const [id, list] of entries) this.onEntry(owned, id, list, true);
       // Trimmed while pending (past maxStreamEntries): nothing to deliver, only to forget.
-      if (deleted !== undefined && deleted.length > 0) this.gateway.queueOps(deleted.map((id) => ({ k: 'a', p: part, e: id })));
+      if (deleted !== undefined && deleted.length > 0) this.gateway.queueOps(deleted.map((id) => ({ k: 'a', p: part, t: token, e: id })));
       cursor = next;
     } while (cursor !== '0-0' && this.owned.get(part) === owned);
     owned.reading = true;
@@ -207,7 +232,7 @@ export class Partitions {
 
   private addSession(owned: Owned, id: string, holder: string, state: JsonObject): void {
     owned.sessions.add(id);
-    this.sessions.set(id, { part: owned.part, holder, state });
+    this.sessions.set(id, { part: owned.part, token: owned.token, holder, state });
   }
 
   private dropSession(owned: Owned, id: string): void {
@@ -219,9 +244,10 @@ export class Partitions {
   private onEntry(owned: Owned, entryId: string, list: string[], redelivered: boolean): void {
     const entry = fields(list);
     const id = entry['id'];
-    const part = owned.part;
+    const { part, token } = owned;
+    owned.lastId = entryId;
     if (id === undefined) {
-      this.gateway.queueOps([{ k: 'a', p: part, e: entryId }]);
+      this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId }]);
       return;
     }
     const known = owned.sessions.has(id);
@@ -229,29 +255,34 @@ export class Partitions {
       case 'connect': {
         if (known) {
           // Announced by the takeover already: only ack it (and mark it announced).
-          this.gateway.queueOps([{ k: 'a', p: part, e: entryId, c: id }]);
+          this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId, c: id }]);
           return;
         }
         const state = parseObject(entry['s']);
         this.addSession(owned, id, entry['h'] ?? '', state);
         const data = { ...parseObject(entry['d']), id, resumed: entry['r'] === '1', state };
-        this.gateway.deliver({ param: 'connect', data, txn_id: randomUUID() }, { part, entry: entryId, announced: id });
+        this.gateway.deliver({ param: 'connect', data, txn_id: randomUUID() }, { part, token, entry: entryId, announced: id });
         return;
       }
       case 'input': {
         if (!known) {
-          this.gateway.queueOps([{ k: 'a', p: part, e: entryId }]);
+          this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId }]);
           return;
         }
         const message: Record<string, unknown> = { param: 'input', data: { id, value: entry['v'] ?? '' }, txn_id: entry['x'] ?? randomUUID() };
-        if (redelivered) message['redelivered'] = true;
-        this.gateway.deliver(message, { part, entry: entryId });
+        // `redelivered` only for input another worker may have handled: the Client skips a redelivered
+        // txn it remembers handling, and this process's own earlier reply was fenced (its lease was lost).
+        const key = `${part}/${entryId}`;
+        if (redelivered && !this.delivered.has(key)) message['redelivered'] = true;
+        this.delivered.add(key);
+        if (this.delivered.size > DELIVERED_MEMORY) this.delivered.delete(this.delivered.values().next().value!);
+        this.gateway.deliver(message, { part, token, entry: entryId });
         return;
       }
       case 'disconnect': {
-        const meta: EventMeta = { part, entry: entryId, gone: id };
+        const meta: EventMeta = { part, token, entry: entryId, gone: id };
         if (!known) {
-          this.gateway.queueOps([{ k: 'a', p: part, e: entryId, g: id }]);
+          this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId, g: id }]);
           return;
         }
         this.dropSession(owned, id);
@@ -261,11 +292,11 @@ export class Partitions {
       case 'frame': {
         // telnet / gmcp: no seq, not acked by the app; relayed, then done.
         if (known && entry['f'] !== undefined) this.gateway.deliver(parseObject(entry['f']), undefined);
-        this.gateway.queueOps([{ k: 'a', p: part, e: entryId }]);
+        this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId }]);
         return;
       }
       default:
-        this.gateway.queueOps([{ k: 'a', p: part, e: entryId }]);
+        this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId }]);
     }
   }
 
@@ -280,8 +311,16 @@ export class Partitions {
       let result: Array<[string, Entry[]]> | null;
       try {
         const keys = parts.map((owned) => clusterKeys.partition(owned.part));
-        result = (await this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'BLOCK', 200, 'STREAMS', ...keys, ...keys.map(() => '>'))) as typeof result;
+        if (this.recheck) {
+          // A read whose reply was lost left entries pending for this worker that the app never
+          // saw: with an id instead of '>', XREADGROUP returns this consumer's pending entries after it.
+          result = (await this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'STREAMS', ...keys, ...parts.map((owned) => owned.lastId))) as typeof result;
+          if (result === null || result.every(([, entries]) => entries.length === 0)) this.recheck = false;
+        } else {
+          result = (await this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'BLOCK', 200, 'STREAMS', ...keys, ...keys.map(() => '>'))) as typeof result;
+        }
       } catch (error) {
+        this.recheck = true;
         if ((error as Error).message.includes('NOGROUP')) {
           // Redis lost its data (restarted without persistence): the groups come back empty.
           for (const owned of parts) await this.cmd.xgroup('CREATE', clusterKeys.partition(owned.part), CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM').catch(() => 0);
@@ -312,7 +351,7 @@ export class Partitions {
     while (this.gateway.outstandingOf(owned.part) > 0 && Date.now() < deadline && this.running) await new Promise((resolve) => setTimeout(resolve, 20));
     if (this.owned.get(owned.part) !== owned) return;
     this.forget(owned);
-    await runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(owned.part)], [this.options.workerId]).catch(() => 0);
+    await runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(owned.part)], [owned.token]).catch(() => 0);
   }
 
   /** The lease ran out or went to another worker: forget the partition at once. */
@@ -323,6 +362,7 @@ export class Partitions {
       this.lostReported.add(part);
       this.report(new ImiError('IMI_LEASE_LOST', `worker ${this.options.workerId} lost the lease of partition ${part}; its unacked input goes to the next owner`));
     }
+    this.cooling.set(part, Date.now() + this.options.releaseTimeoutMs);
     this.forget(owned);
   }
 
@@ -331,7 +371,7 @@ export class Partitions {
     this.owned.delete(owned.part);
     for (const id of owned.sessions) {
       this.sessions.delete(id);
-      this.gateway.deliver({ param: 'disconnect', data: { id, reason: 'moved' }, txn_id: randomUUID() }, { part: owned.part });
+      this.gateway.deliver({ param: 'disconnect', data: { id, reason: 'moved' }, txn_id: randomUUID() }, { part: owned.part, token: owned.token });
     }
     owned.sessions.clear();
   }

@@ -103,6 +103,8 @@ export interface WorkerSession {
   readonly part: number;
   /** The holder with the socket: output goes to its stream. */
   readonly holder: string;
+  /** The lease token of the partition when this worker took it: what it sends is fenced with it. */
+  readonly token: string;
   /** The state (`updates` merged), written whole to the session hash on change. */
   state: JsonObject;
 }
@@ -111,6 +113,8 @@ export interface WorkerSession {
 export interface EventMeta {
   /** The partition. */
   readonly part: number;
+  /** The lease token the event was read under: its ack is fenced with it. */
+  readonly token: string;
   /** The stream entry id, when the event came from one (not a resumed `connect` nor a `moved` disconnect). */
   readonly entry?: string;
   /** A `connect` entry: the session is then announced (a later takeover sends `connect` `resumed: true`). */
@@ -119,9 +123,13 @@ export interface EventMeta {
   readonly gone?: string;
 }
 
-/** One write to Redis, run by the commit script (worker-scripts.ts). */
+/**
+ * One write to Redis, run by the commit script (worker-scripts.ts): `p` and
+ * `t` are the partition and the lease token it is fenced with (the op is
+ * skipped unless the lease still holds that token).
+ */
 export type CommitOp =
-  | { k: 'o'; p: number; h: string; f: string }
+  | { k: 'o'; p: number; t: string; h: string; f: string }
   | { k: 'b'; f: string }
-  | { k: 's'; p: number; id: string; s: string }
-  | { k: 'a'; p: number; e: string; c?: string; g?: string };
+  | { k: 's'; p: number; t: string; id: string; s: string }
+  | { k: 'a'; p: number; t: string; e: string; c?: string; g?: string };

@@ -11,16 +11,17 @@ import type { Redis } from 'ioredis';
 
 /**
  * The commit. KEYS[1] is this worker's commit counter; ARGV: worker id,
- * commit number, ops (JSON), stream bound. A commit number not above the
+ * commit number, ops (JSON), stream bound. The lease holds a token (worker
+ * id and the number of the taking), not just the worker id: a commit from
+ * before a lease was lost and taken again by the same worker is fenced too. A commit number not above the
  * counter was applied already (its reply was lost): skipped, so a commit
  * sent again after an outage is not doubled. Ops of a partition whose lease
- * is not this worker's are skipped; their count is returned.
+ * does not hold their token are skipped; their count is returned.
  */
 const COMMIT = `
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if last >= tonumber(ARGV[2]) then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', 86400000)
-local w = ARGV[1]
 local maxlen = ARGV[4]
 local owned = {}
 local holders = {}
@@ -30,10 +31,10 @@ for _, op in ipairs(cjson.decode(ARGV[3])) do
   if op.p ~= nil then
     local o = owned[op.p]
     if o == nil then
-      o = redis.call('GET', 'imi:lease:' .. op.p) == w
+      o = redis.call('GET', 'imi:lease:' .. op.p)
       owned[op.p] = o
     end
-    ok = o
+    ok = o == op.t
   end
   if not ok then
     skipped = skipped + 1
@@ -61,7 +62,7 @@ for _, op in ipairs(cjson.decode(ARGV[3])) do
 end
 return skipped`;
 
-/** Renews a lease only if it is still this worker's (compare-and-renew). */
+/** Renews a lease only if it still holds this token (compare-and-renew). */
 const RENEW = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -69,7 +70,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`;
 
-/** Gives a lease back only if it is still this worker's (compare-and-delete). */
+/** Gives a lease back only if it still holds this token (compare-and-delete). */
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
