@@ -272,6 +272,17 @@ export class Gateway {
     this.out = '';
   }
 
+  /**
+   * Stops (`true`) or resumes reading the app's socket: while commits cannot
+   * reach Redis the app's own outbox bound (`maxOutgoingBytes`) then applies.
+   *
+   * @param paused - whether to stop reading
+   */
+  setPaused(paused: boolean): void {
+    if (paused) this.socket?.pause();
+    else this.socket?.resume();
+  }
+
   /** Closes the server and the app's connection. */
   close(): void {
     clearInterval(this.pingTimer);

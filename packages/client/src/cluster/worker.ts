@@ -17,6 +17,12 @@ import { Partitions } from './partitions.js';
 import { resolveClusterWorkerOptions, type ClusterWorkerOptions, type CommitOp, type ResolvedClusterWorkerOptions } from './worker-options.js';
 import { defineWorkerScripts, runWorkerScript } from './worker-scripts.js';
 
+/**
+ * Commits waiting for Redis (1,000) before the gateway stops reading the
+ * app: past it, the app's `send()` meets its own `maxOutgoingBytes` bound.
+ */
+const MAX_PENDING_COMMITS = 1_000;
+
 interface PendingCommit {
   readonly n: number;
   readonly ops: CommitOp[];
@@ -116,6 +122,7 @@ export class ClusterWorker {
   private commit(ops: CommitOp[]): void {
     const commit: PendingCommit = { n: ++this.commitNumber, ops, json: JSON.stringify(ops) };
     this.commits.push(commit);
+    if (this.commits.length === MAX_PENDING_COMMITS) this.gateway.setPaused(true);
     if (this.redisUp) this.send(commit);
   }
 
@@ -139,6 +146,7 @@ export class ClusterWorker {
   private settle(commit: PendingCommit): void {
     const at = this.commits.indexOf(commit);
     if (at !== -1) this.commits.splice(at, 1);
+    if (this.commits.length === MAX_PENDING_COMMITS - 1) this.gateway.setPaused(false);
   }
 
   /** Gives every lease back, closes the gateway and Redis. */
