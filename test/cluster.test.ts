@@ -110,6 +110,30 @@ describe.skipIf(!enabled)('cluster mode on Redis Streams', () => {
     expect([lostTally.doubled, lostTally.reordered]).toEqual([0, 0]);
   }, 110_000);
 
+  it('a holder paused past its TTL: its users are declared gone once; awake, it closes their sockets with a notice', async () => {
+    const redis = await RedisProcess.start(false);
+    const holders = await Promise.all(['h1', 'h2'].map((id) => startHolder(redis.url, id, HOLDER_TTL_MS)));
+    const workers = await startWorkers(redis.url, ['w1']);
+    const users = await connectUsers(holders, 5);
+    const paused = users.filter((user) => user.holder === holders[0]);
+    const others = users.filter((user) => user.holder !== holders[0]);
+    holders[0]!.child.kill('SIGSTOP');
+    await waitFor(() => paused.every((user) => disconnects(workers, 'holder-lost').has(user.id)), 20_000, () => 'holder-lost for the paused holder\'s users');
+    holders[0]!.child.kill('SIGCONT');
+    await waitFor(() => paused.every((user) => user.closed), 20_000, () => 'the woken holder to close its users');
+    expect(paused.map((user) => user.lostNotices)).toEqual(paused.map(() => 1));
+    await typeWhile(others, () => sleep(1_000));
+    await waitFor(() => others.every((user) => user.complete), 20_000, () => `the other holder's lines answered (${JSON.stringify(tallyAll(others))})`);
+    await sleep(LEASE_TTL_MS);
+    const lost = disconnects(workers, 'holder-lost');
+    expect(paused.map((user) => lost.get(user.id))).toEqual(paused.map(() => 1));
+    expect(lost.size).toBe(paused.length);
+    // Their kick after waking told the app nothing more: it had heard they left.
+    expect(workers[0]!.events.filter((event) => event.event === 'disconnect' && event.reason === 'kicked')).toEqual([]);
+    expect(tallyAll(others)).toMatchObject({ lost: 0, doubled: 0, reordered: 0 });
+    expect(others.filter((user) => user.closed)).toEqual([]);
+  }, 110_000);
+
   it('Redis restarted mid-typing (append-only file): users stay connected, are told once, and every line is answered once, in order', async () => {
     const redis = await RedisProcess.start(true);
     const holders = await Promise.all(['h1', 'h2'].map((id) => startHolder(redis.url, id, HOLDER_TTL_MS)));

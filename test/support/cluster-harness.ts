@@ -200,6 +200,8 @@ export class User {
   closed = false;
   sent = 0;
   notices = 0;
+  /** Times the holder said it lost contact with the cluster (it was declared lost while paused). */
+  lostNotices = 0;
   readonly replies = new Map<number, number>();
   readonly order: number[] = [];
   private buffer = '';
@@ -230,6 +232,7 @@ export class User {
       this.buffer = this.buffer.slice(newline + 1);
       let match: RegExpExecArray | null;
       if (line.includes('The application is restarting')) this.notices++;
+      if (line.includes('Lost contact with the cluster')) this.lostNotices++;
       if ((match = /^hello (\S+) /.exec(line))) this.id = match[1]!;
       else if ((match = /^(u\d+)-(\d+)#\S+$/.exec(line)) && match[1] === this.name) {
         const k = Number(match[2]);
