@@ -84,6 +84,8 @@ export class Partitions {
   private readonly cooling = new Map<number, number>();
   /** A read failed: its reply (entries now pending for this worker) may be lost. */
   private recheck = false;
+  /** The `XREADGROUP` under way: a takeover waits for it, so no entry of the partition is handed on before the claimed ones. */
+  private inflightRead: Promise<unknown> | undefined;
 
   /**
    * @param options - the worker's options
@@ -205,6 +207,9 @@ export class Partitions {
     const owned: Owned = { part, token, sessions: new Set(), lastId: '0-0', reading: false, releasing: false };
     this.owned.set(part, owned);
     this.lostReported.delete(part);
+    // A read issued before (when this worker last held the partition) may still bring its entries:
+    // they stay pending (not handed on while `reading` is false) and XAUTOCLAIM below claims them in order.
+    await this.inflightRead?.catch(() => {});
     // Every announced user first, with the state stored for them.
     const ids = await this.cmd.smembers(clusterKeys.partitionSessions(part));
     const pipeline = this.cmd.pipeline();
@@ -314,10 +319,14 @@ export class Partitions {
         if (this.recheck) {
           // A read whose reply was lost left entries pending for this worker that the app never
           // saw: with an id instead of '>', XREADGROUP returns this consumer's pending entries after it.
-          result = (await this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'STREAMS', ...keys, ...parts.map((owned) => owned.lastId))) as typeof result;
+          const read = this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'STREAMS', ...keys, ...parts.map((owned) => owned.lastId));
+          this.inflightRead = read;
+          result = (await read) as typeof result;
           if (result === null || result.every(([, entries]) => entries.length === 0)) this.recheck = false;
         } else {
-          result = (await this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'BLOCK', 200, 'STREAMS', ...keys, ...keys.map(() => '>'))) as typeof result;
+          const read = this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'BLOCK', 200, 'STREAMS', ...keys, ...keys.map(() => '>'));
+          this.inflightRead = read;
+          result = (await read) as typeof result;
         }
       } catch (error) {
         this.recheck = true;
@@ -332,8 +341,9 @@ export class Partitions {
       if (result === null) continue;
       for (const [key, entries] of result) {
         const owned = this.owned.get(Number(key.slice(key.lastIndexOf(':') + 1)));
-        // A partition let go meanwhile: these entries wait in the pending entries list for its next owner.
-        if (owned === undefined || owned.releasing) continue;
+        // A partition let go meanwhile: these entries wait in the pending entries list for its next
+        // owner; or taken again and not yet caught up: its XAUTOCLAIM hands them on, in order.
+        if (owned === undefined || owned.releasing || !owned.reading) continue;
         for (const [id, list] of entries) this.onEntry(owned, id, list, false);
       }
     }

@@ -22,6 +22,8 @@ export interface HolderLinkSink {
   onClosed(reason: ImiError): void;
   /** A protocol problem worth reporting (the link goes on). */
   onProblem(error: ImiError): void;
+  /** An ack up to `seq` was handed to the socket: the intermediary will not send those events again. */
+  onAckWritten(seq: number): void;
 }
 
 /** One connection to the intermediary's app port. */
@@ -145,11 +147,13 @@ export class HolderLink {
     if (this.closed) return;
     let data = this.out;
     this.out = '';
-    if (this.ackTo > this.ackSent) {
+    const acked = this.ackTo > this.ackSent;
+    if (acked) {
       data += `{"param":"ack","data":{"seq":${this.ackTo}}}\n`;
       this.ackSent = this.ackTo;
     }
     if (data !== '' && !this.socket.write(data)) this.waitingDrain = true;
+    if (acked) this.sink.onAckWritten(this.ackSent);
   }
 
   /** Closes the link (the intermediary goes to app-down mode and keeps what was not acked). */

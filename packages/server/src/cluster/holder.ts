@@ -55,8 +55,14 @@ export class ClusterHolder {
   private wake: (() => void) | undefined;
   /** Sessions this holder announced, with the number of their last line (see holder-scripts.ts INPUT). */
   private readonly lineNumbers = new Map<string, number>();
-  /** Lines sent to Redis whose reply has not come, by txn id: sent again, they keep their number. */
+  /**
+   * Lines not yet acked to the intermediary, by txn id, with their number:
+   * sent again (a reply or the ack was lost), they keep it and the INPUT
+   * script skips them. Bounded by the intermediary's unacked bounds.
+   */
   private readonly unconfirmed = new Map<string, number>();
+  /** Stored lines in `seq` order, forgotten from {@link unconfirmed} once their ack is written. */
+  private readonly storedLines: Array<{ seq: number; txn: string }> = [];
   private lastOutput = '0-0';
   private lastBroadcast: string | undefined;
 
@@ -161,6 +167,8 @@ export class ClusterHolder {
     if (this.stopped || !this.redisUp || (this.link !== undefined && !this.link.isClosed)) return;
     const generation = ++this.linkGeneration;
     this.linkFailed = false;
+    // What was not acked on the old link comes again on this one, and is listed again as it is stored.
+    this.storedLines.length = 0;
     this.synced = false;
     const host = this.intermediary.host === '::' || this.intermediary.host === '0.0.0.0' ? '127.0.0.1' : this.intermediary.host;
     this.link = new HolderLink({ host, port: this.intermediary.port }, { instance: this.instance, token: this.intermediary.token }, {
@@ -176,6 +184,12 @@ export class ClusterHolder {
         this.relinkTimer = setTimeout(() => this.openLink(), 100).unref();
       },
       onProblem: (error) => this.report(error),
+      onAckWritten: (seq) => {
+        if (generation !== this.linkGeneration) return;
+        let done = 0;
+        while (done < this.storedLines.length && this.storedLines[done]!.seq <= seq) this.unconfirmed.delete(this.storedLines[done++]!.txn);
+        this.storedLines.splice(0, done);
+      },
     });
   }
 
@@ -184,6 +198,7 @@ export class ClusterHolder {
     const stored = this.store(message);
     if (stored === undefined) return;
     const seq = (message as { seq?: number }).seq;
+    if (message.param === 'input' && seq !== undefined) this.storedLines.push({ seq, txn: message.txn_id });
     stored.then(
       () => {
         this.counters.events++;
@@ -224,7 +239,6 @@ export class ClusterHolder {
         }
         const part = partitionOf(id, partitions);
         return runHolderScript(this.cmd, 'imiInput', [clusterKeys.session(id), clusterKeys.partition(part)], [id, n, value, txn, maxStreamEntries]).then((result) => {
-          this.unconfirmed.delete(txn);
           if (result === 0) this.counters.duplicatesSkipped++;
           if (result === -1) this.report(new ImiError('IMI_UNKNOWN_ID', `a line of session ${id} was dropped: Redis has no such session (it lost its data?)`, { sessionId: id }));
           return result;
