@@ -18,6 +18,7 @@ import { ImiError, ProtocolError, isJsonObject, validateAppMessage, type JsonObj
 import { Dispatcher } from './dispatch.js';
 import { emitReporting, reportError, type ClientEvents } from './events.js';
 import { isolateTaps, type ClientHooks } from './hooks.js';
+import { ClusterWorker } from './cluster/worker.js';
 import { Linker, clearLinkTimers } from './link.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
 import { Outbox, toIdList } from './outbox.js';
@@ -78,6 +79,8 @@ export class Client extends EventEmitter<ClientEvents> {
   private readonly outbox: Outbox;
   private readonly dispatcher: Dispatcher;
   private readonly linker: Linker;
+  /** Cluster mode (`redis` option): the worker the link goes to. */
+  private readonly worker: ClusterWorker | undefined;
   private ticks = 0;
   private tickTimer: NodeJS.Timeout | undefined;
   private closePromise: Promise<void> | undefined;
@@ -115,6 +118,12 @@ export class Client extends EventEmitter<ClientEvents> {
     this.dispatcher = new Dispatcher(this.state, this.hooks, this.outbox, this);
     const resync = new Resync(this.state, this.outbox, this.dispatcher, () => this.linker.resetAttempts());
     this.linker = new Linker(this.state, this.instanceId, this.outbox, this.dispatcher, resync, (reason) => this.terminate(reason));
+    if (options.redis !== undefined) this.worker = new ClusterWorker(options.redis, options.cluster, report);
+  }
+
+  /** Cluster mode: the partitions this worker serves now (empty otherwise). */
+  get partitionsHeld(): number[] {
+    return this.worker?.partitionsHeld ?? [];
   }
 
   /** The live users, by session id, as last told by the intermediary. */
@@ -157,7 +166,17 @@ export class Client extends EventEmitter<ClientEvents> {
         this.tickTimer = setInterval(() => state.emitSafely('tick', [++this.ticks]), this.options.tickIntervalMs);
       });
     }
-    this.linker.open();
+    if (this.worker === undefined) this.linker.open();
+    else {
+      // Cluster mode: the link goes to the worker's loopback gateway once it listens.
+      this.worker.start().then(
+        (port) => {
+          this.linker.setTarget('127.0.0.1', port);
+          if (state.status === 'idle') this.linker.open();
+        },
+        (error: unknown) => this.terminate(error instanceof ImiError ? error : new ImiError('IMI_CONFIG', String(error))),
+      );
+    }
     return ready.promise;
   }
 
@@ -456,6 +475,7 @@ export class Client extends EventEmitter<ClientEvents> {
     } else {
       waiting?.reject(new ImiError('IMI_CLOSED', 'the client was closed'));
     }
+    void this.worker?.stop();
     state.emitSafely('close', [reason]);
   }
 }

@@ -49,3 +49,12 @@ export {
   type ReconnectPolicy,
   type BackoffOptions,
 } from './reconnect-policy.js';
+export {
+  DEFAULT_LEASE_TTL_MS,
+  DEFAULT_WORKER_HOLDER_TTL_MS,
+  DEFAULT_READ_BATCH,
+  DEFAULT_MAX_OUTSTANDING,
+  DEFAULT_RELEASE_TIMEOUT_MS,
+  DEFAULT_WORKER_MAX_STREAM_ENTRIES,
+  type ClusterWorkerOptions,
+} from './cluster/worker-options.js';

@@ -49,10 +49,23 @@ export class Linker {
     this.reconnectTimer = undefined;
   }
 
+  /** Where links go: the options' host and port, or a cluster worker's gateway ({@link setTarget}). */
+  private target: { host: string; port: number } | undefined;
+
+  /**
+   * Links go to this address from now on (cluster mode: the worker's loopback gateway).
+   *
+   * @param host - the host
+   * @param port - the port
+   */
+  setTarget(host: string, port: number): void {
+    this.target = { host, port };
+  }
+
   /** Opens a new link and makes it the client's. */
   open(): void {
     const state = this.state;
-    const options = state.options;
+    const options = { ...state.options, ...this.target };
     const generation = ++this.generation;
     state.status = 'connecting';
     // Sockets (and so every callback they make) start outside any batch.
@@ -148,7 +161,7 @@ export class Linker {
   }
 
   private describeLoss(link: Link): ImiError {
-    const where = `${this.state.options.host}:${this.state.options.port}`;
+    const where = `${this.target?.host ?? this.state.options.host}:${this.target?.port ?? this.state.options.port}`;
     if (link.shutdownReason !== undefined) return new ImiError('IMI_LINK_DOWN', `the intermediary at ${where} shut down (${link.shutdownReason})`);
     if (link.lastSocketError !== undefined) {
       return new ImiError('IMI_LINK_DOWN', `link to the intermediary at ${where} failed: ${link.lastSocketError.message}`, { cause: link.lastSocketError });

@@ -6,6 +6,7 @@
  * @module
  */
 import { DEFAULT_MAX_FRAME_BYTES, ImiError } from '@imi/core';
+import type { ClusterWorkerOptions } from './cluster/worker-options.js';
 import { exponentialBackoff, type BackoffOptions, type ReconnectPolicy } from './reconnect-policy.js';
 
 /** Default {@link ClientOptions.host}: the intermediary's app port is loopback-only by default. */
@@ -143,6 +144,18 @@ export interface ClientOptions {
    * {@link DEFAULT_LEGACY_SYNC_WAIT_MS}.
    */
   legacySyncWaitMs?: number;
+  /**
+   * Cluster mode: a Redis URL (`redis://host:port`). The client is then a
+   * *worker*: instead of linking to one intermediary (`host`/`port` are not
+   * used) it serves the partitions of users it is given, from Redis Streams
+   * fed by any number of holders (`imi-server --redis`), with the same
+   * events, hooks and methods. A user whose partition moves to another
+   * worker leaves `sessions` with a `disconnect` of reason `moved` (they are
+   * still connected). See docs/cluster.md. Default: none (one intermediary).
+   */
+  redis?: string;
+  /** Cluster mode's knobs (partitions, lease TTL, bounds); used only with {@link redis}. Default: every knob's default. */
+  cluster?: ClusterWorkerOptions;
 }
 
 /** {@link ClientOptions} with every default applied and checked. */

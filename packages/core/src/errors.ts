@@ -97,6 +97,14 @@ export const ERROR_TABLE = {
     description: 'A WebSocket client speaking `imi.v1` sent a binary message that is not a JSON control message (an object with a `type`); it was ignored and the user stays connected.',
     howToSolve: 'With `imi.v1`, binary messages are control messages (`{"type":"ack","received":N}`, …) and lines are text messages: make the client send its lines as text.',
   },
+  IMI_REDIS_DOWN: {
+    description: 'Cluster mode: Redis could not be reached (or refused a command). A holder keeps its users connected and queues their input within the usual bounds until Redis is back; a worker stops reading and its leases may expire.',
+    howToSolve: 'Check that redis-server runs at the --redis / redis URL and is reachable; the holder and worker reconnect by themselves (docs/cluster.md).',
+  },
+  IMI_LEASE_LOST: {
+    description: 'Cluster mode: a worker lost the lease of a partition (it expired during a pause or an outage, or another worker took it); what it sent for that partition after losing it was dropped, and the new owner gets the unacked input again.',
+    howToSolve: 'Expected now and then when workers start, stop or stall; frequent reports mean leaseTtlMs is too short for your event-loop pauses (docs/cluster.md).',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

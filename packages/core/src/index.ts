@@ -72,3 +72,4 @@ export {
   type SessionRegistryEvents,
   type SessionRegistryOptions,
 } from './session-registry.js';
+export { DEFAULT_CLUSTER_PARTITIONS, CLUSTER_CONSUMER_GROUP, clusterKeys, partitionOf } from './cluster.js';

@@ -45,6 +45,12 @@ export type DropReason = 'queueFull' | 'appDownDrop' | 'userGone' | 'unackedOver
 export interface IntermediaryStats {
   /** Live user sessions. */
   sessions: number;
+  /**
+   * User connections holding a seat of `maxConnections`: live sessions, plus
+   * sockets still flushing after their session ended (at most
+   * `closeTimeoutMs`) and users still being let in.
+   */
+  seats: number;
   /** Live user sessions by transport (`tcp`, `telnet`, …). */
   sessionsByTransport: Record<string, number>;
   /** Whether an app is connected and synced. */

@@ -144,3 +144,12 @@ export {
   type QueueLimit,
   type UnackedLimit,
 } from './delivery/index.js';
+export { ClusterHolder, type ClusterHolderStats } from './cluster/holder.js';
+export {
+  resolveClusterHolderOptions,
+  DEFAULT_HOLDER_TTL_MS,
+  DEFAULT_MAX_STREAM_ENTRIES,
+  DEFAULT_OUTPUT_BATCH,
+  type ClusterHolderOptions,
+  type ResolvedClusterHolderOptions,
+} from './cluster/holder-options.js';

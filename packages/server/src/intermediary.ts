@@ -260,6 +260,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     const app = this.apps.current;
     return {
       sessions,
+      seats: this.users.admission.connections,
       sessionsByTransport,
       appConnected: app !== undefined,
       appName: app?.name,

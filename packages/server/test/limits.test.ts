@@ -25,6 +25,8 @@ describe('connection limits', () => {
     expect(imi.stats().errors.IMI_LIMIT).toBeGreaterThanOrEqual(1);
     users[0]!.socket.destroy();
     await waitFor(() => imi.stats().sessions === 2);
+    // The seat frees once the socket is gone, not when the session ends.
+    await waitFor(() => imi.stats().seats === 2);
     const again = await scope.user(ports.externalPort);
     await waitFor(() => imi.stats().sessions === 3);
     expect(again.closed).toBe(false);

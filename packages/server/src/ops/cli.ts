@@ -12,6 +12,8 @@ import pretty from 'pino-pretty';
 import { ImiError } from '@imi/core';
 import { runAdminCommand } from './admin-client.js';
 import { setUpUpgrades, type UpgradeSettings } from '../handover/setup.js';
+import { ClusterHolder } from '../cluster/holder.js';
+import { clusterFromFlags, CLUSTER_FLAGS, CLUSTER_USAGE, type ClusterHolderOptions } from '../cluster/holder-flags.js';
 import { Intermediary } from '../intermediary.js';
 import { DEFAULT_OPTIONS, type IntermediaryOptions } from '../options.js';
 import type { ListenerOptions, TransportAddress } from '../users/transport.js';
@@ -97,6 +99,7 @@ function usage(): string {
     '  --tls-cert <file>           PEM certificate (chain) for the TLS listeners',
     '  --tls-key <file>            PEM private key for the TLS listeners',
     '  --listeners <json>          listeners as JSON, e.g. \'[{"kind":"telnet","port":4000}]\'',
+    ...CLUSTER_USAGE,
     '  --proxy-protocol <true|false> PROXY protocol v1/v2 on the users port and the telnet/tls listeners above',
     '                              (from --proxy-trusted-addresses, e.g. 10.0.0.0/8,::1; docs/transports.md)',
     '',
@@ -174,8 +177,8 @@ function createLogger(level: string, format: LogFormat): Logger {
 function parseCommandLine(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
-): { kind: 'run'; options: IntermediaryOptions; logLevel: string; logFormat: LogFormat; upgrades: UpgradeSettings } | { kind: 'help' } | { kind: 'version' } {
-  const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string }> = { ...CLI_ONLY, ...LISTENER_FLAGS };
+): { kind: 'run'; options: IntermediaryOptions; logLevel: string; logFormat: LogFormat; upgrades: UpgradeSettings; cluster: ClusterHolderOptions | undefined } | { kind: 'help' } | { kind: 'version' } {
+  const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string }> = { ...CLI_ONLY, ...LISTENER_FLAGS, ...CLUSTER_FLAGS };
   for (const name of OPTION_NAMES) flagSpec[kebab(name)] = { type: 'string' };
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -221,7 +224,7 @@ function parseCommandLine(
   const logFormat = (values['log-format'] as string | undefined) ?? (options['logFormat'] as string | undefined) ?? (process.stderr.isTTY === true ? 'pretty' : 'json');
   delete options['logFormat'];
   if (!LOG_FORMATS.includes(logFormat as LogFormat)) throw new ImiError('IMI_CONFIG', `--log-format must be json or pretty; got ${String(logFormat)}`);
-  return { kind: 'run', options: options as IntermediaryOptions, logLevel, logFormat: logFormat as LogFormat, upgrades };
+  return { kind: 'run', options: options as IntermediaryOptions, logLevel, logFormat: logFormat as LogFormat, upgrades, cluster: clusterFromFlags(values) };
 }
 
 /** `--pid-file` and `--upgrade-timeout-ms` (or `pidFile`, `upgradeTimeoutMs` in the config file). */
@@ -327,6 +330,7 @@ async function main(): Promise<void> {
     process.stderr.write(`imi-server: ${(error as Error).message}\n`);
     process.exit(2);
   }
+  let holder: ClusterHolder | undefined;
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {
@@ -334,8 +338,9 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
+    // The holder relays the users' departures to Redis, then stops.
     intermediary.close(signal).then(
-      () => process.exit(0),
+      () => (holder === undefined ? process.exit(0) : holder.stop().then(() => process.exit(0))),
       (error: unknown) => {
         logger.error({ err: error }, 'error while closing');
         process.exit(1);
@@ -351,6 +356,11 @@ async function main(): Promise<void> {
     process.stdout.write(`imi-server listening: users on port ${ports.externalPort} (host ${host}), app on port ${ports.clientPort} (host ${clientHost})${others.map(describeListener).join('')}\n`);
     for (const web of others.filter((listener) => listener.web === true)) {
       process.stdout.write(`imi-server web client: ${web.transport === 'ws+tls' ? 'https' : 'http'}://${urlHost(web.host)}:${web.port}/\n`);
+    }
+    if (command.cluster !== undefined) {
+      holder = new ClusterHolder(command.cluster, { host: clientHost, port: ports.clientPort, token: intermediary.options.token }, logger);
+      await holder.start();
+      process.stdout.write(`imi-server cluster holder ${holder.options.holderId} on ${command.cluster.redis} (${holder.options.partitions} partitions)\n`);
     }
     if (ports.adminPort !== undefined) {
       const { adminHost } = intermediary.options;

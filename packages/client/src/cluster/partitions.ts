@@ -1,0 +1,403 @@
+/**
+ * Which partitions this worker serves, and reading them.
+ *
+ * Leases: each partition has a lease key (`SET NX PX`), renewed every third
+ * of its TTL by compare-and-renew; workers heartbeat a sorted set, and each
+ * partition belongs to the live worker that wins rendezvous hashing
+ * (highest hash of worker id and partition), so when a worker comes or
+ * goes only its share moves. A worker gives back (after its events there
+ * are acked, bounded by `releaseTimeoutMs`) what is not its share, and takes
+ * its share as soon as the lease is free (released, or expired after a
+ * crash).
+ *
+ * Taking a partition: `connect` (`resumed: true`, state from the session
+ * hash) for each of its announced users, then its pending entries list —
+ * what the predecessor read and did not ack — claimed with `XAUTOCLAIM`
+ * (`redelivered: true`), then new entries with `XREADGROUP … >`: in stream
+ * order, so in order per user.
+ *
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { CLUSTER_CONSUMER_GROUP, ImiError, clusterKeys, type JsonObject } from '@imi/core';
+import type { Gateway } from './gateway.js';
+import type { CommitOp, EventMeta, ResolvedClusterWorkerOptions, WorkerSession } from './worker-options.js';
+import { runWorkerScript } from './worker-scripts.js';
+
+type Entry = [string, string[]];
+
+/**
+ * Entry ids this process handed to its app, remembered (65,536 at most, the
+ * oldest forgotten first) to tell a true redelivery from a second look.
+ */
+const DELIVERED_MEMORY = 65_536;
+
+interface Owned {
+  readonly part: number;
+  /** The lease's value while this worker holds it: worker id and the number of this taking. */
+  readonly token: string;
+  readonly sessions: Set<string>;
+  /** The last entry handed on from the stream: after a lost read, entries after it are read again from the pending entries list. */
+  lastId: string;
+  /** Reading new entries (after the takeover), and not being handed over. */
+  reading: boolean;
+  releasing: boolean;
+}
+
+function fnv(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return hash;
+}
+
+function fields(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < list.length; i += 2) out[list[i]!] = list[i + 1]!;
+  return out;
+}
+
+function parseObject(text: string | undefined): JsonObject {
+  if (text === undefined || text === '') return {};
+  try {
+    const value = JSON.parse(text) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as JsonObject) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** The partitions of one worker. */
+export class Partitions {
+  /** The sessions of the partitions this worker holds, by id. */
+  readonly sessions = new Map<string, WorkerSession>();
+  private readonly owned = new Map<number, Owned>();
+  private readonly acquiring = new Set<number>();
+  private beats = 0;
+  private running = false;
+  private beatTimer: NodeJS.Timeout | undefined;
+  private readySince = 0;
+  private lostReported = new Set<number>();
+  private readonly delivered = new Set<string>();
+  private takings = 0;
+  /** Partitions lost (lease expired): not taken again until their old events are acked, or `releaseTimeoutMs`. */
+  private readonly cooling = new Map<number, number>();
+  /** A read failed: its reply (entries now pending for this worker) may be lost. */
+  private recheck = false;
+  /** The `XREADGROUP` under way: a takeover waits for it, so no entry of the partition is handed on before the claimed ones. */
+  private inflightRead: Promise<unknown> | undefined;
+
+  /**
+   * @param options - the worker's options
+   * @param cmd - the connection for commands
+   * @param reader - the connection for blocking reads
+   * @param gateway - the app's side
+   * @param report - where problems go
+   */
+  constructor(
+    private readonly options: ResolvedClusterWorkerOptions,
+    private readonly cmd: Redis,
+    private readonly reader: Redis,
+    private readonly gateway: Gateway,
+    private readonly report: (error: ImiError) => void,
+  ) {}
+
+  /** The partitions held now. */
+  get held(): number[] {
+    return [...this.owned.keys()].sort((a, b) => a - b);
+  }
+
+  /** Redis is (back) up: holders get one holder TTL to heartbeat again before any is declared lost. */
+  redisReady(): void {
+    this.readySince = Date.now();
+  }
+
+  /** Starts the heartbeat and the reading (the app is up). */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.beats = 0;
+    const every = Math.max(100, Math.floor(this.options.leaseTtlMs / 3));
+    this.beatTimer = setInterval(() => void this.beat(), every);
+    void this.beat();
+    void this.readLoop();
+  }
+
+  /** Stops and gives every lease back (their pending entries go to the next owner). */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearInterval(this.beatTimer);
+    const parts = [...this.owned.values()];
+    this.owned.clear();
+    this.sessions.clear();
+    await Promise.all(parts.map((owned) => runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(owned.part)], [owned.token]).catch(() => 0)));
+    await this.cmd.zrem(clusterKeys.workers, this.options.workerId).catch(() => 0);
+  }
+
+  /** The partitions rendezvous hashing gives this worker among `live`. */
+  private share(live: string[]): Set<number> {
+    const mine = new Set<number>();
+    for (let part = 0; part < this.options.partitions; part++) {
+      let best = '';
+      let bestHash = -1;
+      for (const worker of live) {
+        const hash = fnv(`${worker}#${part}`);
+        if (hash > bestHash || (hash === bestHash && worker > best)) {
+          best = worker;
+          bestHash = hash;
+        }
+      }
+      if (best === this.options.workerId) mine.add(part);
+    }
+    return mine;
+  }
+
+  private async beat(): Promise<void> {
+    if (!this.running) return;
+    const { workerId, leaseTtlMs } = this.options;
+    let live: string[];
+    try {
+      live = await runWorkerScript<string[]>(this.cmd, 'imiWorkerBeat', [clusterKeys.workers], [workerId, leaseTtlMs]);
+      const renewals = await Promise.all([...this.owned.values()].map(async (owned) => [owned, await runWorkerScript(this.cmd, 'imiRenew', [clusterKeys.lease(owned.part)], [owned.token, leaseTtlMs])] as const));
+      for (const [owned, renewed] of renewals) if (renewed === 0 && this.owned.get(owned.part) === owned) this.lose(owned.part);
+    } catch {
+      return; // Redis is away: the worker reports it; leases are renewed on the next beat or lost
+    }
+    // The first beat only registers: workers already running see this one before it takes anything.
+    if (++this.beats < 2 || !this.running) return;
+    const mine = this.share(live.includes(workerId) ? live : [...live, workerId]);
+    for (const part of mine) {
+      if (this.owned.has(part) || this.acquiring.has(part)) continue;
+      const until = this.cooling.get(part);
+      if (until !== undefined) {
+        // Replies to its old events, still in the app, must reach the fence before it is taken again.
+        if (this.gateway.outstandingOf(part) > 0 && Date.now() < until) continue;
+        this.cooling.delete(part);
+      }
+      void this.acquire(part);
+    }
+    for (const [part, owned] of this.owned) if (!mine.has(part) && !owned.releasing) void this.release(owned);
+    if (this.readySince > 0 && Date.now() - this.readySince > this.options.holderTtlMs + leaseTtlMs) {
+      runWorkerScript(this.cmd, 'imiReap', [clusterKeys.holders], [this.options.maxStreamEntries]).catch(() => 0);
+    }
+  }
+
+  private async acquire(part: number): Promise<void> {
+    this.acquiring.add(part);
+    const token = `${this.options.workerId}:${++this.takings}`;
+    try {
+      const taken = await this.cmd.set(clusterKeys.lease(part), token, 'PX', this.options.leaseTtlMs, 'NX');
+      if (taken !== 'OK' || !this.running) return;
+      await this.takeOver(part, token);
+    } catch (error) {
+      const owned = this.owned.get(part);
+      if (owned !== undefined && owned.token === token) this.forget(owned);
+      this.report(new ImiError('IMI_REDIS_DOWN', `taking partition ${part} failed: ${(error as Error).message}`, { cause: error }));
+      await runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(part)], [token]).catch(() => 0);
+    } finally {
+      this.acquiring.delete(part);
+    }
+  }
+
+  private async takeOver(part: number, token: string): Promise<void> {
+    const stream = clusterKeys.partition(part);
+    await this.cmd.xgroup('CREATE', stream, CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM').catch((error: Error) => {
+      if (!error.message.includes('BUSYGROUP')) throw error;
+    });
+    const owned: Owned = { part, token, sessions: new Set(), lastId: '0-0', reading: false, releasing: false };
+    this.owned.set(part, owned);
+    this.lostReported.delete(part);
+    // A read issued before (when this worker last held the partition) may still bring its entries:
+    // they stay pending (not handed on while `reading` is false) and XAUTOCLAIM below claims them in order.
+    await this.inflightRead?.catch(() => {});
+    // Every announced user first, with the state stored for them.
+    const ids = await this.cmd.smembers(clusterKeys.partitionSessions(part));
+    const pipeline = this.cmd.pipeline();
+    for (const id of ids) pipeline.hgetall(clusterKeys.session(id));
+    const hashes = ids.length === 0 ? [] : ((await pipeline.exec()) ?? []);
+    ids.forEach((id, i) => {
+      const hash = hashes[i]?.[1] as Record<string, string> | undefined;
+      if (hash === undefined || hash['ann'] !== '1' || hash['holder'] === undefined) return; // its `connect` entry is still ahead
+      this.addSession(owned, id, hash['holder'], parseObject(hash['state']));
+      const data = { ...parseObject(hash['data']), id, resumed: true, state: parseObject(hash['state']) } as Record<string, unknown>;
+      if (hash['telnet'] !== undefined && hash['telnet'] !== '') data['telnet'] = parseObject(hash['telnet']);
+      this.gateway.deliver({ param: 'connect', data, txn_id: randomUUID() }, { part, token });
+    });
+    // Then what the predecessor read and did not ack, in stream order.
+    let cursor = '0-0';
+    do {
+      const [next, entries, deleted] = (await this.cmd.xautoclaim(stream, CLUSTER_CONSUMER_GROUP, this.options.workerId, 0, cursor, 'COUNT', 500)) as [string, Entry[], string[]];
+      for (const [id, list] of entries) this.onEntry(owned, id, list, true);
+      // Trimmed while pending (past maxStreamEntries): nothing to deliver, only to forget.
+      if (deleted !== undefined && deleted.length > 0) this.gateway.queueOps(deleted.map((id) => ({ k: 'a', p: part, t: token, e: id })));
+      cursor = next;
+    } while (cursor !== '0-0' && this.owned.get(part) === owned);
+    owned.reading = true;
+  }
+
+  private addSession(owned: Owned, id: string, holder: string, state: JsonObject): void {
+    owned.sessions.add(id);
+    this.sessions.set(id, { part: owned.part, token: owned.token, holder, state });
+  }
+
+  private dropSession(owned: Owned, id: string): void {
+    owned.sessions.delete(id);
+    this.sessions.delete(id);
+  }
+
+  /** One stream entry: an event for the app (with what acking it does), or an ack-only op. */
+  private onEntry(owned: Owned, entryId: string, list: string[], redelivered: boolean): void {
+    const entry = fields(list);
+    const id = entry['id'];
+    const { part, token } = owned;
+    owned.lastId = entryId;
+    if (id === undefined) {
+      this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId }]);
+      return;
+    }
+    const known = owned.sessions.has(id);
+    switch (entry['t']) {
+      case 'connect': {
+        if (known) {
+          // Announced by the takeover already: only ack it (and mark it announced).
+          this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId, c: id }]);
+          return;
+        }
+        const state = parseObject(entry['s']);
+        this.addSession(owned, id, entry['h'] ?? '', state);
+        const data = { ...parseObject(entry['d']), id, resumed: entry['r'] === '1', state };
+        this.gateway.deliver({ param: 'connect', data, txn_id: randomUUID() }, { part, token, entry: entryId, announced: id });
+        return;
+      }
+      case 'input': {
+        if (!known) {
+          this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId }]);
+          return;
+        }
+        const message: Record<string, unknown> = { param: 'input', data: { id, value: entry['v'] ?? '' }, txn_id: entry['x'] ?? randomUUID() };
+        // `redelivered` only for input another worker may have handled: the Client skips a redelivered
+        // txn it remembers handling, and this process's own earlier reply was fenced (its lease was lost).
+        const key = `${part}/${entryId}`;
+        if (redelivered && !this.delivered.has(key)) message['redelivered'] = true;
+        this.delivered.add(key);
+        if (this.delivered.size > DELIVERED_MEMORY) this.delivered.delete(this.delivered.values().next().value!);
+        this.gateway.deliver(message, { part, token, entry: entryId });
+        return;
+      }
+      case 'disconnect': {
+        const meta: EventMeta = { part, token, entry: entryId, gone: id };
+        if (!known) {
+          this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId, g: id }]);
+          return;
+        }
+        this.dropSession(owned, id);
+        this.gateway.deliver({ param: 'disconnect', data: { id, reason: entry['r'] ?? 'closed' }, txn_id: randomUUID() }, meta);
+        return;
+      }
+      case 'frame': {
+        // telnet / gmcp: no seq, not acked by the app; relayed, then done.
+        if (known && entry['f'] !== undefined) this.gateway.deliver(parseObject(entry['f']), undefined);
+        this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId }]);
+        return;
+      }
+      default:
+        this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId }]);
+    }
+  }
+
+  private async readLoop(): Promise<void> {
+    const { workerId, readBatch, maxOutstanding } = this.options;
+    while (this.running) {
+      const parts = [...this.owned.values()].filter((owned) => owned.reading && !owned.releasing);
+      if (parts.length === 0 || this.gateway.outstandingCount >= maxOutstanding || this.gateway.saturated) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        continue;
+      }
+      let result: Array<[string, Entry[]]> | null;
+      try {
+        const keys = parts.map((owned) => clusterKeys.partition(owned.part));
+        if (this.recheck) {
+          // A read whose reply was lost left entries pending for this worker that the app never
+          // saw: with an id instead of '>', XREADGROUP returns this consumer's pending entries after it.
+          const read = this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'STREAMS', ...keys, ...parts.map((owned) => owned.lastId));
+          this.inflightRead = read;
+          result = (await read) as typeof result;
+          if (result === null || result.every(([, entries]) => entries.length === 0)) this.recheck = false;
+        } else {
+          const read = this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'BLOCK', 200, 'STREAMS', ...keys, ...keys.map(() => '>'));
+          this.inflightRead = read;
+          result = (await read) as typeof result;
+        }
+      } catch (error) {
+        this.recheck = true;
+        if ((error as Error).message.includes('NOGROUP')) {
+          // Redis lost its data (restarted without persistence): the groups come back empty.
+          for (const owned of parts) await this.cmd.xgroup('CREATE', clusterKeys.partition(owned.part), CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM').catch(() => 0);
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        continue;
+      }
+      if (result === null) continue;
+      for (const [key, entries] of result) {
+        const owned = this.owned.get(Number(key.slice(key.lastIndexOf(':') + 1)));
+        // A partition let go meanwhile: these entries wait in the pending entries list for its next
+        // owner; or taken again and not yet caught up: its XAUTOCLAIM hands them on, in order.
+        if (owned === undefined || owned.releasing || !owned.reading) continue;
+        for (const [id, list] of entries) this.onEntry(owned, id, list, false);
+      }
+    }
+  }
+
+  /** The gateway released acks in these partitions: a hand-over may finish. */
+  onReleased(): void {
+    // release() polls; nothing to do here but keep the hook for a faster hand-over.
+  }
+
+  /** Gives a partition to its rightful owner: stop reading, wait for its acks (bounded), `moved`, release. */
+  private async release(owned: Owned): Promise<void> {
+    owned.releasing = true;
+    const deadline = Date.now() + this.options.releaseTimeoutMs;
+    while (this.gateway.outstandingOf(owned.part) > 0 && Date.now() < deadline && this.running) await new Promise((resolve) => setTimeout(resolve, 20));
+    if (this.owned.get(owned.part) !== owned) return;
+    this.forget(owned);
+    await runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(owned.part)], [owned.token]).catch(() => 0);
+  }
+
+  /** The lease ran out or went to another worker: forget the partition at once. */
+  private lose(part: number): void {
+    const owned = this.owned.get(part);
+    if (owned === undefined) return;
+    if (!this.lostReported.has(part)) {
+      this.lostReported.add(part);
+      this.report(new ImiError('IMI_LEASE_LOST', `worker ${this.options.workerId} lost the lease of partition ${part}; its unacked input goes to the next owner`));
+    }
+    this.cooling.set(part, Date.now() + this.options.releaseTimeoutMs);
+    this.forget(owned);
+  }
+
+  /** The app forgets a partition's users: `disconnect` with reason `moved` (they stay connected, served elsewhere). */
+  private forget(owned: Owned): void {
+    this.owned.delete(owned.part);
+    for (const id of owned.sessions) {
+      this.sessions.delete(id);
+      this.gateway.deliver({ param: 'disconnect', data: { id, reason: 'moved' }, txn_id: randomUUID() }, { part: owned.part, token: owned.token });
+    }
+    owned.sessions.clear();
+  }
+
+  /**
+   * Ops the commit skipped because a lease was lost: reported once per partition.
+   *
+   * @param ops - the ops sent
+   */
+  noteSkipped(ops: CommitOp[]): void {
+    const parts = new Set<number>();
+    for (const op of ops) if ('p' in op && !this.owned.has(op.p)) parts.add(op.p);
+    for (const part of parts) {
+      if (this.lostReported.has(part)) continue;
+      this.lostReported.add(part);
+      this.report(new ImiError('IMI_LEASE_LOST', `partition ${part} is no longer this worker's: what was sent for it was dropped`));
+    }
+  }
+}

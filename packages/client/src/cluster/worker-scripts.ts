@@ -1,0 +1,143 @@
+/**
+ * The Lua scripts a worker runs in Redis. A script runs alone, so the
+ * commit (replies + state + `XACK`) is all or nothing like `MULTI/EXEC`, and
+ * it can also check, in the same step, that the worker still holds each
+ * partition's lease (fencing: a worker that lost a lease during a pause
+ * cannot answer input its successor will answer too).
+ *
+ * @module
+ */
+import type { Redis } from 'ioredis';
+
+/**
+ * The commit. KEYS[1] is this worker's commit counter; ARGV: worker id,
+ * commit number, ops (JSON), stream bound. The lease holds a token (worker
+ * id and the number of the taking), not just the worker id: a commit from
+ * before a lease was lost and taken again by the same worker is fenced too. A commit number not above the
+ * counter was applied already (its reply was lost): skipped, so a commit
+ * sent again after an outage is not doubled. Ops of a partition whose lease
+ * does not hold their token are skipped; their count is returned.
+ */
+const COMMIT = `
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if last >= tonumber(ARGV[2]) then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', 86400000)
+local maxlen = ARGV[4]
+local owned = {}
+local holders = {}
+local skipped = 0
+for _, op in ipairs(cjson.decode(ARGV[3])) do
+  local ok = true
+  if op.p ~= nil then
+    local o = owned[op.p]
+    if o == nil then
+      o = redis.call('GET', 'imi:lease:' .. op.p)
+      owned[op.p] = o
+    end
+    ok = o == op.t
+  end
+  if not ok then
+    skipped = skipped + 1
+  elseif op.k == 'o' then
+    local alive = holders[op.h]
+    if alive == nil then
+      alive = redis.call('ZSCORE', 'imi:holders', op.h) ~= false
+      holders[op.h] = alive
+    end
+    if alive then redis.call('XADD', 'imi:out:' .. op.h, 'MAXLEN', '~', maxlen, '*', 'f', op.f) end
+  elseif op.k == 'b' then
+    redis.call('XADD', 'imi:bcast', 'MAXLEN', '~', maxlen, '*', 'f', op.f)
+  elseif op.k == 's' then
+    if redis.call('EXISTS', 'imi:session:' .. op.id) == 1 then redis.call('HSET', 'imi:session:' .. op.id, 'state', op.s) end
+  elseif op.k == 'a' then
+    local stream = 'imi:part:' .. op.p
+    redis.call('XACK', stream, 'imi-workers', op.e)
+    redis.call('XDEL', stream, op.e)
+    if op.c and redis.call('EXISTS', 'imi:session:' .. op.c) == 1 then redis.call('HSET', 'imi:session:' .. op.c, 'ann', '1') end
+    if op.g then
+      redis.call('DEL', 'imi:session:' .. op.g)
+      redis.call('SREM', stream .. ':sessions', op.g)
+    end
+  end
+end
+return skipped`;
+
+/** Renews a lease only if it still holds this token (compare-and-renew). */
+const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0`;
+
+/** Gives a lease back only if it still holds this token (compare-and-delete). */
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+/** The worker heartbeat: scores this worker with the Redis clock, drops the expired, returns the live workers. */
+const WORKER_BEAT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')`;
+
+/**
+ * Declares lost the holders whose heartbeat ran out: for each of their
+ * sessions one \`disconnect\` entry (reason \`holder-lost\`) on its partition
+ * stream, after its input. Atomic, and the holder leaves the sorted set in
+ * the same step, so however many workers run it each user gets exactly one.
+ */
+const REAP = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = 0
+for _, h in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('ZREM', KEYS[1], h)
+  local sessions = 'imi:holder:' .. h .. ':sessions'
+  for _, id in ipairs(redis.call('SMEMBERS', sessions)) do
+    local p = redis.call('HGET', 'imi:session:' .. id, 'part')
+    if p then
+      redis.call('XADD', 'imi:part:' .. p, 'MAXLEN', '~', ARGV[1], '*', 't', 'disconnect', 'id', id, 'r', 'holder-lost')
+      n = n + 1
+    end
+  end
+  redis.call('DEL', sessions, 'imi:out:' .. h)
+  redis.call('SET', 'imi:holder:' .. h .. ':reaped', '1', 'PX', 86400000)
+end
+return n`;
+
+const SCRIPTS = {
+  imiCommit: { numberOfKeys: 1, lua: COMMIT },
+  imiRenew: { numberOfKeys: 1, lua: RENEW },
+  imiRelease: { numberOfKeys: 1, lua: RELEASE },
+  imiWorkerBeat: { numberOfKeys: 1, lua: WORKER_BEAT },
+  imiReap: { numberOfKeys: 1, lua: REAP },
+} as const;
+
+/** The name of one of the worker's scripts. */
+export type WorkerScript = keyof typeof SCRIPTS;
+
+/**
+ * Registers the scripts on a connection.
+ *
+ * @param redis - the connection
+ */
+export function defineWorkerScripts(redis: Redis): void {
+  for (const [name, definition] of Object.entries(SCRIPTS)) redis.defineCommand(name, definition);
+}
+
+/**
+ * Runs one of the scripts.
+ *
+ * @param redis - a connection the scripts were defined on
+ * @param name - the script
+ * @param keys - its keys
+ * @param args - its arguments
+ * @returns what the script returns
+ */
+export function runWorkerScript<T = number>(redis: Redis, name: WorkerScript, keys: string[], args: Array<string | number>): Promise<T> {
+  const command = (redis as unknown as Record<string, (...parts: Array<string | number>) => Promise<T>>)[name]!;
+  return command.call(redis, ...keys, ...args);
+}

@@ -1,0 +1,95 @@
+/**
+ * Cluster mode's shared vocabulary: the Redis keys and streams that holders
+ * (intermediaries that keep users' sockets) and workers (apps on
+ * `@imi/client`) both use, and the partition of a session. Both sides must
+ * agree on every name here, so it lives in the package they share. See
+ * docs/cluster.md for what each key holds and who writes it.
+ *
+ * @module
+ */
+
+/** Default number of partitions users are spread over: each is served by one worker at a time. */
+export const DEFAULT_CLUSTER_PARTITIONS = 64;
+/** The consumer group of every partition stream; each worker is a consumer in it, named by its worker id. */
+export const CLUSTER_CONSUMER_GROUP = 'imi-workers';
+
+/** The Redis keys of cluster mode, all under the `imi:` prefix (one Redis per cluster). */
+export const clusterKeys = {
+  /** Hash: `partitions`, the partition count every holder and worker must agree on. */
+  config: 'imi:config',
+  /** Sorted set: holder id → the time (Redis `TIME`, ms) its heartbeat runs out. */
+  holders: 'imi:holders',
+  /** Sorted set: worker id → the time (ms) its heartbeat runs out. */
+  workers: 'imi:workers',
+  /** Stream every holder reads: `broadcast` frames. */
+  broadcast: 'imi:bcast',
+  /**
+   * Set: ids of the sessions whose socket a holder has.
+   *
+   * @param holder - the holder id
+   * @returns the key
+   */
+  holderSessions: (holder: string): string => `imi:holder:${holder}:sessions`,
+  /**
+   * Stream: frames for the users of one holder (`output`, `disconnect`, `state`, `telnet`, `gmcp`).
+   *
+   * @param holder - the holder id
+   * @returns the key
+   */
+  holderOutput: (holder: string): string => `imi:out:${holder}`,
+  /**
+   * String, set when a holder was declared lost (its users were announced
+   * gone with reason `holder-lost`): if that holder was only paused, its next
+   * heartbeat finds it and closes those users' sockets.
+   *
+   * @param holder - the holder id
+   * @returns the key
+   */
+  holderReaped: (holder: string): string => `imi:holder:${holder}:reaped`,
+  /**
+   * Hash: one session (`holder`, `part`, `data` JSON, `state` JSON, `telnet` JSON, `inN`, `ann`).
+   *
+   * @param id - the session id
+   * @returns the key
+   */
+  session: (id: string): string => `imi:session:${id}`,
+  /**
+   * Stream: the events (`connect`, `input`, `disconnect`, `frame`) of one partition's users, in order.
+   *
+   * @param part - the partition number
+   * @returns the key
+   */
+  partition: (part: number): string => `imi:part:${part}`,
+  /**
+   * Set: the session ids of a partition.
+   *
+   * @param part - the partition number
+   * @returns the key
+   */
+  partitionSessions: (part: number): string => `imi:part:${part}:sessions`,
+  /**
+   * String: the worker id holding a partition's lease (set with `NX PX`).
+   *
+   * @param part - the partition number
+   * @returns the key
+   */
+  lease: (part: number): string => `imi:lease:${part}`,
+} as const;
+
+/**
+ * The partition of a session: FNV-1a (32 bits) of its id, modulo the
+ * partition count. Stable across processes and versions: changing it would
+ * move live users between partitions.
+ *
+ * @param sessionId - the session id
+ * @param partitions - the partition count
+ * @returns a partition number in `[0, partitions)`
+ */
+export function partitionOf(sessionId: string, partitions: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < sessionId.length; i++) {
+    hash ^= sessionId.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % partitions;
+}

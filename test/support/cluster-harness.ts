@@ -1,0 +1,282 @@
+// Real processes for the cluster tests: a redis-server on a free port (never
+// 6379) with a temporary --dir, imi-server holders (`--redis`), worker
+// processes (test/fixtures/cluster-app.mjs on @imi/client) and users on raw
+// sockets. stopAll() kills everything started here, by pid.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const started: ChildProcess[] = [];
+const dirs: string[] = [];
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits for a condition (polling), failing with `what` after `timeoutMs`. */
+export async function waitFor(predicate: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
+  const started = Date.now();
+  while (!predicate()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what()}`);
+    await sleep(20);
+  }
+}
+
+/** Kills every process started here (SIGKILL) and removes the temporary directories. */
+export function stopAll(): void {
+  for (const child of started.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Whether something answers RESP `PING` with `+PONG` on the port. */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    let reply = '';
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (text: string) => {
+      reply += text;
+      if (reply.includes('\r\n')) {
+        socket.destroy();
+        resolve(reply.startsWith('+PONG'));
+      }
+    });
+    socket.on('error', () => resolve(false));
+    setTimeout(() => {
+      socket.destroy();
+      resolve(false);
+    }, 1_000).unref();
+  });
+}
+
+/** A redis-server child process. */
+export class RedisProcess {
+  child!: ChildProcess;
+  log = '';
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+    private readonly appendonly: boolean,
+  ) {}
+
+  /** `redis://127.0.0.1:<port>`. */
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts redis-server on a free port (retrying on a port taken meanwhile) in a new temporary --dir. */
+  static async start(appendonly: boolean): Promise<RedisProcess> {
+    const dir = mkdtempSync(join(tmpdir(), 'imi-redis-'));
+    dirs.push(dir);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const redis = new RedisProcess(await freePort(), dir, appendonly);
+      if (await redis.spawn()) return redis;
+    }
+    throw new Error('could not start redis-server on a free port');
+  }
+
+  private async spawn(): Promise<boolean> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', this.appendonly ? 'yes' : 'no', '--appendfsync', 'everysec'];
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    started.push(child);
+    this.child = child;
+    child.stdout!.setEncoding('utf8').on('data', (text: string) => (this.log += text));
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) return false; // EADDRINUSE: another port
+      if (await ping(this.port)) return true;
+      await sleep(50);
+    }
+    return false;
+  }
+
+  /** Stops it gracefully (SIGTERM: it writes its append-only file) and waits for the exit. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = once(this.child, 'exit');
+    this.child.kill('SIGTERM');
+    await gone;
+  }
+
+  /** Starts it again on the same port and --dir. */
+  async restart(): Promise<void> {
+    if (!(await this.spawn())) throw new Error(`redis-server did not come back on port ${this.port}: ${this.log.slice(-500)}`);
+  }
+}
+
+/** An imi-server holder process. */
+export interface Holder {
+  child: ChildProcess;
+  id: string;
+  port: number;
+  stderr(): string;
+}
+
+/** Starts `imi-server --redis` and waits until it says it is a holder. */
+export async function startHolder(redisUrl: string, id: string, ttlMs: number): Promise<Holder> {
+  const child = spawn(
+    process.execPath,
+    [`${root}packages/server/dist/cli.js`, '--external-port', '0', '--client-port', '0', '--host', '127.0.0.1', '--log-level', 'warn', '--redis', redisUrl, '--holder-id', id, '--holder-ttl-ms', String(ttlMs)],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IMI_TOKEN: '' } },
+  );
+  started.push(child);
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => (out += text));
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => (err += text));
+  await waitFor(() => out.includes('cluster holder') || child.exitCode !== null, 15_000, () => `holder ${id} (stdout ${out}, stderr ${err})`);
+  const match = /users on port (\d+)/.exec(out);
+  if (!match || child.exitCode !== null) throw new Error(`holder ${id} did not start: ${err}`);
+  return { child, id, port: Number(match[1]), stderr: () => err };
+}
+
+/** One thing a worker printed. */
+export type WorkerEvent = { event: string; id?: string; reason?: string; resumed?: boolean };
+
+/** A worker process (the cluster-app fixture). */
+export class WorkerProcess {
+  readonly events: WorkerEvent[] = [];
+  stderr = '';
+  private buffer = '';
+  private constructor(
+    readonly id: string,
+    readonly child: ChildProcess,
+  ) {
+    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+      this.buffer += text;
+      let newline: number;
+      while ((newline = this.buffer.indexOf('\n')) !== -1) {
+        const line = this.buffer.slice(0, newline);
+        this.buffer = this.buffer.slice(newline + 1);
+        try {
+          this.events.push(JSON.parse(line) as WorkerEvent);
+        } catch {
+          // not an event
+        }
+      }
+    });
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr += text));
+  }
+
+  /** Starts a worker and waits until its client is up. */
+  static async start(redisUrl: string, id: string, leaseTtlMs: number, holderTtlMs: number): Promise<WorkerProcess> {
+    const child = spawn(process.execPath, [`${root}test/fixtures/cluster-app.mjs`, redisUrl, id, String(leaseTtlMs)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, HOLDER_TTL_MS: String(holderTtlMs) },
+    });
+    started.push(child);
+    const worker = new WorkerProcess(id, child);
+    await waitFor(() => worker.events.some((event) => event.event === 'ready') || child.exitCode !== null, 15_000, () => `worker ${id} (stderr ${worker.stderr})`);
+    return worker;
+  }
+
+  /** SIGKILL, and wait for it to be gone. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = once(this.child, 'exit');
+    this.child.kill('SIGKILL');
+    await gone;
+  }
+}
+
+/** A user on a raw socket typing numbered lines `<name>-<k>`; the worker answers `<line>#<worker>`. */
+export class User {
+  id = '';
+  closed = false;
+  sent = 0;
+  notices = 0;
+  /** Times the holder said it lost contact with the cluster (it was declared lost while paused). */
+  lostNotices = 0;
+  readonly replies = new Map<number, number>();
+  readonly order: number[] = [];
+  private buffer = '';
+
+  private constructor(
+    readonly name: string,
+    readonly holder: Holder,
+    readonly socket: net.Socket,
+  ) {
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => this.receive(text));
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => {});
+  }
+
+  /** Connects to a holder's users port. */
+  static async connect(name: string, holder: Holder): Promise<User> {
+    const socket = net.connect({ port: holder.port, host: '127.0.0.1' });
+    await once(socket, 'connect');
+    return new User(name, holder, socket);
+  }
+
+  private receive(text: string): void {
+    this.buffer += text;
+    let newline: number;
+    while ((newline = this.buffer.indexOf('\n')) !== -1) {
+      const line = this.buffer.slice(0, newline).replace(/\r$/, '');
+      this.buffer = this.buffer.slice(newline + 1);
+      let match: RegExpExecArray | null;
+      if (line.includes('The application is restarting')) this.notices++;
+      if (line.includes('Lost contact with the cluster')) this.lostNotices++;
+      if ((match = /^hello (\S+) /.exec(line))) this.id = match[1]!;
+      else if ((match = /^(u\d+)-(\d+)#\S+$/.exec(line)) && match[1] === this.name) {
+        const k = Number(match[2]);
+        this.replies.set(k, (this.replies.get(k) ?? 0) + 1);
+        this.order.push(k);
+      }
+    }
+  }
+
+  /** Types the next line. */
+  sendNext(): void {
+    this.socket.write(`${this.name}-${this.sent++}\r\n`);
+  }
+
+  /** Lines with no reply, lines answered more than once, and replies out of order. */
+  tally(): { lost: number; doubled: number; reordered: number } {
+    let lost = 0;
+    let doubled = 0;
+    for (let k = 0; k < this.sent; k++) {
+      const count = this.replies.get(k) ?? 0;
+      if (count === 0) lost++;
+      if (count > 1) doubled += count - 1;
+    }
+    let reordered = 0;
+    for (let i = 1; i < this.order.length; i++) if (this.order[i]! <= this.order[i - 1]!) reordered++;
+    return { lost, doubled, reordered };
+  }
+
+  /** Every line typed has at least one reply. */
+  get complete(): boolean {
+    for (let k = 0; k < this.sent; k++) if (!this.replies.has(k)) return false;
+    return true;
+  }
+}
+
+/** Sums the tallies of users. */
+export function tallyAll(users: User[]): { lost: number; doubled: number; reordered: number; lines: number } {
+  const total = { lost: 0, doubled: 0, reordered: 0, lines: 0 };
+  for (const user of users) {
+    const tally = user.tally();
+    total.lost += tally.lost;
+    total.doubled += tally.doubled;
+    total.reordered += tally.reordered;
+    total.lines += user.sent;
+  }
+  return total;
+}
