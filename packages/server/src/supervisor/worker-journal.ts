@@ -7,8 +7,9 @@
  *
  * Records are sent when a session opens, then coalesced: a session whose
  * state or telnet negotiation changed is marked, and the marked ones go up
- * every {@link JOURNAL_FLUSH_MS}. A change of MCCP2 goes up at once: after a
- * crash the supervisor must know which clients expect a compressed stream.
+ * at the end of the event-loop turn — or, under a flood of changes, at most
+ * once every {@link JOURNAL_FLUSH_MS}, so an app rewriting every user's
+ * state in a loop costs one message per session per interval.
  *
  * @module
  */
@@ -23,7 +24,7 @@ import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import { readTelnetState } from '../users/telnet/telnet-state.js';
 import { RECORDS_PER_MESSAGE, type JournalRecord, type WorkerMessage } from './protocol.js';
 
-/** How often changed records go up to the supervisor, in ms: what a crash may lose of a `state` update or a window resize. */
+/** The shortest time between two flushes of changed records, in ms: under a flood, what a crash may lose of a `state` update or a window resize. */
 export const JOURNAL_FLUSH_MS = 50;
 
 /** The record of a live session. */
@@ -53,8 +54,9 @@ export class WorkerJournal {
   /** Sessions the supervisor holds a copy of. */
   private readonly tracked = new Set<string>();
   private readonly dirty = new Set<string>();
-  private readonly mccp2 = new Map<string, boolean>();
   private timer: NodeJS.Timeout | undefined;
+  private scheduled = false;
+  private lastFlush = 0;
   private stopped = false;
 
   /**
@@ -81,14 +83,12 @@ export class WorkerJournal {
       this.onTelnet(connection);
       original(connection);
     };
-    this.timer = setInterval(() => this.flush(), JOURNAL_FLUSH_MS);
-    this.timer.unref();
   }
 
   /** Stops sending (a planned restart hands everything back in one message). */
   stop(): void {
     this.stopped = true;
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     this.imi.off('sessionOpen', this.onOpen);
     this.imi.off('sessionClose', this.onClose);
     this.imi.registry.off('stateChanged', this.onState);
@@ -96,7 +96,9 @@ export class WorkerJournal {
 
   /** Sends the changed records now. */
   flush(): void {
+    this.scheduled = false;
     if (this.stopped || this.dirty.size === 0) return;
+    this.lastFlush = performance.now();
     const records: JournalRecord[] = [];
     for (const id of this.dirty) {
       const connection = this.imi.handoverParts().users.get(id);
@@ -115,7 +117,6 @@ export class WorkerJournal {
     const record = recordOf(connection);
     if (!sendUp({ imi: 'supervise', kind: 'open', record }, handle)) return;
     this.tracked.add(connection.id);
-    this.mccp2.set(connection.id, record.telnet?.info.mccp2 === true);
     this.logger.trace({ session: connection.id }, 'journal: session sent to the supervisor');
   };
 
@@ -123,23 +124,23 @@ export class WorkerJournal {
     const id = session.id;
     if (!this.tracked.delete(id)) return;
     this.dirty.delete(id);
-    this.mccp2.delete(id);
     // At once: if this process only destroyed the socket, the supervisor's copy is the last and its close sends the FIN.
     sendUp({ imi: 'supervise', kind: 'drop', ids: [id] });
   };
 
-  private readonly onState = (record: { id: string }): void => {
-    if (this.tracked.has(record.id)) this.dirty.add(record.id);
-  };
+  private readonly onState = (record: { id: string }): void => this.mark(record.id);
 
   private onTelnet(connection: Connection): void {
-    const id = connection.id;
+    this.mark(connection.id);
+  }
+
+  private mark(id: string): void {
     if (this.stopped || !this.tracked.has(id)) return;
     this.dirty.add(id);
-    const compressed = connection.telnet?.mccp2 === true;
-    if (this.mccp2.get(id) !== compressed) {
-      this.mccp2.set(id, compressed);
-      this.flush();
-    }
+    if (this.scheduled) return;
+    this.scheduled = true;
+    const wait = this.lastFlush + JOURNAL_FLUSH_MS - performance.now();
+    if (wait <= 0) setImmediate(() => this.flush());
+    else this.timer = setTimeout(() => this.flush(), wait);
   }
 }
