@@ -122,3 +122,44 @@ describe('imi-server --supervise', () => {
     }
   });
 });
+
+describe('imi-server --supervise, a crash loop and broken messages', () => {
+  it('counts broken worker messages as IMI_BAD_JOURNAL and serves on; gives up after --max-restarts crashes in the window: users told and closed, ports let go, exit 1', async () => {
+    const modeFile = join(tempDir(), 'mode');
+    writeFileSync(modeFile, 'garbage');
+    const server = await Server.start(['--supervise', '--telnet-mccp2', 'false', '--max-restarts', '2', '--restart-window-ms', '60000', '--restart-delay-ms', '20'], { IMI_SUPERVISE_EXEC: CRASH_WORKER, IMI_TEST_WORKER_MODE: modeFile });
+    const app = await App.start(server.clientPort);
+    const tcp = await TcpUser.connect('tcp', server.externalPort);
+    const telnet = await telnetUser('telnet', server.telnetPort, 80, false);
+    const users: User[] = [tcp, telnet];
+    await waitFor(() => app.connects().length === 2, 10_000, 'the app to know both users');
+    for (const user of users) user.typeSteadily(TYPE_INTERVAL_MS);
+    await progress(users, 3, 'replies before the crash');
+    // The three broken messages were counted (by the supervisor, shown in the worker's /stats), and nothing else changed.
+    await waitFor(() => server.err.includes('IMI_BAD_JOURNAL'), 10_000, 'the IMI_BAD_JOURNAL log line');
+    const stats = await server.stats();
+    expect(stats.stats.errors['IMI_BAD_JOURNAL']).toBe(3);
+    expect(stats.stats.sessions).toBe(2);
+
+    // One crash is survived; from then on every worker dies at start.
+    writeFileSync(modeFile, 'crash');
+    process.kill(await workerPid(server), 'SIGKILL');
+    const [code] = (await once(server.child, 'exit')) as [number | null];
+    expect(code).toBe(1);
+    for (const user of users) {
+      await waitFor(() => user.closed, 10_000, `${user.name} to be closed`);
+      user.stop();
+      // Told to hold on once (one outage, however many restarts), then that the server shuts down.
+      expect(count(user, CRASH_NOTICE), user.name).toBe(1);
+      expect(user.text.indexOf('shutting down'), user.name).toBeGreaterThan(user.text.indexOf(CRASH_NOTICE));
+    }
+    expect(server.err).toMatch(/IMI_SUPERVISOR_GAVE_UP.*crashed more than 2 times in 60000 ms/);
+    // 1 + 2 restarts were tried: the first worker, then the two that died at start.
+    expect(startedWorkers(server)).toHaveLength(3);
+    expect(server.err.match(/"code":"IMI_WORKER_CRASHED"/g)).toHaveLength(3);
+    // The listeners are gone with the supervisor.
+    const refused = net.connect({ port: server.externalPort, host: '127.0.0.1' });
+    const [error] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
+    expect(error.code).toBe('ECONNREFUSED');
+  });
+});
