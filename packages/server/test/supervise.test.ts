@@ -163,3 +163,43 @@ describe('imi-server --supervise, a crash loop and broken messages', () => {
     expect(error.code).toBe('ECONNREFUSED');
   });
 });
+
+describe('imi-server --supervise, a planned restart', () => {
+  it('SIGUSR2 to the supervisor and imi-server upgrade restart the worker with nothing lost: every line answered once in order, MCCP2 kept', async () => {
+    const server = await Server.start(['--supervise']);
+    const app = await App.start(server.clientPort);
+    // --telnet-mccp2 true (the harness's default): a planned restart ends and restarts the compressed stream.
+    const telnet = await telnetUser('telnet', server.telnetPort, 70, true);
+    const tcp = await TcpUser.connect('tcp', server.externalPort);
+    const users: User[] = [tcp, telnet];
+    await waitFor(() => app.connects().length === 2, 10_000, 'the app to know both users');
+    for (const user of users) user.typeSteadily(TYPE_INTERVAL_MS);
+    await progress(users, 3, 'replies before the restart');
+    const workers = [await workerPid(server)];
+    for (let n = 1; n <= 2; n++) {
+      const resyncsBefore = app.resyncs().length;
+      if (n === 1) process.kill(server.child.pid!, 'SIGUSR2');
+      else {
+        const result = await server.upgradeCommand();
+        expect(result.code, result.stderr).toBe(0);
+      }
+      await waitFor(() => startedWorkers(server).length === n + 1, 15_000, `worker ${n + 1} to start`);
+      await waitFor(() => app.resyncs().length > resyncsBefore && app.resyncs().at(-1)!.count === 2, 15_000, () => `the resync after restart ${n} (${JSON.stringify(app.events.filter((e) => e.event !== `input`)).slice(-1500)}; out ${server.out}; log ${server.err.slice(-2500)})`);
+      const pid = await workerPid(server);
+      expect(workers).not.toContain(pid);
+      workers.push(pid);
+      await waitFor(() => !server.alive(workers.at(-2)!), 10_000, 'the old worker to exit');
+      await progress(users, 3, `replies after restart ${n}`);
+    }
+    for (const user of users) user.stop();
+    await waitFor(() => users.every((user) => user.replies().length >= user.sent.length), 15_000, 'the last replies');
+    for (const user of users) {
+      expect(user.closed).toBe(false);
+      expect(user.replies(), user.name).toEqual(user.sent);
+      expect(user.lines().filter((line) => !line.endsWith('!')), user.name).toEqual([]);
+    }
+    expect(telnet.mccp2Starts).toBe(3);
+    expect(telnet.inflateErrors).toBe(0);
+    expect((await server.stats()).stats.errors['IMI_WORKER_CRASHED']).toBe(0);
+  });
+});

@@ -11,11 +11,13 @@
  * worker → supervisor  drop       sessions that ended: the supervisor closes its copy
  * worker → supervisor  serving    a restarted worker restored the sessions and listens
  * worker → supervisor  restart    a planned restart was asked of the worker (POST /upgrade, SIGUSR2)
+ * worker → supervisor  late       planned restart: a user accepted while freezing, not let in (with the socket)
  * worker → supervisor  final      planned restart: every session's full snapshot; the worker exits next
  * supervisor → worker  begin      restart: the listeners' descriptors, the session count, counters
  * supervisor → worker  sessions   restart: a chunk of sessions (descriptor, record or snapshot)
  * supervisor → worker  end
  * supervisor → worker  restart    hand everything back and exit (planned restart)
+ * supervisor → worker  late       a user passed on from the previous worker, once this one serves (with the socket)
  * supervisor → worker  errors     the supervisor's own error counters, for /stats
  * ```
  *
@@ -92,6 +94,7 @@ export type WorkerMessage =
   | { imi: 'supervise'; kind: 'drop'; ids: string[] }
   | { imi: 'supervise'; kind: 'serving'; pid: number; sessions: number }
   | { imi: 'supervise'; kind: 'restart' }
+  | { imi: 'supervise'; kind: 'late'; listener: number; pending: string }
   | { imi: 'supervise'; kind: 'final'; sessions: FinalSession[]; seq: number };
 
 /** Messages from the supervisor. */
@@ -100,6 +103,7 @@ export type SupervisorMessage =
   | { imi: 'supervise'; kind: 'sessions'; items: RestoredItem[] }
   | { imi: 'supervise'; kind: 'end' }
   | { imi: 'supervise'; kind: 'restart' }
+  | { imi: 'supervise'; kind: 'late'; listener: number; pending: string }
   | { imi: 'supervise'; kind: 'errors'; errors: Record<string, number> };
 
 /** The error for a broken message or record. */
@@ -181,6 +185,8 @@ export function readWorkerMessage(value: unknown): WorkerMessage | undefined {
         return isInt(value['pid'], 1) && isInt(value['sessions']);
       case 'restart':
         return true;
+      case 'late':
+        return isInt(value['listener']) && typeof value['pending'] === 'string';
       case 'final':
         return Array.isArray(value['sessions']) && value['sessions'].every((item) => isObject(item) && isObject(item['snapshot'])) && isInt(value['seq']);
       default:
@@ -212,6 +218,8 @@ export function readSupervisorMessage(value: unknown): SupervisorMessage | undef
       case 'end':
       case 'restart':
         return true;
+      case 'late':
+        return isInt(value['listener']) && typeof value['pending'] === 'string';
       case 'errors':
         return isObject(value['errors']);
       default:

@@ -87,6 +87,8 @@ export class Supervisor {
   private outage = false;
   private stopping = false;
   private final: { sessions: Map<string, FinalSession>; seq: number } | undefined;
+  /** Users the last worker accepted while it froze for a planned restart: passed to the next one once it serves. */
+  private late: Array<{ listener: number; pending: string; handle: RawHandle }> = [];
   private plannedTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
 
@@ -254,9 +256,20 @@ export class Supervisor {
       case 'drop':
         for (const id of message.ids) this.forget(id);
         return;
-      case 'serving':
+      case 'serving': {
         this.outage = false;
         logger.info({ worker: message.pid, sessions: message.sessions }, 'supervisor: the worker serves');
+        const worker = this.worker!;
+        for (const { listener, pending, handle: raw } of this.late.splice(0)) {
+          // The worker gets its own descriptor; this copy is closed once it is sent.
+          worker.send({ imi: 'supervise', kind: 'late', listener, pending } satisfies SupervisorMessage, raw as never, () => raw.close());
+        }
+        return;
+      }
+      case 'late':
+        if (!isClosable(handle)) throw badJournal('a user passed on came without a socket');
+        if (this.late.length >= this.options.maxSessions) handle.close();
+        else this.late.push({ listener: message.listener, pending: message.pending, handle });
         return;
       case 'restart':
         this.plannedRestart();
@@ -355,7 +368,7 @@ export class Supervisor {
         }),
       );
     }
-    for (const handle of [...this.listeners.users, this.listeners.app, this.listeners.admin]) handle?.close();
+    for (const handle of [...this.listeners.users, this.listeners.app, this.listeners.admin, ...this.late.splice(0).map((item) => item.handle)]) handle?.close();
     this.listeners = { users: [], app: undefined, admin: undefined };
     await Promise.all(closing);
     this.reporter.flush();

@@ -12,13 +12,14 @@
  *
  * @module
  */
+import net, { type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ImiError } from '@imi/core';
 import type { ListeningPorts } from '../api.js';
 import type { Intermediary } from '../intermediary.js';
-import { adoptSocket, rawHandle } from '../handover/fds.js';
+import { adoptSocket, rawHandle, stopReading } from '../handover/fds.js';
 import { APP_RETURN_WAIT_MS } from '../handover/child.js';
-import { Freeze, listenerServer } from '../handover/parent.js';
+import { Freeze, listenerServer, rawSocket } from '../handover/parent.js';
 import { writeTelnetExtra } from '../handover/telnet-extra.js';
 import type { SessionSnapshot, SnapshotTelnet } from '../session/snapshot.js';
 import type { Connection } from '../users/connection.js';
@@ -137,7 +138,7 @@ export async function runSupervisedWorker(imi: Intermediary, logger: Logger, mod
       process.exit(1);
     });
   };
-  process.on('message', (value: unknown) => {
+  process.on('message', (value: unknown, handle: unknown) => {
     let message: SupervisorMessage | undefined;
     try {
       message = readSupervisorMessage(value);
@@ -147,6 +148,7 @@ export async function runSupervisedWorker(imi: Intermediary, logger: Logger, mod
     }
     if (message?.kind === 'restart') planned();
     else if (message?.kind === 'errors') applyErrors(imi, message.errors);
+    else if (message?.kind === 'late') letIn(imi, message, handle);
   });
   // The worker upgrades by asking the supervisor: a successor of its own would not be supervised.
   imi.upgradeHandler = async () => {
@@ -162,6 +164,19 @@ export async function runSupervisedWorker(imi: Intermediary, logger: Logger, mod
     void imi.close('supervisor gone').finally(() => process.exit(1));
   });
   return ports;
+}
+
+/** A user the previous worker accepted while freezing: let in as if this process's listener had accepted them. */
+function letIn(imi: Intermediary, message: { listener: number; pending: string }, handle: unknown): void {
+  const server = (imi.handoverParts().transports[message.listener] as { server?: Server } | undefined)?.server;
+  if (server === undefined || typeof handle !== 'object' || handle === null) {
+    imi.report(badJournal('a user passed on by the supervisor came without a socket or a listener'));
+    return;
+  }
+  const socket = new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+  const pending = Buffer.from(message.pending, 'base64');
+  if (pending.length > 0) socket.unshift(pending);
+  server.emit('connection', socket);
 }
 
 /** Reads `begin`, `sessions`, `end` from the supervisor and restores every session paused, then listens. */
@@ -227,13 +242,21 @@ async function handBack(imi: Intermediary, logger: Logger, journal: WorkerJourna
   journal.flush();
   journal.stop();
   const freeze = new Freeze(imi);
-  for (const transport of imi.handoverParts().transports) listenerServer(transport)?.close();
   await freeze.settle(SETTLE_MS);
   const plan = freeze.plan(3);
   const notice = imi.options.shutdownNotice === false ? undefined : imi.options.shutdownNotice;
   const { seq, held } = await freeze.commit(plan, notice, STAYING_CLOSE_MS);
-  // Accepted in the instant before the listeners closed: never let in, they reconnect.
-  for (const { channel } of held) channel.destroy();
+  // Accepted while freezing, never let in: passed on (plain sockets), or closed (TLS, WebSocket: they reconnect).
+  for (const { channel, listener } of held) {
+    const socket: Socket | undefined = rawSocket(channel);
+    const handle = socket === undefined ? undefined : rawHandle(socket);
+    if (socket === undefined || handle === undefined) {
+      channel.destroy();
+      continue;
+    }
+    const pending = stopReading(socket).toString('base64');
+    sendUp({ imi: 'supervise', kind: 'late', listener, pending }, handle);
+  }
   const sessions = plan.sessions.map((item) => ({ snapshot: item.snapshot as SessionSnapshot, ...(item.telnet === undefined ? {} : { telnet: item.telnet }) }));
   await new Promise<void>((resolve) => process.send!({ imi: 'supervise', kind: 'final', sessions, seq }, undefined, undefined, () => resolve()));
   logger.info({ sessions: sessions.length, closed: plan.staying.length }, 'planned restart: handed back to the supervisor; exiting');
