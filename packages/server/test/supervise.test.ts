@@ -43,7 +43,7 @@ async function telnetUser(name: string, port: number, width: number, mccp2: bool
 
 describe('imi-server --supervise', () => {
   it(`keeps TCP and telnet users through ${CRASHES} SIGKILLs of the intermediary: no close, same sessions and state, lines answered or lost exactly as documented`, async () => {
-    const server = await Server.start(['--supervise', '--telnet-mccp2', 'false', '--listeners', '[{"kind":"telnet","port":0,"mccp2":true}]', '--restart-delay-ms', '50']);
+    const server = await Server.start(['--supervise', '--telnet-mccp2', 'false', '--listeners', '[{"kind":"telnet","port":0,"mccp2":true}]', '--restart-delay-ms', '50', '--log-level', 'info']);
     const supervisorPid = server.child.pid!;
     // The pid file names the supervisor: signals and service managers reach it, not a worker that may die.
     expect(server.pid()).toBe(supervisorPid);
@@ -70,7 +70,7 @@ describe('imi-server --supervise', () => {
       process.kill(workers.at(-1)!, 'SIGKILL');
       // Told once per crash, while the worker is down or coming back.
       await waitFor(() => users.every((user) => count(user, CRASH_NOTICE) === n), 15_000, () => `the crash notice ${n} (${users.map((u) => `${u.name} ${count(u, CRASH_NOTICE)}`).join(', ')})`);
-      await waitFor(() => app.resyncs().length > resyncsBefore && app.resyncs().at(-1)!.count === users.length, 20_000, () => `the resync after crash ${n} (log ${server.err.slice(-1500)})`);
+      await waitFor(() => app.resyncs().length > resyncsBefore && app.resyncs().at(-1)!.count === users.length, 20_000, () => `the resync after crash ${n} (app: ${app.events.filter((e) => e.event !== 'input').map((e) => `${e.event} ${e.id?.slice(0, 8) ?? e.count}`).join(', ')}; log ${server.err.slice(-2000)})`);
       const resync = app.resyncs().at(-1)!;
       expect(new Set(resync.sessions!.map((session) => session.id))).toEqual(ids);
       for (const session of resync.sessions!) {
@@ -184,7 +184,7 @@ describe('imi-server --supervise, a planned restart', () => {
         expect(result.code, result.stderr).toBe(0);
       }
       await waitFor(() => startedWorkers(server).length === n + 1, 15_000, `worker ${n + 1} to start`);
-      await waitFor(() => app.resyncs().length > resyncsBefore && app.resyncs().at(-1)!.count === 2, 15_000, () => `the resync after restart ${n} (${JSON.stringify(app.events.filter((e) => e.event !== `input`)).slice(-1500)}; out ${server.out}; log ${server.err.slice(-2500)})`);
+      await waitFor(() => app.resyncs().length > resyncsBefore && app.resyncs().at(-1)!.count === 2, 15_000, () => `the resync after restart ${n} (app: ${app.events.filter((e) => e.event !== 'input').map((e) => `${e.event} ${e.id?.slice(0, 8) ?? e.count}`).join(', ')}; log ${server.err.slice(-2000)})`);
       const pid = await workerPid(server);
       expect(workers).not.toContain(pid);
       workers.push(pid);

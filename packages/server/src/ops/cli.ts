@@ -80,7 +80,7 @@ function usage(): string {
     '  --pid-file <file>           write the pid there; each upgrade rewrites it with the new pid',
     '  --upgrade-timeout-ms <ms>   how long an upgrade waits for its successor to be ready (default 10000)',
     '  --supervise                 run under a supervisor that keeps TCP and telnet users connected through a crash',
-    '                              and restarts the intermediary (docs/operations.md#crash-survival---supervise)',
+    '                              and restarts the intermediary (docs/operations.md#crash-survival)',
     '  --max-restarts <n>          with --supervise: crashes allowed within --restart-window-ms before giving up (default 5)',
     '  --restart-window-ms <ms>    with --supervise: the window crashes are counted in (default 60000)',
     '  --restart-delay-ms <ms>     with --supervise: wait before the first restart, doubled per crash in the window, at most 5000 (default 100)',

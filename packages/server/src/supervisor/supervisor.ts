@@ -40,11 +40,16 @@ export const DEFAULT_CRASH_NOTICE = '[the server is restarting after a fault: ho
 /** How long a user closed by the supervisor (it gave up, or stops) may take to read their notice, in ms. */
 const CLOSE_LINGER_MS = 2_000;
 
-/** A raw listening handle kept for the next worker (never listened on here). */
+/** A raw listening handle kept for the next worker (accepted on here only to turn apps away during an outage). */
 interface RawHandle {
   fd?: number;
   close(): void;
+  listen?(backlog: number): number;
+  onconnection?: ((status: number, client?: { close(): void }) => void) | null;
 }
+
+/** The backlog of the app listener while the supervisor turns apps away. */
+const APP_REFUSE_BACKLOG = 511;
 
 /** How the supervisor runs. */
 export interface SupervisorOptions extends RestartPolicyOptions {
@@ -215,8 +220,11 @@ export class Supervisor {
         if (!isClosable(handle) || typeof (handle as RawHandle).fd !== 'number') throw badJournal(`the worker's ${message.role} listener came without a descriptor`);
         const raw = handle as RawHandle;
         if (message.role === 'user') this.listeners.users[message.index] = raw;
-        else if (message.role === 'app') this.listeners.app = raw;
-        else this.listeners.admin = raw;
+        else if (message.role === 'app') {
+          // A restarted worker listens now: a fresh copy replaces the one this process turned apps away on.
+          if (this.listeners.app !== undefined && this.listeners.app !== raw) this.listeners.app.close();
+          this.listeners.app = raw;
+        } else this.listeners.admin = raw;
         return;
       }
       case 'listening': {
@@ -275,6 +283,7 @@ export class Supervisor {
         this.plannedRestart();
         return;
       case 'final':
+        this.turnAppsAway();
         this.final = { sessions: new Map(message.sessions.map((item) => [String(item.snapshot.id), item])), seq: message.seq };
         return;
     }
@@ -322,9 +331,25 @@ export class Supervisor {
       this.outage = true;
       this.holdOn();
     }
+    this.turnAppsAway();
     this.restarts++;
     logger.warn({ delayMs: delay, crashesInWindow: this.policy.recent }, 'supervisor: restarting the worker');
     this.restartTimer = setTimeout(() => this.spawnWorker(true), delay);
+  }
+
+  /**
+   * Until the next worker listens, an app that connects is closed at once
+   * rather than left in the backlog: `@imi/client` takes a connection that
+   * says nothing for a second for an old intermediary with nobody online,
+   * and would tell the app every user left. Closed, it retries.
+   */
+  private turnAppsAway(): void {
+    const app = this.listeners.app;
+    // Null until someone listens on it; set once this process turns apps away on it.
+    if (app === undefined || app.listen === undefined || typeof app.onconnection === 'function') return;
+    app.onconnection = (_status, client) => client?.close();
+    const status = app.listen(APP_REFUSE_BACKLOG);
+    if (status !== 0) this.options.logger.warn({ status }, 'supervisor: cannot turn apps away during the outage; they wait in the backlog');
   }
 
   /** The worker is gone: users are told to hold on; MCCP2 users, whose clients cannot follow a new compressed stream, are closed. */

@@ -222,6 +222,10 @@ function restoreFromSupervisor(imi: Intermediary, logger: Logger): Promise<{ por
           .listen({ users: layout.users, app: layout.app, ...(layout.admin === undefined ? {} : { admin: layout.admin }) })
           .then((ports) => {
             if (dropped.length > 0) sendUp({ imi: 'supervise', kind: 'drop', ids: dropped });
+            // A fresh copy of the app listener: the supervisor turned apps away on its own until now.
+            const appServer = imi.handoverParts().appServer;
+            const appHandle = appServer === undefined ? undefined : rawHandle(appServer);
+            if (appHandle !== undefined) sendUp({ imi: 'supervise', kind: 'listener', role: 'app', index: 0 }, appHandle);
             sendUp({ imi: 'supervise', kind: 'serving', pid: process.pid, sessions: waiting.length });
             logger.info({ sessions: waiting.length, dropped: dropped.length, planned, ms: Math.round(performance.now() - started) }, planned ? 'restarted by the supervisor: serving' : 'restarted after a crash: serving the users the supervisor kept');
             resolve({ ports, ids: waiting.map((item) => item.connection.id), waiting });
