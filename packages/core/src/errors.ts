@@ -105,6 +105,18 @@ export const ERROR_TABLE = {
     description: 'Cluster mode: a worker lost the lease of a partition (it expired during a pause or an outage, or another worker took it); what it sent for that partition after losing it was dropped, and the new owner gets the unacked input again.',
     howToSolve: 'Expected now and then when workers start, stop or stall; frequent reports mean leaseTtlMs is too short for your event-loop pauses (docs/cluster.md).',
   },
+  IMI_BAD_JOURNAL: {
+    description: 'Under `imi-server --supervise`, a message between the supervisor and the intermediary it runs (the worker) had the wrong shape, or a session\'s journal record was broken or too big (128 KiB); the message or record was ignored (the previous record of that session is kept; a session never journaled will not survive a crash).',
+    howToSolve: 'A bug, or a supervisor and a worker of different versions: run the same imi-server for both (IMI_SUPERVISE_EXEC must point at a matching one). A record too big comes from a huge `state`: keep per-user state small. The log names the field.',
+  },
+  IMI_WORKER_CRASHED: {
+    description: 'Under `imi-server --supervise`, the intermediary (the worker) died: killed, an uncaught error, out of memory. The supervisor kept its TCP and telnet users connected and restarted it; what was only in the dead process\'s memory (lines read but not answered, queued and unacked input, the line being typed) is lost (docs/guarantees.md).',
+    howToSolve: 'Find why it died in its last log lines (same stderr) and fix it; a worker that keeps dying makes the supervisor give up (IMI_SUPERVISOR_GAVE_UP).',
+  },
+  IMI_SUPERVISOR_GAVE_UP: {
+    description: 'Under `imi-server --supervise`, the intermediary crashed more than maxRestarts times within restartWindowMs (a crash loop): the supervisor told every user it held (shutdownNotice), closed them and exited 1.',
+    howToSolve: 'Read the worker\'s log for why it dies at start (a bad build on disk, a port taken, memory); fix it and start the service again. Raise --max-restarts or lower --restart-window-ms only if the crashes are rare and unrelated.',
+  },
 } as const satisfies Record<string, { description: string; howToSolve: string }>;
 
 /** A stable `IMI_*` error code: a key of {@link ERROR_TABLE}. */

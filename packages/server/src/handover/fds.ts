@@ -24,6 +24,16 @@ function handleOf(target: Socket | Server): RawHandle | undefined {
   return (target as unknown as { _handle?: RawHandle | null })._handle ?? undefined;
 }
 
+/**
+ * The libuv handle under a plain TCP socket or a listening server, to send
+ * over IPC as a bare handle (`process.send(message, handle)`): the receiver
+ * gets a duplicate descriptor it neither reads nor accepts on, and the
+ * sender keeps its own (what `--supervise` needs: a copy that waits).
+ */
+export function rawHandle(target: Socket | Server): object | undefined {
+  return fdOf(target) === undefined ? undefined : (handleOf(target) as object);
+}
+
 /** The descriptor under a plain TCP socket or a listening server; undefined for a TLS socket (its state is in this process) or a closed one. */
 export function fdOf(target: Socket | Server): number | undefined {
   const fd = handleOf(target)?.fd;

@@ -33,7 +33,7 @@ export function rawSocket(channel: UserChannel): Socket | undefined {
 }
 
 /** The listening server under a built-in transport. */
-function listenerServer(transport: unknown): Server | undefined {
+export function listenerServer(transport: unknown): Server | undefined {
   // SocketTransport and WsTransport both keep their server in `server`; WsTransport is not imported (it loads `ws`).
   if (transport instanceof SocketTransport) return transport['server'];
   const server = (transport as { server?: unknown }).server;

@@ -16,6 +16,9 @@ import { ClusterHolder } from '../cluster/holder.js';
 import { clusterFromFlags, CLUSTER_FLAGS, CLUSTER_USAGE, type ClusterHolderOptions } from '../cluster/holder-flags.js';
 import { Intermediary } from '../intermediary.js';
 import { DEFAULT_OPTIONS, type IntermediaryOptions } from '../options.js';
+import { resolveOptions } from '../resolve-options.js';
+import { runSupervisor, superviseSettings, SUPERVISE_FLAGS, SUPERVISE_KEYS, type SuperviseSettings } from '../supervisor/run.js';
+import { runSupervisedWorker, supervisedMode } from '../supervisor/worker.js';
 import type { ListenerOptions, TransportAddress } from '../users/transport.js';
 
 /** Options that only the CLI has (not part of {@link IntermediaryOptions}). */
@@ -25,6 +28,7 @@ const CLI_ONLY = {
   'log-format': { type: 'string' },
   'pid-file': { type: 'string' },
   'upgrade-timeout-ms': { type: 'string' },
+  ...SUPERVISE_FLAGS,
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -82,6 +86,12 @@ function usage(): string {
     '  --log-format <json|pretty>  log lines as JSON, or readable (default: pretty on a terminal, else json)',
     '  --pid-file <file>           write the pid there; each upgrade rewrites it with the new pid',
     '  --upgrade-timeout-ms <ms>   how long an upgrade waits for its successor to be ready (default 10000)',
+    '  --supervise                 run under a supervisor that keeps TCP and telnet users connected through a crash',
+    '                              and restarts the intermediary (docs/operations.md#crash-survival)',
+    '  --max-restarts <n>          with --supervise: crashes allowed within --restart-window-ms before giving up (default 5)',
+    '  --restart-window-ms <ms>    with --supervise: the window crashes are counted in (default 60000)',
+    '  --restart-delay-ms <ms>     with --supervise: wait before the first restart, doubled per crash in the window, at most 5000 (default 100)',
+    '  --crash-notice <text|false> with --supervise: told to every held user when the intermediary dies',
     '',
     'More listeners for users, on --host (docs/transports.md; the config file takes any number as "listeners"):',
     '  --telnet-port <port>        telnet: NAWS, TTYPE/MTTS, ECHO, SGA, GMCP for MUD clients',
@@ -177,7 +187,7 @@ function createLogger(level: string, format: LogFormat): Logger {
 function parseCommandLine(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
-): { kind: 'run'; options: IntermediaryOptions; logLevel: string; logFormat: LogFormat; upgrades: UpgradeSettings; cluster: ClusterHolderOptions | undefined } | { kind: 'help' } | { kind: 'version' } {
+): { kind: 'run'; options: IntermediaryOptions; logLevel: string; logFormat: LogFormat; upgrades: UpgradeSettings; cluster: ClusterHolderOptions | undefined; supervise: SuperviseSettings } | { kind: 'help' } | { kind: 'version' } {
   const flagSpec: Record<string, { type: 'string' | 'boolean'; short?: string }> = { ...CLI_ONLY, ...LISTENER_FLAGS, ...CLUSTER_FLAGS };
   for (const name of OPTION_NAMES) flagSpec[kebab(name)] = { type: 'string' };
   let parsed: ReturnType<typeof parseArgs>;
@@ -206,7 +216,7 @@ function parseCommandLine(
     }
     if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ImiError('IMI_CONFIG', `--config ${configPath} must hold a JSON object`);
     for (const key of Object.keys(options)) {
-      if (!OPTION_NAMES.includes(key) && !['logLevel', 'logFormat', 'pidFile', 'upgradeTimeoutMs'].includes(key)) throw new ImiError('IMI_CONFIG', `unknown option ${JSON.stringify(key)} in ${configPath}`);
+      if (!OPTION_NAMES.includes(key) && !['logLevel', 'logFormat', 'pidFile', 'upgradeTimeoutMs', ...SUPERVISE_KEYS].includes(key)) throw new ImiError('IMI_CONFIG', `unknown option ${JSON.stringify(key)} in ${configPath}`);
     }
   }
   if (env['IMI_TOKEN'] !== undefined && env['IMI_TOKEN'] !== '') options['token'] = env['IMI_TOKEN'];
@@ -220,11 +230,12 @@ function parseCommandLine(
   const logLevel = (values['log-level'] as string | undefined) ?? (options['logLevel'] as string | undefined) ?? 'info';
   delete options['logLevel'];
   const upgrades = upgradeSettings(values, options);
+  const supervise = superviseSettings(values, options);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new ImiError('IMI_CONFIG', `--log-level must be one of fatal, error, warn, info, debug, trace, silent; got ${logLevel}`);
   const logFormat = (values['log-format'] as string | undefined) ?? (options['logFormat'] as string | undefined) ?? (process.stderr.isTTY === true ? 'pretty' : 'json');
   delete options['logFormat'];
   if (!LOG_FORMATS.includes(logFormat as LogFormat)) throw new ImiError('IMI_CONFIG', `--log-format must be json or pretty; got ${String(logFormat)}`);
-  return { kind: 'run', options: options as IntermediaryOptions, logLevel, logFormat: logFormat as LogFormat, upgrades, cluster: clusterFromFlags(values) };
+  return { kind: 'run', options: options as IntermediaryOptions, logLevel, logFormat: logFormat as LogFormat, upgrades, cluster: clusterFromFlags(values), supervise };
 }
 
 /** `--pid-file` and `--upgrade-timeout-ms` (or `pidFile`, `upgradeTimeoutMs` in the config file). */
@@ -323,6 +334,17 @@ async function main(): Promise<void> {
     return;
   }
   const logger = createLogger(command.logLevel, command.logFormat);
+  const worker = supervisedMode();
+  if (command.supervise.enabled && worker === undefined) {
+    try {
+      const resolved = resolveOptions(command.options);
+      runSupervisor(command.supervise, { shutdownNotice: resolved.shutdownNotice, maxConnections: resolved.maxConnections }, command.upgrades.pidFile, command.upgrades.timeoutMs, logger);
+    } catch (error) {
+      process.stderr.write(`imi-server: ${(error as Error).message}\n`);
+      process.exit(2);
+    }
+    return;
+  }
   let intermediary: Intermediary;
   try {
     intermediary = new Intermediary({ ...command.options, logger });
@@ -350,7 +372,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   try {
-    const ports = await setUpUpgrades(intermediary, logger, command.upgrades);
+    // A supervised worker neither writes the pid file (the supervisor's) nor upgrades itself.
+    const ports = worker === undefined ? await setUpUpgrades(intermediary, logger, command.upgrades) : await runSupervisedWorker(intermediary, logger, worker);
     const { host, clientHost } = intermediary.options;
     const others = ports.listeners.slice(1);
     process.stdout.write(`imi-server listening: users on port ${ports.externalPort} (host ${host}), app on port ${ports.clientPort} (host ${clientHost})${others.map(describeListener).join('')}\n`);

@@ -1,0 +1,103 @@
+// Real processes for the --supervise tests: `imi-server --supervise` (the
+// upgrade harness's Server, which reads the ports its worker prints), the
+// supervise-app fixture on @imi/client, and helpers to find the worker and
+// to check what users received against what they typed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './harness.js';
+import { cleanUp, type AppEvent, type Server, type User } from './upgrade-harness.js';
+
+export const SUPERVISE_APP = fileURLToPath(new URL('./fixtures/supervise-app.mjs', import.meta.url));
+export const CRASH_WORKER = fileURLToPath(new URL('./fixtures/crash-worker.mjs', import.meta.url));
+export const CRASH_NOTICE = '[the server is restarting after a fault: hold on, you are still connected; a line typed just now may need typing again]';
+
+const apps: ChildProcess[] = [];
+
+/** Kills the apps, then everything the upgrade harness made. */
+export function cleanUpAll(): void {
+  for (const child of apps.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  cleanUp();
+}
+
+/** The supervise-app fixture. */
+export class App {
+  readonly events: AppEvent[] = [];
+  private buffer = '';
+
+  private constructor(readonly child: ChildProcess) {
+    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+      this.buffer += text;
+      let newline: number;
+      while ((newline = this.buffer.indexOf('\n')) !== -1) {
+        this.events.push(JSON.parse(this.buffer.slice(0, newline)) as AppEvent);
+        this.buffer = this.buffer.slice(newline + 1);
+      }
+    });
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[supervise-app] ${text}`));
+    apps.push(child);
+  }
+
+  static async start(clientPort: number): Promise<App> {
+    const app = new App(spawn(process.execPath, [SUPERVISE_APP, String(clientPort)], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    await waitFor(() => app.events.some((event) => event.event === 'ready'), 15_000, 'the app to be ready');
+    return app;
+  }
+
+  connects(): AppEvent[] {
+    return this.events.filter((event) => event.event === 'connect');
+  }
+
+  resyncs(): AppEvent[] {
+    return this.events.filter((event) => event.event === 'synced');
+  }
+
+  disconnects(): AppEvent[] {
+    return this.events.filter((event) => event.event === 'disconnect');
+  }
+}
+
+/** The worker's pid, as its admin API says (the supervisor's pid is in the pid file). */
+export async function workerPid(server: Server): Promise<number> {
+  const pid = (await server.stats()).process.pid;
+  server.pids.add(pid);
+  return pid;
+}
+
+/** Every worker the supervisor said it started (from its stdout). */
+export function startedWorkers(server: Server): number[] {
+  const pids = [...server.out.matchAll(/supervisor: worker (\d+) started/g)].map((match) => Number(match[1]));
+  for (const pid of pids) server.pids.add(pid);
+  return pids;
+}
+
+/** How many times `text` occurs in what the user received. */
+export function count(user: User, text: string): number {
+  return user.text.split(text).length - 1;
+}
+
+/**
+ * What was lost, checked against the guarantee: the replies are the typed
+ * lines, in order, each once; the lines without a reply form at most
+ * `outages` runs (what the dead worker had read and not answered when it
+ * died, one run per crash); the last line typed is answered; and nothing
+ * arrived but replies and `notices`.
+ *
+ * @returns how many lines were lost
+ */
+export function checkAccounted(user: User, outages: number, notices: string[]): number {
+  const replies = user.replies();
+  let at = 0;
+  const missing: number[] = [];
+  for (const [i, line] of user.sent.entries()) {
+    if (replies[at] === line) at++;
+    else missing.push(i);
+  }
+  if (at !== replies.length) throw new Error(`${user.name}: reply ${JSON.stringify(replies[at])} is not a typed line in order (replies ${replies.join(',')}; sent ${user.sent.join(',')})`);
+  const runs = missing.filter((index, k) => k === 0 || missing[k - 1] !== index - 1).length;
+  if (runs > outages) throw new Error(`${user.name}: ${runs} runs of lost lines for ${outages} crashes: lost ${missing.map((i) => user.sent[i]).join(',')}`);
+  if (missing.includes(user.sent.length - 1)) throw new Error(`${user.name}: the last line typed was not answered`);
+  const others = user.lines().filter((line) => !line.endsWith('!'));
+  const expected = notices.flatMap((notice) => notice.split(/\r?\n/).filter((line) => line.length > 0));
+  if (JSON.stringify(others) !== JSON.stringify(expected)) throw new Error(`${user.name}: unexpected lines ${JSON.stringify(others)} (expected ${JSON.stringify(expected)})`);
+  return missing.length;
+}

@@ -1,0 +1,55 @@
+// The supervisor's input checks and its crash-loop bound, without processes:
+// broken journal records and IPC messages of the wrong shape are IMI_BAD_JOURNAL
+// (never a crash); the restart delay doubles and the policy gives up after
+// maxRestarts crashes within the window.
+import { ImiError } from '@imi/core';
+import { describe, expect, it } from 'vitest';
+import { MAX_JOURNAL_RECORD_BYTES, readSupervisorMessage, readWorkerMessage, validateJournalRecord } from '../src/supervisor/protocol.js';
+import { MAX_RESTART_DELAY_MS, RestartPolicy } from '../src/supervisor/restart-policy.js';
+
+const record = { id: 'a1', transport: 'tcp', remote: { address: '127.0.0.1', port: 5 }, connectedAt: 1, state: { hp: 3 }, telnet: null };
+
+function code(run: () => unknown): string | undefined {
+  try {
+    run();
+  } catch (error) {
+    return error instanceof ImiError ? error.code : `not an ImiError: ${String(error)}`;
+  }
+  return undefined;
+}
+
+describe('supervisor protocol', () => {
+  it('accepts a good record and refuses broken, foreign-transport and oversized ones with IMI_BAD_JOURNAL', () => {
+    expect(validateJournalRecord(record)).toBe(record);
+    for (const bad of [null, 5, 'x', {}, { ...record, id: '' }, { ...record, remote: { address: 1, port: 5 } }, { ...record, state: [] }, { ...record, transport: 'ws' }, { ...record, transport: 'telnet' }, { ...record, telnet: { info: {} } }, { ...record, state: { big: 'x'.repeat(MAX_JOURNAL_RECORD_BYTES) } }]) {
+      expect(code(() => validateJournalRecord(bad)), JSON.stringify(bad)?.slice(0, 80)).toBe('IMI_BAD_JOURNAL');
+    }
+  });
+
+  it('reads well-formed messages, ignores other IPC, and refuses the wrong shape with IMI_BAD_JOURNAL', () => {
+    expect(readWorkerMessage({ cmd: 'NODE_something' })).toBeUndefined();
+    expect(readWorkerMessage({ imi: 'supervise', kind: 'drop', ids: ['a'] })).toEqual({ imi: 'supervise', kind: 'drop', ids: ['a'] });
+    for (const bad of [{ imi: 'supervise', kind: 'nope' }, { imi: 'supervise', kind: 'drop', ids: [1] }, { imi: 'supervise', kind: 'listener', role: 'x', index: 0 }, { imi: 'supervise', kind: 'final', sessions: [1], seq: 0 }, { imi: 'supervise', kind: 'serving', pid: 0, sessions: 0 }]) {
+      expect(code(() => readWorkerMessage(bad)), JSON.stringify(bad)).toBe('IMI_BAD_JOURNAL');
+    }
+    expect(readSupervisorMessage({ imi: 'supervise', kind: 'end' })).toEqual({ imi: 'supervise', kind: 'end' });
+    for (const bad of [{ imi: 'supervise', kind: 'begin', layout: { users: [2], app: 4 }, sessions: 0, planned: false, seq: 0, errors: {} }, { imi: 'supervise', kind: 'sessions', items: [{ fd: 5 }] }, { imi: 'supervise', kind: 'errors' }]) {
+      expect(code(() => readSupervisorMessage(bad)), JSON.stringify(bad)).toBe('IMI_BAD_JOURNAL');
+    }
+  });
+
+  it('restarts with a doubling delay and gives up after maxRestarts crashes in the window', () => {
+    const policy = new RestartPolicy({ maxRestarts: 3, restartWindowMs: 1000, restartDelayMs: 100 });
+    expect([policy.crashed(0), policy.crashed(10), policy.crashed(20)]).toEqual([100, 200, 400]);
+    expect(policy.crashed(30)).toBeUndefined();
+    // Old crashes leave the window.
+    const spaced = new RestartPolicy({ maxRestarts: 1, restartWindowMs: 1000, restartDelayMs: 100 });
+    expect(spaced.crashed(0)).toBe(100);
+    expect(spaced.crashed(1000)).toBe(100);
+    expect(spaced.crashed(1500)).toBeUndefined();
+    expect(new RestartPolicy({ maxRestarts: 20, restartWindowMs: 1e9, restartDelayMs: 1000 }).crashed(0)).toBe(1000);
+    const capped = new RestartPolicy({ maxRestarts: 20, restartWindowMs: 1e9, restartDelayMs: 1000 });
+    for (let i = 0; i < 10; i++) capped.crashed(i);
+    expect(capped.crashed(11)).toBe(MAX_RESTART_DELAY_MS);
+  });
+});
