@@ -80,7 +80,9 @@ export class Dispatcher {
       }
       link.announcedNew.add(id);
     }
-    const batch: Batch = { generation: link.generation, records: [], closed: false, inputTxn: message.param === 'input' ? message.txn_id : undefined };
+    // Only input with a `seq` is redelivered if unacked: only its replies are kept for that.
+    const inputTxn = message.param === 'input' && message.seq !== undefined ? message.txn_id : undefined;
+    const batch: Batch = { generation: link.generation, records: [], closed: false, inputTxn };
     this.inFlight++;
     this.checkPause();
 
@@ -95,21 +97,25 @@ export class Dispatcher {
       const txnId = message.txn_id;
       const value = message.data.value;
       // Input this process already took (before a short outage) comes back
-      // unacked. Its handlers do not run twice: if their replies were
-      // written to the broken link they are sent again with the new ack;
-      // if they are still running, or their replies were still queued, the
-      // replies go out once anyway and only the ack is needed.
+      // unacked. Its handlers do not run twice: the replies they made and
+      // the intermediary did not take (written to the broken link, still
+      // queued, held behind a slower event, or made by a handler that
+      // finishes only now) were set aside by the outbox, and go out here,
+      // with this event's ack. They are taken when this event's turn comes
+      // in the user's queue, not now: a handler of this input still
+      // running from the broken link is ahead in that queue, and once it
+      // is done its replies are set aside too.
       // Redeliveries come first on a link: past them the index is not needed.
       if (message.redelivered !== true) this.handledIndex = undefined;
-      const replay = message.redelivered === true ? this.outbox.takeReplayable(txnId) : undefined;
-      if (replay !== undefined) {
+      if (message.redelivered === true && (this.outbox.hasReplayable(txnId) || this.wasHandled(txnId))) {
         work = () => {
-          for (const record of replay.records) batch.records.push({ ...record, ack: undefined, written: false });
-          this.outbox.bytes += replay.bytes;
+          const replay = this.outbox.takeReplayable(txnId);
+          if (replay !== undefined) {
+            for (const record of replay.records) batch.records.push({ ...record, ack: undefined, written: false });
+            this.outbox.bytes += replay.bytes;
+          }
           return Promise.resolve();
         };
-      } else if (message.redelivered === true && this.wasHandled(txnId)) {
-        work = () => Promise.resolve();
       } else {
         work = () => this.handleInput(batch, id, value, txnId);
       }
@@ -269,8 +275,10 @@ export class Dispatcher {
     const link = this.state.link;
     if (link === undefined || link.generation !== batch.generation) {
       // Its link is gone: the ack would mean nothing to the next one (which
-      // redelivers what was not acked); the replies still go out.
-      this.outbox.deliver(batch.records);
+      // redelivers what was not acked). Replies to an input wait for its
+      // redelivery (see outbox.setAside); other frames still go out.
+      if (batch.inputTxn !== undefined && this.state.options.acks) this.outbox.setAside(batch);
+      else this.outbox.deliver(batch.records);
       return;
     }
     this.outbox.release(link, link.tracker.complete(ticket, batch));

@@ -221,22 +221,55 @@ export class Outbox {
   /**
    * The link broke: keeps what was not written for the next link, minus
    * what only meant something on this one (acks of its seqs, hello, pong),
-   * and the replies written to it, to replay if their input comes back.
+   * and sets aside every reply to an input it did not get the ack of —
+   * written to it, still queued, or finished but held behind a slower
+   * event — to go out when that input is redelivered.
+   *
+   * Why not send the unwritten ones first thing on the next link: the
+   * written ones can only go out at their input's redelivery (the
+   * intermediary may have read them, ack included, and then it does not
+   * redeliver), which comes after the resync and waits for the next link's
+   * earlier events. Unwritten replies are replies to *later* input of the
+   * same users, so sent at the resync they would overtake them: a user got
+   * the answer to line 59 before those to lines 45-58. Every reply to
+   * unacked input now leaves at its input's place in the redelivery, which
+   * is in the order typed.
    */
   keepForNextLink(link: Link): void {
+    const acks = this.state.options.acks;
+    const aside: SentReply[] = [];
+    const asideRecords = new Set<OutRecord>();
+    for (const reply of link.sentReplies) {
+      const written = reply.records.filter((record) => record.written).length;
+      if (written === reply.records.length) aside.push(reply);
+      else if (written === 0) {
+        aside.push(reply);
+        for (const record of reply.records) asideRecords.add(record);
+      }
+    }
+    const held: OutRecord[] = [];
+    for (const batch of link.tracker.takeHeld()) {
+      if (batch.inputTxn === undefined || !acks) held.push(...batch.records);
+      else if (batch.records.length > 0) aside.push(toReply(batch.inputTxn, batch.records));
+    }
     const kept: OutRecord[] = [];
-    for (const record of [...link.writeQueue, ...this.pending]) {
-      if (record.kind !== 'app') continue;
+    for (const record of [...link.writeQueue, ...this.pending, ...held]) {
       record.ack = undefined;
-      kept.push(record);
+      if (record.kind === 'app' && !asideRecords.has(record)) kept.push(record);
     }
     link.writeQueue = [];
     this.pending = kept;
-    for (const reply of link.sentReplies) {
-      if (reply.records.every((record) => record.written)) this.keepReplayable(reply);
-    }
     link.sentReplies = [];
     link.sentRepliesBytes = 0;
+    for (const reply of aside) this.keepReplayable(reply);
+  }
+
+  /**
+   * Replies of an input whose handlers finished after their link broke:
+   * kept for its redelivery (see {@link keepForNextLink} for why not sent now).
+   */
+  setAside(batch: Batch): void {
+    if (batch.inputTxn !== undefined && batch.records.length > 0) this.keepReplayable(toReply(batch.inputTxn, batch.records));
   }
 
   /**
@@ -266,17 +299,33 @@ export class Outbox {
   }
 
   private keepReplayable(reply: SentReply): void {
-    this.replayable.delete(reply.inputTxn);
+    // Replies never written are no longer counted in `bytes` (like written
+    // ones); a replay counts them again.
+    this.forget(reply.records.filter((record) => !record.written));
+    const previous = this.replayable.get(reply.inputTxn);
+    if (previous !== undefined) {
+      this.replayable.delete(reply.inputTxn);
+      this.replayableBytes -= previous.bytes;
+    }
     this.replayable.set(reply.inputTxn, reply);
     this.replayableBytes += reply.bytes;
     for (const [txn, oldest] of this.replayable) {
       if (this.replayableBytes <= REPLAY_MEMORY_BYTES && this.replayable.size <= REDELIVERY_MEMORY) break;
       this.replayable.delete(txn);
       this.replayableBytes -= oldest.bytes;
+      // Never written: better out of order than lost.
+      const unwritten = oldest.records.filter((record) => !record.written);
+      for (const record of unwritten) this.bytes += record.bytes;
+      this.deliver(unwritten);
     }
   }
 
-  /** The replies of a redelivered input, if they were written to a link that broke. */
+  /** Whether replies of this input are set aside for its redelivery. */
+  hasReplayable(inputTxn: string): boolean {
+    return this.replayable.has(inputTxn);
+  }
+
+  /** The replies of a redelivered input that the intermediary did not take from a link that broke. */
   takeReplayable(inputTxn: string): SentReply | undefined {
     const reply = this.replayable.get(inputTxn);
     if (reply !== undefined) {
@@ -285,4 +334,10 @@ export class Outbox {
     }
     return reply;
   }
+}
+
+function toReply(inputTxn: string, records: OutRecord[]): SentReply {
+  let bytes = 0;
+  for (const record of records) bytes += record.bytes;
+  return { inputTxn, records, bytes };
 }
