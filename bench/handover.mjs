@@ -1,0 +1,489 @@
+// The handover benchmark (issue #16 part 5): how long `imi-server upgrade`
+// takes with many users, and what one user notices meanwhile; and the same
+// for a SIGKILL of the worker under --supervise. By hand only; never part of
+// the tests. Builds nothing: run `pnpm build` (or `pnpm bench:handover`).
+//
+//   node bench/handover.mjs [--users 1000,10000] [--busy 1000] [--reps N]
+//                           [--crash-users 1000] [--type-ms 1000] [--probe-ms 20]
+//                           [--only upgrade,crash] [--out DIR --name NAME] [--note TEXT]
+//
+// Each scenario is one imi-server (+ an echo app on @imi/client, + a
+// process holding the users): `--users` idle users each, then `--busy`
+// users who all type a line every `--type-ms`, upgraded `--reps` times via
+// `POST /upgrade`; then `--crash-users` users under `--supervise`, the worker
+// SIGKILLed `--reps` times. Beside them a probe user (in this process) types a
+// line every `--probe-ms` and times each answer. Measured per handover:
+//   admin      `durationMs` of the POST /upgrade answer (signal → successor serving)
+//   external   signal → the probe's first answer after the pid file named the successor
+//   worst rtt  the probe's longest round trip among lines sent around the handover
+//   gap        the longest time the probe went without an answer
+// and per scenario: users closed, busy users' lines answered / lost / doubled /
+// out of order, open descriptors of each process, their limit.
+//
+// Roles (this file forks itself): --role app, --role users.
+import { fork, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const CLI = join(root, 'packages/server/dist/cli.js');
+const SELF = fileURLToPath(import.meta.url);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function parseFlags(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    if (!argv[i].startsWith('--')) continue;
+    const key = argv[i].slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[key] = argv[++i];
+    else out[key] = true;
+  }
+  return out;
+}
+const flags = parseFlags(process.argv.slice(2));
+
+// ---------------------------------------------------------------- role: app
+async function runApp() {
+  const { Client } = await import('@imi/client');
+  const app = new Client({ port: Number(flags.port), name: 'handover-bench', reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
+  app.on('input', (session, line) => session.send(`${line}!\r\n`));
+  app.on('error', () => {});
+  await app.connect();
+  process.send({ event: 'ready' });
+}
+
+// -------------------------------------------------------------- role: users
+async function runUsers() {
+  const port = Number(flags.port);
+  const count = Number(flags.users);
+  const busy = Number(flags.busy ?? 0);
+  const typeMs = Number(flags.typeMs ?? 1000);
+  const users = [];
+  let closed = 0;
+  const connect = (i) =>
+    new Promise((resolve, reject) => {
+      // Spread over local addresses: no source-port shortage at 10k.
+      const socket = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${1 + (i % 8)}` });
+      const user = { socket, sent: 0, expect: 1, answered: 0, doubled: 0, outOfOrder: 0, buffer: '' };
+      socket.setEncoding('utf8');
+      socket.on('data', (text) => {
+        user.buffer += text;
+        let nl;
+        while ((nl = user.buffer.indexOf('\n')) !== -1) {
+          const line = user.buffer.slice(0, nl).replace(/\r$/, '');
+          user.buffer = user.buffer.slice(nl + 1);
+          const match = /^u\d+-(\d+)!$/.exec(line);
+          if (!match) continue;
+          const k = Number(match[1]);
+          if (k === user.expect) {
+            user.answered++;
+            user.expect++;
+          } else if (k < user.expect) user.doubled++;
+          else {
+            user.outOfOrder++;
+            user.answered++;
+            user.expect = k + 1;
+          }
+        }
+      });
+      socket.on('close', () => closed++);
+      socket.on('error', () => {});
+      socket.once('connect', () => resolve(user));
+      socket.once('error', reject);
+    });
+  for (let i = 0; i < count; i += 200) {
+    const batch = [];
+    for (let j = i; j < Math.min(count, i + 200); j++) batch.push(connect(j));
+    users.push(...(await Promise.all(batch)));
+  }
+  const timers = [];
+  const typing = users.slice(0, busy);
+  const startTyping = () => {
+    for (const [i, user] of typing.entries()) {
+      timers.push(
+        setTimeout(() => {
+          const type = () => user.socket.write(`u${i}-${++user.sent}\n`);
+          type();
+          timers.push(setInterval(type, typeMs));
+        }, (i * typeMs) / Math.max(1, typing.length)),
+      );
+    }
+  };
+  const report = () => {
+    const sum = (key) => typing.reduce((total, user) => total + user[key], 0);
+    return { closed, sent: sum('sent'), answered: sum('answered'), doubled: sum('doubled'), outOfOrder: sum('outOfOrder') };
+  };
+  process.on('message', async (message) => {
+    if (message.cmd === 'type') startTyping();
+    if (message.cmd === 'stop') {
+      for (const timer of timers) clearTimeout(timer), clearInterval(timer);
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && typing.some((user) => user.expect <= user.sent)) await sleep(50);
+      process.send({ event: 'report', ...report() });
+    }
+  });
+  process.send({ event: 'connected', users: users.length });
+}
+
+// ------------------------------------------------------------ orchestration
+function median(values) {
+  const list = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (list.length === 0) return undefined;
+  const mid = list.length >> 1;
+  return list.length % 2 ? list[mid] : (list[mid - 1] + list[mid]) / 2;
+}
+const fds = (pid) => {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return undefined;
+  }
+};
+const fdLimit = (pid) => {
+  try {
+    return Number(/Max open files\s+(\d+)/.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))[1]);
+  } catch {
+    return undefined;
+  }
+};
+function log(message) {
+  process.stderr.write(`[handover ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+function waitMessage(child, event, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${timeoutMs} ms`)), timeoutMs);
+    const on = (message) => {
+      if (message?.event !== event) return;
+      clearTimeout(timer);
+      child.off('message', on);
+      resolve(message);
+    };
+    child.on('message', on);
+  });
+}
+
+async function startServer(extra) {
+  const dir = mkdtempSync(join(os.tmpdir(), 'imi-hobench-'));
+  const pidFile = join(dir, 'imi.pid');
+  const args = [CLI, '--external-port', '0', '--client-port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--pid-file', pidFile, '--log-level', 'warn', '--max-connections', '100000', '--max-connections-per-ip', '100000', '--connect-rate-per-ip', '1000000', '--upgrade-timeout-ms', '60000', ...extra];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (text) => (out += text));
+  child.stderr.setEncoding('utf8').on('data', (text) => (err += text));
+  const deadline = Date.now() + 20_000;
+  while (!/admin: port \d+/.test(out)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`imi-server did not start: ${err}`);
+    await sleep(20);
+  }
+  const ports = /users on port (\d+) .*app on port (\d+)/.exec(out);
+  const server = { child, pidFile, dir, port: Number(ports[1]), appPort: Number(ports[2]), adminPort: Number(/admin: port (\d+)/.exec(out)[1]), err: () => err, out: () => out, pids: new Set([child.pid]) };
+  server.pid = () => Number(readFileSync(pidFile, 'utf8').trim());
+  server.stats = async () => (await fetch(`http://127.0.0.1:${server.adminPort}/stats`)).json();
+  return server;
+}
+
+/** A user typing `probe-<k>` every `everyMs` and timing each answer. */
+function startProbe(port, everyMs) {
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  socket.setNoDelay(true);
+  const probe = { sentAt: [], answeredAt: [], closed: false, others: 0 };
+  let buffer = '';
+  socket.setEncoding('utf8').on('data', (text) => {
+    const now = performance.now();
+    buffer += text;
+    let nl;
+    while ((nl = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, nl).replace(/\r$/, '');
+      buffer = buffer.slice(nl + 1);
+      const match = /^probe-(\d+)!$/.exec(line);
+      if (match && probe.answeredAt[Number(match[1])] === undefined) probe.answeredAt[Number(match[1])] = now;
+      else if (line.length > 0) probe.others++;
+    }
+  });
+  socket.on('close', () => (probe.closed = true));
+  socket.on('error', () => {});
+  const timer = setInterval(() => {
+    probe.sentAt.push(performance.now());
+    socket.write(`probe-${probe.sentAt.length - 1}\n`);
+  }, everyMs);
+  probe.stop = () => {
+    clearInterval(timer);
+    socket.destroy();
+  };
+  /** What the probe saw from `from` to `to` (performance.now() times). */
+  probe.window = (from, to) => {
+    let worstRtt = 0;
+    let lost = 0;
+    const answers = [];
+    for (let k = 0; k < probe.sentAt.length; k++) {
+      const sent = probe.sentAt[k];
+      const answered = probe.answeredAt[k];
+      if (sent < from - 1000 || sent > to) continue;
+      if (answered === undefined) lost++;
+      else worstRtt = Math.max(worstRtt, answered - sent);
+      if (answered !== undefined) answers.push(answered);
+    }
+    answers.sort((a, b) => a - b);
+    let gap = 0;
+    for (let i = 1; i < answers.length; i++) gap = Math.max(gap, answers[i] - answers[i - 1]);
+    return { worstRtt, gap, lost };
+  };
+  /** The first answer received after `at`, to a line sent after `sentAfter`. */
+  probe.firstAnswerAfter = (at, sentAfter = -Infinity) => {
+    let first;
+    for (let k = 0; k < probe.sentAt.length; k++) {
+      const answered = probe.answeredAt[k];
+      if (answered !== undefined && answered >= at && probe.sentAt[k] >= sentAfter && (first === undefined || answered < first)) first = answered;
+    }
+    return first;
+  };
+  return probe;
+}
+
+/** Samples the open descriptors of the given pids every 25 ms; returns the peaks. */
+function sampleFds(getPids) {
+  const peaks = {};
+  const timer = setInterval(() => {
+    for (const pid of getPids()) peaks[pid] = Math.max(peaks[pid] ?? 0, fds(pid) ?? 0);
+  }, 25);
+  return { stop: () => (clearInterval(timer), peaks) };
+}
+
+async function populate(server, users, busy, typeMs) {
+  const app = fork(SELF, ['--role', 'app', '--port', String(server.appPort)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  await waitMessage(app, 'ready', 20_000);
+  const started = performance.now();
+  const load = fork(SELF, ['--role', 'users', '--port', String(server.port), '--users', String(users), '--busy', String(busy), '--type-ms', String(typeMs)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  await waitMessage(load, 'connected', 300_000);
+  const deadline = Date.now() + 120_000;
+  while ((await server.stats()).stats.sessions < users && Date.now() < deadline) await sleep(200);
+  log(`${users} users connected in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  return { app, load };
+}
+
+async function upgradeScenario({ users, busy, reps, typeMs, probeMs }) {
+  const label = `${users} ${busy > 0 ? 'busy' : 'idle'}`;
+  log(`upgrade: ${label} users, ${reps} reps`);
+  const server = await startServer([]);
+  const { app, load } = await populate(server, users, busy, typeMs);
+  const probe = startProbe(server.port, probeMs);
+  if (busy > 0) load.send({ cmd: 'type' });
+  await sleep(2000);
+  const runs = [];
+  const fdInfo = { users: users + 1, limit: fdLimit(server.pid()), loadgen: fds(load.pid), loadgenLimit: fdLimit(load.pid), peaks: [] };
+  for (let rep = 1; rep <= reps; rep++) {
+    const before = server.pid();
+    server.pids.add(before);
+    const fdsBefore = fds(before);
+    let successor;
+    const sampler = sampleFds(() => [before, ...(successor ? [successor] : [])]);
+    let changedAt;
+    const watch = setInterval(() => {
+      try {
+        const pid = server.pid();
+        if (pid !== before && changedAt === undefined) {
+          changedAt = performance.now();
+          successor = pid;
+        }
+      } catch {}
+    }, 2);
+    // The successor is a child of the old process: find it as soon as it exists.
+    const findChild = setInterval(() => {
+      if (successor !== undefined) return;
+      try {
+        const children = readFileSync(`/proc/${before}/task/${before}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+        if (children.length > 0) successor = children.at(-1);
+      } catch {}
+    }, 10);
+    const t0 = performance.now();
+    const response = await fetch(`http://127.0.0.1:${server.adminPort}/upgrade`, { method: 'POST' });
+    const answer = await response.json();
+    const answeredAt = performance.now();
+    while (changedAt === undefined && performance.now() - t0 < 30_000) await sleep(5);
+    clearInterval(watch);
+    clearInterval(findChild);
+    let served;
+    while ((served = probe.firstAnswerAfter(changedAt ?? Infinity)) === undefined && performance.now() - t0 < 30_000) await sleep(10);
+    await sleep(2500);
+    const peaks = sampler.stop();
+    const seen = probe.window(t0, t0 + 2500);
+    const after = server.pid();
+    server.pids.add(after);
+    const run = {
+      rep,
+      ok: response.ok,
+      sessions: answer.sessions,
+      closedByUpgrade: answer.closed,
+      adminMs: answer.durationMs,
+      answerMs: answeredAt - t0,
+      externalMs: served === undefined ? undefined : served - t0,
+      worstRttMs: seen.worstRtt,
+      gapMs: seen.gap,
+      probeLost: seen.lost,
+      fdsOld: fdsBefore,
+      fdsNew: fds(after),
+      peakFdsOld: peaks[before],
+      peakFdsNew: peaks[after],
+    };
+    if (!response.ok) run.error = JSON.stringify(answer).slice(0, 300);
+    runs.push(run);
+    log(`  #${rep}: ${JSON.stringify(run)}`);
+    if (!response.ok) break;
+  }
+  let busyReport;
+  if (busy > 0) {
+    load.send({ cmd: 'stop' });
+    busyReport = await waitMessage(load, 'report', 30_000);
+  } else {
+    load.send({ cmd: 'stop' });
+    busyReport = await waitMessage(load, 'report', 30_000);
+  }
+  const result = { kind: 'upgrade', label, users, busy, typeMs, probeMs, runs, fd: fdInfo, usersClosed: busyReport.closed, busyLines: busy > 0 ? busyReport : undefined, probeClosed: probe.closed, probeOtherLines: probe.others };
+  probe.stop();
+  await teardown(server, [app, load]);
+  return result;
+}
+
+async function crashScenario({ users, reps, probeMs }) {
+  log(`crash: ${users} users under --supervise, ${reps} SIGKILLs`);
+  const server = await startServer(['--supervise', '--restart-delay-ms', '50']);
+  const { app, load } = await populate(server, users, 0, 1000);
+  const probe = startProbe(server.port, probeMs);
+  await sleep(2000);
+  const runs = [];
+  for (let rep = 1; rep <= reps; rep++) {
+    const worker = (await server.stats()).process.pid;
+    server.pids.add(worker);
+    const t0 = performance.now();
+    process.kill(worker, 'SIGKILL');
+    let served;
+    while ((served = probe.firstAnswerAfter(t0, t0)) === undefined && performance.now() - t0 < 30_000) await sleep(10);
+    await sleep(2500);
+    const seen = probe.window(t0, t0 + 2500);
+    let newWorker;
+    try {
+      newWorker = (await server.stats()).process.pid;
+      server.pids.add(newWorker);
+    } catch {}
+    const run = { rep, externalMs: served === undefined ? undefined : served - t0, worstRttMs: seen.worstRtt, gapMs: seen.gap, probeLost: seen.lost, sessions: (await server.stats()).stats.sessions, fdsSupervisor: fds(server.child.pid), fdsWorker: fds(newWorker) };
+    runs.push(run);
+    log(`  #${rep}: ${JSON.stringify(run)}`);
+  }
+  load.send({ cmd: 'stop' });
+  const report = await waitMessage(load, 'report', 30_000);
+  const result = { kind: 'crash', label: `${users} idle, --supervise`, users, probeMs, runs, usersClosed: report.closed, probeClosed: probe.closed, probeOtherLines: probe.others };
+  probe.stop();
+  await teardown(server, [app, load]);
+  return result;
+}
+
+async function teardown(server, children) {
+  for (const child of children) child.kill('SIGKILL');
+  server.child.kill('SIGTERM');
+  await sleep(500);
+  for (const pid of server.pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+  rmSync(server.dir, { recursive: true, force: true });
+}
+
+const fmt = (v, digits = 0) => (v === undefined ? '–' : v.toFixed(digits));
+function summary(runs, key) {
+  const values = runs.map((run) => run[key]).filter((v) => Number.isFinite(v));
+  if (values.length === 0) return '–';
+  return `${fmt(median(values))} (${fmt(Math.min(...values))}–${fmt(Math.max(...values))})`;
+}
+
+function render(results) {
+  const lines = [
+    '# Handover benchmark',
+    '',
+    `Generated by \`node bench/handover.mjs\` (${results.startedAt}); raw numbers in [benchmarks-handover.json](benchmarks-handover.json).`,
+    '',
+    `Machine: ${results.machine.cpus} × ${results.machine.cpu}, ${results.machine.memGb} GiB, Node ${results.machine.node}, open-files limit ${results.machine.nofile}, load average at start ${results.machine.load}. **Shared and noisy** (other builds and test runs were going on): take the numbers as an order of magnitude, the spread as a hint of the noise.`,
+    ...(results.note ? ['', results.note] : []),
+    '',
+    `Each upgrade is \`POST /upgrade\` on the admin port. A probe user (plain TCP, beside the load) types a line every ${results.config.probeMs} ms through the intermediary to an echo app on @imi/client, which reconnects to the successor. Medians over the reps, (min–max) in brackets, all in ms.`,
+    '',
+    '- **admin**: the `durationMs` of the `POST /upgrade` answer: freeze → successor spawned, sessions sent, committed, successor says it serves.',
+    '- **external**: the request → the probe\'s first answer after the pid file names the successor (the successor reads users only once the app is back).',
+    '- **worst rtt**: the probe\'s longest round trip for a line typed around the handover; **gap**: the longest time it went without any answer.',
+    '',
+    '| case | reps | admin | external | worst rtt | gap | users closed | probe lines lost | busy lines answered / lost / doubled / out of order |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of results.scenarios) {
+    const busy = r.busyLines ? `${r.busyLines.answered} / ${r.busyLines.sent - r.busyLines.answered} / ${r.busyLines.doubled} / ${r.busyLines.outOfOrder}` : '–';
+    const lost = r.runs.reduce((sum, run) => sum + (run.probeLost ?? 0), 0);
+    const name = r.kind === 'upgrade' ? `upgrade, ${r.users} ${r.busy > 0 ? `busy (a line every ${r.typeMs} ms each)` : 'idle'}` : `SIGKILL of the worker, ${r.users} idle, --supervise`;
+    lines.push(`| ${name} | ${r.runs.length} | ${r.kind === 'upgrade' ? summary(r.runs, 'adminMs') : 'n/a'} | ${summary(r.runs, 'externalMs')} | ${summary(r.runs, 'worstRttMs')} | ${summary(r.runs, 'gapMs')} | ${r.usersClosed}${r.probeClosed ? ' + probe' : ''} | ${lost} | ${busy} |`);
+  }
+  lines.push('', '## Open files', '', '| case | limit (each process) | old process before | new process after | peak old / new during | load generator |', '|---|---|---|---|---|---|');
+  for (const r of results.scenarios.filter((s) => s.kind === 'upgrade')) {
+    lines.push(`| ${r.users} users | ${r.fd.limit} | ${summary(r.runs, 'fdsOld')} | ${summary(r.runs, 'fdsNew')} | ${summary(r.runs, 'peakFdsOld')} / ${summary(r.runs, 'peakFdsNew')} | ${r.fd.loadgen} of ${r.fd.loadgenLimit} |`);
+  }
+  for (const r of results.scenarios.filter((s) => s.kind === 'crash')) {
+    lines.push(`| ${r.users} users, --supervise (supervisor / worker) | | ${summary(r.runs, 'fdsSupervisor')} | ${summary(r.runs, 'fdsWorker')} | | |`);
+  }
+  lines.push('', 'During a handover the old and the new process each hold a descriptor for every user (the successor inherits them); under `--supervise` the supervisor holds a duplicate of each besides the worker. Each process stays under its own `RLIMIT_NOFILE`, but the machine holds twice the users (three times when the load generator runs on it): see [operations.md](operations.md#upgrading-in-place) for the limit to set.');
+  if (results.errors.length > 0) lines.push('', '## Errors', '', ...results.errors.map((e) => `- ${e}`));
+  return lines.join('\n') + '\n';
+}
+
+async function main() {
+  const list = (value, fallback) => (value === undefined || value === true ? fallback : String(value).split(',').filter(Boolean).map(Number));
+  const config = {
+    users: list(flags.users, [1000, 10_000]),
+    busy: Number(flags.busy ?? 1000),
+    crashUsers: Number(flags.crashUsers ?? 1000),
+    reps: Number(flags.reps ?? 3),
+    typeMs: Number(flags.typeMs ?? 1000),
+    probeMs: Number(flags.probeMs ?? 20),
+    only: flags.only ? String(flags.only).split(',') : ['upgrade', 'crash'],
+  };
+  const cpus = os.cpus();
+  let nofile;
+  try {
+    nofile = fdLimit(process.pid);
+  } catch {}
+  const results = {
+    startedAt: new Date().toISOString(),
+    config,
+    note: flags.note === undefined ? undefined : String(flags.note),
+    machine: { cpus: cpus.length, cpu: cpus[0]?.model.trim(), memGb: Math.round(os.totalmem() / 2 ** 30), node: process.version, nofile, load: os.loadavg().map((l) => l.toFixed(1)).join(' ') },
+    scenarios: [],
+    errors: [],
+  };
+  const plan = [];
+  if (config.only.includes('upgrade')) {
+    for (const users of config.users) plan.push(() => upgradeScenario({ users, busy: 0, reps: config.reps, typeMs: config.typeMs, probeMs: config.probeMs }));
+    if (config.busy > 0) plan.push(() => upgradeScenario({ users: config.busy, busy: config.busy, reps: config.reps, typeMs: config.typeMs, probeMs: config.probeMs }));
+  }
+  if (config.only.includes('crash') && config.crashUsers > 0) plan.push(() => crashScenario({ users: config.crashUsers, reps: config.reps, probeMs: config.probeMs }));
+  for (const step of plan) {
+    try {
+      results.scenarios.push(await step());
+    } catch (error) {
+      log(`failed: ${error.stack ?? error}`);
+      results.errors.push(String(error.message ?? error));
+    }
+  }
+  const outDir = flags.out ? String(flags.out) : join(root, 'docs');
+  const name = flags.name ? String(flags.name) : 'benchmarks-handover';
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, `${name}.json`), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(outDir, `${name}.md`), render(results));
+  log(`wrote ${join(outDir, name)}.{md,json}`);
+  process.exit(results.errors.length > 0 ? 1 : 0);
+}
+
+if (flags.role === 'app') await runApp();
+else if (flags.role === 'users') await runUsers();
+else await main();
