@@ -18,8 +18,11 @@ import { waitFor } from './harness.js';
 import { App, CRASH_NOTICE, CRASH_WORKER, checkAccounted, cleanUpAll, count, startedWorkers, workerPid } from './supervise-harness.js';
 import { Server, TcpUser, TelnetUser, tempDir, type User } from './upgrade-harness.js';
 
-const CRASHES = 3;
+const CRASHES = 5;
 const TYPE_INTERVAL_MS = 40;
+/** Users of the crash test besides the MCCP2 one (issue #16: 50 users type while the intermediary is SIGKILLed 5 times). */
+const TCP_USERS = 25;
+const TELNET_USERS = 24;
 
 afterEach(() => cleanUpAll());
 
@@ -42,18 +45,20 @@ async function telnetUser(name: string, port: number, width: number, mccp2: bool
 }
 
 describe('imi-server --supervise', () => {
-  it(`keeps TCP and telnet users through ${CRASHES} SIGKILLs of the intermediary: no close, same sessions and state, lines answered or lost exactly as documented`, async () => {
+  it(`keeps ${TCP_USERS} TCP and ${TELNET_USERS} telnet users through ${CRASHES} SIGKILLs of the intermediary: no close, same sessions and state, lines answered or lost exactly as documented`, async () => {
     const server = await Server.start(['--supervise', '--telnet-mccp2', 'false', '--listeners', '[{"kind":"telnet","port":0,"mccp2":true}]', '--restart-delay-ms', '50', '--log-level', 'info']);
     const supervisorPid = server.child.pid!;
     // The pid file names the supervisor: signals and service managers reach it, not a worker that may die.
     expect(server.pid()).toBe(supervisorPid);
     const [mccp2Port, telnetPort] = telnetPorts(server);
     const app = await App.start(server.clientPort);
-    const tcps = [await TcpUser.connect('tcp0', server.externalPort), await TcpUser.connect('tcp1', server.externalPort)];
-    const telnets = [await telnetUser('telnet0', telnetPort!, 100, false), await telnetUser('telnet1', telnetPort!, 101, false)];
+    const tcps: TcpUser[] = [];
+    for (let i = 0; i < TCP_USERS; i++) tcps.push(await TcpUser.connect(`tcp${i}`, server.externalPort));
+    const telnets: TelnetUser[] = [];
+    for (let i = 0; i < TELNET_USERS; i++) telnets.push(await telnetUser(`telnet${i}`, telnetPort!, 100 + i, false));
     const compressed = await telnetUser('mccp2', mccp2Port!, 90, true);
     const users: User[] = [...tcps, ...telnets];
-    await waitFor(() => app.connects().length === 5, 10_000, 'the app to know every user');
+    await waitFor(() => app.connects().length === users.length + 1, 10_000, 'the app to know every user');
     const compressedId = app.connects().find((event) => event.telnet?.mccp2 === true)!.id!;
     const ids = new Set(app.connects().filter((event) => event.id !== compressedId).map((event) => event.id));
     const negotiated = telnets.map((user) => [...user.commands]);
@@ -77,12 +82,12 @@ describe('imi-server --supervise', () => {
         expect(session.state!['mark'], `state of ${session.id} after crash ${n}`).toMatch(new RegExp(`^state-${n}-`));
       }
       const telnetSessions = resync.sessions!.filter((session) => session.transport === 'telnet');
-      expect(telnetSessions).toHaveLength(2);
+      expect(telnetSessions).toHaveLength(telnets.length);
       for (const session of telnetSessions) {
         expect(session.telnet).toMatchObject({ echo: false, mccp2: false });
         expect(session.state!['naws']).toEqual(session.telnet!.naws);
       }
-      expect(new Set(telnetSessions.map((session) => session.telnet!.naws!.width))).toEqual(new Set([100, 101]));
+      expect(new Set(telnetSessions.map((session) => session.telnet!.naws!.width))).toEqual(new Set(telnets.map((_, i) => 100 + i)));
       const pid = await workerPid(server);
       expect(workers).not.toContain(pid);
       workers.push(pid);

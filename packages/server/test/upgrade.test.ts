@@ -17,6 +17,12 @@ import { PlainWsUser, ResumingWsUser, dropWsUsers } from './ws-resume-harness.js
 
 const UPGRADES = 5;
 const TYPE_INTERVAL_MS = 40;
+/** Users of the big tests (issue #16: 50 users type while the intermediary is upgraded 5 times). */
+const TCP_USERS = 25;
+const TELNET_USERS = 25;
+const RESUMING_WS_USERS = 20;
+const PLAIN_WS_USERS = 20;
+const WS_TEST_TCP_USERS = 10;
 
 afterEach(() => {
   dropWsUsers();
@@ -54,11 +60,12 @@ async function telnetUsers(server: Server, app: App, count: number): Promise<Tel
 }
 
 describe('imi-server upgrade', () => {
-  it(`hands TCP and telnet users over ${UPGRADES} times while they type: no close, every line answered once in order, echo, window and MCCP2 kept`, async () => {
+  it(`hands ${TCP_USERS} TCP and ${TELNET_USERS} telnet users over ${UPGRADES} times while they type: no close, every line answered once in order, echo, window and MCCP2 kept`, async () => {
     const server = await Server.start([]);
     const app = await App.start(server.clientPort);
-    const telnets = await telnetUsers(server, app, 3);
-    const tcps = [await TcpUser.connect('tcp0', server.externalPort), await TcpUser.connect('tcp1', server.externalPort), await TcpUser.connect('tcp2', server.externalPort)];
+    const telnets = await telnetUsers(server, app, TELNET_USERS);
+    const tcps: TcpUser[] = [];
+    for (let i = 0; i < TCP_USERS; i++) tcps.push(await TcpUser.connect(`tcp${i}`, server.externalPort));
     const users: User[] = [...tcps, ...telnets];
     await waitFor(() => app.connects().length === users.length, 10_000, 'the app to know every user');
     const ids = new Set(app.connects().map((event) => event.id));
@@ -102,7 +109,7 @@ describe('imi-server upgrade', () => {
         expect(session.telnet!.naws!.height).toBe(30);
         expect(session.state).toEqual({ naws: session.telnet!.naws });
       }
-      expect(new Set(telnetSessions.map((session) => session.telnet!.naws!.width))).toEqual(new Set([100, 101, 102]));
+      expect(new Set(telnetSessions.map((session) => session.telnet!.naws!.width))).toEqual(new Set(telnets.map((_, i) => 100 + i)));
       await progress(users, 3, `replies after upgrade ${n}`);
     }
     console.log(`upgrade times (${users.length} users typing every ${TYPE_INTERVAL_MS} ms): ${times.join('; ')}`);
@@ -170,16 +177,19 @@ describe('imi-server upgrade', () => {
     expect(stats.stats.errors['IMI_UPGRADE_FAILED']).toBe(failures.length);
   });
 
-  it(`hands plain WebSocket users over ${UPGRADES} times while they type (with and without imi.v1): no close, every line answered once in order, the same token`, async () => {
+  it(`hands ${RESUMING_WS_USERS + PLAIN_WS_USERS} plain WebSocket users (with and without imi.v1) and ${WS_TEST_TCP_USERS} TCP users over ${UPGRADES} times while they type: no close, every line answered once in order, the same token`, async () => {
     const server = await Server.start(['--ws-port', '0']);
     const wsPort = Number(/ws on port (\d+)/.exec(server.out)![1]);
     const url = `ws://127.0.0.1:${wsPort}/`;
     const app = await App.start(server.clientPort);
     // autoResume off: any drop would show as a close.
-    const resumable = [await ResumingWsUser.connect('page0', url, { autoResume: false }), await ResumingWsUser.connect('page1', url, { autoResume: false })];
-    const plain = [await PlainWsUser.connect('ws0', url), await PlainWsUser.connect('ws1', url)];
-    const tcp = await TcpUser.connect('tcp', server.externalPort);
-    const users: User[] = [...resumable, ...plain, tcp];
+    const resumable: ResumingWsUser[] = [];
+    for (let i = 0; i < RESUMING_WS_USERS; i++) resumable.push(await ResumingWsUser.connect(`page${i}`, url, { autoResume: false }));
+    const plain: PlainWsUser[] = [];
+    for (let i = 0; i < PLAIN_WS_USERS; i++) plain.push(await PlainWsUser.connect(`ws${i}`, url));
+    const tcps: TcpUser[] = [];
+    for (let i = 0; i < WS_TEST_TCP_USERS; i++) tcps.push(await TcpUser.connect(`tcp${i}`, server.externalPort));
+    const users: User[] = [...resumable, ...plain, ...tcps];
     await waitFor(() => app.connects().length === users.length, 10_000, 'the app to know every user');
     const ids = new Set(app.connects().map((event) => event.id));
     for (const user of users) user.typeSteadily(TYPE_INTERVAL_MS);
