@@ -6,6 +6,8 @@
 //   node bench/handover.mjs [--users 1000,10000] [--busy 1000] [--reps N]
 //                           [--crash-users 1000] [--type-ms 1000] [--probe-ms 20]
 //                           [--only upgrade,crash] [--out DIR --name NAME] [--note TEXT]
+//                           [--server-log]   (echo imi-server's stderr)
+//                           [--server-node-options '--cpu-prof --cpu-prof-dir=DIR']
 //
 // Each scenario is one imi-server (+ an echo app on @imi/client, + a
 // process holding the users): `--users` idle users each, then `--busy`
@@ -135,6 +137,14 @@ function median(values) {
   const mid = list.length >> 1;
   return list.length % 2 ? list[mid] : (list[mid - 1] + list[mid]) / 2;
 }
+const alive = (pid) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 const fds = (pid) => {
   try {
     return readdirSync(`/proc/${pid}/fd`).length;
@@ -170,11 +180,16 @@ async function startServer(extra) {
   const dir = mkdtempSync(join(os.tmpdir(), 'imi-hobench-'));
   const pidFile = join(dir, 'imi.pid');
   const args = [CLI, '--external-port', '0', '--client-port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--pid-file', pidFile, '--log-level', 'warn', '--max-connections', '100000', '--max-connections-per-ip', '100000', '--connect-rate-per-ip', '1000000', '--upgrade-timeout-ms', '60000', ...extra];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // --server-node-options '--cpu-prof --cpu-prof-dir=/tmp/prof': every generation of the server is profiled.
+  const env = flags.serverNodeOptions === undefined ? process.env : { ...process.env, NODE_OPTIONS: String(flags.serverNodeOptions) };
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (text) => (out += text));
-  child.stderr.setEncoding('utf8').on('data', (text) => (err += text));
+  child.stderr.setEncoding('utf8').on('data', (text) => {
+    err += text;
+    if (flags.serverLog) process.stderr.write(text);
+  });
   const deadline = Date.now() + 20_000;
   while (!/admin: port \d+/.test(out)) {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`imi-server did not start: ${err}`);
@@ -384,8 +399,15 @@ async function crashScenario({ users, reps, probeMs }) {
 
 async function teardown(server, children) {
   for (const child of children) child.kill('SIGKILL');
-  server.child.kill('SIGTERM');
-  await sleep(500);
+  // SIGTERM to whichever process serves now (under --supervise: the supervisor), so it exits as usual (and writes a --cpu-prof).
+  let current = server.child.pid;
+  try {
+    current = server.pid();
+  } catch {}
+  try {
+    process.kill(current, 'SIGTERM');
+  } catch {}
+  for (let i = 0; i < 100 && [...server.pids, current].some(alive); i++) await sleep(50);
   for (const pid of server.pids) {
     try {
       process.kill(pid, 'SIGKILL');
