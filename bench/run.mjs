@@ -8,6 +8,7 @@
 // Flags (all optional):
 //   --quick                      same as BENCH_QUICK=1
 //   --only a,b                   sections: throughput, open, memory, resync, codec
+//                                (and handover: runs bench/handover.mjs, not in the default run)
 //   --targets a,b                baseline-direct, baseline-relay, imi
 //   --conns 1,10,100,1000        closed-loop concurrency levels
 //   --reps N                     repetitions (default 3; quick 1)
@@ -337,7 +338,14 @@ if (flags.render) {
   process.exit(0);
 }
 
-const sections = { throughput: closedLoop, open: openLoop, memory, resync, codec };
+// ---- handover (issue #16): its own script and report (docs/benchmarks-handover.md); only with --only handover.
+async function handover() {
+  const args = quick ? ['--users', '1000', '--busy', '200', '--reps', '1', '--crash-users', '200', '--out', outDir, '--name', 'quick-handover'] : [];
+  const run = spawnSync(process.execPath, [join(benchDir, 'handover.mjs'), ...args], { stdio: 'inherit' });
+  if (run.status !== 0) throw new Error(`bench/handover.mjs exited ${run.status}`);
+}
+
+const sections = { throughput: closedLoop, open: openLoop, memory, resync, codec, handover };
 for (const section of config.sections) {
   const run = sections[section];
   if (!run) throw new Error(`unknown section ${section}`);
