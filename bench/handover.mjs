@@ -449,7 +449,7 @@ function render(results) {
   }
   lines.push('', '## Open files', '', '| case | limit (each process) | old process before | new process after | peak old / new during | load generator |', '|---|---|---|---|---|---|');
   for (const r of results.scenarios.filter((s) => s.kind === 'upgrade')) {
-    lines.push(`| ${r.users} users | ${r.fd.limit} | ${summary(r.runs, 'fdsOld')} | ${summary(r.runs, 'fdsNew')} | ${summary(r.runs, 'peakFdsOld')} / ${summary(r.runs, 'peakFdsNew')} | ${r.fd.loadgen} of ${r.fd.loadgenLimit} |`);
+    lines.push(`| ${r.label} users | ${r.fd.limit} | ${summary(r.runs, 'fdsOld')} | ${summary(r.runs, 'fdsNew')} | ${summary(r.runs, 'peakFdsOld')} / ${summary(r.runs, 'peakFdsNew')} | ${r.fd.loadgen} of ${r.fd.loadgenLimit} |`);
   }
   for (const r of results.scenarios.filter((s) => s.kind === 'crash')) {
     lines.push(`| ${r.users} users, --supervise (supervisor / worker) | | ${summary(r.runs, 'fdsSupervisor')} | ${summary(r.runs, 'fdsWorker')} | | |`);
