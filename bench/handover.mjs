@@ -350,14 +350,8 @@ async function upgradeScenario({ users, busy, reps, typeMs, probeMs }) {
     log(`  #${rep}: ${JSON.stringify(run)}`);
     if (!response.ok) break;
   }
-  let busyReport;
-  if (busy > 0) {
-    load.send({ cmd: 'stop' });
-    busyReport = await waitMessage(load, 'report', 30_000);
-  } else {
-    load.send({ cmd: 'stop' });
-    busyReport = await waitMessage(load, 'report', 30_000);
-  }
+  load.send({ cmd: 'stop' });
+  const busyReport = await waitMessage(load, 'report', 30_000);
   const result = { kind: 'upgrade', label, users, busy, typeMs, probeMs, runs, fd: fdInfo, usersClosed: busyReport.closed, busyLines: busy > 0 ? busyReport : undefined, probeClosed: probe.closed, probeOtherLines: probe.others };
   probe.stop();
   await teardown(server, [app, load]);
@@ -471,10 +465,7 @@ async function main() {
     only: flags.only ? String(flags.only).split(',') : ['upgrade', 'crash'],
   };
   const cpus = os.cpus();
-  let nofile;
-  try {
-    nofile = fdLimit(process.pid);
-  } catch {}
+  const nofile = fdLimit(process.pid);
   const results = {
     startedAt: new Date().toISOString(),
     config,
