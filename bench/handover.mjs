@@ -145,20 +145,15 @@ const alive = (pid) => {
     return false;
   }
 };
-const fds = (pid) => {
+const orUndefined = (read) => {
   try {
-    return readdirSync(`/proc/${pid}/fd`).length;
+    return read();
   } catch {
     return undefined;
   }
 };
-const fdLimit = (pid) => {
-  try {
-    return Number(/Max open files\s+(\d+)/.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))[1]);
-  } catch {
-    return undefined;
-  }
-};
+const fds = (pid) => orUndefined(() => readdirSync(`/proc/${pid}/fd`).length);
+const fdLimit = (pid) => orUndefined(() => Number(/Max open files\s+(\d+)/.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))[1]));
 function log(message) {
   process.stderr.write(`[handover ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }
