@@ -104,21 +104,27 @@ const variants = [
   ['reference: split + JSON.parse', naive],
 ];
 
+// The variants are interleaved (A, B, C, A, B, C, …) so that load from
+// other processes falls on all of them alike; the ratio to the reference is
+// taken per repetition.
 const cases = [];
+const ratios = [];
 for (const size of [64, 1024]) {
   const { buffer, chunks, frames } = makeStream(size);
-  for (const [name, make] of variants) {
-    const runs = [];
-    for (let rep = 0; rep < reps; rep++) {
-      runs.push(measure(chunks, frames, buffer.length, make()));
-    }
+  const runs = variants.map(() => []);
+  for (let rep = 0; rep < reps; rep++) {
+    variants.forEach(([, make], i) => runs[i].push(measure(chunks, frames, buffer.length, make())));
+  }
+  variants.forEach(([name], i) => {
     cases.push({
       frameBytes: size,
       variant: name,
-      mbPerSec: median(runs.map((r) => r.mbPerSec)),
-      framesPerSec: median(runs.map((r) => r.framesPerSec)),
-      runs,
+      mbPerSec: median(runs[i].map((r) => r.mbPerSec)),
+      framesPerSec: median(runs[i].map((r) => r.framesPerSec)),
+      runs: runs[i],
     });
-  }
+  });
+  const perRep = runs[0].map((r, rep) => r.mbPerSec / runs[variants.length - 1][rep].mbPerSec);
+  ratios.push({ frameBytes: size, ratio: median(perRep), spread: [Math.min(...perRep), Math.max(...perRep)], perRep });
 }
-emit('result', { chunkBytes, streamBytes: TOTAL_BYTES, runMs, reps, cases });
+emit('result', { chunkBytes, streamBytes: TOTAL_BYTES, runMs, reps, cases, ratios });

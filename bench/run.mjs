@@ -11,7 +11,9 @@
 //                                (and handover: runs bench/handover.mjs, not in the default run)
 //   --targets a,b                baseline-direct, baseline-relay, imi
 //   --conns 1,10,100,1000        closed-loop concurrency levels
-//   --reps N                     repetitions (default 3; quick 1)
+//   --reps N                     least repetitions (default 3; quick 2)
+//   --max-reps N                 most repetitions (default 7; quick 3): after --reps, go on
+//                                until no median ratio moves by more than --stable-within (0.03)
 //   --warmup-ms N --duration-ms N   per measurement
 //   --memory-users N             idle users of the memory run (default 10000)
 //   --no-memory-max              skip the "as many as the fd limit allows" step
@@ -38,7 +40,9 @@ const config = {
   sections: list(flags.only, ['throughput', 'open', 'memory', 'resync', 'codec']),
   targets: list(flags.targets, TARGETS),
   conns: list(flags.conns, quick ? [1, 10, 100] : [1, 10, 100, 1000], Number),
-  reps: Number(flags.reps ?? (quick ? 1 : 3)),
+  reps: Number(flags.reps ?? (quick ? 2 : 3)),
+  maxReps: Math.max(Number(flags.reps ?? (quick ? 2 : 3)), Number(flags.maxReps ?? (quick ? 3 : 7))),
+  stableWithin: Number(flags.stableWithin ?? 0.03),
   warmupMs: Number(flags.warmupMs ?? (quick ? 500 : 1000)),
   durationMs: Number(flags.durationMs ?? (quick ? 1500 : 3000)),
   openConns: list(flags.openConns, quick ? [100] : [100, 1000], Number),
@@ -49,7 +53,7 @@ const config = {
   resyncUsers: list(flags.resyncUsers, quick ? [1000] : [1000, 10_000], Number),
   resyncReps: Number(flags.resyncReps ?? (quick ? 1 : 3)),
   codecMs: Number(flags.codecMs ?? (quick ? 300 : 700)),
-  codecReps: Number(flags.codecReps ?? (quick ? 1 : 3)),
+  codecReps: Number(flags.codecReps ?? (quick ? 3 : 5)),
 };
 const outDir = flags.out ? String(flags.out) : quick ? join(root, '.bench-results') : join(root, 'docs');
 const baseName = flags.name ? String(flags.name) : quick ? 'quick' : 'benchmarks';
@@ -97,12 +101,19 @@ function machineInfo() {
 
 // ------------------------------------------------------------ closed loop
 
+/** The median ratios (imi ÷ relay: throughput, CPU per round trip) at every concurrency, from the runs so far. */
+function closedRatios() {
+  const s = summarize({ ...results, memory: [], resync: [], codec: undefined });
+  return s.ratios.flatMap((r) => [r.throughputVsRelay, r.cpuVsRelay]);
+}
+
 async function closedLoop() {
-  for (let rep = 0; rep < config.reps; rep++) {
+  let previous;
+  for (let rep = 0; rep < config.maxReps; rep++) {
     // Rotate the order each repetition, so no target always runs first (or last).
     const order = config.targets.map((_, i) => config.targets[(i + rep) % config.targets.length]);
     for (const name of order) {
-      log(`closed loop: ${name}, repetition ${rep + 1}/${config.reps}`);
+      log(`closed loop: ${name}, repetition ${rep + 1} (${config.reps} to ${config.maxReps})`);
       const target = await startTarget(name);
       try {
         for (const conns of config.conns) {
@@ -114,6 +125,15 @@ async function closedLoop() {
         await target.stop();
       }
     }
+    results.closedReps = rep + 1;
+    // Stable once one more repetition moved no median ratio by more than stableWithin.
+    const now = closedRatios();
+    if (previous !== undefined) {
+      const moved = Math.max(...now.map((v, i) => (v === undefined || previous[i] === undefined ? Infinity : Math.abs(v / previous[i] - 1))));
+      log(`closed loop: repetition ${rep + 1} moved the median ratios by at most ${(moved * 100).toFixed(1)} %`);
+      if (rep + 1 >= config.reps && moved <= config.stableWithin) break;
+    }
+    previous = now;
   }
 }
 
@@ -295,6 +315,7 @@ async function codec() {
   await proc.exited;
   results.codec = result;
   for (const c of result.cases) log(`  ${String(c.frameBytes).padStart(4)} B ${c.variant}: ${fmt(c.mbPerSec, 1)} MB/s, ${fmt(c.framesPerSec, 0)} frames/s`);
+  for (const r of result.ratios ?? []) log(`  ${r.frameBytes} B: FrameDecoder + validation ÷ reference ${fmt(r.ratio, 2)} × (${fmt(r.spread[0], 2)}–${fmt(r.spread[1], 2)})`);
 }
 
 // ------------------------------------------------------------ helpers

@@ -1,5 +1,29 @@
 // Turns the raw results of a run into medians, ratios and docs/benchmarks.md.
 import { median } from './util.mjs';
+import { GOALS } from './targets.mjs';
+
+/** [min, max] of the finite numbers in `values`, or undefined. */
+export function spread(values) {
+  const list = values.filter((v) => typeof v === 'number' && Number.isFinite(v));
+  return list.length === 0 ? undefined : [Math.min(...list), Math.max(...list)];
+}
+
+/**
+ * imi ÷ baseline of one metric, per repetition: the runs of the same
+ * repetition were made next to each other (interleaved), so their ratio
+ * is the least disturbed by load that comes and goes.
+ */
+function pairedRatios(runs, conns, base, pick) {
+  const out = [];
+  for (const a of runs) {
+    if (a.target !== 'imi' || a.conns !== conns) continue;
+    const b = runs.find((r) => r.target === base && r.conns === conns && r.rep === a.rep);
+    const va = pick(a);
+    const vb = b === undefined ? undefined : pick(b);
+    if (va !== undefined && vb !== undefined && vb > 0) out.push(va / vb);
+  }
+  return out;
+}
 
 const TARGET_LABEL = { 'baseline-direct': 'baseline-direct', 'baseline-relay': 'baseline-relay', imi: '**imi**' };
 
@@ -21,6 +45,9 @@ export function summarizeLoad(runs) {
       reps: list.length,
       throughput: median(list.map((r) => r.throughput)),
       throughputRuns: list.map((r) => r.throughput),
+      throughputSpread: spread(list.map((r) => r.throughput)),
+      p50Spread: spread(list.map((r) => r.latencyMs?.p50)),
+      cpuUsSpread: spread(list.map((r) => sumUnderTest(r.cpuUsPerRoundTrip))),
       p50: median(list.map((r) => r.latencyMs?.p50)),
       p90: median(list.map((r) => r.latencyMs?.p90)),
       p99: median(list.map((r) => r.latencyMs?.p99)),
@@ -39,7 +66,7 @@ export function summarizeLoad(runs) {
   return out;
 }
 
-function sumUnderTest(perProcess) {
+export function sumUnderTest(perProcess) {
   if (!perProcess) return undefined;
   let sum = 0;
   for (const [name, value] of Object.entries(perProcess)) if (name !== 'loadgen') sum += value ?? 0;
@@ -64,6 +91,10 @@ export function summarize(results) {
       p50VsDirect: ratio(imi?.p50, direct?.p50),
       p99VsRelay: ratio(imi?.p99, relay?.p99),
       cpuVsRelay: ratio(imi?.cpuUs, relay?.cpuUs),
+      // min–max over the repetitions of the per-repetition ratio
+      throughputVsRelaySpread: spread(pairedRatios(results.closed, conns, 'baseline-relay', (r) => r.throughput)),
+      p50VsRelaySpread: spread(pairedRatios(results.closed, conns, 'baseline-relay', (r) => r.latencyMs?.p50)),
+      cpuVsRelaySpread: spread(pairedRatios(results.closed, conns, 'baseline-relay', (r) => sumUnderTest(r.cpuUsPerRoundTrip))),
     };
   });
 
@@ -82,6 +113,8 @@ export function summarize(results) {
     users,
     reps: list.length,
     connectToSyncedMs: median(list.map((r) => r.connectToSyncedMs)),
+    connectToSyncedSpread: spread(list.map((r) => r.connectToSyncedMs)),
+    serverResyncSpread: spread(list.map((r) => r.serverResyncMs)),
     serverResyncMs: median(list.map((r) => r.serverResyncMs)),
     restartConnectToSyncedMs: median(list.map((r) => r.restart.connectToSyncedMs)),
     restartServerResyncMs: median(list.map((r) => r.restart.serverResyncMs)),
@@ -92,19 +125,7 @@ export function summarize(results) {
     disconnects: list.reduce((sum, r) => sum + (r.restart.disconnects ?? 0), 0),
   }));
 
-  const goals = [];
-  for (const conns of [100, 1000]) {
-    const r = ratios.find((x) => x.conns === conns);
-    if (r?.throughputVsRelay !== undefined) goals.push({ goal: `imi throughput ≥ 1.2 × baseline-relay at ${conns} conns`, measured: `${r.throughputVsRelay.toFixed(2)} ×`, met: r.throughputVsRelay >= 1.2 });
-  }
-  const one = ratios.find((x) => x.conns === 1);
-  if (one?.p50VsRelay !== undefined) goals.push({ goal: 'imi p50 latency at 1 conn ≤ 1.3 × baseline-relay', measured: `${one.p50VsRelay.toFixed(2)} ×`, met: one.p50VsRelay <= 1.3 });
-  if (memoryRatio?.rss !== undefined) {
-    goals.push({ goal: `memory (RSS) per idle user ≤ 1.2 × baseline-direct at ${memoryRatio.users} users`, measured: `${memoryRatio.rss.toFixed(2)} ×`, met: memoryRatio.rss <= 1.2 });
-    goals.push({ goal: `memory (heap) per idle user ≤ 1.2 × baseline-direct at ${memoryRatio.users} users`, measured: `${memoryRatio.heapUsed.toFixed(2)} ×`, met: memoryRatio.heapUsed <= 1.2 });
-  }
-  const r10k = resync.find((r) => r.users === 10_000);
-  if (r10k) goals.push({ goal: 'resync of 10,000 users ≤ 100 ms (app connect → synced)', measured: `${r10k.connectToSyncedMs.toFixed(0)} ms (intermediary's part: ${r10k.serverResyncMs.toFixed(0)} ms)`, met: r10k.connectToSyncedMs <= 100 });
+  const goals = GOALS.map((goal) => evaluateGoal(goal, { ratios, memoryRatio, resync, codec: results.codec })).filter((g) => g !== undefined);
 
   const others = results.closed.map((r) => r.machine?.otherCpuPercent).filter((v) => typeof v === 'number');
   return {
@@ -116,6 +137,38 @@ export function summarize(results) {
     goals,
     busy: { otherCpuMedian: median(others), otherCpuMax: others.length ? Math.max(...others) : undefined, busyRuns: others.filter((v) => v > 15).length, runs: others.length },
   };
+}
+
+const x2 = (v) => v.toFixed(2);
+const rangeText = (r, f = x2) => (r === undefined ? '' : r[0] === r[1] ? '' : ` (${f(r[0])}–${f(r[1])})`);
+
+/** One goal of `GOALS` against the summary: { goal, measured, met } or undefined when not measured. */
+function evaluateGoal(goal, { ratios, memoryRatio, resync, codec }) {
+  const cmp = goal.better === 'higher' ? '≥' : '≤';
+  const met = (v) => (goal.better === 'higher' ? v >= goal.limit : v <= goal.limit);
+  if (goal.metric === 'throughput' || goal.metric === 'p50' || goal.metric === 'cpuUs') {
+    const r = ratios.find((v) => v.conns === goal.conns);
+    const [key, what] = { throughput: ['throughputVsRelay', 'imi throughput'], p50: ['p50VsRelay', 'imi p50 latency'], cpuUs: ['cpuVsRelay', 'imi CPU µs per round trip'] }[goal.metric];
+    const value = r?.[key];
+    if (value === undefined) return undefined;
+    return { goal: `${what} ${cmp} ${goal.limit.toFixed(1)} × baseline-relay at ${goal.conns} conns`, measured: `${x2(value)} ×${rangeText(r[`${key}Spread`])}`, value, met: met(value) };
+  }
+  if (goal.metric === 'rss') {
+    if (memoryRatio?.rss === undefined) return undefined;
+    return { goal: `memory (RSS) per idle user ${cmp} ${goal.limit} × baseline-direct at ${memoryRatio.users} users`, measured: `${x2(memoryRatio.rss)} × (heap ${x2(memoryRatio.heapUsed)} ×; one run)`, value: memoryRatio.rss, met: met(memoryRatio.rss) };
+  }
+  if (goal.metric === 'resyncMs') {
+    const r = resync.find((v) => v.users === goal.users);
+    if (r === undefined) return undefined;
+    const ms0 = (v) => v.toFixed(0);
+    return { goal: `resync of ${goal.users.toLocaleString('en-US')} users ${cmp} ${goal.limit} ms (app connect → synced)`, measured: `${ms0(r.connectToSyncedMs)} ms${rangeText(r.connectToSyncedSpread, ms0)} (intermediary's part: ${ms0(r.serverResyncMs)} ms)`, value: r.connectToSyncedMs, met: met(r.connectToSyncedMs) };
+  }
+  if (goal.metric === 'codec') {
+    const c = codec?.ratios?.find((v) => v.frameBytes === goal.frameBytes);
+    if (c === undefined) return undefined;
+    return { goal: `FrameDecoder + validation ${cmp} ${goal.limit.toFixed(1)} × split + JSON.parse, ${goal.frameBytes} B frames`, measured: `${x2(c.ratio)} ×${rangeText(c.spread)}`, value: c.ratio, met: met(c.ratio) };
+  }
+  return undefined;
 }
 
 // ------------------------------------------------------------ markdown
@@ -160,7 +213,8 @@ export function renderMarkdown(results, { chart, json, findings }) {
   if (results.errors.length > 0) out.push('**Sections that failed:**', '', ...results.errors.map((e) => `- ${e}`), '');
 
   out.push('## Goals', '');
-  out.push(table(['goal', 'measured (ratio of medians, same run)', 'met'], s.goals.map((g) => [g.goal, g.measured, g.met ? 'yes' : '**no**'])), '');
+  out.push('Ratios are imi ÷ baseline, medians of the same run; in brackets the lowest and highest ratio of one repetition (the targets of a repetition run next to each other).', '');
+  out.push(table(['goal', 'measured: median (min–max)', 'met'], s.goals.map((g) => [g.goal, g.measured, g.met ? 'yes' : '**no**'])), '');
 
   out.push('## What is measured', '');
   out.push(
@@ -172,7 +226,7 @@ export function renderMarkdown(results, { chart, json, findings }) {
     '2. **baseline-relay** (`bench/servers/relay.mjs` + `relay-app.mjs`): a deliberately minimal two-process relay, written the naive way a competent dev would. The relay gives each user an id (a counter), decodes their bytes as UTF-8, splits on `\\n` (CR stripped) and writes each line to the app as one JSON message `{"type":"input","id":N,"line":"…"}` + `\\n` with its own `socket.write` (no batching); it splits the app\'s stream on `\\n`, `JSON.parse`s each message and writes `data` of `{"type":"output","id":N,"data":"…"}` to that user with one `socket.write`. Connects and disconnects are told to the app the same way; input while no app is connected is dropped. The app process splits, parses, and answers each input with one output message, one write each. `noDelay` on every socket, like imi. No acks, no queues, no resync, no limits, no validation: what the hop costs at the least.',
     '3. **imi**: `imi-server` (the CLI, default options, `--log-level warn`) and an upper-casing app on `@imi/client` (`bench/servers/imi-app.mjs`: a `buildResponse` tap as in `examples/uppercaser`, acks on, default options).',
     '',
-    `Each (target, conns) is measured ${results.config.reps} time(s) (warm-up ${results.config.warmupMs} ms, window ${results.config.durationMs} ms); the targets are interleaved and their order rotates between repetitions; tables show medians of the repetitions. Each target is started fresh per repetition and runs the concurrency levels in increasing order.`,
+    `Each (target, conns) is measured in interleaved repetitions (A, B, C, A, B, C, …; the order rotates between repetitions), at least ${results.config.reps} and at most ${results.config.maxReps ?? results.config.reps}: after the minimum, repetitions go on until one more repetition moves no median ratio (throughput and CPU per round trip, imi ÷ relay, at every concurrency) by more than ${Math.round((results.config.stableWithin ?? 0.03) * 100)} %. This run made ${results.closedReps ?? results.config.reps} (warm-up ${results.config.warmupMs} ms, window ${results.config.durationMs} ms). Tables show medians of the repetitions, with the lowest and highest repetition in brackets. Each target is started fresh per repetition and runs the concurrency levels in increasing order.`,
     '',
   );
 
@@ -183,16 +237,16 @@ export function renderMarkdown(results, { chart, json, findings }) {
     for (const target of ['baseline-direct', 'baseline-relay', 'imi']) {
       const c = s.closed.find((v) => v.target === target && v.conns === conns);
       if (!c) continue;
-      closedRows.push([n(conns), TARGET_LABEL[target], n(c.throughput), ms(c.p50), ms(c.p90), ms(c.p99), ms(c.max), n(c.errors), n(c.disconnects), cpuCell(c.cpu), n(c.cpuUs, 1), n(c.cpu.loadgen, 0), other(c.otherCpu)]);
+      closedRows.push([n(conns), TARGET_LABEL[target], `${n(c.throughput)}${rangeText(c.throughputSpread, (v) => n(v))}`, `${ms(c.p50)}${rangeText(c.p50Spread, ms)}`, ms(c.p90), ms(c.p99), ms(c.max), n(c.errors), n(c.disconnects), cpuCell(c.cpu), `${n(c.cpuUs, 1)}${rangeText(c.cpuUsSpread, (v) => n(v, 1))}`, n(c.cpu.loadgen, 0), other(c.otherCpu)]);
     }
   }
   out.push(table(['conns', 'target', 'round trips/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'disconnects', 'CPU % under test', 'CPU µs / round trip', 'loadgen CPU %', 'others CPU %'], closedRows), '');
   out.push('*CPU µs / round trip*: CPU time of the processes under test (all of them, the loadgen excepted) per round trip. It depends less on what else runs on the machine than round trips/s does. *others CPU %*: CPU used by processes outside the benchmark during the window (approximate: from /proc/stat).', '');
-  out.push('Ratios (imi ÷ baseline, medians of the same run; > 1 is better for throughput, < 1 is better for latency):', '');
+  out.push('Ratios (imi ÷ baseline, medians of the same run, in brackets the lowest and highest ratio of one repetition; > 1 is better for throughput, < 1 is better for latency and CPU):', '');
   out.push(
     table(
       ['conns', 'throughput imi/relay', 'throughput imi/direct', 'p50 imi/relay', 'p50 imi/direct', 'p99 imi/relay', 'CPU per round trip imi/relay'],
-      s.ratios.map((r) => [n(r.conns), x(r.throughputVsRelay), x(r.throughputVsDirect), x(r.p50VsRelay), x(r.p50VsDirect), x(r.p99VsRelay), x(r.cpuVsRelay)]),
+      s.ratios.map((r) => [n(r.conns), `${x(r.throughputVsRelay)}${rangeText(r.throughputVsRelaySpread)}`, x(r.throughputVsDirect), `${x(r.p50VsRelay)}${rangeText(r.p50VsRelaySpread)}`, x(r.p50VsDirect), x(r.p99VsRelay), `${x(r.cpuVsRelay)}${rangeText(r.cpuVsRelaySpread)}`]),
     ),
     '',
   );
@@ -238,7 +292,7 @@ export function renderMarkdown(results, { chart, json, findings }) {
     out.push(
       table(
         ['live users', 'connect → synced', 'intermediary', 'restart: connect → synced', 'restart: connect → first reply', 'restart: connect → all replies', 'spawn → first reply', 'lines lost', 'disconnects'],
-        s.resync.map((r) => [n(r.users), `${ms(r.connectToSyncedMs)} ms`, `${ms(r.serverResyncMs)} ms`, `${ms(r.restartConnectToSyncedMs)} ms`, `${ms(r.connectToFirstReplyMs)} ms`, `${ms(r.connectToAllRepliesMs)} ms`, `${ms(r.spawnToFirstReplyMs)} ms`, n(r.lost), n(r.disconnects)]),
+        s.resync.map((r) => [n(r.users), `${ms(r.connectToSyncedMs)} ms${rangeText(r.connectToSyncedSpread, ms)}`, `${ms(r.serverResyncMs)} ms${rangeText(r.serverResyncSpread, ms)}`, `${ms(r.restartConnectToSyncedMs)} ms`, `${ms(r.connectToFirstReplyMs)} ms`, `${ms(r.connectToAllRepliesMs)} ms`, `${ms(r.spawnToFirstReplyMs)} ms`, n(r.lost), n(r.disconnects)]),
       ),
       '',
     );
@@ -250,7 +304,8 @@ export function renderMarkdown(results, { chart, json, findings }) {
       `\`FrameDecoder\` (\`@imi/core\`) fed a ${n(results.codec.streamBytes / 2 ** 20, 0)} MiB stream of \`output\` frames in ${n(results.codec.chunkBytes / 1024, 0)} KiB chunks, repeatedly for ${results.codec.runMs} ms after a warm-up; median of ${results.codec.reps}. With the validator the intermediary uses, with a no-op validator (the decoder alone), and the naive reference (split on \`\\n\` + \`JSON.parse\`, none of the decoder's guarantees: no back-to-back values, batches, resync after a broken frame, size limit before buffering).`,
       '',
     );
-    out.push(table(['frame size', 'decoder', 'MB/s', 'frames/s'], results.codec.cases.map((c) => [`${c.frameBytes} B`, c.variant, n(c.mbPerSec, 1), n(c.framesPerSec, 0)])), '');
+    out.push(table(['frame size', 'decoder', 'MB/s', 'frames/s'], results.codec.cases.map((c) => [`${c.frameBytes} B`, c.variant, `${n(c.mbPerSec, 1)}${rangeText(spread((c.runs ?? []).map((r) => r.mbPerSec)), (v) => n(v, 1))}`, n(c.framesPerSec, 0)])), '');
+    if (results.codec.ratios) out.push(`FrameDecoder + validateAppMessage ÷ reference (the variants interleaved in each repetition; median of the per-repetition ratios, min–max): ${results.codec.ratios.map((r) => `${r.frameBytes} B ${x(r.ratio)}${rangeText(r.spread)}`).join(', ')}.`, '');
   }
 
   out.push('## Running it', '');

@@ -90,3 +90,26 @@ export async function holdUsers(port, conns, { spread = conns > 4000 ? 8 : 1, ti
   const connected = await loadgen.waitEvent('connected', timeoutMs);
   return { loadgen, connected };
 }
+
+/**
+ * The goals of issue #18, checked by `pnpm bench` (docs/benchmarks.md, "Goals").
+ * Every one is a ratio of medians of the same run (targets interleaved), except
+ * resync, which is wall time. `better` says which way is good.
+ *
+ * - metric `throughput`, `p50`, `cpuUs`: imi ÷ baseline-relay at `conns` (closed loop)
+ * - metric `rss`: RSS per idle user, imi ÷ baseline-direct at `users`
+ * - metric `resyncMs`: app `connect()` → `synced` with `users` live users
+ * - metric `codec`: FrameDecoder + validateAppMessage ÷ split + JSON.parse, `frameBytes` frames
+ */
+export const GOALS = [
+  { metric: 'throughput', conns: 1, better: 'higher', limit: 1.0 },
+  { metric: 'throughput', conns: 10, better: 'higher', limit: 1.2 },
+  { metric: 'throughput', conns: 100, better: 'higher', limit: 1.2 },
+  { metric: 'throughput', conns: 1000, better: 'higher', limit: 1.2 },
+  { metric: 'cpuUs', conns: 100, better: 'lower', limit: 0.8 },
+  { metric: 'p50', conns: 1, better: 'lower', limit: 1.0 },
+  { metric: 'rss', users: 10_000, better: 'lower', limit: 1.25 },
+  { metric: 'resyncMs', users: 10_000, better: 'lower', limit: 100 },
+  { metric: 'codec', frameBytes: 1024, better: 'higher', limit: 1.0 },
+  { metric: 'codec', frameBytes: 64, better: 'higher', limit: 1.0 },
+];
