@@ -14,7 +14,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { AsyncSeriesHook, AsyncSeriesWaterfallHook } from 'tapable';
-import { ImiError, ProtocolError, isJsonObject, validateAppMessage, type JsonObject, type JsonValue, type MsspValue } from '@imi/core';
+import { ImiError, ProtocolError, isJsonObject, txnIdSource, validateAppMessage, type JsonObject, type JsonValue, type MsspValue } from '@imi/core';
 import { Dispatcher } from './dispatch.js';
 import { emitReporting, reportError, type ClientEvents } from './events.js';
 import { isolateTaps, type ClientHooks } from './hooks.js';
@@ -27,6 +27,9 @@ import type { BroadcastOptions, OutputOptions, SendOptions } from './send-option
 import type { OutRecord } from './types.js';
 import { mergeState, sessionSlots, type Session } from './session.js';
 import { deferred, type ClientState, type ClientStatus } from './state.js';
+
+/** Txn ids of what the app sends: a random per-process prefix and a counter (unique, cheaper than `randomUUID()` per message). */
+const nextTxnId = txnIdSource();
 
 export type { BroadcastOptions, OutputOptions, SendOptions } from './send-options.js';
 export type { ClientStatus } from './state.js';
@@ -215,7 +218,7 @@ export class Client extends EventEmitter<ClientEvents> {
   send(id: string, text: string, options?: OutputOptions): string {
     checkString(id, 'send: id');
     checkString(text, 'send: text');
-    const txnId = randomUUID();
+    const txnId = nextTxnId();
     const record = this.outbox.appRecord({ param: 'output', data: outputData(id, text, options) }, txnId, id, options);
     this.outbox.submit([record]);
     this.applyLocalUpdates(id, options?.updates);
@@ -266,7 +269,7 @@ export class Client extends EventEmitter<ClientEvents> {
     for (const [id, text] of pairs) {
       checkString(id, 'multisend: id');
       checkString(text, 'multisend: text');
-      const txnId = randomUUID();
+      const txnId = nextTxnId();
       txnIds.push(txnId);
       records.push(this.outbox.appRecord({ param: 'output', data: outputData(id, text, options) }, txnId, id, options));
     }
@@ -284,7 +287,7 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   broadcast(text: string, options?: BroadcastOptions): string {
     checkString(text, 'broadcast: text');
-    const txnId = randomUUID();
+    const txnId = nextTxnId();
     const except = toIdList(options?.except, 'broadcast: except');
     const data: { value: string; except?: string[] } = { value: text };
     if (except !== undefined && except.length > 0) data.except = except;
@@ -306,7 +309,7 @@ export class Client extends EventEmitter<ClientEvents> {
   setState(id: string, updates: JsonObject, options?: Omit<SendOptions, 'updates'>): string {
     checkString(id, 'setState: id');
     if (!isJsonObject(updates)) throw new ImiError('IMI_BAD_MESSAGE', 'setState: updates must be an object', { sessionId: id });
-    const txnId = randomUUID();
+    const txnId = nextTxnId();
     this.outbox.submit([this.outbox.appRecord({ param: 'state', data: { id } }, txnId, id, { ...options, updates })]);
     this.applyLocalUpdates(id, updates);
     return txnId;
@@ -325,7 +328,7 @@ export class Client extends EventEmitter<ClientEvents> {
   disconnect(id: string, farewell?: string, options?: SendOptions): string {
     checkString(id, 'disconnect: id');
     if (farewell !== undefined) checkString(farewell, 'disconnect: farewell');
-    const txnId = randomUUID();
+    const txnId = nextTxnId();
     const data: { id: string; value?: string } = { id };
     if (farewell !== undefined) data.value = farewell;
     this.outbox.submit([this.outbox.appRecord({ param: 'disconnect', data }, txnId, id, options)]);
@@ -348,7 +351,7 @@ export class Client extends EventEmitter<ClientEvents> {
   setEcho(id: string, visible: boolean, options?: Omit<SendOptions, 'updates'>): string {
     checkString(id, 'setEcho: id');
     if (typeof visible !== 'boolean') throw new ImiError('IMI_BAD_MESSAGE', 'setEcho: visible must be a boolean', { sessionId: id });
-    const txnId = randomUUID();
+    const txnId = nextTxnId();
     this.outbox.submit([this.outbox.appRecord({ param: 'telnet', data: { id, echo: visible } }, txnId, id, options)]);
     return txnId;
   }
@@ -373,7 +376,7 @@ export class Client extends EventEmitter<ClientEvents> {
     if (!GMCP_PACKAGE.test(packageName)) throw new ImiError('IMI_BAD_MESSAGE', `sendGmcp: ${JSON.stringify(packageName.slice(0, 64))} is not a GMCP package name (1-128 characters, no spaces)`, { sessionId: id });
     const protocol = options?.protocol;
     if (protocol !== undefined && protocol !== 'gmcp' && protocol !== 'msdp') throw new ImiError('IMI_BAD_MESSAGE', 'sendGmcp: protocol must be "gmcp" or "msdp"', { sessionId: id });
-    const txnId = randomUUID();
+    const txnId = nextTxnId();
     const data: { id: string; package: string; value?: JsonValue; protocol?: 'gmcp' | 'msdp' } = { id, package: packageName };
     if (value !== undefined) data.value = value;
     if (protocol !== undefined) data.protocol = protocol;
@@ -404,7 +407,7 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   private submitServerStatus(): string {
-    const txnId = randomUUID();
+    const txnId = nextTxnId();
     this.outbox.submit([this.outbox.appRecord({ param: 'mssp', data: { variables: this.serverStatus! } }, txnId, undefined, undefined)]);
     return txnId;
   }

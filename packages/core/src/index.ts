@@ -73,3 +73,4 @@ export {
   type SessionRegistryOptions,
 } from './session-registry.js';
 export { DEFAULT_CLUSTER_PARTITIONS, CLUSTER_CONSUMER_GROUP, clusterKeys, partitionOf } from './cluster.js';
+export { txnIdSource } from './txn-id.js';

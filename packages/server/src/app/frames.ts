@@ -3,17 +3,19 @@
  *
  * @module
  */
-import { randomUUID } from 'node:crypto';
-import { encodeFrame } from '@imi/core';
+import { encodeFrame, txnIdSource } from '@imi/core';
+
+/** Txn ids of the frames the intermediary writes: unique, not secret (see `txnIdSource`). */
+const nextTxnId = txnIdSource();
 
 /** A message with a fresh `txn_id`, as one frame. */
 export function frame(message: { param: string; data: object }): string {
-  return encodeFrame({ ...message, txn_id: randomUUID() });
+  return encodeFrame({ ...message, txn_id: nextTxnId() });
 }
 
 /** A `connect` or `disconnect` event; `seq` is 0 for an app without acks (then it has none). */
 export function eventFrame(param: 'connect' | 'disconnect', data: object, seq: number): string {
-  const message: { param: string; data: object; txn_id: string; seq?: number } = { param, data, txn_id: randomUUID() };
+  const message: { param: string; data: object; txn_id: string; seq?: number } = { param, data, txn_id: nextTxnId() };
   if (seq !== 0) message.seq = seq;
   return encodeFrame(message);
 }
