@@ -20,7 +20,7 @@ import type { Connection } from '../users/connection.js';
 import type { ServerStatus } from '../users/telnet/mssp.js';
 import { AppLink } from './app-link.js';
 import { AppMessages, type AppHandshake } from './app-messages.js';
-import { eventFrame, frame, inputFrame } from './frames.js';
+import { connectFrame, eventFrame, frame, inputFrame } from './frames.js';
 import type { UserDirectory } from './user-directory.js';
 
 /** Most departed users remembered for an app that reconnects (see docs/guarantees.md). */
@@ -138,20 +138,14 @@ export class AppSide implements AppPort, AppHandshake {
 
   private announceTo(app: AppLink, connection: Connection, resumed: boolean): void {
     connection.announcedTo = app.connectionId;
-    const data: { id: string; transport: string; remote: object; connectedAt: number; resumed: boolean; state: JsonObject; telnet?: object } = {
-      id: connection.id,
-      transport: connection.transport,
-      remote: connection.remote,
-      connectedAt: connection.connectedAt,
-      resumed,
-      state: connection.record.state,
-    };
     const telnet = connection.telnet;
+    let telnetJson: string | undefined;
     if (telnet !== undefined) {
-      data.telnet = telnet;
-      connection.telnetSent = JSON.stringify(telnet);
+      telnetJson = JSON.stringify(telnet);
+      connection.telnetSent = telnetJson;
     }
-    app.send(eventFrame('connect', data, app.acks ? this.parts.ledger.nextSeq() : 0));
+    // The frame is built from a template (see connectFrame): a resync writes one per live user.
+    app.send(connectFrame(connection, resumed, connection.record.state, telnetJson, app.acks ? this.parts.ledger.nextSeq() : 0));
   }
 
   // ------------------------------------------------------------ lifecycle

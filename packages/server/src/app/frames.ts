@@ -34,3 +34,28 @@ export function inputFrame(sessionId: string, value: string, txnId: string, seq:
   if (redelivered) text += ',"redelivered":true';
   return text + '}\n';
 }
+
+/** What a `connect` event tells of a user (a `Connection` is one). */
+export interface AnnouncedUser {
+  readonly id: string;
+  readonly transport: string;
+  readonly remote: object;
+  readonly connectedAt: number;
+}
+
+/**
+ * A `connect` event, built as a string template: byte for byte what
+ * `eventFrame('connect', {id, transport, remote, connectedAt, resumed,
+ * state, telnet?}, seq)` gives, without the objects. A resync writes one per
+ * live user.
+ *
+ * @param telnetJson - `JSON.stringify` of the user's telnet info, if they have any
+ * @param seq - 0 for an app without acks
+ */
+export function connectFrame(user: AnnouncedUser, resumed: boolean, state: object, telnetJson: string | undefined, seq: number): string {
+  let text = `{"param":"connect","data":{"id":${JSON.stringify(user.id)},"transport":${JSON.stringify(user.transport)},"remote":${JSON.stringify(user.remote)},"connectedAt":${JSON.stringify(user.connectedAt)},"resumed":${resumed},"state":${JSON.stringify(state)}`;
+  if (telnetJson !== undefined) text += `,"telnet":${telnetJson}`;
+  text += `},"txn_id":"${nextTxnId()}"`;
+  if (seq !== 0) text += `,"seq":${seq}`;
+  return text + '}\n';
+}
