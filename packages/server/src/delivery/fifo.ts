@@ -5,9 +5,16 @@
  * @module
  */
 
+/**
+ * The storage of every empty queue, never written to: most per-user queues
+ * stay empty for the user's whole life, and an array each cost memory per
+ * idle user.
+ */
+const EMPTY = Object.freeze([]) as unknown as never[];
+
 /** A first-in first-out queue; `shift` is O(1) amortised, unlike `Array#shift`. */
 export class Fifo<T> implements Iterable<T> {
-  private items: (T | undefined)[] = [];
+  private items: (T | undefined)[] = EMPTY;
   private head = 0;
 
   /** How many items are queued. */
@@ -17,7 +24,8 @@ export class Fifo<T> implements Iterable<T> {
 
   /** Appends an item. */
   push(item: T): void {
-    this.items.push(item);
+    if ((this.items as unknown) === EMPTY) this.items = [item];
+    else this.items.push(item);
   }
 
   /** The oldest item, without removing it. */
@@ -32,7 +40,7 @@ export class Fifo<T> implements Iterable<T> {
     this.items[this.head] = undefined;
     this.head++;
     if (this.head === this.items.length) {
-      this.items = [];
+      this.items = EMPTY;
       this.head = 0;
     } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
       this.items = this.items.slice(this.head);
@@ -43,7 +51,7 @@ export class Fifo<T> implements Iterable<T> {
 
   /** Empties the queue. */
   clear(): void {
-    this.items = [];
+    this.items = EMPTY;
     this.head = 0;
   }
 

@@ -95,11 +95,18 @@ export class Connection implements Session, ChannelSink {
   private readonly maxOutputBufferBytes: number;
   private corked = false;
   private closeTimer: NodeJS.Timeout | undefined;
-  private resolveClosed!: () => void;
+  /** Made only when someone waits for the close (`close()` of the intermediary): an idle user then costs no promise and no resolver. */
+  private closedPromise: Promise<void> | undefined;
+  private resolveClosed: (() => void) | undefined;
+  private forgotten = false;
+
   /** Resolves once the connection is closed and forgotten by the intermediary. */
-  readonly closed = new Promise<void>((resolve) => {
-    this.resolveClosed = resolve;
-  });
+  get closed(): Promise<void> {
+    if (this.closedPromise === undefined) {
+      this.closedPromise = this.forgotten ? Promise.resolve() : new Promise<void>((resolve) => (this.resolveClosed = resolve));
+    }
+    return this.closedPromise;
+  }
 
   constructor(channel: UserChannel, record: SessionRecord, owner: ConnectionOwner, maxLineBytes: number, maxOutputBufferBytes: number) {
     this.channel = channel;
@@ -292,7 +299,8 @@ export class Connection implements Session, ChannelSink {
 
   /** Called by the intermediary once it has forgotten this connection. */
   markClosed(): void {
-    this.resolveClosed();
+    this.forgotten = true;
+    this.resolveClosed?.();
   }
 
   private cork(): void {
