@@ -27,6 +27,9 @@ import { runWorkerScript } from './worker-scripts.js';
 
 type Entry = [string, string[]];
 
+/** What the fenced read (worker-scripts.ts READ) says of one partition: entries, nothing new after an id, or lease lost. */
+type ReadReply = ['e', Entry[]] | ['w', string] | ['x'];
+
 /**
  * Entry ids this process handed to its app, remembered (65,536 at most, the
  * oldest forgotten first) to tell a true redelivery from a second look.
@@ -313,21 +316,16 @@ export class Partitions {
         await new Promise((resolve) => setTimeout(resolve, 20));
         continue;
       }
-      let result: Array<[string, Entry[]]> | null;
+      let replies: ReadReply[];
       try {
-        const keys = parts.map((owned) => clusterKeys.partition(owned.part));
-        if (this.recheck) {
-          // A read whose reply was lost left entries pending for this worker that the app never
-          // saw: with an id instead of '>', XREADGROUP returns this consumer's pending entries after it.
-          const read = this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'STREAMS', ...keys, ...parts.map((owned) => owned.lastId));
-          this.inflightRead = read;
-          result = (await read) as typeof result;
-          if (result === null || result.every(([, entries]) => entries.length === 0)) this.recheck = false;
-        } else {
-          const read = this.reader.xreadgroup('GROUP', CLUSTER_CONSUMER_GROUP, workerId, 'COUNT', readBatch, 'BLOCK', 200, 'STREAMS', ...keys, ...keys.map(() => '>'));
-          this.inflightRead = read;
-          result = (await read) as typeof result;
-        }
+        // Fenced (worker-scripts.ts READ): entries are read only under a lease that still holds.
+        // After a lost reply (this.recheck) the read starts after the last entry handed on instead
+        // of '>': XREADGROUP then returns this consumer's pending entries the app never saw.
+        const keys = [...parts.map((owned) => clusterKeys.partition(owned.part)), ...parts.map((owned) => clusterKeys.lease(owned.part))];
+        const ids = parts.map((owned) => (this.recheck ? owned.lastId : '>'));
+        const read = runWorkerScript<ReadReply[]>(this.reader, 'imiRead', keys, [CLUSTER_CONSUMER_GROUP, workerId, readBatch, ...parts.map((owned) => owned.token), ...ids]);
+        this.inflightRead = read;
+        replies = await read;
       } catch (error) {
         this.recheck = true;
         if ((error as Error).message.includes('NOGROUP')) {
@@ -338,14 +336,28 @@ export class Partitions {
         }
         continue;
       }
-      if (result === null) continue;
-      for (const [key, entries] of result) {
-        const owned = this.owned.get(Number(key.slice(key.lastIndexOf(':') + 1)));
-        // A partition let go meanwhile: these entries wait in the pending entries list for its next
-        // owner; or taken again and not yet caught up: its XAUTOCLAIM hands them on, in order.
-        if (owned === undefined || owned.releasing || !owned.reading) continue;
-        for (const [id, list] of entries) this.onEntry(owned, id, list, false);
-      }
+      let got = 0;
+      const waitKeys: string[] = [];
+      const waitIds: string[] = [];
+      replies.forEach((reply, i) => {
+        const owned = parts[i]!;
+        const current = this.owned.get(owned.part) === owned;
+        if (reply[0] === 'x') {
+          if (current) this.lose(owned.part);
+        } else if (reply[0] === 'w') {
+          waitKeys.push(clusterKeys.partition(owned.part));
+          waitIds.push(reply[1]);
+        } else {
+          got += reply[1].length;
+          // A partition let go meanwhile: these entries wait in the pending entries list for its next owner.
+          if (!current || owned.releasing || !owned.reading) return;
+          for (const [id, list] of reply[1]) this.onEntry(owned, id, list, false);
+        }
+      });
+      if (got > 0) continue;
+      this.recheck = false;
+      // Nothing new: wait (at most 200 ms) for an entry past what the group handed on; a plain XREAD changes nothing.
+      if (waitKeys.length > 0) await this.reader.xread('COUNT', 1, 'BLOCK', 200, 'STREAMS', ...waitKeys, ...waitIds).catch(() => null);
     }
   }
 

@@ -108,7 +108,52 @@ for _, h in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
 end
 return n`;
 
+/**
+ * The fenced read. KEYS: the partition streams, then their leases; ARGV:
+ * group, consumer, count, then each partition's lease token, then the id to
+ * read after (\`>\` for new entries, or the last id handed on to reread this
+ * consumer's pending entries). Why in a script: \`XREADGROUP … >\` moves the
+ * group's last-delivered id and makes the entries pending for this
+ * consumer. Done by a worker whose lease just ran out (Redis was away and
+ * came back, a pause) *after* its successor ran \`XAUTOCLAIM\`, those entries
+ * would be stranded in the old consumer's pending list: the successor reads
+ * on with \`>\`, past them, and they are answered late (out of order) when
+ * the partition moves again, or never. Checking the lease in the same
+ * atomic step as the read closes that window: an entry is read only under a
+ * lease that still holds, so it is either pending before the successor's
+ * \`XAUTOCLAIM\` (which claims it) or read by the successor. No \`BLOCK\` here
+ * (a script cannot block): per partition the reply is \`{'e', entries}\`,
+ * \`{'w', last-delivered id}\` (nothing new: wait with a plain \`XREAD\` after
+ * it, which changes nothing), or \`{'x'}\` (the lease is not this token's).
+ */
+const READ = `
+local n = #KEYS / 2
+local out = {}
+for i = 1, n do
+  if redis.call('GET', KEYS[n + i]) ~= ARGV[3 + i] then
+    out[i] = {'x'}
+  else
+    local id = ARGV[3 + n + i]
+    local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[i], id)
+    if r and #r[1][2] > 0 then
+      out[i] = {'e', r[1][2]}
+    elseif id == '>' then
+      local last = '0-0'
+      for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[i])) do
+        local f = {}
+        for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+        if f['name'] == ARGV[1] then last = f['last-delivered-id'] end
+      end
+      out[i] = {'w', last}
+    else
+      out[i] = {'e', {}}
+    end
+  end
+end
+return out`;
+
 const SCRIPTS = {
+  imiRead: { lua: READ },
   imiCommit: { numberOfKeys: 1, lua: COMMIT },
   imiRenew: { numberOfKeys: 1, lua: RENEW },
   imiRelease: { numberOfKeys: 1, lua: RELEASE },
@@ -139,5 +184,7 @@ export function defineWorkerScripts(redis: Redis): void {
  */
 export function runWorkerScript<T = number>(redis: Redis, name: WorkerScript, keys: string[], args: Array<string | number>): Promise<T> {
   const command = (redis as unknown as Record<string, (...parts: Array<string | number>) => Promise<T>>)[name]!;
-  return command.call(redis, ...keys, ...args);
+  // A script with a variable number of keys (the read) takes their count first.
+  const count: Array<string | number> = 'numberOfKeys' in SCRIPTS[name] ? [] : [keys.length];
+  return command.call(redis, ...count, ...keys, ...args);
 }

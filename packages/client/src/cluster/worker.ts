@@ -59,6 +59,7 @@ export class ClusterWorker {
     this.cmd = new Redis(redis, { ...common, connectionName: `imi-worker-${this.options.workerId}` });
     this.reader = new Redis(redis, { ...common, connectionName: `imi-worker-${this.options.workerId}-reader` });
     defineWorkerScripts(this.cmd);
+    defineWorkerScripts(this.reader);
     this.cmd.on('error', () => {});
     this.reader.on('error', () => {});
     this.gateway = new Gateway(
