@@ -60,8 +60,8 @@ function reply(message: ChildMessage): Promise<void> {
   return new Promise((resolve) => process.send!(message, undefined, undefined, () => resolve()));
 }
 
-/** Resolves once an app is connected and resynced, or after `ms`. */
-function waitForApp(imi: Intermediary, ms: number): Promise<void> {
+/** Resolves once an app is connected and resynced, or after `ms` (a successor, or a worker restarted by the supervisor, waits for the app before reading users). */
+export function waitForApp(imi: Intermediary, ms: number): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(timer);

@@ -18,7 +18,7 @@ import { ImiError } from '@imi/core';
 import type { ListeningPorts } from '../api.js';
 import type { Intermediary } from '../intermediary.js';
 import { adoptSocket, rawHandle, stopReading } from '../handover/fds.js';
-import { APP_RETURN_WAIT_MS } from '../handover/child.js';
+import { APP_RETURN_WAIT_MS, waitForApp } from '../handover/child.js';
 import { Freeze, listenerServer, rawSocket } from '../handover/parent.js';
 import { writeTelnetExtra } from '../handover/telnet-extra.js';
 import type { SessionSnapshot, SnapshotTelnet } from '../session/snapshot.js';
@@ -41,18 +41,6 @@ export function supervisedMode(): 'first' | 'restart' | undefined {
   return mode === 'first' || mode === 'restart' ? mode : undefined;
 }
 
-/** Resolves once an app is connected and resynced, or after `ms`. */
-function waitForApp(imi: Intermediary, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      imi.off('synced', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    imi.on('synced', done);
-  });
-}
 
 /** Sends the supervisor a duplicate of every listener (users' in order, the app's, the admin one). */
 function sendListeners(imi: Intermediary): void {
