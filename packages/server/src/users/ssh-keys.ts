@@ -20,6 +20,19 @@ export interface AuthorizedKey {
 }
 
 /**
+ * A new Ed25519 private key in OpenSSH's format. ssh2 (1.17) writes about 3
+ * in 1,000 of its own generated keys in a form its parser then rejects
+ * ("Malformed OpenSSH private key"), so a key is only kept once it parses.
+ */
+function generateHostKey(): string {
+  for (let attempt = 0; ; attempt++) {
+    const text = ssh2.utils.generateKeyPairSync('ed25519').private;
+    const parsed = ssh2.utils.parseKey(text);
+    if (!(parsed instanceof Error) || attempt >= 20) return text;
+  }
+}
+
+/**
  * Reads the host key from `path`, or makes an Ed25519 one and writes it
  * there (mode 0600, never over an existing file), so clients see the same
  * host key after a restart.
@@ -35,7 +48,7 @@ export function loadHostKey(path: string): string {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new ImiError('IMI_CONFIG', `cannot read the SSH host key file ${path}: ${(error as Error).message}`, { cause: error });
   }
   if (text === undefined) {
-    text = ssh2.utils.generateKeyPairSync('ed25519').private;
+    text = generateHostKey();
     try {
       writeFileSync(path, text, { mode: 0o600, flag: 'wx' });
     } catch (error) {
