@@ -29,8 +29,8 @@ import type { IntermediaryMetrics } from './ops/metrics.js';
 import { Reporter } from './ops/reporter.js';
 import type { HandoverGate, HandoverParts, InheritedListeners } from './handover/types.js';
 import { AppDownNoticePlugin, IdleTimeoutPlugin, WelcomeBannerPlugin } from './plugins.js';
-import { restoreSnapshot, takeSnapshot } from './session/session-state.js';
-import type { SessionSnapshot } from './session/snapshot.js';
+import { restoreValidSnapshot, takeSnapshot } from './session/session-state.js';
+import { validateSessionSnapshot, type SessionSnapshot } from './session/snapshot.js';
 import { createTransport } from './users/create-transport.js';
 import { ServerStatus } from './users/telnet/mssp.js';
 import { closeServer, listenOn } from './users/socket-transport.js';
@@ -324,9 +324,23 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
    *   needs one; reported (logged, counted) too. `IMI_CLOSED` after `close()`.
    */
   restoreSession(snapshot: unknown, socket?: Socket): Session {
+    return this.restore(() => validateSessionSnapshot(snapshot), socket);
+  }
+
+  /**
+   * {@link restoreSession} for a snapshot already validated (the upgrade's
+   * successor checks each one as it arrives).
+   *
+   * @internal
+   */
+  restoreValidSession(snapshot: SessionSnapshot, socket?: Socket): Session {
+    return this.restore(() => snapshot, socket);
+  }
+
+  private restore(validated: () => SessionSnapshot, socket: Socket | undefined): Session {
     if (this.closing) throw new ImiError('IMI_CLOSED', 'this intermediary was closed');
     try {
-      return restoreSnapshot(snapshot, socket, {
+      return restoreValidSnapshot(validated(), socket, {
         users: this.users,
         registry: this.registry,
         ledger: this.ledger,

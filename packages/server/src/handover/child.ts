@@ -116,7 +116,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       const socket = item.fd === undefined ? undefined : adoptSocket(item.fd);
       let connection: Connection;
       try {
-        connection = imi.restoreSession(snapshot, socket) as Connection;
+        connection = imi.restoreValidSession(snapshot, socket) as Connection;
       } catch (error) {
         socket?.destroy();
         throw error;

@@ -70,12 +70,15 @@ export function takeSnapshot(connection: Connection, ledger: InputLedger): Sessi
  * is not done again) or, without one, parked: its client resumes it with
  * its token.
  *
- * @throws ImiError `IMI_BAD_SNAPSHOT` for a malformed snapshot, an id that
- *   is live already, or a missing socket (only a resumable WebSocket
- *   session may come without one)
+ * The snapshot must have passed {@link validateSessionSnapshot} (the
+ * intermediary's `restoreSession` checks it; an upgrade's successor checks
+ * each one as it arrives and does not pay for a second check).
+ *
+ * @throws ImiError `IMI_BAD_SNAPSHOT` for an id that is live already, an
+ *   ssh session, or a missing socket (only a resumable WebSocket session
+ *   may come without one)
  */
-export function restoreSnapshot(value: unknown, socket: Socket | undefined, parts: RestoreParts): Connection {
-  const snapshot = validateSessionSnapshot(value);
+export function restoreValidSnapshot(snapshot: SessionSnapshot, socket: Socket | undefined, parts: RestoreParts): Connection {
   const { users, registry, ledger } = parts;
   if (registry.has(snapshot.id)) throw new ImiError('IMI_BAD_SNAPSHOT', `bad session snapshot: session ${snapshot.id} is live already`, { sessionId: snapshot.id });
   if (snapshot.transport === 'ssh') throw new ImiError('IMI_BAD_SNAPSHOT', 'bad session snapshot: an ssh session cannot be restored (its crypto state stays in its process)', { sessionId: snapshot.id });
