@@ -330,6 +330,7 @@ async function upgradeScenario({ users, busy, reps, typeMs, probeMs }) {
       sessions: answer.sessions,
       closedByUpgrade: answer.closed,
       adminMs: answer.durationMs,
+      phases: answer.phases,
       answerMs: answeredAt - t0,
       externalMs: served === undefined ? undefined : served - t0,
       worstRttMs: seen.worstRtt,
@@ -437,6 +438,16 @@ function render(results) {
     const lost = r.runs.reduce((sum, run) => sum + (run.probeLost ?? 0), 0);
     const name = r.kind === 'upgrade' ? `upgrade, ${r.users} ${r.busy > 0 ? `busy (a line every ${r.typeMs} ms each)` : 'idle'}` : `SIGKILL of the worker, ${r.users} idle, --supervise`;
     lines.push(`| ${name} | ${r.runs.length} | ${r.kind === 'upgrade' ? summary(r.runs, 'adminMs') : 'n/a'} | ${summary(r.runs, 'externalMs')} | ${summary(r.runs, 'worstRttMs')} | ${summary(r.runs, 'gapMs')} | ${r.usersClosed}${r.probeClosed ? ' + probe' : ''} | ${lost} | ${busy} |`);
+  }
+  const upgrades = results.scenarios.filter((s) => s.kind === 'upgrade' && s.runs.some((run) => run.phases));
+  if (upgrades.length > 0) {
+    const keys = ['spawnMs', 'bootMs', 'settleMs', 'planMs', 'sendMs', 'readyMs', 'restoreMs', 'commitMs', 'servingMs', 'frozenMs'];
+    lines.push('', '## Where the time goes', '', 'The `phases` of the `POST /upgrade` answer, medians (min–max) in ms. Users are served until the freeze (spawn and boot happen before it); *frozen* is from the freeze to the successor serving. *restore* is the successor\'s own time restoring sessions, inside send + ready.', '');
+    lines.push(`| case | ${keys.map((k) => k.replace(/Ms$/, '')).join(' | ')} |`, `|---|${keys.map(() => '---').join('|')}|`);
+    for (const r of upgrades) {
+      const flat = r.runs.map((run) => Object.fromEntries(keys.map((k) => [k, run.phases?.[k]])));
+      lines.push(`| ${r.label} | ${keys.map((k) => summary(flat, k)).join(' | ')} |`);
+    }
   }
   lines.push('', '## Open files', '', '| case | limit (each process) | old process before | new process after | peak old / new during | load generator |', '|---|---|---|---|---|---|');
   for (const r of results.scenarios.filter((s) => s.kind === 'upgrade')) {

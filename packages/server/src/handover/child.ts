@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { writeFileSync, renameSync } from 'node:fs';
+import { closeSync, writeFileSync, renameSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ImiError } from '@imi/core';
@@ -20,7 +20,7 @@ import type { UserChannel } from '../users/transport.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import { resumeTelnetCompression } from '../users/telnet/telnet-state.js';
 import { adoptSocket } from './fds.js';
-import { readParentMessage, SUCCESSOR_ENV, type ChildMessage, type GlobalState, type HandedSession, type ParentMessage } from './protocol.js';
+import { readParentMessage, SUCCESSOR_EARLY_ENV, SUCCESSOR_ENV, type ChildMessage, type GlobalState, type HandedSession, type ParentMessage } from './protocol.js';
 import { writeTelnetExtra } from './telnet-extra.js';
 
 /**
@@ -42,11 +42,27 @@ interface Waiting {
   mccp2: SnapshotTelnet | undefined;
 }
 
-/** Whether this process was started by an upgrade (and should take over rather than bind its ports). Clears the mark so its own successors are not confused. */
+/** Whether the old process waits for `booted` before it freezes (see {@link SUCCESSOR_EARLY_ENV}). */
+let startedEarly = false;
+
+/** Whether this process was started by an upgrade (and should take over rather than bind its ports). Clears the marks so its own successors are not confused. */
 export function isSuccessor(): boolean {
   const marked = process.env[SUCCESSOR_ENV] === '1';
+  startedEarly = process.env[SUCCESSOR_EARLY_ENV] === '1';
   delete process.env[SUCCESSOR_ENV];
+  delete process.env[SUCCESSOR_EARLY_ENV];
   return marked && typeof process.send === 'function';
+}
+
+/** Closes inherited descriptors of users who left before the freeze (this process never made sockets of them). */
+function closeUnused(fds: readonly number[]): void {
+  for (const fd of fds) {
+    try {
+      closeSync(fd);
+    } catch {
+      // Already closed (EBADF): nothing held.
+    }
+  }
 }
 
 /** Writes the pid file atomically (a reader never sees it half-written). */
@@ -106,6 +122,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       void reply({ imi: 'handover', kind: 'refused', code: imiError.code, message: imiError.message }).finally(() => process.exit(1));
     };
 
+    let restoreMs = 0;
     const restore = (item: HandedSession): void => {
       const snapshot = validateSessionSnapshot(item.snapshot);
       // Nothing may be written before commit: MCCP2 starts and held lines pass then.
@@ -194,11 +211,16 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
             break;
           case 'sessions':
             if (begin === undefined) throw new ImiError('IMI_UPGRADE_FAILED', 'sessions before begin');
-            for (const item of message.items) restore(item);
+            {
+              const restoring = performance.now();
+              for (const item of message.items) restore(item);
+              restoreMs += performance.now() - restoring;
+            }
             break;
           case 'end':
             if (begin === undefined || waiting.length !== begin.sessions) throw new ImiError('IMI_UPGRADE_FAILED', `expected ${begin?.sessions ?? '?'} sessions, got ${waiting.length}`);
-            void reply({ imi: 'handover', kind: 'ready', sessions: waiting.length });
+            closeUnused(message.close ?? []);
+            void reply({ imi: 'handover', kind: 'ready', sessions: waiting.length, restoreMs });
             break;
           case 'commit':
             commit(message).catch((error: unknown) => {
@@ -217,6 +239,8 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
         else imi.report(error instanceof ImiError ? error : new ImiError('IMI_UPGRADE_FAILED', String(error)));
       }
     });
+    // Everything is loaded and the handler is in place: the old process may freeze and send.
+    if (startedEarly) void reply({ imi: 'handover', kind: 'booted' });
     // The old process is gone: the channel must not keep this one from exiting on SIGTERM.
     process.on('disconnect', () => {
       if (serving === undefined) {

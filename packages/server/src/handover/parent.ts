@@ -40,16 +40,24 @@ export function listenerServer(transport: unknown): Server | undefined {
   return typeof server === 'object' && server !== null && typeof (server as Server).listen === 'function' ? (server as Server) : undefined;
 }
 
-/** What goes to the successor: the descriptors (in stdio order from index 4) and the messages that describe them. */
-export interface HandoverPlan {
+/** What the successor is started with, before the freeze: every listener and every user socket open at that moment. */
+export interface SpawnPlan {
   /** Descriptors to put in the successor's stdio, after `[stdin, stdout, stderr, ipc]`. */
   fds: number[];
   /** The stdio index of each user listener, of the app port, of the admin port. */
   layout: { users: number[]; app: number; admin?: number };
+  /** Each user's socket at spawn time and the stdio index of the successor's copy of it. */
+  users: Map<Connection, { socket: Socket; index: number }>;
+}
+
+/** What goes to the successor once frozen: the messages that describe the sockets it was started with. */
+export interface HandoverPlan {
   global: GlobalState;
   sessions: HandedSession[];
   /** Users who cannot be handed over (TLS, WebSocket without resume, still negotiating, not draining): closed at commit. */
   staying: Connection[];
+  /** Stdio indices the successor holds but no session uses (users who left or stay): it closes them. */
+  close: number[];
 }
 
 /** What the commit leaves to send. */
@@ -75,10 +83,21 @@ export class Freeze {
   private readonly wsThaws = new Map<Connection, () => void>();
   private readonly appSockets: Socket[] = [];
 
-  /** Freezes at once: from here nobody is read from and no timer of the input rate fires. */
+  private started = false;
+
+  /** Holds users who arrive from now on (they are passed to the successor at commit, or let in by {@link thaw}); apps are still let in. */
   constructor(private readonly imi: Intermediary) {
     this.parts = imi.handoverParts();
     imi.handoverGate = {
+      userArrived: (channel, listener) => this.held.push({ channel, listener }),
+      appArrived: (socket) => this.parts.apps.accept(socket),
+    };
+  }
+
+  /** Freezes: from here nobody is read from and no timer of the input rate fires. */
+  start(): void {
+    this.started = true;
+    this.imi.handoverGate = {
       userArrived: (channel, listener) => this.held.push({ channel, listener }),
       // An app arriving now would be lost with this process: it retries, and finds the successor (or us again).
       appArrived: (socket) => socket.destroy(),
@@ -90,6 +109,42 @@ export class Freeze {
       this.appSockets.push(socket);
     }
     this.freezeAdmitted();
+  }
+
+  /**
+   * The descriptors the successor is started with, while this process still
+   * serves: every listener, and the socket of every user open now (a user
+   * who leaves before the freeze is in {@link HandoverPlan.close}).
+   *
+   * @param firstFd - the stdio index of the first descriptor
+   * @throws Error when a listener has no descriptor (the upgrade cannot happen)
+   */
+  spawnPlan(firstFd: number): SpawnPlan {
+    const { users, transports, appServer, admin } = this.parts;
+    const fds: number[] = [];
+    const place = (fd: number): number => fds.push(fd) - 1 + firstFd;
+    const need = (fd: number | undefined, what: string): number => {
+      if (fd === undefined) throw new Error(`${what} has no descriptor to hand over`);
+      return place(fd);
+    };
+    const layout: SpawnPlan['layout'] = {
+      users: transports.map((transport, i) => {
+        const server = listenerServer(transport);
+        return need(server === undefined ? undefined : fdOf(server), `user listener ${i}`);
+      }),
+      app: need(appServer === undefined ? undefined : fdOf(appServer), 'the app listener'),
+    };
+    if (admin !== undefined) layout.admin = need(fdOf(admin['server']), 'the admin listener');
+    const placed = new Map<Connection, { socket: Socket; index: number }>();
+    for (const connection of users.openConnections) {
+      if (connection.closing) continue;
+      const channel = connection.userChannel;
+      const ws = asWs(channel);
+      const socket = ws === undefined ? rawSocket(channel) : wsSocket(ws);
+      const fd = socket === undefined ? undefined : fdOf(socket);
+      if (fd !== undefined) placed.set(connection, { socket: socket!, index: place(fd) });
+    }
+    return { fds, layout, users: placed };
   }
 
   /**
@@ -114,23 +169,17 @@ export class Freeze {
     }
   }
 
-  /** Writes down every session and the global state; `firstFd` is the stdio index of the first descriptor. */
-  plan(firstFd: number): HandoverPlan {
-    const { users, apps, ledger, reporter, transports, appServer, admin } = this.parts;
-    const fds: number[] = [];
-    const place = (fd: number): number => fds.push(fd) - 1 + firstFd;
-    const need = (fd: number | undefined, what: string): number => {
-      if (fd === undefined) throw new Error(`${what} has no descriptor to hand over`);
-      return place(fd);
+  /** Writes down every session and the global state, frozen; each session's socket is the successor's copy from `spawn`. */
+  plan(spawn: SpawnPlan): HandoverPlan {
+    const { users, apps, ledger, reporter } = this.parts;
+    const used = new Set<number>();
+    /** The stdio index of the successor's copy of this socket; undefined for one it was not started with. */
+    const indexOf = (connection: Connection, socket: Socket): number | undefined => {
+      const at = spawn.users.get(connection);
+      if (at === undefined || at.socket !== socket || socket.destroyed) return undefined;
+      used.add(at.index);
+      return at.index;
     };
-    const layout: HandoverPlan['layout'] = {
-      users: transports.map((transport, i) => {
-        const server = listenerServer(transport);
-        return need(server === undefined ? undefined : fdOf(server), `user listener ${i}`);
-      }),
-      app: need(appServer === undefined ? undefined : fdOf(appServer), 'the app listener'),
-    };
-    if (admin !== undefined) layout.admin = need(fdOf(admin['server']), 'the admin listener');
     const lastApp = apps['lastAppConnectionId'];
     const sessions: HandedSession[] = [];
     const staying: Connection[] = [];
@@ -139,25 +188,29 @@ export class Freeze {
       const ws = asWs(channel);
       if (ws !== undefined && connection.accepted && !connection.closing && users.connections.has(connection.id) && (wsPassable(ws) || ws.tokenHash !== undefined)) {
         // A plain one between messages goes with its socket; any other that can resume goes without.
-        const wsSocketFd = wsPassable(ws) ? fdOf(wsSocket(ws)!) : undefined;
-        const session: HandedSession = { snapshot: this.imi.snapshotSession(connection.id)!, announced: connection.announcedTo !== 0 && connection.announcedTo === lastApp };
-        if (wsSocketFd !== undefined) session.fd = place(wsSocketFd);
-        else if (ws.tokenHash === undefined) {
+        const wsSocketFd = wsPassable(ws) ? indexOf(connection, wsSocket(ws)!) : undefined;
+        if (wsSocketFd === undefined && ws.tokenHash === undefined) {
           staying.push(connection);
           continue;
         }
+        const session: HandedSession = { snapshot: this.imi.snapshotSession(connection.id)!, announced: connection.announcedTo !== 0 && connection.announcedTo === lastApp };
+        if (wsSocketFd !== undefined) session.fd = wsSocketFd;
         sessions.push(session);
         this.handedWs.set(connection, wsSocketFd === undefined);
         continue;
       }
       const socket = rawSocket(channel);
-      const fd = socket === undefined ? undefined : fdOf(socket);
       const flushed = channel instanceof TelnetChannel ? !telnetFlushing(channel) : channel.writableLength === 0;
-      if (socket === undefined || fd === undefined || !connection.accepted || connection.closing || !flushed || !users.connections.has(connection.id)) {
+      if (socket === undefined || !connection.accepted || connection.closing || !flushed || !users.connections.has(connection.id)) {
         staying.push(connection);
         continue;
       }
-      const session: HandedSession = { fd: place(fd), snapshot: this.imi.snapshotSession(connection.id)!, announced: connection.announcedTo !== 0 && connection.announcedTo === lastApp };
+      const fd = indexOf(connection, socket);
+      if (fd === undefined) {
+        staying.push(connection);
+        continue;
+      }
+      const session: HandedSession = { fd, snapshot: this.imi.snapshotSession(connection.id)!, announced: connection.announcedTo !== 0 && connection.announcedTo === lastApp };
       if (channel instanceof TelnetChannel) session.telnet = readTelnetExtra(channel);
       sessions.push(session);
       this.handed.set(connection, socket);
@@ -170,7 +223,9 @@ export class Freeze {
       departed: [...apps['departed']],
       counters: structuredClone(reporter.counters) as unknown as Record<string, unknown>,
     };
-    return { fds, layout, global, sessions, staying };
+    const close: number[] = [];
+    for (const { index } of spawn.users.values()) if (!used.has(index)) close.push(index);
+    return { global, sessions, staying, close };
   }
 
   /** The upgrade did not happen: serve on as before (nothing was taken from any socket). */
@@ -189,7 +244,7 @@ export class Freeze {
     }
     for (const channel of this.compressed) if (!channel.destroyed) restartCompression(channel);
     for (const socket of this.appSockets) resumeReading(socket);
-    if (apps.current !== undefined) apps['startHeartbeat']();
+    if (this.started && apps.current !== undefined) apps['startHeartbeat']();
     for (const { channel } of this.held.splice(0)) users.accept(channel);
   }
 

@@ -31,6 +31,14 @@ export const HANDOVER_VERSION = 1;
 export const SESSIONS_PER_MESSAGE = 200;
 /** The environment variable that tells `imi-server` it is a successor (set by the old process, removed at once by the new one). */
 export const SUCCESSOR_ENV = 'IMI_HANDOVER';
+/**
+ * Set beside {@link SUCCESSOR_ENV} by an old process that starts its
+ * successor before it freezes: the successor then says `booted` as soon as
+ * it can take messages, and the old process freezes only then. (A successor
+ * that does not know this variable never says `booted`, and the old process
+ * gives up after `upgradeTimeoutMs` and serves on.)
+ */
+export const SUCCESSOR_EARLY_ENV = 'IMI_HANDOVER_EARLY';
 
 /** A user who left without an app to tell, waiting for the same app to come back (see the app side's `departed`). */
 export interface DepartedUser {
@@ -91,13 +99,17 @@ export interface HandedSession {
 export type ParentMessage =
   | { imi: 'handover'; kind: 'begin'; v: number; snapshotVersion: number; from: number; layout: { users: number[]; app: number; admin?: number }; global: GlobalState; sessions: number }
   | { imi: 'handover'; kind: 'sessions'; items: HandedSession[] }
-  | { imi: 'handover'; kind: 'end' }
+  /** `close`: stdio indices of users who left between the successor's start and the freeze; the successor closes its copies. */
+  | { imi: 'handover'; kind: 'end'; close?: number[] }
   | { imi: 'handover'; kind: 'commit'; seq: number; departed: DepartedUser[] }
   | { imi: 'handover'; kind: 'late'; listener: number; pending: string };
 
 /** Messages from the successor. */
 export type ChildMessage =
-  | { imi: 'handover'; kind: 'ready'; sessions: number }
+  /** The successor has loaded its code and takes messages (only when started with {@link SUCCESSOR_EARLY_ENV}). */
+  | { imi: 'handover'; kind: 'booted' }
+  /** `restoreMs`: the successor's time spent restoring sessions (for the upgrade's phase timings). */
+  | { imi: 'handover'; kind: 'ready'; sessions: number; restoreMs?: number }
   | { imi: 'handover'; kind: 'refused'; code: string; message: string }
   | { imi: 'handover'; kind: 'serving'; pid: number };
 
@@ -143,8 +155,11 @@ export function readParentMessage(value: unknown): ParentMessage | undefined {
       }
       return value as ParentMessage;
     }
-    case 'end':
+    case 'end': {
+      const close = value['close'];
+      if (close !== undefined && (!Array.isArray(close) || !close.every((fd) => isInt(fd, 3)))) throw broken('end.close');
       return value as ParentMessage;
+    }
     case 'commit':
       if (!isInt(value['seq']) || !Array.isArray(value['departed'])) throw broken('commit');
       return value as ParentMessage;
@@ -165,7 +180,8 @@ export function readParentMessage(value: unknown): ParentMessage | undefined {
 export function readChildMessage(value: unknown): ChildMessage | undefined {
   if (!isObject(value) || value['imi'] !== 'handover') return undefined;
   const kind = value['kind'];
-  if (kind === 'ready' && isInt(value['sessions'])) return value as ChildMessage;
+  if (kind === 'booted') return value as ChildMessage;
+  if (kind === 'ready' && isInt(value['sessions']) && (value['restoreMs'] === undefined || (typeof value['restoreMs'] === 'number' && value['restoreMs'] >= 0))) return value as ChildMessage;
   if (kind === 'refused' && typeof value['code'] === 'string' && typeof value['message'] === 'string') return value as ChildMessage;
   if (kind === 'serving' && isInt(value['pid'])) return value as ChildMessage;
   throw broken(`from the successor: ${JSON.stringify(value).slice(0, 80)}`);

@@ -3,12 +3,16 @@
  * user: the state machine of the old process (idle → preparing → handing
  * over → committing → done, or back to idle when anything fails).
  *
- * 1. freeze: new connections wait, reading stops on every socket (in the
+ * 1. spawn the successor — the same command line — with every listener and
+ *    user socket open now as an inherited descriptor and an IPC channel,
+ *    while this process goes on serving (users who arrive now wait); it
+ *    says `booted` once its code is loaded (Node's start and module loading
+ *    take the better part of a second, during which nobody is frozen);
+ * 2. freeze: apps are turned away, reading stops on every socket (in the
  *    kernel), output is flushed, MCCP2 streams are ended;
- * 2. spawn the successor — the same command line — with every listener and
- *    user socket as an inherited descriptor and an IPC channel;
  * 3. send the global state and every session's snapshot over IPC, in chunks;
- * 4. the successor restores them (taking nothing from the sockets) and says
+ * 4. the successor restores them (taking nothing from the sockets), closes
+ *    its copies of users who left since its start, and says
  *    `ready`; if it exits, refuses, breaks the protocol or is not ready
  *    within `timeoutMs`, it is killed and the old process thaws: nothing
  *    was lost;
@@ -30,7 +34,7 @@ import type { Intermediary } from '../intermediary.js';
 import { SESSION_SNAPSHOT_VERSION } from '../session/snapshot.js';
 import { stopReading } from './fds.js';
 import { Freeze, rawSocket } from './parent.js';
-import { HANDOVER_VERSION, SESSIONS_PER_MESSAGE, SUCCESSOR_ENV, readChildMessage, type ChildMessage, type ParentMessage } from './protocol.js';
+import { HANDOVER_VERSION, SESSIONS_PER_MESSAGE, SUCCESSOR_EARLY_ENV, SUCCESSOR_ENV, readChildMessage, type ChildMessage, type ParentMessage } from './protocol.js';
 
 /** Default {@link UpgraderOptions.timeoutMs}: 10 s. */
 export const DEFAULT_UPGRADE_TIMEOUT_MS = 10_000;
@@ -61,8 +65,38 @@ export interface UpgradeResult {
   sessions: number;
   /** Users closed because their transport cannot be handed over (TLS; `ws+tls` without `imi.v1`). */
   closed: number;
-  /** From the start of the upgrade (when reading stopped) to the successor serving, in ms: how long users waited. */
+  /** From the start of the upgrade (the signal) to the successor serving, in ms. */
   durationMs: number;
+  /** Where the time went. */
+  phases: UpgradePhases;
+}
+
+/**
+ * Where an upgrade's time went, in ms, in order. Users wait only from the
+ * freeze (`settleMs` on), `frozenMs` in all; the successor starts while
+ * they are still served.
+ */
+export interface UpgradePhases {
+  /** Choosing the descriptors and starting the successor process. */
+  spawnMs: number;
+  /** Until the successor has loaded its code and says `booted` (users are still served). */
+  bootMs: number;
+  /** Freezing and waiting for users being let in and for output to drain. */
+  settleMs: number;
+  /** Taking every session's snapshot. */
+  planMs: number;
+  /** Writing the snapshots to the IPC channel. */
+  sendMs: number;
+  /** From the last message written to the successor's `ready` (it restores as messages arrive). */
+  readyMs: number;
+  /** The successor's own time restoring sessions (part of sendMs + readyMs), when it says. */
+  restoreMs?: number;
+  /** This process letting go of every handed-over socket and closing the others. */
+  commitMs: number;
+  /** Until the successor listens and says it serves. */
+  servingMs: number;
+  /** From the freeze to the successor serving: how long users were not read from (the successor then waits for the app before reading). */
+  frozenMs: number;
 }
 
 /** Where an upgrade is. */
@@ -90,28 +124,49 @@ export class Upgrader {
   async upgrade(): Promise<UpgradeResult> {
     if (this.state !== 'idle') throw this.fail(this.state === 'done' ? 'this process has handed over and is exiting' : 'an upgrade is under way');
     const started = performance.now();
+    const phases: UpgradePhases = { spawnMs: 0, bootMs: 0, settleMs: 0, planMs: 0, sendMs: 0, readyMs: 0, commitMs: 0, servingMs: 0, frozenMs: 0 };
+    let mark = started;
+    const lap = (phase: Exclude<keyof UpgradePhases, 'frozenMs' | 'restoreMs'>): void => {
+      const now = performance.now();
+      phases[phase] = now - mark;
+      mark = now;
+    };
     const { logger, timeoutMs } = this.options;
     this.state = 'preparing';
     logger.info({ execPath: this.options.execPath, script: this.options.script }, 'upgrade: handing over to a new process');
+    // Users arriving from here wait (held) until the successor takes them, or this process lets them in after all.
     const freeze = new Freeze(this.imi);
     let child: ChildProcess | undefined;
     let messages: Messages | undefined;
     let plan: ReturnType<Freeze['plan']>;
+    let frozenAt = started;
     try {
-      await freeze.settle(SETTLE_MS);
-      plan = freeze.plan(4);
-      this.state = 'handing-over';
-      const stdio: StdioOptions = ['ignore', 'inherit', 'inherit', 'ipc', ...plan.fds];
-      child = spawn(this.options.execPath, [this.options.script, ...this.options.args], { stdio, env: { ...process.env, [SUCCESSOR_ENV]: '1' } });
+      // The successor starts (Node, module loading) while this process still serves: it gets every socket open now.
+      const spawnPlan = freeze.spawnPlan(4);
+      const stdio: StdioOptions = ['ignore', 'inherit', 'inherit', 'ipc', ...spawnPlan.fds];
+      child = spawn(this.options.execPath, [this.options.script, ...this.options.args], { stdio, env: { ...process.env, [SUCCESSOR_ENV]: '1', [SUCCESSOR_EARLY_ENV]: '1' } });
       const replies = (messages = listen(child));
       const deadline = setTimeout(() => replies.fail(`the successor was not ready within ${timeoutMs} ms (upgradeTimeoutMs)`), timeoutMs);
       try {
-        await send(child, { imi: 'handover', kind: 'begin', v: HANDOVER_VERSION, snapshotVersion: SESSION_SNAPSHOT_VERSION, from: process.pid, layout: plan.layout, global: plan.global, sessions: plan.sessions.length });
+        lap('spawnMs');
+        await replies.next('booted');
+        lap('bootMs');
+        this.state = 'handing-over';
+        frozenAt = performance.now();
+        freeze.start();
+        await freeze.settle(SETTLE_MS);
+        lap('settleMs');
+        plan = freeze.plan(spawnPlan);
+        lap('planMs');
+        await send(child, { imi: 'handover', kind: 'begin', v: HANDOVER_VERSION, snapshotVersion: SESSION_SNAPSHOT_VERSION, from: process.pid, layout: spawnPlan.layout, global: plan.global, sessions: plan.sessions.length });
         for (let i = 0; i < plan.sessions.length; i += SESSIONS_PER_MESSAGE) {
           await send(child, { imi: 'handover', kind: 'sessions', items: plan.sessions.slice(i, i + SESSIONS_PER_MESSAGE) });
         }
-        await send(child, { imi: 'handover', kind: 'end' });
-        await replies.next('ready');
+        await send(child, { imi: 'handover', kind: 'end', close: plan.close });
+        lap('sendMs');
+        const ready = await replies.next('ready');
+        lap('readyMs');
+        if (ready.kind === 'ready' && ready.restoreMs !== undefined) phases.restoreMs = ready.restoreMs;
       } finally {
         clearTimeout(deadline);
       }
@@ -129,6 +184,7 @@ export class Upgrader {
     const running = child!;
     const replies = messages!;
     const { seq, departed, held } = await freeze.commit(plan, this.imi.options.shutdownNotice === false ? undefined : this.imi.options.shutdownNotice, STAYING_CLOSE_MS);
+    lap('commitMs');
     try {
       await send(running, { imi: 'handover', kind: 'commit', seq, departed });
       for (const { channel, listener } of held) {
@@ -147,10 +203,12 @@ export class Upgrader {
       // Committed: the successor has everything; nothing to go back to.
       logger.error({ err: error }, 'upgrade: the successor did not confirm; exiting anyway');
     }
+    lap('servingMs');
     running.disconnect();
     this.state = 'done';
     const durationMs = performance.now() - started;
-    const result: UpgradeResult = { pid: running.pid!, sessions: plan.sessions.length, closed: plan.staying.length, durationMs };
+    phases.frozenMs = performance.now() - frozenAt;
+    const result: UpgradeResult = { pid: running.pid!, sessions: plan.sessions.length, closed: plan.staying.length, durationMs, phases };
     logger.info(result, 'upgrade: the successor serves; exiting');
     return result;
   }

@@ -234,8 +234,10 @@ async function handBack(imi: Intermediary, logger: Logger, journal: WorkerJourna
   journal.flush();
   journal.stop();
   const freeze = new Freeze(imi);
+  freeze.start();
   await freeze.settle(SETTLE_MS);
-  const plan = freeze.plan(3);
+  // The stdio indices mean nothing here (the supervisor holds copies of every socket); the plan maps each session to its socket.
+  const plan = freeze.plan(freeze.spawnPlan(3));
   const notice = imi.options.shutdownNotice === false ? undefined : imi.options.shutdownNotice;
   const { seq, held } = await freeze.commit(plan, notice, STAYING_CLOSE_MS);
   // Accepted while freezing, never let in: passed on (plain sockets), or closed (TLS, WebSocket: they reconnect).
