@@ -6,8 +6,8 @@
 //   node bench/handover.mjs [--users 1000,10000] [--busy 1000] [--reps N]
 //                           [--crash-users 1000] [--type-ms 1000] [--probe-ms 20]
 //                           [--only upgrade,crash] [--out DIR --name NAME] [--note TEXT]
-//                           [--server-log]   (echo imi-server's stderr)
-//                           [--server-node-options '--cpu-prof --cpu-prof-dir=DIR']
+//                           [--server-log]   (echo imi-server's stderr) [--cli PATH]
+//                           [--profile DIR]  (CPU profiles of every server generation)
 //
 // Each scenario is one imi-server (+ an echo app on @imi/client, + a
 // process holding the users): `--users` idle users each, then `--busy`
@@ -31,7 +31,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
-const CLI = join(root, 'packages/server/dist/cli.js');
 const SELF = fileURLToPath(import.meta.url);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -46,6 +45,8 @@ function parseFlags(argv) {
   return out;
 }
 const flags = parseFlags(process.argv.slice(2));
+// --cli PATH: another build's imi-server (e.g. a worktree of main, for a baseline in the same run).
+const CLI = flags.cli ? String(flags.cli) : join(root, 'packages/server/dist/cli.js');
 
 // ---------------------------------------------------------------- role: app
 async function runApp() {
@@ -175,8 +176,9 @@ async function startServer(extra) {
   const dir = mkdtempSync(join(os.tmpdir(), 'imi-hobench-'));
   const pidFile = join(dir, 'imi.pid');
   const args = [CLI, '--external-port', '0', '--client-port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--pid-file', pidFile, '--log-level', 'warn', '--max-connections', '100000', '--max-connections-per-ip', '100000', '--connect-rate-per-ip', '1000000', '--upgrade-timeout-ms', '60000', ...extra];
-  // --server-node-options '--cpu-prof --cpu-prof-dir=/tmp/prof': every generation of the server is profiled.
-  const env = flags.serverNodeOptions === undefined ? process.env : { ...process.env, NODE_OPTIONS: String(flags.serverNodeOptions) };
+  // --profile DIR: every generation of the server writes DIR/imi-<pid>.cpuprofile (see lib/profiled-cli.mjs).
+  const env = flags.profile === undefined ? process.env : { ...process.env, IMI_BENCH_PROFILE_DIR: String(flags.profile), IMI_BENCH_CLI: CLI };
+  if (flags.profile !== undefined) args[0] = join(root, 'bench/lib/profiled-cli.mjs');
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let err = '';
@@ -321,7 +323,8 @@ async function upgradeScenario({ users, busy, reps, typeMs, probeMs }) {
     while ((served = probe.firstAnswerAfter(changedAt ?? Infinity)) === undefined && performance.now() - t0 < 30_000) await sleep(10);
     await sleep(2500);
     const peaks = sampler.stop();
-    const seen = probe.window(t0, t0 + 2500);
+    // Every line typed from the request until the successor's first answer (a handover may take longer than the 2.5 s after it).
+    const seen = probe.window(t0, Math.max(t0 + 2500, served ?? performance.now()));
     const after = server.pid();
     server.pids.add(after);
     const run = {

@@ -20,7 +20,7 @@ import type { UserChannel } from '../users/transport.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import { resumeTelnetCompression } from '../users/telnet/telnet-state.js';
 import { adoptSocket } from './fds.js';
-import { readParentMessage, SUCCESSOR_EARLY_ENV, SUCCESSOR_ENV, type ChildMessage, type GlobalState, type HandedSession, type ParentMessage } from './protocol.js';
+import { readParentMessage, readUserSockets, SUCCESSOR_EARLY_ENV, SUCCESSOR_ENV, type UserSockets, type ChildMessage, type GlobalState, type HandedSession, type ParentMessage } from './protocol.js';
 import { writeTelnetExtra } from './telnet-extra.js';
 
 /**
@@ -44,19 +44,47 @@ interface Waiting {
 
 /** Whether the old process waits for `booted` before it freezes (see {@link SUCCESSOR_EARLY_ENV}). */
 let startedEarly = false;
+/** The user sockets to make before saying `booted`, when the old process said where they are. */
+let earlySockets: UserSockets | undefined;
 
 /** Whether this process was started by an upgrade (and should take over rather than bind its ports). Clears the marks so its own successors are not confused. */
 export function isSuccessor(): boolean {
   const marked = process.env[SUCCESSOR_ENV] === '1';
-  startedEarly = process.env[SUCCESSOR_EARLY_ENV] === '1';
+  const early = process.env[SUCCESSOR_EARLY_ENV];
+  startedEarly = early !== undefined && early !== '';
+  earlySockets = readUserSockets(early);
   delete process.env[SUCCESSOR_ENV];
   delete process.env[SUCCESSOR_EARLY_ENV];
   return marked && typeof process.send === 'function';
 }
 
-/** Closes inherited descriptors of users who left before the freeze (this process never made sockets of them). */
-function closeUnused(fds: readonly number[]): void {
+/**
+ * Makes a socket (not reading) of every inherited user descriptor while the
+ * old process still serves: `new net.Socket({ fd })` and the socket options
+ * are most of a restore's cost (about 70 µs a user, in system calls).
+ * Options the old process set are set again here (the kernel keeps them;
+ * Node does not know), so that the channels' own calls at restore do nothing.
+ */
+function makeSockets(range: UserSockets, keepAliveMs: number): Map<number, Socket> {
+  const sockets = new Map<number, Socket>();
+  for (let fd = range.from; fd < range.to; fd++) {
+    const socket = adoptSocket(fd);
+    socket.setNoDelay(true);
+    if (fd < range.wsFrom && keepAliveMs > 0) socket.setKeepAlive(true, keepAliveMs);
+    sockets.set(fd, socket);
+  }
+  return sockets;
+}
+
+/** Closes this process's copies of users who left before the freeze (or stay with the old process). */
+function closeUnused(fds: readonly number[], made: Map<number, Socket>): void {
   for (const fd of fds) {
+    const socket = made.get(fd);
+    made.delete(fd);
+    if (socket !== undefined) {
+      socket.destroy();
+      continue;
+    }
     try {
       closeSync(fd);
     } catch {
@@ -114,6 +142,14 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
   let serving: ListeningPorts | undefined;
   /** Users who arrived during the handover, passed on before this process reads: let in with the others. */
   let lateUsers: Array<[Extract<ParentMessage, { kind: 'late' }>, unknown]> | undefined = [];
+  /** Sockets made while booting, by stdio index, until a session takes one. */
+  const made = earlySockets === undefined ? new Map<number, Socket>() : makeSockets(earlySockets, imi.options.keepAliveMs);
+  const socketOf = (fd: number): Socket => {
+    const socket = made.get(fd);
+    if (socket === undefined) return adoptSocket(fd);
+    made.delete(fd);
+    return socket;
+  };
   return new Promise((resolve) => {
     const refuse = (error: unknown): void => {
       const imiError = error instanceof ImiError ? error : new ImiError('IMI_UPGRADE_FAILED', `the handover failed: ${(error as Error).message}`, { cause: error });
@@ -130,7 +166,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       if (mccp2 !== undefined) snapshot.telnet!.info.mccp2 = false;
       const delayed = snapshot.delayed;
       snapshot.delayed = [];
-      const socket = item.fd === undefined ? undefined : adoptSocket(item.fd);
+      const socket = item.fd === undefined ? undefined : socketOf(item.fd);
       let connection: Connection;
       try {
         connection = imi.restoreValidSession(snapshot, socket) as Connection;
@@ -219,7 +255,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
             break;
           case 'end':
             if (begin === undefined || waiting.length !== begin.sessions) throw new ImiError('IMI_UPGRADE_FAILED', `expected ${begin?.sessions ?? '?'} sessions, got ${waiting.length}`);
-            closeUnused(message.close ?? []);
+            closeUnused(message.close ?? [], made);
             void reply({ imi: 'handover', kind: 'ready', sessions: waiting.length, restoreMs });
             break;
           case 'commit':

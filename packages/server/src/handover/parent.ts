@@ -15,7 +15,7 @@ import type { UserChannel } from '../users/transport.js';
 import type { Intermediary } from '../intermediary.js';
 import type { HandoverParts } from './types.js';
 import { fdOf, resumeReading, stopReading } from './fds.js';
-import type { DepartedUser, GlobalState, HandedSession } from './protocol.js';
+import type { DepartedUser, GlobalState, HandedSession, UserSockets } from './protocol.js';
 import { endCompression, readTelnetExtra, restartCompression, telnetFlushing } from './telnet-extra.js';
 import { asWs, atMessageBoundary, freezeWs, wsPassable, wsSocket } from './ws-handover.js';
 
@@ -48,6 +48,8 @@ export interface SpawnPlan {
   layout: { users: number[]; app: number; admin?: number };
   /** Each user's socket at spawn time and the stdio index of the successor's copy of it. */
   users: Map<Connection, { socket: Socket; index: number }>;
+  /** The stdio indices of user sockets: plain TCP and telnet in `[from, wsFrom)`, WebSocket in `[wsFrom, to)`. */
+  sockets: UserSockets;
 }
 
 /** What goes to the successor once frozen: the messages that describe the sockets it was started with. */
@@ -136,15 +138,23 @@ export class Freeze {
     };
     if (admin !== undefined) layout.admin = need(fdOf(admin['server']), 'the admin listener');
     const placed = new Map<Connection, { socket: Socket; index: number }>();
+    // Plain TCP and telnet sockets first, WebSocket ones after: the successor sets keepalive on the first range only (as their channels do).
+    const wsSockets: Array<[Connection, Socket, number]> = [];
+    const from = firstFd + fds.length;
     for (const connection of users.openConnections) {
       if (connection.closing) continue;
       const channel = connection.userChannel;
       const ws = asWs(channel);
       const socket = ws === undefined ? rawSocket(channel) : wsSocket(ws);
       const fd = socket === undefined ? undefined : fdOf(socket);
-      if (fd !== undefined) placed.set(connection, { socket: socket!, index: place(fd) });
+      if (fd === undefined) continue;
+      if (ws !== undefined) wsSockets.push([connection, socket!, fd]);
+      else placed.set(connection, { socket: socket!, index: place(fd) });
     }
-    return { fds, layout, users: placed };
+    const wsFrom = firstFd + fds.length;
+    for (const [connection, socket, fd] of wsSockets) placed.set(connection, { socket, index: place(fd) });
+    const sockets: SpawnPlan['sockets'] = { from, wsFrom, to: firstFd + fds.length };
+    return { fds, layout, users: placed, sockets };
   }
 
   /**
@@ -249,11 +259,10 @@ export class Freeze {
   }
 
   /**
-   * The successor is ready: stop accepting, let go of every handed-over
-   * socket (its descriptor only: the successor holds its own copy, so the
-   * peer sees nothing), close those staying with `notice`, and end the app
-   * link so the app reconnects to the successor. Nothing is written to a
-   * handed-over socket from here on.
+   * The successor is ready: stop accepting, forget every handed-over user
+   * (their descriptors are closed by {@link release}), close those staying
+   * with `notice`, and end the app link so the app reconnects to the
+   * successor. Nothing is written to a handed-over socket from here on.
    */
   async commit(plan: HandoverPlan, notice: string | undefined, timeoutMs: number): Promise<CommitResult> {
     const { users, apps, ledger, transports, appServer, admin } = this.parts;
@@ -261,12 +270,9 @@ export class Freeze {
     for (const transport of transports) listenerServer(transport)?.close();
     appServer?.close();
     admin?.['server'].close();
-    for (const [connection, socket] of this.handed) {
+    for (const connection of this.handed.keys()) {
       users.connections.delete(connection.id);
       users.openConnections.delete(connection);
-      for (const event of ['data', 'end', 'close', 'error', 'drain', 'timeout']) socket.removeAllListeners(event);
-      socket.on('error', () => {});
-      socket.destroy();
     }
     for (const [connection, closeConnection] of this.handedWs) {
       users.connections.delete(connection.id);
@@ -285,6 +291,22 @@ export class Freeze {
     apps.closing = true;
     for (const link of apps.allLinks) link.end();
     return { seq: ledger.nextSeq(), departed: [...apps['departed']], held: this.held.splice(0) };
+  }
+
+  /**
+   * Closes this process's descriptors of the handed-over sockets (after
+   * {@link commit}; the successor's copies keep the connections open, so
+   * the peers see nothing). Synchronous, so no timer of this process (a
+   * telnet probe) writes to one in between: call it in the same tick as
+   * the `commit` message is sent, and the successor's work overlaps it.
+   */
+  release(): void {
+    for (const socket of this.handed.values()) {
+      for (const event of ['data', 'end', 'close', 'error', 'drain', 'timeout']) socket.removeAllListeners(event);
+      socket.on('error', () => {});
+      socket.destroy();
+    }
+    this.handed.clear();
   }
 
   private freezeAdmitted(): void {

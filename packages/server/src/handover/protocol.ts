@@ -33,12 +33,33 @@ export const SESSIONS_PER_MESSAGE = 200;
 export const SUCCESSOR_ENV = 'IMI_HANDOVER';
 /**
  * Set beside {@link SUCCESSOR_ENV} by an old process that starts its
- * successor before it freezes: the successor then says `booted` as soon as
- * it can take messages, and the old process freezes only then. (A successor
+ * successor before it freezes (value: `from,wsFrom,to`, see
+ * {@link UserSockets}): the successor makes its user sockets, then says
+ * `booted`, and the old process freezes only then. (A successor
  * that does not know this variable never says `booted`, and the old process
  * gives up after `upgradeTimeoutMs` and serves on.)
  */
 export const SUCCESSOR_EARLY_ENV = 'IMI_HANDOVER_EARLY';
+
+/**
+ * Where the user sockets are in the successor's stdio (it makes its sockets
+ * of them while it boots, before the freeze): plain TCP and telnet in
+ * `[from, wsFrom)`, WebSocket in `[wsFrom, to)`. Passed as
+ * `from,wsFrom,to` in {@link SUCCESSOR_EARLY_ENV}.
+ */
+export interface UserSockets {
+  from: number;
+  wsFrom: number;
+  to: number;
+}
+
+/** Reads {@link SUCCESSOR_EARLY_ENV}: `1` (no sockets to make early) or `from,wsFrom,to`; undefined when unset or malformed. */
+export function readUserSockets(value: string | undefined): UserSockets | undefined {
+  const match = value === undefined ? null : /^(\d+),(\d+),(\d+)$/.exec(value);
+  if (match === null) return undefined;
+  const [from, wsFrom, to] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  return from >= 4 && from <= wsFrom && wsFrom <= to ? { from, wsFrom, to } : undefined;
+}
 
 /** A user who left without an app to tell, waiting for the same app to come back (see the app side's `departed`). */
 export interface DepartedUser {

@@ -144,7 +144,7 @@ export class Upgrader {
       // The successor starts (Node, module loading) while this process still serves: it gets every socket open now.
       const spawnPlan = freeze.spawnPlan(4);
       const stdio: StdioOptions = ['ignore', 'inherit', 'inherit', 'ipc', ...spawnPlan.fds];
-      child = spawn(this.options.execPath, [this.options.script, ...this.options.args], { stdio, env: { ...process.env, [SUCCESSOR_ENV]: '1', [SUCCESSOR_EARLY_ENV]: '1' } });
+      child = spawn(this.options.execPath, [this.options.script, ...this.options.args], { stdio, env: { ...process.env, [SUCCESSOR_ENV]: '1', [SUCCESSOR_EARLY_ENV]: `${spawnPlan.sockets.from},${spawnPlan.sockets.wsFrom},${spawnPlan.sockets.to}` } });
       const replies = (messages = listen(child));
       const deadline = setTimeout(() => replies.fail(`the successor was not ready within ${timeoutMs} ms (upgradeTimeoutMs)`), timeoutMs);
       try {
@@ -186,7 +186,10 @@ export class Upgrader {
     const { seq, departed, held } = await freeze.commit(plan, this.imi.options.shutdownNotice === false ? undefined : this.imi.options.shutdownNotice, STAYING_CLOSE_MS);
     lap('commitMs');
     try {
-      await send(running, { imi: 'handover', kind: 'commit', seq, departed });
+      const committed = send(running, { imi: 'handover', kind: 'commit', seq, departed });
+      // In this tick: the successor starts listening while this process closes its copies of the sockets.
+      freeze.release();
+      await committed;
       for (const { channel, listener } of held) {
         const socket = rawSocket(channel);
         if (socket === undefined) {

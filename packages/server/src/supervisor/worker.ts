@@ -240,6 +240,7 @@ async function handBack(imi: Intermediary, logger: Logger, journal: WorkerJourna
   const plan = freeze.plan(freeze.spawnPlan(3));
   const notice = imi.options.shutdownNotice === false ? undefined : imi.options.shutdownNotice;
   const { seq, held } = await freeze.commit(plan, notice, STAYING_CLOSE_MS);
+  freeze.release();
   // Accepted while freezing, never let in: passed on (plain sockets), or closed (TLS, WebSocket: they reconnect).
   for (const { channel, listener } of held) {
     const socket: Socket | undefined = rawSocket(channel);
