@@ -175,7 +175,7 @@ function waitMessage(child, event, timeoutMs) {
 async function startServer(extra) {
   const dir = mkdtempSync(join(os.tmpdir(), 'imi-hobench-'));
   const pidFile = join(dir, 'imi.pid');
-  const args = [CLI, '--external-port', '0', '--client-port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--pid-file', pidFile, '--log-level', 'warn', '--max-connections', '100000', '--max-connections-per-ip', '100000', '--connect-rate-per-ip', '1000000', '--upgrade-timeout-ms', '60000', ...extra];
+  const args = [CLI, '--external-port', '0', '--client-port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--pid-file', pidFile, '--log-level', flags.serverLogLevel ? String(flags.serverLogLevel) : 'warn', '--max-connections', '100000', '--max-connections-per-ip', '100000', '--connect-rate-per-ip', '1000000', '--upgrade-timeout-ms', '60000', ...extra];
   // --profile DIR: every generation of the server writes DIR/imi-<pid>.cpuprofile (see lib/profiled-cli.mjs).
   const env = flags.profile === undefined ? process.env : { ...process.env, IMI_BENCH_PROFILE_DIR: String(flags.profile), IMI_BENCH_CLI: CLI };
   if (flags.profile !== undefined) args[0] = join(root, 'bench/lib/profiled-cli.mjs');
@@ -344,6 +344,9 @@ async function upgradeScenario({ users, busy, reps, typeMs, probeMs }) {
       peakFdsOld: peaks[before],
       peakFdsNew: peaks[after],
     };
+    // With --server-log-level info: the successor's own timings after commit (listen, waiting for the app, resuming users).
+    const tookOver = [...server.err().matchAll(/^.*took over from the old process.*$/gm)].at(-1);
+    if (tookOver) run.successor = orUndefined(() => (({ listenMs, appWaitMs, resumeMs }) => ({ listenMs, appWaitMs, resumeMs }))(JSON.parse(tookOver[0])));
     if (!response.ok) run.error = JSON.stringify(answer).slice(0, 300);
     runs.push(run);
     log(`  #${rep}: ${JSON.stringify(run)}`);

@@ -324,20 +324,21 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
    *   needs one; reported (logged, counted) too. `IMI_CLOSED` after `close()`.
    */
   restoreSession(snapshot: unknown, socket?: Socket): Session {
-    return this.restore(() => validateSessionSnapshot(snapshot), socket);
+    return this.restore(() => validateSessionSnapshot(snapshot), socket, false);
   }
 
   /**
    * {@link restoreSession} for a snapshot already validated (the upgrade's
-   * successor checks each one as it arrives).
+   * successor checks each one as it arrives), which becomes the session's:
+   * the caller must not use it afterwards (its `state` is not copied).
    *
    * @internal
    */
   restoreValidSession(snapshot: SessionSnapshot, socket?: Socket): Session {
-    return this.restore(() => snapshot, socket);
+    return this.restore(() => snapshot, socket, true);
   }
 
-  private restore(validated: () => SessionSnapshot, socket: Socket | undefined): Session {
+  private restore(validated: () => SessionSnapshot, socket: Socket | undefined, owned: boolean): Session {
     if (this.closing) throw new ImiError('IMI_CLOSED', 'this intermediary was closed');
     try {
       return restoreValidSnapshot(validated(), socket, {
@@ -350,7 +351,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
         limitLoopback: this.options.limitLoopback,
         mssp: () => this.serverStatus.table(),
         wsResume: this.wsResume,
-      });
+      }, owned);
     } catch (error) {
       if (error instanceof ImiError) this.reporter.report(error);
       throw error;

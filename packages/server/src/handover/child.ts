@@ -198,11 +198,14 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       // New users wait with the others until the app is back: none is told it is away for a blip.
       const arrived: UserChannel[] = [];
       imi.handoverGate = { userArrived: (channel) => arrived.push(channel), appArrived: (socket) => parts.apps.accept(socket) };
+      const committed = performance.now();
       const ports = await imi.listen({ users: layout.users, app: layout.app, ...(layout.admin === undefined ? {} : { admin: layout.admin }) });
       if (pidFile !== undefined) writePidFile(pidFile);
       serving = ports;
       await reply({ imi: 'handover', kind: 'serving', pid: process.pid });
+      const listened = performance.now();
       await appBack;
+      const appReturned = performance.now();
       for (const { connection, delayed, mccp2 } of waiting) {
         if (mccp2 !== undefined) resumeTelnetCompression(connection.userChannel as TelnetChannel, mccp2);
         connection.resume();
@@ -213,7 +216,10 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       const queued = lateUsers ?? [];
       lateUsers = undefined;
       for (const [late, socket] of queued) letIn(late, socket);
-      logger.info({ from: begin!.from, sessions: waiting.length, ms: Math.round(performance.now() - started), appConnected: imi.appConnected }, 'took over from the old process: serving');
+      const now = performance.now();
+      // listenMs: commit → listening and `serving` said; appWaitMs: → the app back and resynced; resumeMs: → every user read from again.
+      const times = { ms: Math.round(now - started), listenMs: Math.round(listened - committed), appWaitMs: Math.round(appReturned - listened), resumeMs: Math.round(now - appReturned) };
+      logger.info({ from: begin!.from, sessions: waiting.length, ...times, appConnected: imi.appConnected }, 'took over from the old process: serving');
       resolve(ports);
     };
 
@@ -254,7 +260,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
             }
             break;
           case 'end':
-            if (begin === undefined || waiting.length !== begin.sessions) throw new ImiError('IMI_UPGRADE_FAILED', `expected ${begin?.sessions ?? '?'} sessions, got ${waiting.length}`);
+            if (begin === undefined || waiting.length !== (message.sessions ?? begin.sessions)) throw new ImiError('IMI_UPGRADE_FAILED', `expected ${message.sessions ?? begin?.sessions ?? '?'} sessions, got ${waiting.length}`);
             closeUnused(message.close ?? [], made);
             void reply({ imi: 'handover', kind: 'ready', sessions: waiting.length, restoreMs });
             break;

@@ -181,7 +181,33 @@ export class Freeze {
 
   /** Writes down every session and the global state, frozen; each session's socket is the successor's copy from `spawn`. */
   plan(spawn: SpawnPlan): HandoverPlan {
-    const { users, apps, ledger, reporter } = this.parts;
+    const planning = this.planInChunks(spawn, Infinity);
+    for (;;) {
+      const step = planning.next();
+      if (step.done === true) return step.value;
+    }
+  }
+
+  /** What is not per session (the same before and after the sessions are written down: nothing runs while frozen). */
+  global(): GlobalState {
+    const { apps, ledger, reporter } = this.parts;
+    return {
+      seq: ledger.nextSeq(),
+      lastAppInstance: apps['lastAppInstance'] ?? null,
+      appConnected: apps.current !== undefined,
+      lastAppConnectionId: apps['lastAppConnectionId'],
+      departed: [...apps['departed']],
+      counters: structuredClone(reporter.counters) as unknown as Record<string, unknown>,
+    };
+  }
+
+  /**
+   * {@link plan}, `size` sessions at a time: yields each chunk as it is
+   * written down, so the successor restores one while the next is taken.
+   */
+  *planInChunks(spawn: SpawnPlan, size: number): Generator<HandedSession[], HandoverPlan> {
+    const { users, apps } = this.parts;
+    let yielded = 0;
     const used = new Set<number>();
     /** The stdio index of the successor's copy of this socket; undefined for one it was not started with. */
     const indexOf = (connection: Connection, socket: Socket): number | undefined => {
@@ -207,6 +233,10 @@ export class Freeze {
         if (wsSocketFd !== undefined) session.fd = wsSocketFd;
         sessions.push(session);
         this.handedWs.set(connection, wsSocketFd === undefined);
+        if (sessions.length - yielded >= size) {
+          yield sessions.slice(yielded);
+          yielded = sessions.length;
+        }
         continue;
       }
       const socket = rawSocket(channel);
@@ -224,15 +254,13 @@ export class Freeze {
       if (channel instanceof TelnetChannel) session.telnet = readTelnetExtra(channel);
       sessions.push(session);
       this.handed.set(connection, socket);
+      if (sessions.length - yielded >= size) {
+        yield sessions.slice(yielded);
+        yielded = sessions.length;
+      }
     }
-    const global: GlobalState = {
-      seq: ledger.nextSeq(),
-      lastAppInstance: apps['lastAppInstance'] ?? null,
-      appConnected: apps.current !== undefined,
-      lastAppConnectionId: lastApp,
-      departed: [...apps['departed']],
-      counters: structuredClone(reporter.counters) as unknown as Record<string, unknown>,
-    };
+    if (sessions.length > yielded) yield sessions.slice(yielded);
+    const global = this.global();
     const close: number[] = [];
     for (const { index } of spawn.users.values()) if (!used.has(index)) close.push(index);
     return { global, sessions, staying, close };

@@ -120,8 +120,11 @@ export interface HandedSession {
 export type ParentMessage =
   | { imi: 'handover'; kind: 'begin'; v: number; snapshotVersion: number; from: number; layout: { users: number[]; app: number; admin?: number }; global: GlobalState; sessions: number }
   | { imi: 'handover'; kind: 'sessions'; items: HandedSession[] }
-  /** `close`: stdio indices of users who left between the successor's start and the freeze; the successor closes its copies. */
-  | { imi: 'handover'; kind: 'end'; close?: number[] }
+  /**
+   * `close`: stdio indices of users who left between the successor's start and the freeze; the successor closes its copies.
+   * `sessions`: how many were sent (then `begin.sessions` is only the most there could be).
+   */
+  | { imi: 'handover'; kind: 'end'; close?: number[]; sessions?: number }
   | { imi: 'handover'; kind: 'commit'; seq: number; departed: DepartedUser[] }
   | { imi: 'handover'; kind: 'late'; listener: number; pending: string };
 
@@ -179,6 +182,7 @@ export function readParentMessage(value: unknown): ParentMessage | undefined {
     case 'end': {
       const close = value['close'];
       if (close !== undefined && (!Array.isArray(close) || !close.every((fd) => isInt(fd, 3)))) throw broken('end.close');
+      if (value['sessions'] !== undefined && !isInt(value['sessions'])) throw broken('end.sessions');
       return value as ParentMessage;
     }
     case 'commit':

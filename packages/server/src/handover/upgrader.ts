@@ -83,9 +83,9 @@ export interface UpgradePhases {
   bootMs: number;
   /** Freezing and waiting for users being let in and for output to drain. */
   settleMs: number;
-  /** Taking every session's snapshot. */
+  /** Taking every session's snapshot (inside sendMs: each chunk is sent as soon as it is taken). */
   planMs: number;
-  /** Writing the snapshots to the IPC channel. */
+  /** Taking the snapshots and writing them to the IPC channel. */
   sendMs: number;
   /** From the last message written to the successor's `ready` (it restores as messages arrive). */
   readyMs: number;
@@ -156,14 +156,24 @@ export class Upgrader {
         freeze.start();
         await freeze.settle(SETTLE_MS);
         lap('settleMs');
-        plan = freeze.plan(spawnPlan);
-        lap('planMs');
-        await send(child, { imi: 'handover', kind: 'begin', v: HANDOVER_VERSION, snapshotVersion: SESSION_SNAPSHOT_VERSION, from: process.pid, layout: spawnPlan.layout, global: plan.global, sessions: plan.sessions.length });
-        for (let i = 0; i < plan.sessions.length; i += SESSIONS_PER_MESSAGE) {
-          await send(child, { imi: 'handover', kind: 'sessions', items: plan.sessions.slice(i, i + SESSIONS_PER_MESSAGE) });
+        // `sessions` is the most there can be (`end` says how many came): the chunks go out as they are written down.
+        const most = this.imi.handoverParts().users.openConnections.size;
+        await send(child, { imi: 'handover', kind: 'begin', v: HANDOVER_VERSION, snapshotVersion: SESSION_SNAPSHOT_VERSION, from: process.pid, layout: spawnPlan.layout, global: freeze.global(), sessions: most });
+        const planning = freeze.planInChunks(spawnPlan, SESSIONS_PER_MESSAGE);
+        let planMs = 0;
+        for (;;) {
+          const planned = performance.now();
+          const step = planning.next();
+          planMs += performance.now() - planned;
+          if (step.done === true) {
+            plan = step.value;
+            break;
+          }
+          await send(child, { imi: 'handover', kind: 'sessions', items: step.value });
         }
-        await send(child, { imi: 'handover', kind: 'end', close: plan.close });
+        await send(child, { imi: 'handover', kind: 'end', close: plan.close, sessions: plan.sessions.length });
         lap('sendMs');
+        phases.planMs = planMs;
         const ready = await replies.next('ready');
         lap('readyMs');
         if (ready.kind === 'ready' && ready.restoreMs !== undefined) phases.restoreMs = ready.restoreMs;

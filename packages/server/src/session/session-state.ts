@@ -74,11 +74,15 @@ export function takeSnapshot(connection: Connection, ledger: InputLedger): Sessi
  * intermediary's `restoreSession` checks it; an upgrade's successor checks
  * each one as it arrives and does not pay for a second check).
  *
+ * @param owned - the snapshot is this restore's to keep (parsed for it
+ *   alone, as an upgrade's successor's are): its `state` becomes the
+ *   session's instead of a copy
+ *
  * @throws ImiError `IMI_BAD_SNAPSHOT` for an id that is live already, an
  *   ssh session, or a missing socket (only a resumable WebSocket session
  *   may come without one)
  */
-export function restoreValidSnapshot(snapshot: SessionSnapshot, socket: Socket | undefined, parts: RestoreParts): Connection {
+export function restoreValidSnapshot(snapshot: SessionSnapshot, socket: Socket | undefined, parts: RestoreParts, owned = false): Connection {
   const { users, registry, ledger } = parts;
   if (registry.has(snapshot.id)) throw new ImiError('IMI_BAD_SNAPSHOT', `bad session snapshot: session ${snapshot.id} is live already`, { sessionId: snapshot.id });
   if (snapshot.transport === 'ssh') throw new ImiError('IMI_BAD_SNAPSHOT', 'bad session snapshot: an ssh session cannot be restored (its crypto state stays in its process)', { sessionId: snapshot.id });
@@ -91,8 +95,9 @@ export function restoreValidSnapshot(snapshot: SessionSnapshot, socket: Socket |
     const wsChannel = new WsChannel(socket === undefined ? undefined : webSocketOnSocket(socket, ws.protocol, ws.maxPayload), socket, info, parts.wsResume);
     wsChannel.load(ws);
     channel = wsChannel;
-  } else channel = telnet === null ? new SocketChannel(socket!, snapshot.transport) : restoreTelnetChannel(socket!, snapshot.transport, telnet, parts.mssp);
-  const record = registry.add({ id: snapshot.id, transport: snapshot.transport, remote: { ...snapshot.remote }, connectedAt: snapshot.connectedAt, state: structuredClone(snapshot.state) });
+    // The address the session had (a PROXY header's, if any), not the socket's peer: and no getpeername() per user.
+  } else channel = telnet === null ? new SocketChannel(socket!, snapshot.transport, { ...snapshot.remote }) : restoreTelnetChannel(socket!, snapshot.transport, telnet, parts.mssp);
+  const record = registry.add({ id: snapshot.id, transport: snapshot.transport, remote: { ...snapshot.remote }, connectedAt: snapshot.connectedAt, state: owned ? snapshot.state : structuredClone(snapshot.state) });
   Object.assign(record.counters, snapshot.counters);
   const connection = new Connection(channel, record, users, parts.maxLineBytes, parts.maxOutputBufferBytes);
   if (telnet !== null) resumeTelnetCompression(channel as TelnetChannel, telnet);
