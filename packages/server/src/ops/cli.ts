@@ -12,7 +12,7 @@ import pretty from 'pino-pretty';
 import { ImiError } from '@imi/core';
 import { runAdminCommand } from './admin-client.js';
 import { setUpUpgrades, type UpgradeSettings } from '../handover/setup.js';
-import { ClusterHolder } from '../cluster/holder.js';
+import type { ClusterHolder } from '../cluster/holder.js';
 import { clusterFromFlags, CLUSTER_FLAGS, CLUSTER_USAGE, type ClusterHolderOptions } from '../cluster/holder-flags.js';
 import { Intermediary } from '../intermediary.js';
 import { DEFAULT_OPTIONS, type IntermediaryOptions } from '../options.js';
@@ -381,6 +381,8 @@ async function main(): Promise<void> {
       process.stdout.write(`imi-server web client: ${web.transport === 'ws+tls' ? 'https' : 'http'}://${urlHost(web.host)}:${web.port}/\n`);
     }
     if (command.cluster !== undefined) {
+      // Loaded only in cluster mode: ioredis is a tenth of imi-server's start-up (and of an upgrade's successor's boot).
+      const { ClusterHolder } = await import('../cluster/holder.js');
       holder = new ClusterHolder(command.cluster, { host: clientHost, port: ports.clientPort, token: intermediary.options.token }, logger);
       await holder.start();
       process.stdout.write(`imi-server cluster holder ${holder.options.holderId} on ${command.cluster.redis} (${holder.options.partitions} partitions)\n`);
