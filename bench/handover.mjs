@@ -8,6 +8,8 @@
 //                           [--only upgrade,crash] [--out DIR --name NAME] [--note TEXT]
 //                           [--server-log]   (echo imi-server's stderr) [--cli PATH]
 //                           [--profile DIR]  (CPU profiles of every server generation)
+//   node bench/handover.mjs --merge a.json,b.json [--baseline c.json,d.json --baseline-name NAME]
+//                           [--out DIR --name NAME] [--note TEXT]   (renders interleaved sessions together)
 //
 // Each scenario is one imi-server (+ an echo app on @imi/client, + a
 // process holding the users): `--users` idle users each, then `--busy`
@@ -447,11 +449,11 @@ function render(results) {
   }
   const upgrades = results.scenarios.filter((s) => s.kind === 'upgrade' && s.runs.some((run) => run.phases));
   if (upgrades.length > 0) {
-    const keys = ['spawnMs', 'bootMs', 'settleMs', 'planMs', 'sendMs', 'readyMs', 'restoreMs', 'commitMs', 'servingMs', 'frozenMs'];
-    lines.push('', '## Where the time goes', '', 'The `phases` of the `POST /upgrade` answer, medians (min–max) in ms. Users are served until the freeze (spawn and boot happen before it); *frozen* is from the freeze to the successor serving. *restore* is the successor\'s own time restoring sessions, inside send + ready.', '');
+    const keys = ['spawnMs', 'bootMs', 'settleMs', 'planMs', 'sendMs', 'readyMs', 'restoreMs', 'commitMs', 'servingMs', 'frozenMs', 'appWaitMs', 'resumeMs'];
+    lines.push('', '## Where the time goes', '', 'The `phases` of the `POST /upgrade` answer, medians (min–max) in ms. Users are served until the freeze (spawn and boot happen before it); *frozen* is from the freeze to the successor serving. *restore* is the successor\'s own time restoring sessions, inside send + ready. *appWait* (the successor, once serving, until the app is back and resynced) and *resume* (then until every user is read from again) come from the successor\'s log (`--server-log-level info`); users wait for them too.', '');
     lines.push(`| case | ${keys.map((k) => k.replace(/Ms$/, '')).join(' | ')} |`, `|---|${keys.map(() => '---').join('|')}|`);
     for (const r of upgrades) {
-      const flat = r.runs.map((run) => Object.fromEntries(keys.map((k) => [k, run.phases?.[k]])));
+      const flat = r.runs.map((run) => Object.fromEntries(keys.map((k) => [k, run.phases?.[k] ?? run.successor?.[k]])));
       lines.push(`| ${r.label} | ${keys.map((k) => summary(flat, k)).join(' | ')} |`);
     }
   }
@@ -463,6 +465,18 @@ function render(results) {
     lines.push(`| ${r.users} users, --supervise (supervisor / worker) | | ${summary(r.runs, 'fdsSupervisor')} | ${summary(r.runs, 'fdsWorker')} | | |`);
   }
   lines.push('', 'During a handover the old and the new process each hold a descriptor for every user (the successor inherits them); under `--supervise` the supervisor holds a duplicate of each besides the worker. Each process stays under its own `RLIMIT_NOFILE`, but the machine holds twice the users (three times when the load generator runs on it): see [operations.md](operations.md#upgrading-the-intermediary) for the limit to set.');
+  if (results.baseline) {
+    lines.push('', `## Against the baseline (${results.baseline.name}), interleaved in the same session`, '', 'Runs alternated between this build and the baseline\'s `imi-server` (`--cli`); medians (min–max) over every rep of each, in ms, and the ratio of the medians (this ÷ baseline).', '', '| case | baseline reps | admin: baseline → this | ratio | worst rtt: baseline → this | ratio | external: baseline → this | ratio |', '|---|---|---|---|---|---|---|---|');
+    for (const r of results.scenarios) {
+      const b = results.baseline.scenarios.find((s) => s.label === r.label && s.kind === r.kind);
+      if (!b) continue;
+      const pair = (key) => {
+        const [x, y] = [median(b.runs.map((run) => run[key])), median(r.runs.map((run) => run[key]))];
+        return x === undefined || y === undefined ? '– | –' : `${summary(b.runs, key)} → ${summary(r.runs, key)} | ${(y / x).toFixed(2)}`;
+      };
+      lines.push(`| ${r.label}${r.kind === 'crash' ? ' (SIGKILL)' : ''} | ${b.runs.length} | ${r.kind === 'upgrade' ? pair('adminMs') : 'n/a | –'} | ${pair('worstRttMs')} | ${pair('externalMs')} |`);
+    }
+  }
   if (results.errors.length > 0) lines.push('', '## Errors', '', ...results.errors.map((e) => `- ${e}`));
   return lines.join('\n') + '\n';
 }
@@ -511,6 +525,33 @@ async function main() {
   process.exit(results.errors.length > 0 ? 1 : 0);
 }
 
-if (flags.role === 'app') await runApp();
+/** Runs of several result files (interleaved sessions) as one: each scenario's reps together. */
+function mergeResults(paths) {
+  const all = paths.map((path) => JSON.parse(readFileSync(path, 'utf8')));
+  const merged = { ...all[0], scenarios: [], errors: all.flatMap((r) => r.errors) };
+  for (const scenario of all.flatMap((r) => r.scenarios)) {
+    const into = merged.scenarios.find((s) => s.label === scenario.label && s.kind === scenario.kind);
+    if (!into) merged.scenarios.push({ ...scenario, runs: [...scenario.runs] });
+    else {
+      into.runs.push(...scenario.runs);
+      into.usersClosed += scenario.usersClosed;
+      into.probeClosed ||= scenario.probeClosed;
+      if (into.busyLines && scenario.busyLines) for (const key of ['closed', 'sent', 'answered', 'doubled', 'outOfOrder']) into.busyLines[key] += scenario.busyLines[key];
+    }
+  }
+  return merged;
+}
+
+// --merge a.json,b.json [--baseline c.json,d.json] --out DIR --name NAME [--note TEXT]: renders interleaved sessions together (runs nothing).
+if (flags.merge) {
+  const results = mergeResults(String(flags.merge).split(','));
+  if (flags.baseline) results.baseline = { name: String(flags.baselineName ?? 'baseline'), ...mergeResults(String(flags.baseline).split(',')) };
+  if (flags.note) results.note = String(flags.note);
+  const outDir = flags.out ? String(flags.out) : join(root, 'docs');
+  const name = flags.name ? String(flags.name) : 'benchmarks-handover';
+  writeFileSync(join(outDir, `${name}.json`), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(outDir, `${name}.md`), render(results));
+  log(`wrote ${join(outDir, name)}.{md,json}`);
+} else if (flags.role === 'app') await runApp();
 else if (flags.role === 'users') await runUsers();
 else await main();

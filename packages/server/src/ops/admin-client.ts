@@ -259,10 +259,10 @@ async function status(target: Target, json: boolean): Promise<number> {
 /** `imi-server upgrade`: POST /upgrade, which answers once the successor serves (or the upgrade failed). */
 async function upgrade(target: Target, json: boolean): Promise<number> {
   // The upgrade itself is bounded by upgradeTimeoutMs (twice: ready, then serving); wait past that.
-  const answer = await request<{ pid?: number; sessions?: number; closed?: number; durationMs?: number; error?: string }>({ ...target, timeoutMs: Math.max(target.timeoutMs, 60_000) }, '/upgrade', 'POST');
+  const answer = await request<{ pid?: number; sessions?: number; closed?: number; durationMs?: number; phases?: { frozenMs?: number }; error?: string }>({ ...target, timeoutMs: Math.max(target.timeoutMs, 60_000) }, '/upgrade', 'POST');
   if (answer.status !== 200) throw new CommandError(`the upgrade failed (${answer.status}): ${answer.body.error ?? JSON.stringify(answer.body).slice(0, 200)}; the old process serves on`, 1);
   const b = answer.body;
-  process.stdout.write(json ? JSON.stringify(b) + '\n' : `upgraded: pid ${b.pid} serves ${b.sessions} sessions (${b.closed} closed: TLS), handed over in ${b.durationMs?.toFixed(1)} ms\n`);
+  process.stdout.write(json ? JSON.stringify(b) + '\n' : `upgraded: pid ${b.pid} serves ${b.sessions} sessions (${b.closed} closed: TLS), handed over in ${b.durationMs?.toFixed(1)} ms${b.phases?.frozenMs === undefined ? '' : ` (users not read from for ${b.phases.frozenMs.toFixed(1)} ms)`}\n`);
   return 0;
 }
 
