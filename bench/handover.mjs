@@ -56,6 +56,8 @@ async function runApp() {
   const app = new Client({ port: Number(flags.port), name: 'handover-bench', reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
   app.on('input', (session, line) => session.send(`${line}!\r\n`));
   app.on('error', () => {});
+  // --app-log: when the app lost the link, retried, and was resynced (epoch ms, to line up with imi-server's log).
+  if (flags.appLog) for (const event of ['linkDown', 'reconnecting', 'linkUp', 'synced']) app.on(event, (...args) => process.stderr.write(`[app] ${Date.now()} ${event} ${JSON.stringify(args.map((a) => (typeof a === 'object' ? String(a?.message ?? a) : a)))}\n`));
   await app.connect();
   process.send({ event: 'ready' });
 }
@@ -269,7 +271,7 @@ function sampleFds(getPids) {
 }
 
 async function populate(server, users, busy, typeMs) {
-  const app = fork(SELF, ['--role', 'app', '--port', String(server.appPort)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const app = fork(SELF, ['--role', 'app', '--port', String(server.appPort), ...(flags.appLog ? ['--app-log'] : [])], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await waitMessage(app, 'ready', 20_000);
   const started = performance.now();
   const load = fork(SELF, ['--role', 'users', '--port', String(server.port), '--users', String(users), '--busy', String(busy), '--type-ms', String(typeMs)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

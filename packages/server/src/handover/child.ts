@@ -76,21 +76,18 @@ function makeSockets(range: UserSockets, keepAliveMs: number): Map<number, Socke
   return sockets;
 }
 
-/** Closes this process's copies of users who left before the freeze (or stay with the old process). */
+/** Closes this process's copies of users who left before the freeze (or stay with the old process), and any socket made early that no session took. */
 function closeUnused(fds: readonly number[], made: Map<number, Socket>): void {
+  for (const socket of made.values()) socket.destroy();
   for (const fd of fds) {
-    const socket = made.get(fd);
-    made.delete(fd);
-    if (socket !== undefined) {
-      socket.destroy();
-      continue;
-    }
+    if (made.delete(fd)) continue;
     try {
       closeSync(fd);
     } catch {
       // Already closed (EBADF): nothing held.
     }
   }
+  made.clear();
 }
 
 /** Writes the pid file atomically (a reader never sees it half-written). */

@@ -301,6 +301,9 @@ export class Freeze {
     for (const connection of this.handed.keys()) {
       users.connections.delete(connection.id);
       users.openConnections.delete(connection);
+      // The only timer that writes to an admitted user: from here the successor's, so this process must never write again.
+      const channel = connection.userChannel;
+      if (channel instanceof TelnetChannel) clearInterval(channel['probeTimer']);
     }
     for (const [connection, closeConnection] of this.handedWs) {
       users.connections.delete(connection.id);
@@ -321,12 +324,24 @@ export class Freeze {
     return { seq: ledger.nextSeq(), departed: [...apps['departed']], held: this.held.splice(0) };
   }
 
+  /** Resolves once every app link's FIN is written (after {@link commit} ended them), or after `timeoutMs`. */
+  appLinksEnded(timeoutMs: number): Promise<void> {
+    const ended = this.appSockets.map((socket) =>
+      socket.writableFinished || socket.destroyed ? undefined : new Promise<void>((resolve) => {
+        socket.once('finish', resolve);
+        socket.once('close', resolve);
+      }),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([Promise.all(ended), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]).then(() => clearTimeout(timer));
+  }
+
   /**
    * Closes this process's descriptors of the handed-over sockets (after
-   * {@link commit}; the successor's copies keep the connections open, so
-   * the peers see nothing). Synchronous, so no timer of this process (a
-   * telnet probe) writes to one in between: call it in the same tick as
-   * the `commit` message is sent, and the successor's work overlaps it.
+   * {@link commit}, which stopped every timer that could write to them; the
+   * successor's copies keep the connections open, so the peers see
+   * nothing). Call it once the `commit` message and the app link's FIN are
+   * out: the successor's start and the app's reconnection overlap it.
    */
   release(): void {
     for (const socket of this.handed.values()) {

@@ -40,6 +40,8 @@ import { HANDOVER_VERSION, SESSIONS_PER_MESSAGE, SUCCESSOR_EARLY_ENV, SUCCESSOR_
 export const DEFAULT_UPGRADE_TIMEOUT_MS = 10_000;
 /** Longest wait for users still being let in and for output to drain before the snapshot. */
 const SETTLE_MS = 2_000;
+/** Longest wait for the app link's FIN to be written before this process closes the handed-over sockets. */
+const FIN_WAIT_MS = 100;
 /** Longest wait for the users who cannot be handed over to close after their notice. */
 const STAYING_CLOSE_MS = 1_000;
 
@@ -196,10 +198,11 @@ export class Upgrader {
     const { seq, departed, held } = await freeze.commit(plan, this.imi.options.shutdownNotice === false ? undefined : this.imi.options.shutdownNotice, STAYING_CLOSE_MS);
     lap('commitMs');
     try {
-      const committed = send(running, { imi: 'handover', kind: 'commit', seq, departed });
-      // In this tick: the successor starts listening while this process closes its copies of the sockets.
+      await send(running, { imi: 'handover', kind: 'commit', seq, departed });
+      // Once the app link's FIN is out (ten thousand closes first would hold it back, and the app's reconnection
+      // with it): the successor listens and the app reconnects while this process lets go of the sockets.
+      await freeze.appLinksEnded(FIN_WAIT_MS);
       freeze.release();
-      await committed;
       for (const { channel, listener } of held) {
         const socket = rawSocket(channel);
         if (socket === undefined) {
