@@ -199,7 +199,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       const ports = await imi.listen({ users: layout.users, app: layout.app, ...(layout.admin === undefined ? {} : { admin: layout.admin }) });
       if (pidFile !== undefined) writePidFile(pidFile);
       serving = ports;
-      await reply({ imi: 'handover', kind: 'serving', pid: process.pid });
+      await reply({ imi: 'handover', kind: 'serving', pid: process.pid, at: performance.timeOrigin + performance.now() });
       const listened = performance.now();
       await appBack;
       const appReturned = performance.now();

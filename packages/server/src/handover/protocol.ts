@@ -135,7 +135,8 @@ export type ChildMessage =
   /** `restoreMs`: the successor's time spent restoring sessions (for the upgrade's phase timings). */
   | { imi: 'handover'; kind: 'ready'; sessions: number; restoreMs?: number }
   | { imi: 'handover'; kind: 'refused'; code: string; message: string }
-  | { imi: 'handover'; kind: 'serving'; pid: number };
+  /** `at`: when it started serving, in ms since the epoch (the old process is busy letting go of sockets then, and reads this later). */
+  | { imi: 'handover'; kind: 'serving'; pid: number; at?: number };
 
 function broken(what: string): ImiError {
   return new ImiError('IMI_UPGRADE_FAILED', `broken handover message: ${what}`);
@@ -208,6 +209,6 @@ export function readChildMessage(value: unknown): ChildMessage | undefined {
   if (kind === 'booted') return value as ChildMessage;
   if (kind === 'ready' && isInt(value['sessions']) && (value['restoreMs'] === undefined || (typeof value['restoreMs'] === 'number' && value['restoreMs'] >= 0))) return value as ChildMessage;
   if (kind === 'refused' && typeof value['code'] === 'string' && typeof value['message'] === 'string') return value as ChildMessage;
-  if (kind === 'serving' && isInt(value['pid'])) return value as ChildMessage;
+  if (kind === 'serving' && isInt(value['pid']) && (value['at'] === undefined || (typeof value['at'] === 'number' && Number.isFinite(value['at'])))) return value as ChildMessage;
   throw broken(`from the successor: ${JSON.stringify(value).slice(0, 80)}`);
 }

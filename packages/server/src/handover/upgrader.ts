@@ -67,7 +67,7 @@ export interface UpgradeResult {
   sessions: number;
   /** Users closed because their transport cannot be handed over (TLS; `ws+tls` without `imi.v1`). */
   closed: number;
-  /** From the start of the upgrade (the signal) to the successor serving, in ms. */
+  /** From the start of the upgrade (the signal) to the successor serving, in ms (the answer comes a little later: this process first lets go of its copies of the sockets). */
   durationMs: number;
   /** Where the time went. */
   phases: UpgradePhases;
@@ -95,7 +95,7 @@ export interface UpgradePhases {
   restoreMs?: number;
   /** This process letting go of every handed-over socket and closing the others. */
   commitMs: number;
-  /** Until the successor listens and says it serves. */
+  /** Until the successor listens and serves (by the time it gives in its `serving` message: this process is busy closing its copies then). */
   servingMs: number;
   /** From the freeze to the successor serving: how long users were not read from (the successor then waits for the app before reading). */
   frozenMs: number;
@@ -194,6 +194,7 @@ export class Upgrader {
     // From here there is no way back: the successor holds every socket.
     this.state = 'committing';
     const running = child!;
+    let servedAt: number | undefined;
     const replies = messages!;
     const { seq, departed, held } = await freeze.commit(plan, this.imi.options.shutdownNotice === false ? undefined : this.imi.options.shutdownNotice, STAYING_CLOSE_MS);
     lap('commitMs');
@@ -214,16 +215,19 @@ export class Upgrader {
         await send(running, { imi: 'handover', kind: 'late', listener, pending }, socket);
       }
       const serving = setTimeout(() => replies.fail(`the successor did not confirm it serves within ${timeoutMs} ms`), timeoutMs);
-      await replies.next('serving').finally(() => clearTimeout(serving));
+      const said = await replies.next('serving').finally(() => clearTimeout(serving));
+      // The same clock for both processes (the system's): when it served, not when this busy process read so.
+      if (said.kind === 'serving' && said.at !== undefined) servedAt = Math.min(performance.now(), Math.max(mark, said.at - performance.timeOrigin));
     } catch (error) {
       // Committed: the successor has everything; nothing to go back to.
       logger.error({ err: error }, 'upgrade: the successor did not confirm; exiting anyway');
     }
-    lap('servingMs');
+    servedAt ??= performance.now();
+    phases.servingMs = servedAt - mark;
     running.disconnect();
     this.state = 'done';
-    const durationMs = performance.now() - started;
-    phases.frozenMs = performance.now() - frozenAt;
+    const durationMs = servedAt - started;
+    phases.frozenMs = servedAt - frozenAt;
     const result: UpgradeResult = { pid: running.pid!, sessions: plan.sessions.length, closed: plan.staying.length, durationMs, phases };
     logger.info(result, 'upgrade: the successor serves; exiting');
     return result;
