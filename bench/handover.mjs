@@ -436,7 +436,7 @@ function render(results) {
     '',
     `Each upgrade is \`POST /upgrade\` on the admin port. A probe user (plain TCP, beside the load) types a line every ${results.config.probeMs} ms through the intermediary to an echo app on @imi/client, which reconnects to the successor. Medians over the reps, (min–max) in brackets, all in ms.`,
     '',
-    '- **admin**: the `durationMs` of the `POST /upgrade` answer: freeze → successor spawned, sessions sent, committed, successor says it serves.',
+    '- **admin**: the `durationMs` of the `POST /upgrade` answer: the request → successor spawned and booted (users still served), freeze, sessions sent, committed, successor serves.',
     '- **external**: the request → the probe\'s first answer after the pid file names the successor (the successor reads users only once the app is back).',
     '- **worst rtt**: the probe\'s longest round trip for a line typed around the handover; **gap**: the longest time it went without any answer.',
     '',
