@@ -338,7 +338,7 @@ async function main(): Promise<void> {
   if (command.supervise.enabled && worker === undefined) {
     try {
       const resolved = resolveOptions(command.options);
-      runSupervisor(command.supervise, { shutdownNotice: resolved.shutdownNotice, maxConnections: resolved.maxConnections }, command.upgrades.pidFile, command.upgrades.timeoutMs, logger);
+      runSupervisor(command.supervise, { shutdownNotice: resolved.shutdownNotice, maxConnections: resolved.maxConnections, wsResumeWindowMs: resolved.wsResumeWindowMs }, command.upgrades.pidFile, command.upgrades.timeoutMs, logger);
     } catch (error) {
       process.stderr.write(`imi-server: ${(error as Error).message}\n`);
       process.exit(2);

@@ -88,6 +88,13 @@ export class WsChannel implements UserChannel {
   parkedUntil: number | undefined;
   /** The hash of the session's current token. */
   tokenHash: string | undefined;
+  /**
+   * Called when what a crash journal keeps of the session changed (token,
+   * parking, echo, lines received): set by `--supervise`'s worker journal.
+   */
+  onResumeStateChange: (() => void) | undefined;
+  /** Restored after a crash: the first resume takes the client's output count as the start of the log. */
+  private rebaseOnResume = false;
   private readonly resumeSettings: WsResumeSettings | undefined;
   private readonly log: OutputLog | undefined;
   /** Whether we stopped reading: the peer's pongs then wait unread, so its silence proves nothing. */
@@ -188,6 +195,7 @@ export class WsChannel implements UserChannel {
   setEcho(visible: boolean): boolean {
     if (!this.control || this.finished) return false;
     this.echoVisible = visible;
+    this.onResumeStateChange?.();
     this.sendControl({ type: 'echo', visible });
     return true;
   }
@@ -232,6 +240,11 @@ export class WsChannel implements UserChannel {
    * @param received - output messages the client has
    */
   reattach(ws: WebSocket, socket: Duplex, received: number): ReattachOutcome {
+    if (this.rebaseOnResume) {
+      // What the dead process sent past the journal is lost; what came since the restart is all unseen.
+      this.rebaseOnResume = false;
+      this.log!.rebase(received);
+    }
     const missed = this.log!.since(received);
     if (missed === undefined) return received > this.log!.sent ? 'bad-count' : 'output-lost';
     this.detach()?.terminate();
@@ -240,6 +253,7 @@ export class WsChannel implements UserChannel {
     this.parkedUntil = undefined;
     this.alive = true;
     this.bind(ws, socket);
+    this.onResumeStateChange?.();
     this.sendSession(true);
     // Always: the app may have changed it while the client was away.
     this.sendControl({ type: 'echo', visible: this.echoVisible });
@@ -262,6 +276,34 @@ export class WsChannel implements UserChannel {
       tokenHash: this.tokenHash ?? null,
       parkedUntil: this.parkedUntil ?? null,
     };
+  }
+
+  /**
+   * The resume state a crash journal keeps: {@link snapshot} without the
+   * output log (`kept` empty, `sent` 0), which the journal does not hold.
+   */
+  journalState(): SnapshotWs {
+    return {
+      protocol: this.protocol,
+      maxPayload: this.maxPayload,
+      pingIntervalMs: this.pingIntervalMs,
+      alive: true,
+      echoVisible: this.echoVisible,
+      received: this.received,
+      sent: 0,
+      kept: [],
+      tokenHash: this.tokenHash ?? null,
+      parkedUntil: this.parkedUntil ?? null,
+    };
+  }
+
+  /**
+   * The session was restored from a crash journal (no output log): the
+   * client's output count at its next resume becomes the log's start, so
+   * output kept since the restart is replayed and the count never refused.
+   */
+  restoredAfterCrash(): void {
+    this.rebaseOnResume = this.log !== undefined;
   }
 
   /** Puts back a snapshot's resume state (a restored session, before it is attached). */
@@ -338,6 +380,7 @@ export class WsChannel implements UserChannel {
         return;
       }
       this.received++;
+      this.onResumeStateChange?.();
       // One message, one line: it ends the line even without a line end of its own.
       this.sink.onData(bytes);
       if (bytes.length === 0 || bytes[bytes.length - 1] !== LF) this.sink.onData(LINE_END);
@@ -365,6 +408,7 @@ export class WsChannel implements UserChannel {
   /** Keeps the session without a connection until `until`, then ends it as `timeout`. */
   private park(until: number): void {
     this.parkedUntil = until;
+    this.onResumeStateChange?.();
     if (this.held) return;
     if (this.parkTimer !== undefined) clearTimeout(this.parkTimer);
     this.parkTimer = setTimeout(
@@ -407,6 +451,7 @@ export class WsChannel implements UserChannel {
     const settings = this.resumeSettings!;
     const { token, hash } = settings.tokens.issue(this, this.tokenHash);
     this.tokenHash = hash;
+    this.onResumeStateChange?.();
     const message: Record<string, unknown> = { type: 'session', token, resumeWindowMs: settings.windowMs };
     if (resumed) Object.assign(message, { resumed: true, received: this.received });
     this.sendControl(message);
