@@ -7,7 +7,8 @@
 // while the worker was down is answered exactly once. A spent token and a
 // forged one are refused with close 4001 and IMI_WS_RESUME_REFUSED; a user
 // who does not come back within wsResumeWindowMs ends with exactly one
-// disconnect at the app.
+// disconnect at the app. Broken WebSocket journal entries are IMI_BAD_JOURNAL,
+// counted, and cost nothing else.
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { waitFor } from './harness.js';
-import { App, cleanUpAll, count, startedWorkers, workerPid } from './supervise-harness.js';
+import { App, CRASH_WORKER, cleanUpAll, count, startedWorkers, workerPid } from './supervise-harness.js';
 import { Server, TcpUser, tempDir } from './upgrade-harness.js';
 import { PlainWsUser, ResumingWsUser, dropWsUsers } from './ws-resume-harness.js';
 
@@ -37,10 +38,10 @@ async function presentToken(url: string, token: string, received = 0): Promise<n
   return code;
 }
 
-async function start(config: object = {}): Promise<{ server: Server; app: App; url: string }> {
+async function start(config: object = {}, env: Record<string, string> = {}): Promise<{ server: Server; app: App; url: string }> {
   const file = join(tempDir(), 'imi.json');
   writeFileSync(file, JSON.stringify(config));
-  const server = await Server.start(['--supervise', '--ws-port', '0', '--restart-delay-ms', '50', '--config', file]);
+  const server = await Server.start(['--supervise', '--ws-port', '0', '--restart-delay-ms', '50', '--config', file], env);
   const url = `ws://127.0.0.1:${Number(/ws on port (\d+)/.exec(server.out)![1])}/`;
   const app = await App.start(server.clientPort);
   return { server, app, url };
@@ -122,8 +123,35 @@ describe('imi-server --supervise with WebSocket users', () => {
     expect(app.disconnects().filter((event) => ids.has(event.id))).toEqual([]);
   });
 
-  it('a user who does not resume within wsResumeWindowMs after a crash ends with exactly one disconnect; its token is refused', { timeout: 60_000 }, async () => {
-    const { server, app, url } = await start({ wsResumeWindowMs: 1000 });
+  it('a planned restart (SIGUSR2 to the supervisor) hands WebSocket sessions on whole: users typing steadily resume, every line answered once in order, nothing lost', { timeout: 60_000 }, async () => {
+    const { server, app, url } = await start();
+    const users: ResumingWsUser[] = [];
+    for (let i = 0; i < 3; i++) users.push(await ResumingWsUser.connect(`page${i}`, url, { reconnectDelayMs: 20 }));
+    await waitFor(() => app.connects().length === users.length, 10_000, 'the app to know every user');
+    const ids = new Set(app.connects().map((event) => event.id));
+    for (const user of users) user.typeSteadily(30);
+    await waitFor(() => users.every((user) => user.replies().length >= 3), 20_000, 'replies before the restart');
+    const before = await workerPid(server);
+    process.kill(server.child.pid!, 'SIGUSR2');
+    await waitFor(() => users.every((user) => user.resumes === 1), 20_000, () => `every page to resume (${users.map((u) => JSON.stringify(u.closes)).join('; ')}; ${server.err.slice(-1500)})`);
+    const resumedAt = users.map((user) => user.replies().length);
+    await waitFor(() => users.every((user, i) => user.replies().length >= resumedAt[i]! + 3), 20_000, 'replies after the restart');
+    for (const user of users) user.stop();
+    await waitFor(() => users.every((user) => user.replies().length === user.sent.length), 20_000, () => `every line answered (${users.map((u) => `${u.name} ${u.replies().length}/${u.sent.length}`).join(', ')})`);
+    expect(await workerPid(server)).not.toBe(before);
+    for (const user of users) expect(user.replies(), user.name).toEqual(user.sent);
+    expect(app.disconnects()).toEqual([]);
+    expect(new Set(app.resyncs().at(-1)!.sessions!.map((session) => session.id))).toEqual(ids);
+    expect((await server.stats()).stats.errors['IMI_WS_RESUME_REFUSED'] ?? 0).toBe(0);
+  });
+
+  it('a user who does not resume within wsResumeWindowMs after a crash ends with exactly one disconnect; its token is refused; broken WebSocket journal entries are counted', { timeout: 60_000 }, async () => {
+    const modeFile = join(tempDir(), 'mode');
+    writeFileSync(modeFile, 'ws-garbage');
+    const { server, app, url } = await start({ wsResumeWindowMs: 1000 }, { IMI_SUPERVISE_EXEC: CRASH_WORKER, IMI_TEST_WORKER_MODE: modeFile });
+    // The first worker sent three broken WebSocket entries: counted by the supervisor, shown in the worker's /stats.
+    await waitFor(() => (server.err.match(/IMI_BAD_JOURNAL/g) ?? []).length === 3, 10_000, () => `three IMI_BAD_JOURNAL log lines (${server.err.slice(-1500)})`);
+    writeFileSync(modeFile, 'ok');
     const gone = await ResumingWsUser.connect('gone', url, { autoResume: false });
     // A TCP user (held by the supervisor, no window) for round trips after the crash.
     const tcp = await TcpUser.connect('tcp', server.externalPort);
@@ -142,6 +170,7 @@ describe('imi-server --supervise with WebSocket users', () => {
     expect(await presentToken(url, gone.token!)).toBe(4001);
     const stats = (await server.stats()).stats;
     expect(stats.errors['IMI_WS_RESUME_REFUSED']).toBe(1);
+    expect(stats.errors['IMI_BAD_JOURNAL']).toBe(3);
     expect(stats.sessions).toBe(1);
   });
 });
