@@ -338,7 +338,8 @@ export class Supervisor {
   private wsItem(id: string, held: Held, final: { sessions: Map<string, FinalSession> } | undefined): RestoredItem | undefined {
     if (final === undefined) return { record: held.record };
     const handed = final.sessions.get(id);
-    if (handed !== undefined && handed.snapshot.ws?.tokenHash !== null && handed.snapshot.ws !== undefined) return { snapshot: handed.snapshot };
+    const ws = handed?.snapshot.ws;
+    if (handed !== undefined && ws !== undefined && ws !== null && ws.tokenHash !== null) return { snapshot: handed.snapshot };
     this.forget(id);
     return undefined;
   }
