@@ -4,6 +4,7 @@
 // client's first resume is accepted whatever output count it presents — the
 // dead process's numbering is gone — and it gets exactly the output written
 // since the restore, once; its lines are counted from the journaled number.
+// Handed on again before anyone resumed it (an upgrade), it keeps that rule.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
@@ -15,8 +16,20 @@ import { testScope, waitFor } from './harness.js';
 
 const scope = testScope();
 
+/** Opens a resuming connection presenting `token` and `received`, and collects what comes. */
+async function resume(url: string, token: string, received: number): Promise<{ ws: WebSocket; texts: string[]; controls: Array<Record<string, unknown>> }> {
+  const ws = new WebSocket(url, ['imi.v1', 'imi.resume']);
+  const texts: string[] = [];
+  const controls: Array<Record<string, unknown>> = [];
+  ws.on('message', (data: WebSocket.RawData, binary: boolean) => (binary ? controls.push(JSON.parse(String(data)) as Record<string, unknown>) : texts.push(String(data))));
+  ws.on('error', () => {});
+  await once(ws, 'open');
+  ws.send(Buffer.from(JSON.stringify({ type: 'resume', token, received })));
+  return { ws, texts, controls };
+}
+
 describe('a WebSocket session restored from the crash journal', () => {
-  it('resumes with any output count: the output written since the restore is replayed once, the journaled line count is told, the token rotates', async () => {
+  it('resumes with any output count: the output written since the restore is replayed once, the journaled line count is told, the token rotates; a snapshot taken before the resume keeps that rule', async () => {
     const { imi, ports } = await scope.start({ listeners: [{ kind: 'ws', port: 0 }] });
     const app = await scope.app(ports.clientPort, { name: 'test' });
     await app.synced();
@@ -39,13 +52,20 @@ describe('a WebSocket session restored from the crash journal', () => {
     app.output('restored-1', 'since the restart 2');
     await app.barrier();
 
+    // Not resumed yet: a snapshot (an upgrade) carries the rule on, and the next process applies it.
+    const snapshot = imi.snapshotSession('restored-1')!;
+    expect(snapshot.ws).toMatchObject({ rebase: true, sent: 2, kept: ['since the restart 1', 'since the restart 2'] });
+    const next = await scope.start({ listeners: [{ kind: 'ws', port: 0 }] });
+    next.imi.restoreSession(JSON.parse(JSON.stringify(snapshot)));
+    const there = await resume(`ws://127.0.0.1:${next.ports.listeners[1]!.port}/`, token, 40);
+    await waitFor(() => there.texts.length === 2, 5000, 'the replay in the next process');
+    expect(there.texts).toEqual(['since the restart 1', 'since the restart 2']);
+    expect(there.controls[0]).toMatchObject({ type: 'session', resumed: true, received: 12 });
+    expect(next.imi.snapshotSession('restored-1')!.ws!.rebase).toBeUndefined();
+    there.ws.terminate();
+
     // The client had 40 output messages from the dead process; the restored log never counted them.
-    const ws = new WebSocket(url, ['imi.v1', 'imi.resume']);
-    const texts: string[] = [];
-    const controls: Array<Record<string, unknown>> = [];
-    ws.on('message', (data: WebSocket.RawData, binary: boolean) => (binary ? controls.push(JSON.parse(String(data)) as Record<string, unknown>) : texts.push(String(data))));
-    await once(ws, 'open');
-    ws.send(Buffer.from(JSON.stringify({ type: 'resume', token, received: 40 })));
+    const { ws, texts, controls } = await resume(url, token, 40);
     await waitFor(() => texts.length === 2, 5000, 'the replay');
     expect(texts).toEqual(['since the restart 1', 'since the restart 2']);
     expect(controls[0]).toMatchObject({ type: 'session', resumed: true, received: 12 });

@@ -275,6 +275,7 @@ export class WsChannel implements UserChannel {
       kept: this.log?.all() ?? [],
       tokenHash: this.tokenHash ?? null,
       parkedUntil: this.parkedUntil ?? null,
+      ...(this.rebaseOnResume ? { rebase: true } : {}),
     };
   }
 
@@ -312,6 +313,7 @@ export class WsChannel implements UserChannel {
     this.echoVisible = state.echoVisible;
     this.received = state.received;
     this.log?.load(state.sent, state.kept);
+    if (state.rebase === true) this.restoredAfterCrash();
     if (this.resumeSettings !== undefined && state.tokenHash !== null) {
       this.tokenHash = state.tokenHash;
       this.resumeSettings.tokens.restore(state.tokenHash, this);
