@@ -49,6 +49,11 @@ describe('supervisor protocol', () => {
     for (const bad of [null, 'x', { ...ws, token: undefined, tokenHash: undefined }]) expect(code(() => checkJournalWs(bad))).toBe('IMI_BAD_JOURNAL');
     expect(readWorkerMessage({ imi: 'supervise', kind: 'ws', items: [{ id: 'a1', ws }] })).toEqual({ imi: 'supervise', kind: 'ws', items: [{ id: 'a1', ws }] });
     expect(code(() => readWorkerMessage({ imi: 'supervise', kind: 'ws', items: 'x' }))).toBe('IMI_BAD_JOURNAL');
+    // Lines received: two arrays of the same length, ids and counts.
+    expect(readWorkerMessage({ imi: 'supervise', kind: 'received', ids: ['a1', 'b2'], counts: [3, 0] })).toBeDefined();
+    for (const bad of [{ ids: ['a1'], counts: [] }, { ids: [1], counts: [1] }, { ids: ['a1'], counts: [-1] }, { ids: ['a1'], counts: [1.5] }, { ids: 'a1', counts: [1] }]) {
+      expect(code(() => readWorkerMessage({ imi: 'supervise', kind: 'received', ...bad })), JSON.stringify(bad)).toBe('IMI_BAD_JOURNAL');
+    }
     // Only a WebSocket session is handed to a restarted worker without a descriptor.
     expect(readSupervisorMessage({ imi: 'supervise', kind: 'sessions', items: [{ record: wsRecord }] })).toBeDefined();
     expect(code(() => readSupervisorMessage({ imi: 'supervise', kind: 'sessions', items: [{ record }] }))).toBe('IMI_BAD_JOURNAL');

@@ -8,7 +8,8 @@
  * worker → supervisor  listening  every listener sent
  * worker → supervisor  open       a session let in: its record (and its socket's handle; none for WebSocket)
  * worker → supervisor  update     records that changed (state, telnet), coalesced
- * worker → supervisor  ws         WebSocket resume state that changed (token hash, parking, echo, lines in), coalesced
+ * worker → supervisor  ws         WebSocket resume state that changed (token hash, parking, echo), coalesced
+ * worker → supervisor  received   WebSocket sessions' counts of lines received that changed (and only that), coalesced
  * worker → supervisor  drop       sessions that ended: the supervisor closes its copy
  * worker → supervisor  serving    a restarted worker restored the sessions and listens
  * worker → supervisor  restart    a planned restart was asked of the worker (POST /upgrade, SIGUSR2)
@@ -118,6 +119,7 @@ export type WorkerMessage =
   | { imi: 'supervise'; kind: 'open'; record: JournalRecord }
   | { imi: 'supervise'; kind: 'update'; records: JournalRecord[] }
   | { imi: 'supervise'; kind: 'ws'; items: JournalWs[] }
+  | { imi: 'supervise'; kind: 'received'; ids: string[]; counts: number[] }
   | { imi: 'supervise'; kind: 'drop'; ids: string[] }
   | { imi: 'supervise'; kind: 'serving'; pid: number; sessions: number }
   | { imi: 'supervise'; kind: 'restart' }
@@ -233,6 +235,10 @@ export function readWorkerMessage(value: unknown): WorkerMessage | undefined {
         return Array.isArray(value['records']);
       case 'ws':
         return Array.isArray(value['items']);
+      case 'received': {
+        const { ids, counts } = value;
+        return Array.isArray(ids) && Array.isArray(counts) && ids.length === counts.length && ids.every((id) => typeof id === 'string') && counts.every((count) => isInt(count) && Number.isSafeInteger(count));
+      }
       case 'drop':
         return Array.isArray(value['ids']) && value['ids'].every((id) => typeof id === 'string');
       case 'serving':

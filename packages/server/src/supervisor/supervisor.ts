@@ -282,6 +282,13 @@ export class Supervisor {
           }
         }
         return;
+      case 'received':
+        // The one message per input turn: checked as a whole by readWorkerMessage, applied in place.
+        message.ids.forEach((id, i) => {
+          const ws = this.sessions.get(id)?.record.ws;
+          if (ws !== undefined && ws !== null) ws.received = message.counts[i]!;
+        });
+        return;
       case 'update':
         for (const value of message.records) {
           try {

@@ -63,8 +63,10 @@ export class WorkerJournal {
   /** Sessions the supervisor holds a copy of. */
   private readonly tracked = new Set<string>();
   private readonly dirty = new Set<string>();
-  /** WebSocket sessions whose resume state changed. */
+  /** WebSocket sessions whose resume state (token, parking, echo) changed. */
   private readonly dirtyWs = new Set<string>();
+  /** WebSocket sessions whose count of lines received (only) changed. */
+  private readonly dirtyCounts = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
   private scheduledWs = false;
@@ -129,15 +131,28 @@ export class WorkerJournal {
   /** Sends the changed WebSocket resume states now. */
   private flushWs(): void {
     this.scheduledWs = false;
-    if (this.stopped || this.dirtyWs.size === 0) return;
+    if (this.stopped || (this.dirtyWs.size === 0 && this.dirtyCounts.size === 0)) return;
     const users = this.imi.handoverParts().users;
     const items: JournalWs[] = [];
     for (const id of this.dirtyWs) {
+      this.dirtyCounts.delete(id);
       const channel = users.get(id)?.userChannel;
       if (channel instanceof WsChannel && !channel.destroyed) items.push({ id, ws: channel.journalState() });
     }
     this.dirtyWs.clear();
     for (let i = 0; i < items.length; i += RECORDS_PER_MESSAGE) sendUp({ imi: 'supervise', kind: 'ws', items: items.slice(i, i + RECORDS_PER_MESSAGE) });
+    if (this.dirtyCounts.size === 0) return;
+    // The common case, a line arrived: two flat arrays, cheap to send and to read.
+    const ids: string[] = [];
+    const counts: number[] = [];
+    for (const id of this.dirtyCounts) {
+      const channel = users.get(id)?.userChannel;
+      if (!(channel instanceof WsChannel) || channel.destroyed) continue;
+      ids.push(id);
+      counts.push(channel.received);
+    }
+    this.dirtyCounts.clear();
+    if (ids.length > 0) sendUp({ imi: 'supervise', kind: 'received', ids, counts });
   }
 
   private readonly onOpen = (session: Session): void => {
@@ -162,6 +177,7 @@ export class WorkerJournal {
     if (!this.tracked.delete(id)) return;
     this.dirty.delete(id);
     this.dirtyWs.delete(id);
+    this.dirtyCounts.delete(id);
     // At once: if this process only destroyed the socket, the supervisor's copy is the last and its close sends the FIN.
     sendUp({ imi: 'supervise', kind: 'drop', ids: [id] });
   };
@@ -171,8 +187,8 @@ export class WorkerJournal {
   /** Journals a resumable WebSocket session (no socket), and follows its resume state from now on. */
   private watchWs(connection: Connection, channel: WsChannel): void {
     const id = connection.id;
-    channel.onResumeStateChange = (): void => {
-      if (this.tracked.has(id)) this.mark(id, this.dirtyWs);
+    channel.onResumeStateChange = (what): void => {
+      if (this.tracked.has(id)) this.mark(id, what === 'count' ? this.dirtyCounts : this.dirtyWs);
       else this.openWs(connection, channel);
     };
     this.openWs(connection, channel);
@@ -192,7 +208,7 @@ export class WorkerJournal {
   private mark(id: string, set = this.dirty): void {
     if (this.stopped || !this.tracked.has(id)) return;
     set.add(id);
-    if (set === this.dirtyWs) {
+    if (set !== this.dirty) {
       // Not rate-limited: a WebSocket user's count of lines received must be current at a crash, or
       // their page would resend lines the app already had. A small message per event-loop turn.
       if (!this.scheduledWs) {

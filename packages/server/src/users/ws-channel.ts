@@ -89,10 +89,11 @@ export class WsChannel implements UserChannel {
   /** The hash of the session's current token. */
   tokenHash: string | undefined;
   /**
-   * Called when what a crash journal keeps of the session changed (token,
-   * parking, echo, lines received): set by `--supervise`'s worker journal.
+   * Called when what a crash journal keeps of the session changed: `count`
+   * when only {@link received} moved (a line arrived), `state` for the
+   * token, parking or echo. Set by `--supervise`'s worker journal.
    */
-  onResumeStateChange: (() => void) | undefined;
+  onResumeStateChange: ((what: 'count' | 'state') => void) | undefined;
   /** Restored after a crash: the first resume takes the client's output count as the start of the log. */
   private rebaseOnResume = false;
   private readonly resumeSettings: WsResumeSettings | undefined;
@@ -195,7 +196,7 @@ export class WsChannel implements UserChannel {
   setEcho(visible: boolean): boolean {
     if (!this.control || this.finished) return false;
     this.echoVisible = visible;
-    this.onResumeStateChange?.();
+    this.onResumeStateChange?.('state');
     this.sendControl({ type: 'echo', visible });
     return true;
   }
@@ -253,7 +254,7 @@ export class WsChannel implements UserChannel {
     this.parkedUntil = undefined;
     this.alive = true;
     this.bind(ws, socket);
-    this.onResumeStateChange?.();
+    this.onResumeStateChange?.('state');
     this.sendSession(true);
     // Always: the app may have changed it while the client was away.
     this.sendControl({ type: 'echo', visible: this.echoVisible });
@@ -382,7 +383,7 @@ export class WsChannel implements UserChannel {
         return;
       }
       this.received++;
-      this.onResumeStateChange?.();
+      this.onResumeStateChange?.('count');
       // One message, one line: it ends the line even without a line end of its own.
       this.sink.onData(bytes);
       if (bytes.length === 0 || bytes[bytes.length - 1] !== LF) this.sink.onData(LINE_END);
@@ -410,7 +411,7 @@ export class WsChannel implements UserChannel {
   /** Keeps the session without a connection until `until`, then ends it as `timeout`. */
   private park(until: number): void {
     this.parkedUntil = until;
-    this.onResumeStateChange?.();
+    this.onResumeStateChange?.('state');
     if (this.held) return;
     if (this.parkTimer !== undefined) clearTimeout(this.parkTimer);
     this.parkTimer = setTimeout(
@@ -453,7 +454,7 @@ export class WsChannel implements UserChannel {
     const settings = this.resumeSettings!;
     const { token, hash } = settings.tokens.issue(this, this.tokenHash);
     this.tokenHash = hash;
-    this.onResumeStateChange?.();
+    this.onResumeStateChange?.('state');
     const message: Record<string, unknown> = { type: 'session', token, resumeWindowMs: settings.windowMs };
     if (resumed) Object.assign(message, { resumed: true, received: this.received });
     this.sendControl(message);
