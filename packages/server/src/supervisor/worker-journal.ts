@@ -208,7 +208,14 @@ export class WorkerJournal {
   private mark(id: string, set = this.dirty): void {
     if (this.stopped || !this.tracked.has(id)) return;
     set.add(id);
-    if (set !== this.dirty) {
+    if (set === this.dirtyWs) {
+      // At once (rare: a connect, a resume, a park, echo): a new token's hash goes up before the
+      // client is sent the token, so the journal is never behind the client; only a crash between
+      // those two writes leaves the client with a token the journal no longer has.
+      this.flushWs();
+      return;
+    }
+    if (set === this.dirtyCounts) {
       // Not rate-limited: a WebSocket user's count of lines received must be current at a crash, or
       // their page would resend lines the app already had. A small message per event-loop turn.
       if (!this.scheduledWs) {
