@@ -5,6 +5,8 @@
  * listeners and every surviving user's socket from its stdio and their
  * sessions from the supervisor's journal (after a crash) or from its
  * predecessor's final snapshots (a planned restart), and serves on.
+ * Resumable WebSocket sessions come without a socket: they are restored
+ * parked, and their pages resume them with their tokens.
  *
  * A worker never upgrades itself (its successor would not be the
  * supervisor's child): `POST /upgrade` and SIGUSR2 ask the supervisor for a
