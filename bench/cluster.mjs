@@ -28,6 +28,8 @@ import { runLoadgen, startTarget } from './lib/targets.mjs';
 const SELF = fileURLToPath(import.meta.url);
 const CLI = join(root, 'packages/server/dist/cli.js');
 const flags = parseFlags(process.argv.slice(2));
+// IMI_BENCH_CPU_PROF=<dir>: the holder and the worker write V8 CPU profiles there (--cpu-prof) when stopped.
+const PROF = process.env.IMI_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.IMI_BENCH_CPU_PROF}`] : [];
 
 // ------------------------------------------------------------- role: worker
 // The same echo logic as bench/servers/imi-app.mjs (an upper-caser on a
@@ -102,9 +104,9 @@ async function startCluster() {
     await redis.stop();
   };
   try {
-    procs.holder = spawnNode(CLI, ['--redis', redis.url, '--holder-id', 'h1', '--external-port', '0', '--client-port', '0', '--host', '127.0.0.1', '--log-level', 'warn'], { nodeArgs: ['--expose-gc'], name: 'holder' });
+    procs.holder = spawnNode(CLI, ['--redis', redis.url, '--holder-id', 'h1', '--external-port', '0', '--client-port', '0', '--host', '127.0.0.1', '--log-level', 'warn'], { nodeArgs: ['--expose-gc', ...PROF], name: 'holder' });
     const match = await procs.holder.waitText(/users on port (\d+)/, 15_000);
-    procs.worker = spawnNode(SELF, ['--role', 'worker', '--redis', redis.url], { nodeArgs: ['--expose-gc'], name: 'worker' });
+    procs.worker = spawnNode(SELF, ['--role', 'worker', '--redis', redis.url], { nodeArgs: ['--expose-gc', ...PROF], name: 'worker' });
     await procs.worker.waitEvent('ready', 15_000);
     // Wait until the worker holds every partition's lease (it waits one heartbeat first).
     const partitions = Number(redisCli(redis.port, 'HGET', 'imi:config', 'partitions')) || 64;

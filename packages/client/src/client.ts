@@ -19,6 +19,7 @@ import { Dispatcher } from './dispatch.js';
 import { emitReporting, reportError, type ClientEvents } from './events.js';
 import { isolateTaps, type ClientHooks } from './hooks.js';
 import { ClusterWorker } from './cluster/worker.js';
+import type { ClusterWorkerStats } from './cluster/worker-options.js';
 import { Linker, clearLinkTimers } from './link.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
 import { Outbox, toIdList } from './outbox.js';
@@ -127,6 +128,16 @@ export class Client extends EventEmitter<ClientEvents> {
   /** Cluster mode: the partitions this worker serves now (empty otherwise). */
   get partitionsHeld(): number[] {
     return this.worker?.partitionsHeld ?? [];
+  }
+
+  /**
+   * Cluster mode: this worker's counters since it started (reads, events
+   * read, claimed, redelivered and acked, commits, leases gained, lost and
+   * given back, Redis errors; docs/cluster.md lists them). `undefined`
+   * without the `redis` option.
+   */
+  get clusterStats(): ClusterWorkerStats | undefined {
+    return this.worker?.stats();
   }
 
   /** The live users, by session id, as last told by the intermediary. */

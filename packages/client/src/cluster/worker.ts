@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { ImiError, clusterKeys } from '@imi/core';
 import { Gateway } from './gateway.js';
 import { Partitions } from './partitions.js';
-import { resolveClusterWorkerOptions, type ClusterWorkerOptions, type CommitOp, type ResolvedClusterWorkerOptions } from './worker-options.js';
+import { resolveClusterWorkerOptions, type ClusterWorkerStats, type ClusterWorkerOptions, type CommitOp, type ResolvedClusterWorkerOptions } from './worker-options.js';
 import { defineWorkerScripts, runWorkerScript } from './worker-scripts.js';
 
 /**
@@ -84,6 +84,11 @@ export class ClusterWorker {
     });
   }
 
+  /** The worker's counters (a copy). */
+  stats(): ClusterWorkerStats {
+    return { ...this.partitions.counters };
+  }
+
   /** The partitions this worker holds now. */
   get partitionsHeld(): number[] {
     return this.partitions.held;
@@ -132,9 +137,19 @@ export class ClusterWorker {
     runWorkerScript(this.cmd, 'imiCommit', [key], [this.options.workerId, commit.n, commit.json, this.options.maxStreamEntries]).then(
       (skipped) => {
         this.settle(commit);
+        const counters = this.partitions.counters;
+        if (skipped === -1) return; // applied before (sent again after an outage)
+        counters.commits++;
+        counters.opsFenced += skipped;
+        // The script counts fenced ops but does not name them: these counts include them (see opsFenced).
+        for (const op of commit.ops) {
+          if (op.k === 'a') counters.eventsAcked++;
+          else if (op.k === 'o' || op.k === 'b') counters.framesPublished++;
+        }
         if (skipped > 0) this.partitions.noteSkipped(commit.ops);
       },
       (error: Error) => {
+        this.partitions.counters.redisErrors++;
         // A script error will not heal: drop it. A connection error: kept, sent again on 'ready'.
         if (error.name === 'ReplyError' && !/LOADING|BUSY|MASTERDOWN|READONLY/.test(error.message)) {
           this.settle(commit);
