@@ -129,12 +129,15 @@ export class Gateway {
     );
     socket.on('data', (chunk: Buffer) => {
       decoder.write(chunk);
-      // Everything this read brought is one commit: replies with the ack of their input.
-      this.flushOps();
+      // Everything this read brought goes in one commit (replies with the ack of their input), with what
+      // the other reads of this turn of the event loop brought: one commit script per turn, not per read.
+      this.scheduleFlush();
     });
     socket.on('error', () => {});
     socket.on('close', () => {
       if (this.socket !== socket) return;
+      // What the app sent last is committed before its partitions are given back.
+      this.flushOps();
       this.socket = undefined;
       clearInterval(this.pingTimer);
       this.outstanding.length = 0;
@@ -223,10 +226,13 @@ export class Gateway {
    */
   queueOps(ops: CommitOp[]): void {
     this.ops.push(...ops);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
   }
 
   private flushOps(): void {
@@ -255,10 +261,7 @@ export class Gateway {
 
   private write(frame: string): void {
     this.out += frame;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
   }
 
   private flush(): void {
