@@ -182,10 +182,11 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     if (this.worker === undefined) this.linker.open();
     else {
-      // Cluster mode: the link goes to the worker's loopback gateway once it listens.
-      this.worker.start().then(
-        (port) => {
-          this.linker.setTarget('127.0.0.1', port);
+      // Cluster mode: the link goes to the worker's gateway, in process, once Redis was tried.
+      const worker = this.worker;
+      worker.start().then(
+        () => {
+          this.linker.setConnector(() => worker.connect(), `the cluster worker's gateway (${worker.options.workerId})`);
           if (state.status === 'idle') this.linker.open();
         },
         (error: unknown) => this.terminate(error instanceof ImiError ? error : new ImiError('IMI_CONFIG', String(error))),

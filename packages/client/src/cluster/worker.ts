@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { ImiError, clusterKeys } from '@imi/core';
 import { Gateway } from './gateway.js';
@@ -95,17 +96,24 @@ export class ClusterWorker {
   }
 
   /**
-   * Connects to Redis and opens the gateway.
+   * Connects to Redis.
    *
-   * @returns the gateway's port, for the `Client`'s link
    * @throws ImiError `IMI_CONFIG` when the cluster has another partition count
    */
-  async start(): Promise<number> {
+  async start(): Promise<void> {
     await Promise.all([this.cmd.connect(), this.reader.connect()]).catch((error: unknown) => {
       this.report(new ImiError('IMI_REDIS_DOWN', `Redis at ${this.options.redis} is unreachable at start: ${(error as Error).message}; retrying`, { cause: error }));
     });
     if (this.redisUp) await this.checkPartitions();
-    return this.gateway.listen();
+  }
+
+  /**
+   * A connection to the gateway, for the `Client`'s link (in process).
+   *
+   * @returns the `Client`'s end
+   */
+  connect(): Socket {
+    return this.gateway.connect();
   }
 
   private onReady(): void {
