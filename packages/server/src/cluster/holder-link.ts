@@ -38,9 +38,10 @@ export class HolderLink {
   waitingDrain = false;
 
   /**
-   * @param target - the app port
+   * @param target - the app port, or how to connect in process
    * @param target.host - its host
    * @param target.port - its port
+   * @param target.connect - when given, makes the connection instead (`Intermediary.connectApp`: no loopback TCP)
    * @param hello - the `hello` data: instance id (stable for the holder's life, so the
    *   intermediary reports who left while the link was down), token
    * @param hello.instance - the instance id
@@ -48,11 +49,11 @@ export class HolderLink {
    * @param sink - where events go
    */
   constructor(
-    target: { host: string; port: number },
+    target: { host: string; port: number; connect?: (() => Socket) | undefined },
     hello: { instance: string; token: string | undefined },
     private readonly sink: HolderLinkSink,
   ) {
-    this.socket = netConnect(target);
+    this.socket = target.connect !== undefined ? target.connect() : netConnect({ host: target.host, port: target.port });
     this.socket.setNoDelay(true);
     const decoder = new FrameDecoder<IntermediaryMessage>(
       { validate: validateIntermediaryMessage },

@@ -14,6 +14,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ImiError, clusterKeys, encodeFrame, partitionOf, type IntermediaryMessage } from '@imi/core';
@@ -89,12 +90,13 @@ export class ClusterHolder {
    * @param intermediary.host - the app port's host
    * @param intermediary.port - the app port
    * @param intermediary.token - the intermediary's token, if it has one
+   * @param intermediary.connect - when given, the bridge links with it (`() => intermediary.connectApp()`: in process) instead of over TCP to host and port
    * @param logger - where problems are logged (once per outage)
    * @throws ImiError `IMI_CONFIG` when an option is impossible
    */
   constructor(
     options: ClusterHolderOptions,
-    private readonly intermediary: { host: string; port: number; token: string | undefined },
+    private readonly intermediary: { host: string; port: number; token: string | undefined; connect?: () => Socket },
     private readonly logger?: Logger,
   ) {
     this.options = resolveClusterHolderOptions(options);
@@ -188,7 +190,7 @@ export class ClusterHolder {
     this.storedLines.length = 0;
     this.synced = false;
     const host = this.intermediary.host === '::' || this.intermediary.host === '0.0.0.0' ? '127.0.0.1' : this.intermediary.host;
-    this.link = new HolderLink({ host, port: this.intermediary.port }, { instance: this.instance, token: this.intermediary.token }, {
+    this.link = new HolderLink({ host, port: this.intermediary.port, connect: this.intermediary.connect }, { instance: this.instance, token: this.intermediary.token }, {
       onEvent: (message) => this.onEvent(generation, message),
       onSynced: () => {
         this.synced = true;
