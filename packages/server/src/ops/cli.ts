@@ -382,6 +382,8 @@ async function main(): Promise<void> {
     }
     if (command.cluster !== undefined) {
       holder = new ClusterHolder(command.cluster, { host: clientHost, port: ports.clientPort, token: intermediary.options.token, connect: () => intermediary.connectApp() }, logger);
+      const started = holder;
+      intermediary.metrics?.watchClusterHolder(() => started.stats());
       await holder.start();
       process.stdout.write(`imi-server cluster holder ${holder.options.holderId} on ${command.cluster.redis} (${holder.options.partitions} partitions)\n`);
     }
