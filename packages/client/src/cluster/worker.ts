@@ -16,7 +16,7 @@ import { ImiError, clusterKeys } from '@imi/core';
 import { Gateway } from './gateway.js';
 import { Partitions } from './partitions.js';
 import { resolveClusterWorkerOptions, type ClusterWorkerStats, type ClusterWorkerOptions, type CommitOp, type ResolvedClusterWorkerOptions } from './worker-options.js';
-import { defineWorkerScripts, runWorkerScript } from './worker-scripts.js';
+import { commitArgs, defineWorkerScripts, runWorkerScript } from './worker-scripts.js';
 
 /**
  * Commits waiting for Redis (1,000) before the gateway stops reading the
@@ -27,7 +27,8 @@ const MAX_PENDING_COMMITS = 1_000;
 interface PendingCommit {
   readonly n: number;
   readonly ops: CommitOp[];
-  readonly json: string;
+  /** The script's arguments after the worker id and the number (kept to send it again after an outage). */
+  readonly args: string[];
 }
 
 /** One worker: a gateway for the app and the partitions it serves. */
@@ -134,7 +135,7 @@ export class ClusterWorker {
   }
 
   private commit(ops: CommitOp[]): void {
-    const commit: PendingCommit = { n: ++this.commitNumber, ops, json: JSON.stringify(ops) };
+    const commit: PendingCommit = { n: ++this.commitNumber, ops, args: commitArgs(ops, this.options.maxStreamEntries) };
     this.commits.push(commit);
     if (this.commits.length === MAX_PENDING_COMMITS) this.gateway.setPaused(true);
     if (this.redisUp) this.send(commit);
@@ -142,7 +143,7 @@ export class ClusterWorker {
 
   private send(commit: PendingCommit): void {
     const key = `imi:worker:${this.options.workerId}:commit`;
-    runWorkerScript(this.cmd, 'imiCommit', [key], [this.options.workerId, commit.n, commit.json, this.options.maxStreamEntries]).then(
+    runWorkerScript(this.cmd, 'imiCommit', [key], [this.options.workerId, commit.n, commit.args]).then(
       (skipped) => {
         this.settle(commit);
         const counters = this.partitions.counters;
