@@ -43,7 +43,13 @@ async function runWorker() {
     errors[error.code] = (errors[error.code] ?? 0) + 1;
     if (error.code !== 'IMI_UNKNOWN_ID') process.stderr.write(`cluster-worker: ${error.code} ${error.message}\n`);
   });
-  for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => void app.close().then(() => process.exit(0)));
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      // Lines per read and per commit tell how well the worker batched (docs/cluster.md#metrics).
+      process.stderr.write(`cluster-worker stats ${JSON.stringify(app.clusterStats)}\n`);
+      void app.close().then(() => process.exit(0));
+    });
+  }
   await app.connect();
   emit('ready', { pid: process.pid });
 }
