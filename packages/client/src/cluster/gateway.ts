@@ -8,9 +8,10 @@
  * Events from the partitions get a `seq` here; the app's cumulative `ack`
  * turns into `XACK`s of the entries they came from. What the app sends
  * (replies, state updates, kicks, broadcasts) becomes commit ops, and
- * everything that arrived in one read of the socket (a reply and the ack of
- * the input it answers travel in one write) is committed in one atomic
- * script: reply + state update + ack, effectively once.
+ * everything that arrived in one turn of the event loop (a reply and the
+ * ack of the input it answers travel in one write, so they always arrive
+ * together) is committed in one atomic script: reply + state update + ack,
+ * effectively once.
  *
  * @module
  */

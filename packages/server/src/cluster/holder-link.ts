@@ -1,7 +1,8 @@
 /**
  * A holder's link to its own intermediary: the holder speaks the ordinary
- * app protocol (docs/protocol.md) to the intermediary's app port on
- * loopback, with acks on. So the intermediary's guarantees stay whole in
+ * app protocol (docs/protocol.md) to the intermediary, with acks on: in
+ * process (`Intermediary.connectApp`, what `imi-server --redis` does) or
+ * to its app port. So the intermediary's guarantees stay whole in
  * cluster mode: the holder acks a `seq` only once what it carried is in
  * Redis, and while Redis is unreachable it closes this link, the
  * intermediary is in app-down mode (users told once, input queued within
