@@ -381,7 +381,9 @@ async function main(): Promise<void> {
       process.stdout.write(`imi-server web client: ${web.transport === 'ws+tls' ? 'https' : 'http'}://${urlHost(web.host)}:${web.port}/\n`);
     }
     if (command.cluster !== undefined) {
-      holder = new ClusterHolder(command.cluster, { host: clientHost, port: ports.clientPort, token: intermediary.options.token }, logger);
+      holder = new ClusterHolder(command.cluster, { host: clientHost, port: ports.clientPort, token: intermediary.options.token, connect: () => intermediary.connectApp() }, logger);
+      const started = holder;
+      intermediary.metrics?.watchClusterHolder(() => started.stats());
       await holder.start();
       process.stdout.write(`imi-server cluster holder ${holder.options.holderId} on ${command.cluster.redis} (${holder.options.partitions} partitions)\n`);
     }
