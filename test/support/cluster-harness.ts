@@ -124,14 +124,16 @@ export interface Holder {
   child: ChildProcess;
   id: string;
   port: number;
+  /** The admin API's port, when started with `--admin-port`. */
+  adminPort?: number;
   stderr(): string;
 }
 
-/** Starts `imi-server --redis` and waits until it says it is a holder. */
-export async function startHolder(redisUrl: string, id: string, ttlMs: number): Promise<Holder> {
+/** Starts `imi-server --redis` (plus `extraArgs`) and waits until it says it is a holder (and where its admin API is, when asked). */
+export async function startHolder(redisUrl: string, id: string, ttlMs: number, extraArgs: string[] = []): Promise<Holder> {
   const child = spawn(
     process.execPath,
-    [`${root}packages/server/dist/cli.js`, '--external-port', '0', '--client-port', '0', '--host', '127.0.0.1', '--log-level', 'warn', '--redis', redisUrl, '--holder-id', id, '--holder-ttl-ms', String(ttlMs)],
+    [`${root}packages/server/dist/cli.js`, '--external-port', '0', '--client-port', '0', '--host', '127.0.0.1', '--log-level', 'warn', '--redis', redisUrl, '--holder-id', id, '--holder-ttl-ms', String(ttlMs), ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IMI_TOKEN: '' } },
   );
   started.push(child);
@@ -139,10 +141,12 @@ export async function startHolder(redisUrl: string, id: string, ttlMs: number): 
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (text: string) => (out += text));
   child.stderr!.setEncoding('utf8').on('data', (text: string) => (err += text));
-  await waitFor(() => out.includes('cluster holder') || child.exitCode !== null, 15_000, () => `holder ${id} (stdout ${out}, stderr ${err})`);
+  const admin = extraArgs.includes('--admin-port');
+  await waitFor(() => (out.includes('cluster holder') && (!admin || out.includes('admin: port'))) || child.exitCode !== null, 15_000, () => `holder ${id} (stdout ${out}, stderr ${err})`);
   const match = /users on port (\d+)/.exec(out);
   if (!match || child.exitCode !== null) throw new Error(`holder ${id} did not start: ${err}`);
-  return { child, id, port: Number(match[1]), stderr: () => err };
+  const adminMatch = /admin: port (\d+)/.exec(out);
+  return { child, id, port: Number(match[1]), ...(adminMatch ? { adminPort: Number(adminMatch[1]) } : {}), stderr: () => err };
 }
 
 /** One thing a worker printed. */

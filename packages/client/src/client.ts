@@ -19,6 +19,7 @@ import { Dispatcher } from './dispatch.js';
 import { emitReporting, reportError, type ClientEvents } from './events.js';
 import { isolateTaps, type ClientHooks } from './hooks.js';
 import { ClusterWorker } from './cluster/worker.js';
+import type { ClusterWorkerStats } from './cluster/worker-options.js';
 import { Linker, clearLinkTimers } from './link.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
 import { Outbox, toIdList } from './outbox.js';
@@ -129,6 +130,16 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.worker?.partitionsHeld ?? [];
   }
 
+  /**
+   * Cluster mode: this worker's counters since it started (reads, events
+   * read, claimed, redelivered and acked, commits, leases gained, lost and
+   * given back, Redis errors; docs/cluster.md lists them). `undefined`
+   * without the `redis` option.
+   */
+  get clusterStats(): ClusterWorkerStats | undefined {
+    return this.worker?.stats();
+  }
+
   /** The live users, by session id, as last told by the intermediary. */
   get sessions(): ReadonlyMap<string, Session> {
     return this.state.sessions;
@@ -171,10 +182,11 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     if (this.worker === undefined) this.linker.open();
     else {
-      // Cluster mode: the link goes to the worker's loopback gateway once it listens.
-      this.worker.start().then(
-        (port) => {
-          this.linker.setTarget('127.0.0.1', port);
+      // Cluster mode: the link goes to the worker's gateway, in process, once Redis was tried.
+      const worker = this.worker;
+      worker.start().then(
+        () => {
+          this.linker.setConnector(() => worker.connect(), `the cluster worker's gateway (${worker.options.workerId})`);
           if (state.status === 'idle') this.linker.open();
         },
         (error: unknown) => this.terminate(error instanceof ImiError ? error : new ImiError('IMI_CONFIG', String(error))),

@@ -57,4 +57,5 @@ export {
   DEFAULT_RELEASE_TIMEOUT_MS,
   DEFAULT_WORKER_MAX_STREAM_ENTRIES,
   type ClusterWorkerOptions,
+  type ClusterWorkerStats,
 } from './cluster/worker-options.js';

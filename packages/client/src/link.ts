@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { FrameDecoder, ImiError, PROTOCOL_VERSION, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
 import { AckTracker } from './ack-tracker.js';
 import type { Dispatcher } from './dispatch.js';
@@ -49,27 +49,34 @@ export class Linker {
     this.reconnectTimer = undefined;
   }
 
-  /** Where links go: the options' host and port, or a cluster worker's gateway ({@link setTarget}). */
-  private target: { host: string; port: number } | undefined;
+  /** Cluster mode: links go to the worker's gateway, in process ({@link setConnector}), instead of the options' host and port. */
+  private connector: { connect: () => Socket; where: string } | undefined;
 
   /**
-   * Links go to this address from now on (cluster mode: the worker's loopback gateway).
+   * Links are made by `connect` from now on (cluster mode: an in-process
+   * connection to the worker's gateway).
    *
-   * @param host - the host
-   * @param port - the port
+   * @param connect - makes a connected socket (it emits `connect`)
+   * @param where - how errors name the other end
    */
-  setTarget(host: string, port: number): void {
-    this.target = { host, port };
+  setConnector(connect: () => Socket, where: string): void {
+    this.connector = { connect, where };
+  }
+
+  /** The other end, as errors name it. */
+  private get where(): string {
+    return this.connector?.where ?? `${this.state.options.host}:${this.state.options.port}`;
   }
 
   /** Opens a new link and makes it the client's. */
   open(): void {
     const state = this.state;
-    const options = { ...state.options, ...this.target };
+    const options = state.options;
+    const connector = this.connector;
     const generation = ++this.generation;
     state.status = 'connecting';
     // Sockets (and so every callback they make) start outside any batch.
-    const socket = state.batchStore.exit(() => netConnect({ host: options.host, port: options.port }));
+    const socket = state.batchStore.exit(() => (connector === undefined ? netConnect({ host: options.host, port: options.port }) : connector.connect()));
     const link: Link = {
       generation,
       socket,
@@ -104,7 +111,7 @@ export class Linker {
     };
     state.link = link;
     link.connectTimer = setTimeout(() => {
-      link.downReason = new ImiError('IMI_LINK_DOWN', `no connection to ${options.host}:${options.port} within connectTimeoutMs (${options.connectTimeoutMs} ms)`);
+      link.downReason = new ImiError('IMI_LINK_DOWN', `no connection to ${this.where} within connectTimeoutMs (${options.connectTimeoutMs} ms)`);
       socket.destroy();
     }, options.connectTimeoutMs).unref();
     socket.setNoDelay(true);
@@ -161,7 +168,7 @@ export class Linker {
   }
 
   private describeLoss(link: Link): ImiError {
-    const where = `${this.target?.host ?? this.state.options.host}:${this.target?.port ?? this.state.options.port}`;
+    const where = this.where;
     if (link.shutdownReason !== undefined) return new ImiError('IMI_LINK_DOWN', `the intermediary at ${where} shut down (${link.shutdownReason})`);
     if (link.lastSocketError !== undefined) {
       return new ImiError('IMI_LINK_DOWN', `link to the intermediary at ${where} failed: ${link.lastSocketError.message}`, { cause: link.lastSocketError });

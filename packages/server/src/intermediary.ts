@@ -16,7 +16,7 @@
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import pino, { type Logger } from 'pino';
-import { ImiError, LimitError, SessionRegistry } from '@imi/core';
+import { ImiError, LimitError, SessionRegistry, memorySocketPair } from '@imi/core';
 import type { IntermediaryApi, IntermediaryEvents, IntermediaryStats, ListeningPorts, SessionQueues } from './api.js';
 import { AppSide } from './app/app-side.js';
 import type { InputLedger, QueueLimit, UnackedLimit } from './delivery/ledger.js';
@@ -236,6 +236,21 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     this.logger.info({ ...ports, listeners: listeners.slice(1), host: this.options.host, clientHost: this.options.clientHost, ...(admin ? { adminHost } : {}) }, 'listening');
     this.emit('listening', ports);
     return ports;
+  }
+
+  /**
+   * An app connection in this process, without the app port: the same
+   * protocol (`hello`, token, acks) over a `MemorySocket` pair of `@imi/core`
+   * instead of loopback TCP. A cluster holder's bridge links this way.
+   *
+   * @returns the app's end (a `MemorySocket`, which has every part of `net.Socket` an app link uses): it emits `connect`, then speaks the protocol
+   */
+  connectApp(): Socket {
+    const [appEnd, intermediaryEnd] = memorySocketPair();
+    const socket = intermediaryEnd as unknown as Socket;
+    if (this.handoverGate) this.handoverGate.appArrived(socket);
+    else this.apps.accept(socket);
+    return appEnd as unknown as Socket;
   }
 
   /** Sends text to every live user (admin broadcast; the app uses the `broadcast` message). */

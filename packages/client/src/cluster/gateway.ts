@@ -1,25 +1,29 @@
 /**
- * The worker's face towards its own `Client`: a loopback server that speaks
- * the intermediary side of the protocol (docs/protocol.md). So a worker is
- * the unchanged `Client` — same events, hooks, acks, per-user order, replay
- * — linked to this gateway instead of an intermediary.
+ * The worker's face towards its own `Client`: the intermediary side of the
+ * protocol (docs/protocol.md), over an in-process connection
+ * (`memorySocketPair` of `@imi/core`: the bytes do not cross the kernel). So
+ * a worker is the unchanged `Client` — same events, hooks, acks, per-user
+ * order, replay — linked to this gateway instead of an intermediary.
  *
  * Events from the partitions get a `seq` here; the app's cumulative `ack`
  * turns into `XACK`s of the entries they came from. What the app sends
  * (replies, state updates, kicks, broadcasts) becomes commit ops, and
- * everything that arrived in one read of the socket (a reply and the ack of
- * the input it answers travel in one write) is committed in one atomic
- * script: reply + state update + ack, effectively once.
+ * everything that arrived in one turn of the event loop (a reply and the
+ * ack of the input it answers travel in one write, so they always arrive
+ * together) is committed in one atomic script: reply + state update + ack,
+ * effectively once.
  *
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import {
   FrameDecoder,
   ImiError,
   encodeFrame,
   isJsonObject,
+  memorySocketPair,
+  type MemorySocket,
   validateAppMessage,
   type AppMessage,
   type JsonObject,
@@ -57,10 +61,9 @@ function mergeState(state: JsonObject, updates: JsonObject): JsonObject {
   return next;
 }
 
-/** The loopback server and its one app connection. */
+/** The gateway and its one app connection. */
 export class Gateway {
-  private readonly server: Server;
-  private socket: Socket | undefined;
+  private socket: MemorySocket | undefined;
   private seq = 0;
   private out = '';
   private flushScheduled = false;
@@ -79,20 +82,19 @@ export class Gateway {
   constructor(
     private readonly peer: GatewayPeer,
     private readonly report: (error: ImiError) => void,
-  ) {
-    this.server = createServer((socket) => this.onConnection(socket));
-  }
+  ) {}
 
   /**
-   * Listens on loopback.
+   * A new in-process connection for the app's `Client` (the previous one, if any, is closed first:
+   * a `Client` links again only after its link closed).
    *
-   * @returns the port
+   * @returns the `Client`'s end: a `MemorySocket`, which has every part of `net.Socket` the `Client` uses
    */
-  listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(0, '127.0.0.1', () => resolve((this.server.address() as { port: number }).port));
-    });
+  connect(): Socket {
+    const [appEnd, gatewayEnd] = memorySocketPair();
+    this.socket?.destroy();
+    this.onConnection(gatewayEnd);
+    return appEnd as unknown as Socket;
   }
 
   /** Events handed to the app and not acked yet. */
@@ -115,12 +117,7 @@ export class Gateway {
     return this.socket !== undefined && this.socket.writableLength > this.highWaterBytes;
   }
 
-  private onConnection(socket: Socket): void {
-    if (this.socket !== undefined) {
-      // One app per worker: the Client's own link, never a stranger.
-      socket.destroy();
-      return;
-    }
+  private onConnection(socket: MemorySocket): void {
     this.socket = socket;
     socket.setNoDelay(true);
     const decoder = new FrameDecoder<AppMessage>(
@@ -129,12 +126,15 @@ export class Gateway {
     );
     socket.on('data', (chunk: Buffer) => {
       decoder.write(chunk);
-      // Everything this read brought is one commit: replies with the ack of their input.
-      this.flushOps();
+      // Everything this read brought goes in one commit (replies with the ack of their input), with what
+      // the other reads of this turn of the event loop brought: one commit script per turn, not per read.
+      this.scheduleFlush();
     });
     socket.on('error', () => {});
     socket.on('close', () => {
       if (this.socket !== socket) return;
+      // What the app sent last is committed before its partitions are given back.
+      this.flushOps();
       this.socket = undefined;
       clearInterval(this.pingTimer);
       this.outstanding.length = 0;
@@ -223,10 +223,13 @@ export class Gateway {
    */
   queueOps(ops: CommitOp[]): void {
     this.ops.push(...ops);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
   }
 
   private flushOps(): void {
@@ -255,10 +258,7 @@ export class Gateway {
 
   private write(frame: string): void {
     this.out += frame;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
   }
 
   private flush(): void {
@@ -283,10 +283,9 @@ export class Gateway {
     else this.socket?.resume();
   }
 
-  /** Closes the server and the app's connection. */
+  /** Closes the app's connection. */
   close(): void {
     clearInterval(this.pingTimer);
     this.socket?.destroy();
-    this.server.close();
   }
 }

@@ -22,7 +22,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { CLUSTER_CONSUMER_GROUP, ImiError, clusterKeys, type JsonObject } from '@imi/core';
 import type { Gateway } from './gateway.js';
-import type { CommitOp, EventMeta, ResolvedClusterWorkerOptions, WorkerSession } from './worker-options.js';
+import { newWorkerStats, type ClusterWorkerStats, type CommitOp, type EventMeta, type ResolvedClusterWorkerOptions, type WorkerSession } from './worker-options.js';
 import { runWorkerScript } from './worker-scripts.js';
 
 type Entry = [string, string[]];
@@ -46,6 +46,10 @@ interface Owned {
   /** Reading new entries (after the takeover), and not being handed over. */
   reading: boolean;
   releasing: boolean;
+  /** Where the group's reads of this partition stand (the last id it handed to this worker), once known: the `XREAD` waits after it. */
+  waitId: string | undefined;
+  /** The last `XREAD` saw entries past {@link waitId}: read it next. */
+  woken: boolean;
 }
 
 function fnv(text: string): number {
@@ -89,6 +93,8 @@ export class Partitions {
   private recheck = false;
   /** The `XREADGROUP` under way: a takeover waits for it, so no entry of the partition is handed on before the claimed ones. */
   private inflightRead: Promise<unknown> | undefined;
+  /** What this worker counted (see {@link ClusterWorkerStats}). */
+  readonly counters: ClusterWorkerStats = newWorkerStats();
 
   /**
    * @param options - the worker's options
@@ -113,6 +119,8 @@ export class Partitions {
   /** Redis is (back) up: holders get one holder TTL to heartbeat again before any is declared lost. */
   redisReady(): void {
     this.readySince = Date.now();
+    // The streams may have been recreated (a restart without data): where reads stand is read again.
+    for (const owned of this.owned.values()) owned.waitId = undefined;
   }
 
   /** Starts the heartbeat and the reading (the app is up). */
@@ -131,6 +139,7 @@ export class Partitions {
     this.running = false;
     clearInterval(this.beatTimer);
     const parts = [...this.owned.values()];
+    this.counters.leasesReleased += parts.length;
     this.owned.clear();
     this.sessions.clear();
     await Promise.all(parts.map((owned) => runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(owned.part)], [owned.token]).catch(() => 0)));
@@ -164,6 +173,7 @@ export class Partitions {
       const renewals = await Promise.all([...this.owned.values()].map(async (owned) => [owned, await runWorkerScript(this.cmd, 'imiRenew', [clusterKeys.lease(owned.part)], [owned.token, leaseTtlMs])] as const));
       for (const [owned, renewed] of renewals) if (renewed === 0 && this.owned.get(owned.part) === owned) this.lose(owned.part);
     } catch {
+      this.counters.redisErrors++;
       return; // Redis is away: the worker reports it; leases are renewed on the next beat or lost
     }
     // The first beat only registers: workers already running see this one before it takes anything.
@@ -195,6 +205,7 @@ export class Partitions {
     } catch (error) {
       const owned = this.owned.get(part);
       if (owned !== undefined && owned.token === token) this.forget(owned);
+      this.counters.redisErrors++;
       this.report(new ImiError('IMI_REDIS_DOWN', `taking partition ${part} failed: ${(error as Error).message}`, { cause: error }));
       await runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(part)], [token]).catch(() => 0);
     } finally {
@@ -207,7 +218,8 @@ export class Partitions {
     await this.cmd.xgroup('CREATE', stream, CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM').catch((error: Error) => {
       if (!error.message.includes('BUSYGROUP')) throw error;
     });
-    const owned: Owned = { part, token, sessions: new Set(), lastId: '0-0', reading: false, releasing: false };
+    this.counters.leasesGained++;
+    const owned: Owned = { part, token, sessions: new Set(), lastId: '0-0', reading: false, releasing: false, waitId: undefined, woken: false };
     this.owned.set(part, owned);
     this.lostReported.delete(part);
     // A read issued before (when this worker last held the partition) may still bring its entries:
@@ -230,6 +242,7 @@ export class Partitions {
     let cursor = '0-0';
     do {
       const [next, entries, deleted] = (await this.cmd.xautoclaim(stream, CLUSTER_CONSUMER_GROUP, this.options.workerId, 0, cursor, 'COUNT', 500)) as [string, Entry[], string[]];
+      this.counters.eventsClaimed += entries.length;
       for (const [id, list] of entries) this.onEntry(owned, id, list, true);
       // Trimmed while pending (past maxStreamEntries): nothing to deliver, only to forget.
       if (deleted !== undefined && deleted.length > 0) this.gateway.queueOps(deleted.map((id) => ({ k: 'a', p: part, t: token, e: id })));
@@ -281,7 +294,10 @@ export class Partitions {
         // `redelivered` only for input another worker may have handled: the Client skips a redelivered
         // txn it remembers handling, and this process's own earlier reply was fenced (its lease was lost).
         const key = `${part}/${entryId}`;
-        if (redelivered && !this.delivered.has(key)) message['redelivered'] = true;
+        if (redelivered && !this.delivered.has(key)) {
+          message['redelivered'] = true;
+          this.counters.eventsRedelivered++;
+        }
         this.delivered.add(key);
         if (this.delivered.size > DELIVERED_MEMORY) this.delivered.delete(this.delivered.values().next().value!);
         this.gateway.deliver(message, { part, token, entry: entryId });
@@ -308,6 +324,15 @@ export class Partitions {
     }
   }
 
+  /**
+   * Reads new entries, only where there are some. A plain `XREAD BLOCK`
+   * (which changes nothing) after the id each partition was last read to
+   * names the partitions with new entries; only those are read, with the
+   * fenced script (worker-scripts.ts READ: entries are read only under a
+   * lease that still holds). A partition whose position is not known (just
+   * taken, after an error, after Redis reconnected, or after an idle wait)
+   * is read with the others: the script says where it stands.
+   */
   private async readLoop(): Promise<void> {
     const { workerId, readBatch, maxOutstanding } = this.options;
     while (this.running) {
@@ -316,48 +341,78 @@ export class Partitions {
         await new Promise((resolve) => setTimeout(resolve, 20));
         continue;
       }
-      let replies: ReadReply[];
-      try {
-        // Fenced (worker-scripts.ts READ): entries are read only under a lease that still holds.
-        // After a lost reply (this.recheck) the read starts after the last entry handed on instead
-        // of '>': XREADGROUP then returns this consumer's pending entries the app never saw.
-        const keys = [...parts.map((owned) => clusterKeys.partition(owned.part)), ...parts.map((owned) => clusterKeys.lease(owned.part))];
-        const ids = parts.map((owned) => (this.recheck ? owned.lastId : '>'));
-        const read = runWorkerScript<ReadReply[]>(this.reader, 'imiRead', keys, [CLUSTER_CONSUMER_GROUP, workerId, readBatch, ...parts.map((owned) => owned.token), ...ids]);
-        this.inflightRead = read;
-        replies = await read;
-      } catch (error) {
-        this.recheck = true;
-        if ((error as Error).message.includes('NOGROUP')) {
-          // Redis lost its data (restarted without persistence): the groups come back empty.
-          for (const owned of parts) await this.cmd.xgroup('CREATE', clusterKeys.partition(owned.part), CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM').catch(() => 0);
-        } else {
-          await new Promise((resolve) => setTimeout(resolve, 200));
+      // After a lost reply (this.recheck) every partition is read from the last entry handed on.
+      const toRead = this.recheck ? parts : parts.filter((owned) => owned.woken || owned.waitId === undefined);
+      if (toRead.length > 0) {
+        const recheck = this.recheck;
+        let replies: ReadReply[];
+        try {
+          // After a lost reply the read starts after the last entry handed on instead of '>':
+          // XREADGROUP then returns this consumer's pending entries the app never saw.
+          const keys = [...toRead.map((owned) => clusterKeys.partition(owned.part)), ...toRead.map((owned) => clusterKeys.lease(owned.part))];
+          const ids = toRead.map((owned) => (recheck ? owned.lastId : '>'));
+          const read = runWorkerScript<ReadReply[]>(this.reader, 'imiRead', keys, [CLUSTER_CONSUMER_GROUP, workerId, readBatch, ...toRead.map((owned) => owned.token), ...ids]);
+          this.inflightRead = read;
+          this.counters.reads++;
+          replies = await read;
+        } catch (error) {
+          this.recheck = true;
+          this.counters.redisErrors++;
+          for (const owned of parts) owned.waitId = undefined;
+          if ((error as Error).message.includes('NOGROUP')) {
+            // Redis lost its data (restarted without persistence): the groups come back empty.
+            for (const owned of parts) await this.cmd.xgroup('CREATE', clusterKeys.partition(owned.part), CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM').catch(() => 0);
+          } else {
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          }
+          continue;
         }
+        let got = 0;
+        replies.forEach((reply, i) => {
+          const owned = toRead[i]!;
+          owned.woken = false;
+          const current = this.owned.get(owned.part) === owned;
+          if (reply[0] === 'x') {
+            if (current) this.lose(owned.part);
+          } else if (reply[0] === 'w') {
+            owned.waitId = reply[1];
+          } else {
+            const entries = reply[1];
+            got += entries.length;
+            // A recheck read pending entries: where '>' stands is not known yet.
+            owned.waitId = recheck ? undefined : entries.length > 0 ? entries[entries.length - 1]![0] : undefined;
+            // A partition let go meanwhile: these entries wait in the pending entries list for its next owner.
+            if (!current || owned.releasing || !owned.reading) return;
+            this.counters.eventsRead += entries.length;
+            for (const [id, list] of entries) this.onEntry(owned, id, list, false);
+          }
+        });
+        if (recheck) {
+          if (got > 0) continue;
+          this.recheck = false;
+        }
+      }
+      // Wait (at most 200 ms) for an entry past where each partition was read to; a plain XREAD changes nothing.
+      const waiting = parts.filter((owned) => owned.waitId !== undefined && this.owned.get(owned.part) === owned);
+      if (waiting.length === 0) continue;
+      const byKey = new Map(waiting.map((owned) => [clusterKeys.partition(owned.part), owned]));
+      let woke: Array<[string, unknown[]]> | null;
+      try {
+        woke = (await this.reader.xread('COUNT', 1, 'BLOCK', 200, 'STREAMS', ...byKey.keys(), ...waiting.map((owned) => owned.waitId!))) as typeof woke;
+      } catch {
+        woke = null;
+        this.counters.redisErrors++;
+      }
+      this.counters.wakeups++;
+      if (woke === null) {
+        // Idle (or an error): read every partition once more, which also catches a stream Redis recreated (restart without data).
+        for (const owned of waiting) owned.waitId = undefined;
         continue;
       }
-      let got = 0;
-      const waitKeys: string[] = [];
-      const waitIds: string[] = [];
-      replies.forEach((reply, i) => {
-        const owned = parts[i]!;
-        const current = this.owned.get(owned.part) === owned;
-        if (reply[0] === 'x') {
-          if (current) this.lose(owned.part);
-        } else if (reply[0] === 'w') {
-          waitKeys.push(clusterKeys.partition(owned.part));
-          waitIds.push(reply[1]);
-        } else {
-          got += reply[1].length;
-          // A partition let go meanwhile: these entries wait in the pending entries list for its next owner.
-          if (!current || owned.releasing || !owned.reading) return;
-          for (const [id, list] of reply[1]) this.onEntry(owned, id, list, false);
-        }
-      });
-      if (got > 0) continue;
-      this.recheck = false;
-      // Nothing new: wait (at most 200 ms) for an entry past what the group handed on; a plain XREAD changes nothing.
-      if (waitKeys.length > 0) await this.reader.xread('COUNT', 1, 'BLOCK', 200, 'STREAMS', ...waitKeys, ...waitIds).catch(() => null);
+      for (const [key] of woke) {
+        const owned = byKey.get(key);
+        if (owned !== undefined) owned.woken = true;
+      }
     }
   }
 
@@ -372,6 +427,7 @@ export class Partitions {
     const deadline = Date.now() + this.options.releaseTimeoutMs;
     while (this.gateway.outstandingOf(owned.part) > 0 && Date.now() < deadline && this.running) await new Promise((resolve) => setTimeout(resolve, 20));
     if (this.owned.get(owned.part) !== owned) return;
+    this.counters.leasesReleased++;
     this.forget(owned);
     await runWorkerScript(this.cmd, 'imiRelease', [clusterKeys.lease(owned.part)], [owned.token]).catch(() => 0);
   }
@@ -380,6 +436,7 @@ export class Partitions {
   private lose(part: number): void {
     const owned = this.owned.get(part);
     if (owned === undefined) return;
+    this.counters.leasesLost++;
     if (!this.lostReported.has(part)) {
       this.lostReported.add(part);
       this.report(new ImiError('IMI_LEASE_LOST', `worker ${this.options.workerId} lost the lease of partition ${part}; its unacked input goes to the next owner`));

@@ -133,3 +133,45 @@ export type CommitOp =
   | { k: 'b'; f: string }
   | { k: 's'; p: number; t: string; id: string; s: string }
   | { k: 'a'; p: number; t: string; e: string; c?: string; g?: string };
+
+/**
+ * Counters of a cluster worker since it started (`Client.clusterStats`).
+ * Every field counts up; none is ever reset.
+ */
+export interface ClusterWorkerStats {
+  /** Fenced read scripts run (each reads the partitions a wake-up named, or all of them after an idle wait). */
+  reads: number;
+  /** `XREAD BLOCK` waits that returned (new entries, or the 200 ms idle timeout). */
+  wakeups: number;
+  /** Stream entries read with `XREADGROUP` (new entries). */
+  eventsRead: number;
+  /** Entries claimed from a predecessor's pending entries list (`XAUTOCLAIM`) when taking a partition. */
+  eventsClaimed: number;
+  /** Inputs handed to the app with `redelivered: true` (another process may have handled them). */
+  eventsRedelivered: number;
+  /** Entry acks (`XACK` + `XDEL`) in commits Redis applied (including any the fence skipped: see {@link opsFenced}). */
+  eventsAcked: number;
+  /** Output frames (replies, kicks, state, telnet, gmcp) and broadcasts in commits Redis applied (including any the fence skipped). */
+  framesPublished: number;
+  /** Commit scripts Redis applied. */
+  commits: number;
+  /** Commit ops skipped by the fence (their partition's lease had moved on). */
+  opsFenced: number;
+  /** Partitions taken (lease gained). */
+  leasesGained: number;
+  /** Partitions lost (lease expired or taken by another worker). */
+  leasesLost: number;
+  /** Partitions given back (not this worker's share any more, or stopping). */
+  leasesReleased: number;
+  /** Redis commands that failed (reads, commits, heartbeats, takeovers). */
+  redisErrors: number;
+}
+
+/**
+ * A zeroed {@link ClusterWorkerStats}.
+ *
+ * @returns the counters, all 0
+ */
+export function newWorkerStats(): ClusterWorkerStats {
+  return { reads: 0, wakeups: 0, eventsRead: 0, eventsClaimed: 0, eventsRedelivered: 0, eventsAcked: 0, framesPublished: 0, commits: 0, opsFenced: 0, leasesGained: 0, leasesLost: 0, leasesReleased: 0, redisErrors: 0 };
+}

@@ -8,59 +8,99 @@
  * @module
  */
 import type { Redis } from 'ioredis';
+import type { CommitOp } from './worker-options.js';
+
+/** Arguments per op in the commit script's ARGV ({@link commitArgs}): kind, partition, token, then three of the kind's own. */
+export const COMMIT_OP_FIELDS = 6;
 
 /**
  * The commit. KEYS[1] is this worker's commit counter; ARGV: worker id,
- * commit number, ops (JSON), stream bound. The lease holds a token (worker
- * id and the number of the taking), not just the worker id: a commit from
- * before a lease was lost and taken again by the same worker is fenced too. A commit number not above the
- * counter was applied already (its reply was lost): skipped, so a commit
- * sent again after an outage is not doubled. Ops of a partition whose lease
- * does not hold their token are skipped; their count is returned.
+ * commit number, stream bound, then the ops, {@link COMMIT_OP_FIELDS} each
+ * ({@link commitArgs}: flat strings, so neither side encodes nor decodes a
+ * JSON array of them). The lease holds a token (worker id and the number of
+ * the taking), not just the worker id: a commit from before a lease was
+ * lost and taken again by the same worker is fenced too. A commit number
+ * not above the counter was applied already (its reply was lost): skipped,
+ * so a commit sent again after an outage is not doubled. Ops of a partition
+ * whose lease does not hold their token are skipped; their count is
+ * returned.
  */
 const COMMIT = `
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if last >= tonumber(ARGV[2]) then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', 86400000)
-local maxlen = ARGV[4]
+local maxlen = ARGV[3]
 local owned = {}
 local holders = {}
 local skipped = 0
-for _, op in ipairs(cjson.decode(ARGV[3])) do
+for i = 4, #ARGV, ${COMMIT_OP_FIELDS} do
+  local k, p = ARGV[i], ARGV[i + 1]
   local ok = true
-  if op.p ~= nil then
-    local o = owned[op.p]
+  if p ~= '' then
+    local o = owned[p]
     if o == nil then
-      o = redis.call('GET', 'imi:lease:' .. op.p)
-      owned[op.p] = o
+      o = redis.call('GET', 'imi:lease:' .. p)
+      owned[p] = o
     end
-    ok = o == op.t
+    ok = o == ARGV[i + 2]
   end
   if not ok then
     skipped = skipped + 1
-  elseif op.k == 'o' then
-    local alive = holders[op.h]
+  elseif k == 'o' then
+    local h = ARGV[i + 3]
+    local alive = holders[h]
     if alive == nil then
-      alive = redis.call('ZSCORE', 'imi:holders', op.h) ~= false
-      holders[op.h] = alive
+      alive = redis.call('ZSCORE', 'imi:holders', h) ~= false
+      holders[h] = alive
     end
-    if alive then redis.call('XADD', 'imi:out:' .. op.h, 'MAXLEN', '~', maxlen, '*', 'f', op.f) end
-  elseif op.k == 'b' then
-    redis.call('XADD', 'imi:bcast', 'MAXLEN', '~', maxlen, '*', 'f', op.f)
-  elseif op.k == 's' then
-    if redis.call('EXISTS', 'imi:session:' .. op.id) == 1 then redis.call('HSET', 'imi:session:' .. op.id, 'state', op.s) end
-  elseif op.k == 'a' then
-    local stream = 'imi:part:' .. op.p
-    redis.call('XACK', stream, 'imi-workers', op.e)
-    redis.call('XDEL', stream, op.e)
-    if op.c and redis.call('EXISTS', 'imi:session:' .. op.c) == 1 then redis.call('HSET', 'imi:session:' .. op.c, 'ann', '1') end
-    if op.g then
-      redis.call('DEL', 'imi:session:' .. op.g)
-      redis.call('SREM', stream .. ':sessions', op.g)
+    if alive then redis.call('XADD', 'imi:out:' .. h, 'MAXLEN', '~', maxlen, '*', 'f', ARGV[i + 4]) end
+  elseif k == 'b' then
+    redis.call('XADD', 'imi:bcast', 'MAXLEN', '~', maxlen, '*', 'f', ARGV[i + 3])
+  elseif k == 's' then
+    local session = 'imi:session:' .. ARGV[i + 3]
+    if redis.call('EXISTS', session) == 1 then redis.call('HSET', session, 'state', ARGV[i + 4]) end
+  elseif k == 'a' then
+    local stream = 'imi:part:' .. p
+    local e, c, g = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    redis.call('XACK', stream, 'imi-workers', e)
+    redis.call('XDEL', stream, e)
+    if c ~= '' and redis.call('EXISTS', 'imi:session:' .. c) == 1 then redis.call('HSET', 'imi:session:' .. c, 'ann', '1') end
+    if g ~= '' then
+      redis.call('DEL', 'imi:session:' .. g)
+      redis.call('SREM', stream .. ':sessions', g)
     end
   end
 end
 return skipped`;
+
+/**
+ * The commit script's arguments for a list of ops, after the worker id and
+ * the commit number.
+ *
+ * @param ops - the ops, in order
+ * @param maxStreamEntries - the output streams' bound
+ * @returns the stream bound, then {@link COMMIT_OP_FIELDS} strings per op
+ */
+export function commitArgs(ops: readonly CommitOp[], maxStreamEntries: number): string[] {
+  const args: string[] = [String(maxStreamEntries)];
+  for (const op of ops) {
+    switch (op.k) {
+      case 'o':
+        args.push('o', String(op.p), op.t, op.h, op.f, '');
+        break;
+      case 'b':
+        args.push('b', '', '', op.f, '', '');
+        break;
+      case 's':
+        args.push('s', String(op.p), op.t, op.id, op.s, '');
+        break;
+      case 'a':
+        args.push('a', String(op.p), op.t, op.e, op.c ?? '', op.g ?? '');
+        break;
+    }
+  }
+  return args;
+}
 
 /** Renews a lease only if it still holds this token (compare-and-renew). */
 const RENEW = `
@@ -179,11 +219,11 @@ export function defineWorkerScripts(redis: Redis): void {
  * @param redis - a connection the scripts were defined on
  * @param name - the script
  * @param keys - its keys
- * @param args - its arguments
+ * @param args - its arguments; an array among them stands for its elements (ioredis flattens one level), so a long list is not spread onto the call stack
  * @returns what the script returns
  */
-export function runWorkerScript<T = number>(redis: Redis, name: WorkerScript, keys: string[], args: Array<string | number>): Promise<T> {
-  const command = (redis as unknown as Record<string, (...parts: Array<string | number>) => Promise<T>>)[name]!;
+export function runWorkerScript<T = number>(redis: Redis, name: WorkerScript, keys: string[], args: Array<string | number | readonly string[]>): Promise<T> {
+  const command = (redis as unknown as Record<string, (...parts: Array<string | number | readonly string[]>) => Promise<T>>)[name]!;
   // A script with a variable number of keys (the read) takes their count first.
   const count: Array<string | number> = 'numberOfKeys' in SCRIPTS[name] ? [] : [keys.length];
   return command.call(redis, ...count, ...keys, ...args);

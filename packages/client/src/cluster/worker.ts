@@ -10,12 +10,13 @@
  *
  * @module
  */
+import type { Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { ImiError, clusterKeys } from '@imi/core';
 import { Gateway } from './gateway.js';
 import { Partitions } from './partitions.js';
-import { resolveClusterWorkerOptions, type ClusterWorkerOptions, type CommitOp, type ResolvedClusterWorkerOptions } from './worker-options.js';
-import { defineWorkerScripts, runWorkerScript } from './worker-scripts.js';
+import { resolveClusterWorkerOptions, type ClusterWorkerStats, type ClusterWorkerOptions, type CommitOp, type ResolvedClusterWorkerOptions } from './worker-options.js';
+import { commitArgs, defineWorkerScripts, runWorkerScript } from './worker-scripts.js';
 
 /**
  * Commits waiting for Redis (1,000) before the gateway stops reading the
@@ -26,7 +27,8 @@ const MAX_PENDING_COMMITS = 1_000;
 interface PendingCommit {
   readonly n: number;
   readonly ops: CommitOp[];
-  readonly json: string;
+  /** The script's arguments after the worker id and the number (kept to send it again after an outage). */
+  readonly args: string[];
 }
 
 /** One worker: a gateway for the app and the partitions it serves. */
@@ -84,23 +86,35 @@ export class ClusterWorker {
     });
   }
 
+  /** The worker's counters (a copy). */
+  stats(): ClusterWorkerStats {
+    return { ...this.partitions.counters };
+  }
+
   /** The partitions this worker holds now. */
   get partitionsHeld(): number[] {
     return this.partitions.held;
   }
 
   /**
-   * Connects to Redis and opens the gateway.
+   * Connects to Redis.
    *
-   * @returns the gateway's port, for the `Client`'s link
    * @throws ImiError `IMI_CONFIG` when the cluster has another partition count
    */
-  async start(): Promise<number> {
+  async start(): Promise<void> {
     await Promise.all([this.cmd.connect(), this.reader.connect()]).catch((error: unknown) => {
       this.report(new ImiError('IMI_REDIS_DOWN', `Redis at ${this.options.redis} is unreachable at start: ${(error as Error).message}; retrying`, { cause: error }));
     });
     if (this.redisUp) await this.checkPartitions();
-    return this.gateway.listen();
+  }
+
+  /**
+   * A connection to the gateway, for the `Client`'s link (in process).
+   *
+   * @returns the `Client`'s end
+   */
+  connect(): Socket {
+    return this.gateway.connect();
   }
 
   private onReady(): void {
@@ -121,7 +135,7 @@ export class ClusterWorker {
   }
 
   private commit(ops: CommitOp[]): void {
-    const commit: PendingCommit = { n: ++this.commitNumber, ops, json: JSON.stringify(ops) };
+    const commit: PendingCommit = { n: ++this.commitNumber, ops, args: commitArgs(ops, this.options.maxStreamEntries) };
     this.commits.push(commit);
     if (this.commits.length === MAX_PENDING_COMMITS) this.gateway.setPaused(true);
     if (this.redisUp) this.send(commit);
@@ -129,12 +143,22 @@ export class ClusterWorker {
 
   private send(commit: PendingCommit): void {
     const key = `imi:worker:${this.options.workerId}:commit`;
-    runWorkerScript(this.cmd, 'imiCommit', [key], [this.options.workerId, commit.n, commit.json, this.options.maxStreamEntries]).then(
+    runWorkerScript(this.cmd, 'imiCommit', [key], [this.options.workerId, commit.n, commit.args]).then(
       (skipped) => {
         this.settle(commit);
+        const counters = this.partitions.counters;
+        if (skipped === -1) return; // applied before (sent again after an outage)
+        counters.commits++;
+        counters.opsFenced += skipped;
+        // The script counts fenced ops but does not name them: these counts include them (see opsFenced).
+        for (const op of commit.ops) {
+          if (op.k === 'a') counters.eventsAcked++;
+          else if (op.k === 'o' || op.k === 'b') counters.framesPublished++;
+        }
         if (skipped > 0) this.partitions.noteSkipped(commit.ops);
       },
       (error: Error) => {
+        this.partitions.counters.redisErrors++;
         // A script error will not heal: drop it. A connection error: kept, sent again on 'ready'.
         if (error.name === 'ReplyError' && !/LOADING|BUSY|MASTERDOWN|READONLY/.test(error.message)) {
           this.settle(commit);

@@ -1,7 +1,8 @@
 /**
  * A holder's link to its own intermediary: the holder speaks the ordinary
- * app protocol (docs/protocol.md) to the intermediary's app port on
- * loopback, with acks on. So the intermediary's guarantees stay whole in
+ * app protocol (docs/protocol.md) to the intermediary, with acks on: in
+ * process (`Intermediary.connectApp`, what `imi-server --redis` does) or
+ * to its app port. So the intermediary's guarantees stay whole in
  * cluster mode: the holder acks a `seq` only once what it carried is in
  * Redis, and while Redis is unreachable it closes this link, the
  * intermediary is in app-down mode (users told once, input queued within
@@ -38,9 +39,10 @@ export class HolderLink {
   waitingDrain = false;
 
   /**
-   * @param target - the app port
+   * @param target - the app port, or how to connect in process
    * @param target.host - its host
    * @param target.port - its port
+   * @param target.connect - when given, makes the connection instead (`Intermediary.connectApp`: no loopback TCP)
    * @param hello - the `hello` data: instance id (stable for the holder's life, so the
    *   intermediary reports who left while the link was down), token
    * @param hello.instance - the instance id
@@ -48,11 +50,11 @@ export class HolderLink {
    * @param sink - where events go
    */
   constructor(
-    target: { host: string; port: number },
+    target: { host: string; port: number; connect?: (() => Socket) | undefined },
     hello: { instance: string; token: string | undefined },
     private readonly sink: HolderLinkSink,
   ) {
-    this.socket = netConnect(target);
+    this.socket = target.connect !== undefined ? target.connect() : netConnect({ host: target.host, port: target.port });
     this.socket.setNoDelay(true);
     const decoder = new FrameDecoder<IntermediaryMessage>(
       { validate: validateIntermediaryMessage },

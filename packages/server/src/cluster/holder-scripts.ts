@@ -8,45 +8,78 @@
  */
 import type { Redis } from 'ioredis';
 
-/**
- * A new user: the session hash, the partition's and the holder's session
- * sets, and the `connect` entry on the partition stream, all or nothing.
- * Does nothing when the session hash exists (the same user announced again
- * after the holder's link to Redis came back).
- */
-const CONNECT = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'holder', ARGV[2], 'part', ARGV[3], 'data', ARGV[4], 'state', ARGV[5], 'telnet', '', 'inN', '0', 'ann', '0')
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 't', 'connect', 'id', ARGV[1], 'h', ARGV[2], 'd', ARGV[4], 's', ARGV[5], 'r', ARGV[6])
-return 1`;
+/** Fields per event in {@link EVENTS}'s arguments: kind, session id, partition, then four of the kind's own. */
+export const EVENT_FIELDS = 7;
 
 /**
- * A line: added once. \`inN\` is the number of the session's last line on
- * the stream; a line sent again (its reply was lost) has a number not above
- * it and is skipped.
+ * A batch of events, in order (everything the intermediary sent in one turn
+ * of the event loop): one script call instead of one per event, so Redis
+ * and the holder pay the call's overhead once per batch. ARGV: stream
+ * bound, holder id, then {@link EVENT_FIELDS} fields per event. Returns one
+ * number per event (1 stored, 0 already there: skipped, -1 no such session).
+ *
+ * - \`c\` connect (data, state, resumed): the session hash, the partition's
+ *   and the holder's session sets, and the \`connect\` entry. Does nothing
+ *   when the session hash exists (the same user announced again after the
+ *   holder's link to Redis came back).
+ * - \`i\` input (line number, line, txn id): added once. \`inN\` is the
+ *   number of the session's last line on the stream; a line sent again (its
+ *   reply was lost) has a number not above it and is skipped.
+ * - \`d\` disconnect (reason): one \`disconnect\` entry, only if the holder
+ *   still counts the user (not already reaped).
+ * - \`f\` telnet or gmcp frame (the frame, telnet options or ''): relayed as
+ *   is; \`telnet\` also updates what a resumed \`connect\` says.
+ *
+ * Each event is idempotent on its own, so a batch whose reply was lost can
+ * be sent again whole.
  */
-const INPUT = `
-local last = redis.call('HGET', KEYS[1], 'inN')
-if not last then return -1 end
-if tonumber(last) >= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'inN', ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 't', 'input', 'id', ARGV[1], 'v', ARGV[3], 'x', ARGV[4])
-return 1`;
-
-/** A user left: one \`disconnect\` entry, only if the holder still counts them (not already reaped). */
-const DISCONNECT = `
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 't', 'disconnect', 'id', ARGV[1], 'r', ARGV[2])
-return 1`;
-
-/** A \`telnet\` or \`gmcp\` event, relayed as is; \`telnet\` also updates what a resumed \`connect\` says. */
-const FRAME = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'telnet', ARGV[3]) end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 't', 'frame', 'id', ARGV[1], 'f', ARGV[2])
-return 1`;
+const EVENTS = `
+local maxlen = ARGV[1]
+local holder = ARGV[2]
+local out = {}
+local n = 0
+for i = 3, #ARGV, ${EVENT_FIELDS} do
+  local t, id, p = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local session = 'imi:session:' .. id
+  local stream = 'imi:part:' .. p
+  local r = 1
+  if t == 'i' then
+    local last = redis.call('HGET', session, 'inN')
+    if not last then
+      r = -1
+    elseif tonumber(last) >= tonumber(ARGV[i + 3]) then
+      r = 0
+    else
+      redis.call('HSET', session, 'inN', ARGV[i + 3])
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', 'input', 'id', id, 'v', ARGV[i + 4], 'x', ARGV[i + 5])
+    end
+  elseif t == 'c' then
+    if redis.call('EXISTS', session) == 1 then
+      r = 0
+    else
+      redis.call('HSET', session, 'holder', holder, 'part', p, 'data', ARGV[i + 3], 'state', ARGV[i + 4], 'telnet', '', 'inN', '0', 'ann', '0')
+      redis.call('SADD', stream .. ':sessions', id)
+      redis.call('SADD', 'imi:holder:' .. holder .. ':sessions', id)
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', 'connect', 'id', id, 'h', holder, 'd', ARGV[i + 3], 's', ARGV[i + 4], 'r', ARGV[i + 5])
+    end
+  elseif t == 'd' then
+    if redis.call('SREM', 'imi:holder:' .. holder .. ':sessions', id) == 0 then
+      r = 0
+    else
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', 'disconnect', 'id', id, 'r', ARGV[i + 3])
+    end
+  elseif t == 'f' then
+    if redis.call('EXISTS', session) == 0 then
+      r = 0
+    else
+      if ARGV[i + 4] ~= '' then redis.call('HSET', session, 'telnet', ARGV[i + 4]) end
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', 'frame', 'id', id, 'f', ARGV[i + 3])
+    end
+  end
+  n = n + 1
+  out[n] = r
+end
+return out`;
 
 /**
  * The heartbeat: this holder's entry in the holders sorted set, scored with
@@ -62,10 +95,7 @@ return 1`;
 
 /** The scripts, by the name they are registered under. */
 const SCRIPTS = {
-  imiConnect: { numberOfKeys: 4, lua: CONNECT },
-  imiInput: { numberOfKeys: 2, lua: INPUT },
-  imiDisconnect: { numberOfKeys: 2, lua: DISCONNECT },
-  imiFrame: { numberOfKeys: 2, lua: FRAME },
+  imiEvents: { numberOfKeys: 0, lua: EVENTS },
   imiHolderBeat: { numberOfKeys: 2, lua: BEAT },
 } as const;
 
@@ -89,9 +119,9 @@ export function defineHolderScripts(redis: Redis): void {
  * @param name - the script
  * @param keys - its keys, in order
  * @param args - its arguments
- * @returns what the script returns (an integer)
+ * @returns what the script returns
  */
-export function runHolderScript(redis: Redis, name: HolderScript, keys: string[], args: Array<string | number>): Promise<number> {
-  const command = (redis as unknown as Record<string, (...parts: Array<string | number>) => Promise<number>>)[name]!;
+export function runHolderScript<T = number>(redis: Redis, name: HolderScript, keys: string[], args: Array<string | number>): Promise<T> {
+  const command = (redis as unknown as Record<string, (...parts: Array<string | number>) => Promise<T>>)[name]!;
   return command.call(redis, ...keys, ...args);
 }

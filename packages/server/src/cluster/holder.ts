@@ -14,6 +14,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ImiError, clusterKeys, encodeFrame, partitionOf, type IntermediaryMessage } from '@imi/core';
@@ -24,14 +25,26 @@ import { defineHolderScripts, runHolderScript } from './holder-scripts.js';
 /** What the holder wrote to a user whose holder had been declared lost (it was only paused): they must reconnect. */
 const HOLDER_LOST_FAREWELL = '*** Lost contact with the cluster; please reconnect. ***\r\n';
 
+/** Events sent to Redis in one script call at most (512): more in one turn go in several, in order. */
+const MAX_BATCH_EVENTS = 512;
+
+/** The output stream's read entries are trimmed at least this often (50 ms) while output flows. */
+const TRIM_EVERY_MS = 50;
+
 /** Counters of a holder. */
 export interface ClusterHolderStats {
-  /** Events (connect, input, disconnect, telnet, gmcp) stored in Redis. */
+  /** Events (connect, input, disconnect, telnet, gmcp) published: added to their partition stream. */
   events: number;
-  /** Frames relayed from Redis to users (outputs, broadcasts, kicks, state). */
+  /** Script calls that carried events to Redis (one per turn of the event loop with events, at most 512 events each). */
+  batches: number;
+  /** Frames read from Redis and relayed to users (outputs, broadcasts, kicks, state). */
   frames: number;
+  /** `XREAD`s of the output and broadcast streams that returned entries. */
+  outputReads: number;
   /** Times Redis became unreachable. */
   redisDown: number;
+  /** Redis commands that failed (event batches, output reads, heartbeats). */
+  redisErrors: number;
   /** Lines the intermediary sent again that Redis already had (skipped, not doubled). */
   duplicatesSkipped: number;
 }
@@ -40,7 +53,7 @@ export interface ClusterHolderStats {
 export class ClusterHolder {
   /** The options in force. */
   readonly options: ResolvedClusterHolderOptions;
-  private readonly counters: ClusterHolderStats = { events: 0, frames: 0, redisDown: 0, duplicatesSkipped: 0 };
+  private readonly counters: ClusterHolderStats = { events: 0, batches: 0, frames: 0, outputReads: 0, redisDown: 0, redisErrors: 0, duplicatesSkipped: 0 };
   private readonly instance = randomUUID();
   private readonly cmd: Redis;
   private readonly reader: Redis;
@@ -63,7 +76,12 @@ export class ClusterHolder {
   private readonly unconfirmed = new Map<string, number>();
   /** Stored lines in `seq` order, forgotten from {@link unconfirmed} once their ack is written. */
   private readonly storedLines: Array<{ seq: number; txn: string }> = [];
+  /** Events waiting for this turn's batch (at most {@link MAX_BATCH_EVENTS}). */
+  private batch: Array<{ generation: number; seq: number | undefined; fields: Array<string | number>; id: string }> = [];
+  private batchScheduled = false;
   private lastOutput = '0-0';
+  private untrimmed = 0;
+  private trimmedAt = 0;
   private lastBroadcast: string | undefined;
 
   /**
@@ -72,12 +90,13 @@ export class ClusterHolder {
    * @param intermediary.host - the app port's host
    * @param intermediary.port - the app port
    * @param intermediary.token - the intermediary's token, if it has one
+   * @param intermediary.connect - when given, the bridge links with it (`() => intermediary.connectApp()`: in process) instead of over TCP to host and port
    * @param logger - where problems are logged (once per outage)
    * @throws ImiError `IMI_CONFIG` when an option is impossible
    */
   constructor(
     options: ClusterHolderOptions,
-    private readonly intermediary: { host: string; port: number; token: string | undefined },
+    private readonly intermediary: { host: string; port: number; token: string | undefined; connect?: () => Socket },
     private readonly logger?: Logger,
   ) {
     this.options = resolveClusterHolderOptions(options);
@@ -129,7 +148,7 @@ export class ClusterHolder {
       if (this.counters.redisDown > 0) this.logger?.info({ holder: this.options.holderId }, 'Redis is back: relinking to the intermediary');
     }
     clearInterval(this.beatTimer);
-    this.beatTimer = setInterval(() => void this.beat().catch(() => {}), Math.max(100, Math.floor(this.options.holderTtlMs / 3))).unref();
+    this.beatTimer = setInterval(() => void this.beat().catch(() => this.counters.redisErrors++), Math.max(100, Math.floor(this.options.holderTtlMs / 3))).unref();
     this.openLink();
   }
 
@@ -171,7 +190,7 @@ export class ClusterHolder {
     this.storedLines.length = 0;
     this.synced = false;
     const host = this.intermediary.host === '::' || this.intermediary.host === '0.0.0.0' ? '127.0.0.1' : this.intermediary.host;
-    this.link = new HolderLink({ host, port: this.intermediary.port }, { instance: this.instance, token: this.intermediary.token }, {
+    this.link = new HolderLink({ host, port: this.intermediary.port, connect: this.intermediary.connect }, { instance: this.instance, token: this.intermediary.token }, {
       onEvent: (message) => this.onEvent(generation, message),
       onSynced: () => {
         this.synced = true;
@@ -193,19 +212,44 @@ export class ClusterHolder {
     });
   }
 
-  /** One event from the intermediary: into Redis, then acked. */
+  /** One event from the intermediary: queued for the next batch (this turn of the event loop), acked once Redis has it. */
   private onEvent(generation: number, message: IntermediaryMessage): void {
-    const stored = this.store(message);
-    if (stored === undefined) return;
+    const fields = this.eventFields(message);
+    if (fields === undefined) return;
     const seq = (message as { seq?: number }).seq;
     if (message.param === 'input' && seq !== undefined) this.storedLines.push({ seq, txn: message.txn_id });
-    stored.then(
-      () => {
-        this.counters.events++;
-        if (seq !== undefined && generation === this.linkGeneration && !this.linkFailed) this.link?.ack(seq);
+    this.batch.push({ generation, seq, fields, id: (message.data as { id: string }).id });
+    if (this.batch.length >= MAX_BATCH_EVENTS) this.flushBatch();
+    else if (!this.batchScheduled) {
+      this.batchScheduled = true;
+      setImmediate(() => this.flushBatch());
+    }
+  }
+
+  /** Sends the queued events as one script call; acks them when Redis replied. */
+  private flushBatch(): void {
+    this.batchScheduled = false;
+    if (this.batch.length === 0) return;
+    const batch = this.batch;
+    this.batch = [];
+    const args: Array<string | number> = [this.options.maxStreamEntries, this.options.holderId];
+    for (const event of batch) args.push(...event.fields);
+    this.counters.batches++;
+    runHolderScript<number[]>(this.cmd, 'imiEvents', [], args).then(
+      (results) => {
+        let seq: number | undefined;
+        batch.forEach((event, i) => {
+          const result = results[i];
+          if (result === 1) this.counters.events++;
+          else if (result === 0 && event.fields[0] === 'i') this.counters.duplicatesSkipped++;
+          else if (result === -1) this.report(new ImiError('IMI_UNKNOWN_ID', `a line of session ${event.id} was dropped: Redis has no such session (it lost its data?)`, { sessionId: event.id }));
+          if (event.seq !== undefined && event.generation === this.linkGeneration) seq = event.seq;
+        });
+        if (seq !== undefined && !this.linkFailed) this.link?.ack(seq);
       },
       (error: unknown) => {
-        if (generation !== this.linkGeneration || this.linkFailed) return;
+        this.counters.redisErrors++;
+        if (batch.every((event) => event.generation !== this.linkGeneration) || this.linkFailed) return;
         // Nothing after this is acked on this link: the intermediary sends it all again on the next one.
         this.linkFailed = true;
         this.report(new ImiError('IMI_REDIS_DOWN', `Redis did not take an event: ${(error as Error).message}`, { cause: error }));
@@ -214,19 +258,14 @@ export class ClusterHolder {
     );
   }
 
-  private store(message: IntermediaryMessage): Promise<unknown> | undefined {
-    const { holderId, partitions, maxStreamEntries } = this.options;
+  /** The batch script's fields of one event (holder-scripts.ts EVENTS), or undefined for what is not stored. */
+  private eventFields(message: IntermediaryMessage): Array<string | number> | undefined {
+    const { partitions } = this.options;
     switch (message.param) {
       case 'connect': {
         const { id, state, resumed: _resumed, ...data } = message.data;
-        const part = partitionOf(id, partitions);
         if (!this.lineNumbers.has(id)) this.lineNumbers.set(id, 0);
-        return runHolderScript(
-          this.cmd,
-          'imiConnect',
-          [clusterKeys.session(id), clusterKeys.partitionSessions(part), clusterKeys.holderSessions(holderId), clusterKeys.partition(part)],
-          [id, holderId, part, JSON.stringify(data), JSON.stringify(state), message.data.resumed === true ? 1 : 0, maxStreamEntries],
-        );
+        return ['c', id, partitionOf(id, partitions), JSON.stringify(data), JSON.stringify(state), message.data.resumed === true ? 1 : 0, ''];
       }
       case 'input': {
         const { id, value } = message.data;
@@ -237,26 +276,19 @@ export class ClusterHolder {
           this.lineNumbers.set(id, n);
           this.unconfirmed.set(txn, n);
         }
-        const part = partitionOf(id, partitions);
-        return runHolderScript(this.cmd, 'imiInput', [clusterKeys.session(id), clusterKeys.partition(part)], [id, n, value, txn, maxStreamEntries]).then((result) => {
-          if (result === 0) this.counters.duplicatesSkipped++;
-          if (result === -1) this.report(new ImiError('IMI_UNKNOWN_ID', `a line of session ${id} was dropped: Redis has no such session (it lost its data?)`, { sessionId: id }));
-          return result;
-        });
+        return ['i', id, partitionOf(id, partitions), n, value, txn, ''];
       }
       case 'disconnect': {
         const { id, reason } = message.data;
         this.lineNumbers.delete(id);
-        const part = partitionOf(id, partitions);
-        return runHolderScript(this.cmd, 'imiDisconnect', [clusterKeys.holderSessions(holderId), clusterKeys.partition(part)], [id, reason, maxStreamEntries]);
+        return ['d', id, partitionOf(id, partitions), reason, '', '', ''];
       }
       case 'telnet':
       case 'gmcp': {
         const id = message.data.id;
-        const part = partitionOf(id, partitions);
         const { seq: _seq, ...frame } = message as IntermediaryMessage & { seq?: number };
         const telnet = message.param === 'telnet' ? JSON.stringify(message.data.telnet) : '';
-        return runHolderScript(this.cmd, 'imiFrame', [clusterKeys.session(id), clusterKeys.partition(part)], [id, JSON.stringify(frame), telnet, maxStreamEntries]);
+        return ['f', id, partitionOf(id, partitions), JSON.stringify(frame), telnet, '', ''];
       }
       default:
         return undefined;
@@ -280,10 +312,12 @@ export class ClusterHolder {
       try {
         result = (await this.reader.xread('COUNT', outputBatch, 'BLOCK', 500, 'STREAMS', outKey, clusterKeys.broadcast, this.lastOutput, this.lastBroadcast)) as typeof result;
       } catch {
+        this.counters.redisErrors++;
         await new Promise((resolve) => setTimeout(resolve, 200).unref());
         continue;
       }
       if (result === null || link.isClosed) continue;
+      this.counters.outputReads++;
       let frames = '';
       let count = 0;
       let trimTo: string | undefined;
@@ -301,7 +335,16 @@ export class ClusterHolder {
       this.counters.frames += count;
       if (!link.write(frames)) await new Promise<void>((resolve) => link.onDrain(resolve));
       // What was read is written: it need not stay in Redis (MINID keeps the last one, harmless).
-      if (trimTo !== undefined) this.cmd.xtrim(outKey, 'MINID', trimTo).catch(() => {});
+      // Trimmed every TRIM_EVERY_MS or outputBatch entries, not per read: one command less per read under load.
+      if (trimTo !== undefined) {
+        this.untrimmed += count;
+        const now = Date.now();
+        if (this.untrimmed >= outputBatch || now - this.trimmedAt >= TRIM_EVERY_MS) {
+          this.untrimmed = 0;
+          this.trimmedAt = now;
+          this.cmd.xtrim(outKey, 'MINID', trimTo).catch(() => {});
+        }
+      }
     }
   }
 

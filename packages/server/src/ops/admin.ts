@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { IntermediaryApi, IntermediaryStats } from '../api.js';
 import { IntermediaryMetrics } from './metrics.js';
+import type { ClusterHolderStats } from '../cluster/holder.js';
 
 /** Largest request body the admin API reads (`POST /broadcast`, `DELETE /sessions/:id`): 64 KiB. */
 export const ADMIN_MAX_BODY_BYTES = 64 * 1024;
@@ -61,6 +62,8 @@ export interface AdminSessionInfo {
 export interface AdminStatsResponse {
   /** The intermediary's counters. */
   stats: IntermediaryStats;
+  /** Cluster mode (`imi-server --redis`): the holder's counters (docs/cluster.md, "Metrics"). */
+  cluster?: ClusterHolderStats;
   /** Whether both ports listen and `close()` was not called. */
   listening: boolean;
   /** Seconds since the admin listener started. */
@@ -303,8 +306,10 @@ export class AdminServer {
     const meanMs = delay.count > 0 ? Math.max(0, delay.mean / 1e6 - EVENT_LOOP_RESOLUTION_MS) : 0;
     const p99Ms = delay.count > 0 ? Math.max(0, delay.percentile(99) / 1e6 - EVENT_LOOP_RESOLUTION_MS) : 0;
     delay.reset();
+    const cluster = this.metrics.clusterHolderStats;
     return {
       stats: this.intermediary.stats(),
+      ...(cluster === undefined ? {} : { cluster }),
       listening: this.listening(),
       uptimeSeconds: Math.round((performance.now() - this.startedAt) / 1000),
       process: {

@@ -338,7 +338,7 @@ async function main(): Promise<void> {
   if (command.supervise.enabled && worker === undefined) {
     try {
       const resolved = resolveOptions(command.options);
-      runSupervisor(command.supervise, { shutdownNotice: resolved.shutdownNotice, maxConnections: resolved.maxConnections }, command.upgrades.pidFile, command.upgrades.timeoutMs, logger);
+      runSupervisor(command.supervise, { shutdownNotice: resolved.shutdownNotice, maxConnections: resolved.maxConnections, wsResumeWindowMs: resolved.wsResumeWindowMs }, command.upgrades.pidFile, command.upgrades.timeoutMs, logger);
     } catch (error) {
       process.stderr.write(`imi-server: ${(error as Error).message}\n`);
       process.exit(2);
@@ -383,7 +383,9 @@ async function main(): Promise<void> {
     if (command.cluster !== undefined) {
       // Loaded only in cluster mode: ioredis is a tenth of imi-server's start-up (and of an upgrade's successor's boot).
       const { ClusterHolder } = await import('../cluster/holder.js');
-      holder = new ClusterHolder(command.cluster, { host: clientHost, port: ports.clientPort, token: intermediary.options.token }, logger);
+      holder = new ClusterHolder(command.cluster, { host: clientHost, port: ports.clientPort, token: intermediary.options.token, connect: () => intermediary.connectApp() }, logger);
+      const started = holder;
+      intermediary.metrics?.watchClusterHolder(() => started.stats());
       await holder.start();
       process.stdout.write(`imi-server cluster holder ${holder.options.holderId} on ${command.cluster.redis} (${holder.options.partitions} partitions)\n`);
     }

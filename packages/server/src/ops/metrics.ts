@@ -15,6 +15,18 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { AppInfo, Session } from '../hooks.js';
 import type { IntermediaryApi, IntermediaryStats } from '../api.js';
+import type { ClusterHolderStats } from '../cluster/holder.js';
+
+/** The `imi_cluster_*` counters of a cluster holder: metric name, help, and the {@link ClusterHolderStats} field it reads. */
+const CLUSTER_HOLDER_COUNTERS: ReadonlyArray<readonly [string, string, keyof ClusterHolderStats]> = [
+  ['imi_cluster_events_published_total', 'Cluster holder: user events (connect, input, disconnect, telnet, gmcp) added to their partition stream', 'events'],
+  ['imi_cluster_event_batches_total', 'Cluster holder: script calls that carried events to Redis', 'batches'],
+  ['imi_cluster_frames_read_total', 'Cluster holder: frames read from its output stream and the broadcast stream and relayed to users', 'frames'],
+  ['imi_cluster_output_reads_total', 'Cluster holder: XREADs of the output and broadcast streams that returned entries', 'outputReads'],
+  ['imi_cluster_duplicates_skipped_total', 'Cluster holder: lines sent again that Redis already had (skipped, not doubled)', 'duplicatesSkipped'],
+  ['imi_cluster_redis_down_total', 'Cluster holder: times Redis became unreachable', 'redisDown'],
+  ['imi_cluster_redis_errors_total', 'Cluster holder: Redis commands that failed', 'redisErrors'],
+];
 
 /** Upper bounds (seconds) of the `imi_round_trip_seconds` buckets. */
 export const ROUND_TRIP_BUCKETS_SECONDS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -256,6 +268,39 @@ export class IntermediaryMetrics {
     } finally {
       this.snapshot = undefined;
     }
+  }
+
+  private clusterHolder: (() => ClusterHolderStats) | undefined;
+
+  /**
+   * Adds the `imi_cluster_*` counters of this process's cluster holder
+   * (`imi-server --redis`), read from `read()` at each scrape; `/stats` of
+   * the admin API then has them too, as `cluster`. A second call replaces
+   * the source.
+   *
+   * @param read - the holder's counters (`ClusterHolder.stats`)
+   */
+  watchClusterHolder(read: () => ClusterHolderStats): void {
+    const first = this.clusterHolder === undefined;
+    this.clusterHolder = read;
+    if (!first) return;
+    const source = (): ClusterHolderStats => this.clusterHolder!();
+    for (const [name, help, field] of CLUSTER_HOLDER_COUNTERS) {
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(source()[field]);
+        },
+      });
+    }
+  }
+
+  /** The cluster holder's counters, when {@link watchClusterHolder} was called. */
+  get clusterHolderStats(): ClusterHolderStats | undefined {
+    return this.clusterHolder?.();
   }
 
   /** Stops listening to the intermediary's events (the registry stays readable). */

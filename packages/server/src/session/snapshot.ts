@@ -109,6 +109,12 @@ export interface SnapshotWs {
   tokenHash: string | null;
   /** When a parked session (no connection) ends, in ms since the epoch; `null`: connected. */
   parkedUntil: number | null;
+  /**
+   * Restored from a crash journal and not resumed since: the log has no
+   * numbering of its own, and the client's output count at its next resume
+   * becomes its start. Absent: false.
+   */
+  rebase?: boolean;
 }
 
 /**
@@ -223,6 +229,7 @@ export function validateSessionSnapshot(value: unknown): SessionSnapshot {
     if (kept.length > (ws['sent'] as number)) throw bad('ws.kept holds more messages than ws.sent');
     if (ws['tokenHash'] !== null && (typeof ws['tokenHash'] !== 'string' || !/^[0-9a-f]{64}$/.test(ws['tokenHash']))) throw bad('ws.tokenHash must be a SHA-256 in hex, or null');
     if (ws['parkedUntil'] !== null) finite(ws['parkedUntil'], 'ws.parkedUntil');
+    if (ws['rebase'] !== undefined && typeof ws['rebase'] !== 'boolean') throw bad('ws.rebase must be a boolean');
   }
   if (typeof s['transport'] === 'string' && s['transport'].startsWith('ws') && (s['ws'] === undefined || s['ws'] === null)) throw bad(`a ${s['transport']} session needs ws`);
   return value as SessionSnapshot;

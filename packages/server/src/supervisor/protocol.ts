@@ -6,8 +6,10 @@
  * ```text
  * worker → supervisor  listener   one listening socket (its handle), role and index
  * worker → supervisor  listening  every listener sent
- * worker → supervisor  open       a session let in: its record (and its socket's handle)
+ * worker → supervisor  open       a session let in: its record (and its socket's handle; none for WebSocket)
  * worker → supervisor  update     records that changed (state, telnet), coalesced
+ * worker → supervisor  ws         WebSocket resume state that changed (token hash, parking, echo), coalesced
+ * worker → supervisor  received   WebSocket sessions' counts of lines received that changed (and only that), coalesced
  * worker → supervisor  drop       sessions that ended: the supervisor closes its copy
  * worker → supervisor  serving    a restarted worker restored the sessions and listens
  * worker → supervisor  restart    a planned restart was asked of the worker (POST /upgrade, SIGUSR2)
@@ -28,7 +30,7 @@
  * @module
  */
 import { ImiError, type JsonObject } from '@imi/core';
-import { SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SessionSnapshot, type SnapshotTelnet } from '../session/snapshot.js';
+import { SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SessionSnapshot, type SnapshotTelnet, type SnapshotWs } from '../session/snapshot.js';
 import type { TelnetExtra } from '../handover/protocol.js';
 
 /** The environment variable that tells `imi-server` it runs under a supervisor: `first` (bind the ports) or `restart` (take them from the supervisor). */
@@ -50,7 +52,11 @@ export const RECORDS_PER_MESSAGE = 200;
 export interface JournalRecord {
   /** The session id the app knows the user by. */
   id: string;
-  /** `tcp` or `telnet` (other transports are not journaled: they cannot survive). */
+  /**
+   * `tcp`, `telnet`, or `ws` / `ws+tls` for a resumable WebSocket session
+   * (no socket kept: its client resumes with its token). Other transports
+   * are not journaled: they cannot survive.
+   */
   transport: string;
   /** The user's address (from the PROXY header when there was one). */
   remote: { address: string; port: number };
@@ -60,12 +66,33 @@ export interface JournalRecord {
   state: JsonObject;
   /** The telnet negotiation (NAWS, TTYPE, echo, GMCP, MCCP2, options on); `null` for `tcp`. */
   telnet: SnapshotTelnet | null;
+  /**
+   * A WebSocket session's resume state: the token's SHA-256 (never the
+   * token), when a parked session expires (`parkedUntil`; `null` while
+   * connected — the supervisor sets it to the crash time plus
+   * `wsResumeWindowMs`), echo, lines received. No output is kept: `kept`
+   * is empty and `sent` 0. Absent or `null` for other transports.
+   */
+  ws?: SnapshotWs | null;
+}
+
+/** One WebSocket session's resume state, as a `ws` message carries it. */
+export interface JournalWs {
+  /** The session id. */
+  id: string;
+  /** Its resume state (see {@link JournalRecord.ws}). */
+  ws: SnapshotWs;
+}
+
+/** Whether a transport is a WebSocket one (journaled without a socket). */
+export function isWsTransport(transport: string): boolean {
+  return transport === 'ws' || transport === 'ws+tls';
 }
 
 /** A session as the supervisor hands it to a restarted worker. */
 export interface RestoredItem {
-  /** Its socket's descriptor in the worker (a stdio index). */
-  fd: number;
+  /** Its socket's descriptor in the worker (a stdio index); absent for a WebSocket session, restored parked. */
+  fd?: number;
   /** After a crash: the journal record. */
   record?: JournalRecord;
   /** After a planned restart: the full snapshot (line, queued and unacked input too). */
@@ -91,6 +118,8 @@ export type WorkerMessage =
   | { imi: 'supervise'; kind: 'listening'; users: number; admin: boolean }
   | { imi: 'supervise'; kind: 'open'; record: JournalRecord }
   | { imi: 'supervise'; kind: 'update'; records: JournalRecord[] }
+  | { imi: 'supervise'; kind: 'ws'; items: JournalWs[] }
+  | { imi: 'supervise'; kind: 'received'; ids: string[]; counts: number[] }
   | { imi: 'supervise'; kind: 'drop'; ids: string[] }
   | { imi: 'supervise'; kind: 'serving'; pid: number; sessions: number }
   | { imi: 'supervise'; kind: 'restart' }
@@ -135,6 +164,7 @@ export function recordToSnapshot(record: JournalRecord, now = Date.now()): Sessi
     queued: [],
     unacked: [],
     telnet: record.telnet,
+    ws: record.ws === undefined || record.ws === null ? null : { ...record.ws, kept: [], sent: 0 },
   };
 }
 
@@ -147,8 +177,11 @@ export function recordToSnapshot(record: JournalRecord, now = Date.now()): Sessi
 export function validateJournalRecord(value: unknown): JournalRecord {
   if (!isObject(value) || !isObject(value['remote'])) throw badJournal('a journal record must be an object with a remote');
   const record = value as unknown as JournalRecord;
-  if (record.transport !== 'tcp' && record.transport !== 'telnet') throw badJournal(`a journal record of transport ${JSON.stringify(record.transport)?.slice(0, 32)} (only tcp and telnet are kept)`);
+  const ws = typeof record.transport === 'string' && isWsTransport(record.transport);
+  if (record.transport !== 'tcp' && record.transport !== 'telnet' && !ws) throw badJournal(`a journal record of transport ${JSON.stringify(record.transport)?.slice(0, 32)} (only tcp, telnet and resumable ws are kept)`);
   if ((record.transport === 'telnet') !== (record.telnet !== null && record.telnet !== undefined)) throw badJournal('a journal record has telnet state exactly when its transport is telnet');
+  if (ws !== (record.ws !== null && record.ws !== undefined)) throw badJournal('a journal record has ws state exactly when its transport is ws');
+  if (ws) checkJournalWs(record.ws);
   try {
     validateSessionSnapshot(recordToSnapshot(record, 0));
   } catch (error) {
@@ -157,6 +190,27 @@ export function validateJournalRecord(value: unknown): JournalRecord {
   const bytes = Buffer.byteLength(JSON.stringify(value));
   if (bytes > MAX_JOURNAL_RECORD_BYTES) throw badJournal(`a journal record of ${bytes} bytes is over ${MAX_JOURNAL_RECORD_BYTES}`);
   return record;
+}
+
+/**
+ * Checks a WebSocket session's journaled resume state: a snapshot's `ws`
+ * part with a token hash (only resumable sessions are journaled) and no
+ * output (the journal keeps none).
+ *
+ * @throws ImiError `IMI_BAD_JOURNAL` naming what is wrong
+ */
+export function checkJournalWs(value: unknown): SnapshotWs {
+  if (!isObject(value)) throw badJournal('a WebSocket journal entry must be an object');
+  const ws = value as unknown as SnapshotWs;
+  if (typeof ws.tokenHash !== 'string') throw badJournal('a WebSocket journal entry needs a token hash (only resumable sessions are kept)');
+  if (!Array.isArray(ws.kept) || ws.kept.length !== 0 || ws.sent !== 0) throw badJournal('a WebSocket journal entry keeps no output (kept [], sent 0)');
+  const probe = recordToSnapshot({ id: 'probe', transport: 'ws', remote: { address: '', port: 0 }, connectedAt: 0, state: {}, telnet: null, ws }, 0);
+  try {
+    validateSessionSnapshot(probe);
+  } catch (error) {
+    throw badJournal(`a broken WebSocket journal entry: ${(error as Error).message}`, error);
+  }
+  return ws;
 }
 
 /**
@@ -179,6 +233,12 @@ export function readWorkerMessage(value: unknown): WorkerMessage | undefined {
         return value['record'] !== undefined;
       case 'update':
         return Array.isArray(value['records']);
+      case 'ws':
+        return Array.isArray(value['items']);
+      case 'received': {
+        const { ids, counts } = value;
+        return Array.isArray(ids) && Array.isArray(counts) && ids.length === counts.length && ids.every((id) => typeof id === 'string') && counts.every((count) => isInt(count) && Number.isSafeInteger(count));
+      }
       case 'drop':
         return Array.isArray(value['ids']) && value['ids'].every((id) => typeof id === 'string');
       case 'serving':
@@ -195,6 +255,12 @@ export function readWorkerMessage(value: unknown): WorkerMessage | undefined {
   })();
   if (!ok) throw badJournal(`a broken message from the worker: ${JSON.stringify(value).slice(0, 120)}`);
   return value as unknown as WorkerMessage;
+}
+
+/** Whether a restored item may come without a descriptor: a WebSocket session (its client resumes). */
+function restoredWithoutSocket(item: Record<string, unknown>): boolean {
+  const inner = isObject(item['record']) ? item['record'] : isObject(item['snapshot']) ? item['snapshot'] : undefined;
+  return inner !== undefined && typeof inner['transport'] === 'string' && isWsTransport(inner['transport']);
 }
 
 /**
@@ -214,7 +280,7 @@ export function readSupervisorMessage(value: unknown): SupervisorMessage | undef
         return isInt(value['sessions']) && typeof value['planned'] === 'boolean' && isInt(value['seq']) && isObject(value['errors']);
       }
       case 'sessions':
-        return Array.isArray(value['items']) && value['items'].every((item) => isObject(item) && isInt(item['fd'], 3) && (isObject(item['record']) || isObject(item['snapshot'])));
+        return Array.isArray(value['items']) && value['items'].every((item) => isObject(item) && (isInt(item['fd'], 3) || (item['fd'] === undefined && restoredWithoutSocket(item))) && (isObject(item['record']) || isObject(item['snapshot'])));
       case 'end':
       case 'restart':
         return true;

@@ -70,6 +70,8 @@ export interface SupervisedLimits {
   shutdownNotice: string | false;
   /** `maxConnections`: the journal's bound. */
   maxConnections: number;
+  /** `wsResumeWindowMs`: how long after a crash a WebSocket user connected at the time may resume. */
+  wsResumeWindowMs: number;
 }
 
 /**
@@ -89,6 +91,7 @@ export function runSupervisor(settings: SuperviseSettings, limits: SupervisedLim
     crashNotice: settings.crashNotice,
     shutdownNotice: limits.shutdownNotice,
     maxSessions: limits.maxConnections,
+    wsResumeWindowMs: limits.wsResumeWindowMs,
     maxRestarts: settings.maxRestarts,
     restartWindowMs: settings.restartWindowMs,
     restartDelayMs: settings.restartDelayMs,

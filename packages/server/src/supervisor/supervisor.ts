@@ -9,6 +9,12 @@
  * listeners and every surviving socket in its stdio and the journal over
  * IPC; the app reconnects to it and is resynced with the same sessions.
  *
+ * Resumable WebSocket users are journaled without a socket: their
+ * connection dies with the worker (the kernel closes it, the browser
+ * notices at once and reconnects into the listener's backlog), and the next
+ * worker restores their session parked until the crash time plus
+ * `wsResumeWindowMs`, so their resume token is good there.
+ *
  * Too many crashes in a row (a crash loop) and the supervisor gives up:
  * it tells every user it holds, closes them and exits 1.
  *
@@ -27,6 +33,8 @@ import {
   SUPERVISED_ENV,
   badJournal,
   readWorkerMessage,
+  checkJournalWs,
+  isWsTransport,
   validateJournalRecord,
   type FinalSession,
   type JournalRecord,
@@ -69,11 +77,13 @@ export interface SupervisorOptions extends RestartPolicyOptions {
   maxSessions: number;
   /** How long a planned restart may take before the worker is killed, in ms. */
   plannedRestartTimeoutMs: number;
+  /** The intermediary's `wsResumeWindowMs`: a WebSocket user connected at a crash may resume until the crash time plus this. */
+  wsResumeWindowMs: number;
 }
 
-/** One journaled session: the supervisor's copy of its socket, and its record. */
+/** One journaled session: the supervisor's copy of its socket (none for WebSocket), and its record. */
 interface Held {
-  socket: Socket;
+  socket: Socket | undefined;
   record: JournalRecord;
 }
 
@@ -164,6 +174,11 @@ export class Supervisor {
       const final = this.final;
       this.final = undefined;
       for (const [id, held] of this.sessions) {
+        if (held.socket === undefined) {
+          const item = this.wsItem(id, held, final);
+          if (item !== undefined) items.push(item);
+          continue;
+        }
         const fd = fdOf(held.socket);
         if (fd === undefined) {
           // Its copy closed (a write of the notice failed: the user is gone).
@@ -237,19 +252,43 @@ export class Supervisor {
       }
       case 'open': {
         const record = validateOrClose(message.record, handle);
-        if (!isClosable(handle)) throw badJournal(`session ${record.id} came without its socket`);
+        const ws = isWsTransport(record.transport);
+        if (ws ? handle !== undefined && handle !== null : !isClosable(handle)) throw badJournal(`session ${record.id} came ${ws ? 'with' : 'without'} a socket`);
         if (this.sessions.size >= this.options.maxSessions && !this.sessions.has(record.id)) {
-          handle.close();
+          if (isClosable(handle)) handle.close();
           this.reporter.reportLimit('maxConnections', this.options.maxSessions, `supervisor: session ${record.id} is not journaled (it will not survive a crash)`, record.id);
           return;
         }
         this.forget(record.id);
+        if (ws) {
+          this.sessions.set(record.id, { socket: undefined, record });
+          return;
+        }
         const socket = new net.Socket({ handle, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
         // A failed write (the notice to a user who is gone) destroys this copy: that user is not handed on.
         socket.on('error', () => {});
         this.sessions.set(record.id, { socket, record });
         return;
       }
+      case 'ws':
+        for (const item of message.items) {
+          try {
+            if (typeof item?.id !== 'string') throw badJournal('a WebSocket journal entry without a session id');
+            const ws = checkJournalWs(item.ws);
+            const held = this.sessions.get(item.id);
+            if (held?.record.ws !== undefined && held.record.ws !== null) held.record = { ...held.record, ws };
+          } catch (error) {
+            this.report(error as ImiError);
+          }
+        }
+        return;
+      case 'received':
+        // The one message per input turn: checked as a whole by readWorkerMessage, applied in place.
+        message.ids.forEach((id, i) => {
+          const ws = this.sessions.get(id)?.record.ws;
+          if (ws !== undefined && ws !== null) ws.received = message.counts[i]!;
+        });
+        return;
       case 'update':
         for (const value of message.records) {
           try {
@@ -294,7 +333,31 @@ export class Supervisor {
     const held = this.sessions.get(id);
     if (held === undefined) return;
     this.sessions.delete(id);
-    held.socket.destroy();
+    held.socket?.destroy();
+  }
+
+  /**
+   * What the next worker gets of a WebSocket session: after a planned
+   * restart its full snapshot (the output log too), after a crash its
+   * record; none when the session is gone (a planned restart did not hand
+   * it back).
+   */
+  private wsItem(id: string, held: Held, final: { sessions: Map<string, FinalSession> } | undefined): RestoredItem | undefined {
+    if (final === undefined) return { record: held.record };
+    const handed = final.sessions.get(id);
+    const ws = handed?.snapshot.ws;
+    if (handed !== undefined && ws !== undefined && ws !== null && ws.tokenHash !== null) return { snapshot: handed.snapshot };
+    this.forget(id);
+    return undefined;
+  }
+
+  /** The worker died: a WebSocket user connected until now may resume until the crash time plus the window. */
+  private startResumeWindows(now: number): void {
+    const until = now + this.options.wsResumeWindowMs;
+    for (const held of this.sessions.values()) {
+      const ws = held.record.ws;
+      if (ws !== undefined && ws !== null && ws.parkedUntil === null) held.record = { ...held.record, ws: { ...ws, parkedUntil: until } };
+    }
   }
 
   private onExit(worker: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
@@ -321,6 +384,7 @@ export class Supervisor {
       return;
     }
     this.final = undefined;
+    this.startResumeWindows(Date.now());
     this.report(new ImiError('IMI_WORKER_CRASHED', `the intermediary (pid ${worker.pid}) died (${how}); ${this.sessions.size} users are held by the supervisor`));
     const delay = this.policy.crashed(Date.now());
     if (delay === undefined) {
@@ -360,7 +424,7 @@ export class Supervisor {
         this.forget(id);
         continue;
       }
-      if (notice !== false) held.socket.write(notice);
+      if (notice !== false) held.socket?.write(notice);
     }
   }
 
@@ -378,7 +442,7 @@ export class Supervisor {
     for (const [id, held] of this.sessions) {
       this.sessions.delete(id);
       const { socket } = held;
-      if (socket.destroyed) continue;
+      if (socket === undefined || socket.destroyed) continue;
       closing.push(
         new Promise<void>((resolve) => {
           socket.on('close', () => resolve());

@@ -5,6 +5,8 @@
  * listeners and every surviving user's socket from its stdio and their
  * sessions from the supervisor's journal (after a crash) or from its
  * predecessor's final snapshots (a planned restart), and serves on.
+ * Resumable WebSocket sessions come without a socket: they are restored
+ * parked, and their pages resume them with their tokens.
  *
  * A worker never upgrades itself (its successor would not be the
  * supervisor's child): `POST /upgrade` and SIGUSR2 ask the supervisor for a
@@ -25,6 +27,7 @@ import type { SessionSnapshot, SnapshotTelnet } from '../session/snapshot.js';
 import type { Connection } from '../users/connection.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import { resumeTelnetCompression } from '../users/telnet/telnet-state.js';
+import { WsChannel } from '../users/ws-channel.js';
 import { badJournal, readSupervisorMessage, recordToSnapshot, SUPERVISED_ENV, type RestoredItem, type SupervisorMessage } from './protocol.js';
 import { WorkerJournal, sendUp } from './worker-journal.js';
 
@@ -78,14 +81,16 @@ function restoreItem(imi: Intermediary, item: RestoredItem): Waiting {
   // after a crash the supervisor closed compressed users, whose clients cannot follow a new stream).
   const mccp2 = snapshot.telnet?.info.mccp2 === true ? structuredClone(snapshot.telnet) : undefined;
   if (mccp2 !== undefined) snapshot.telnet!.info.mccp2 = false;
-  const socket = adoptSocket(item.fd);
+  // No descriptor: a WebSocket session, restored parked until its client resumes with its token.
+  const socket = item.fd === undefined ? undefined : adoptSocket(item.fd);
   let connection: Connection;
   try {
     connection = imi.restoreSession(snapshot, socket) as Connection;
   } catch (error) {
-    socket.destroy();
+    socket?.destroy();
     throw error;
   }
+  if (item.record !== undefined && connection.userChannel instanceof WsChannel) connection.userChannel.restoredAfterCrash();
   if (item.telnet !== undefined && connection.userChannel instanceof TelnetChannel) writeTelnetExtra(connection.userChannel, item.telnet);
   return { connection, mccp2 };
 }

@@ -88,6 +88,14 @@ export class WsChannel implements UserChannel {
   parkedUntil: number | undefined;
   /** The hash of the session's current token. */
   tokenHash: string | undefined;
+  /**
+   * Called when what a crash journal keeps of the session changed: `count`
+   * when only {@link received} moved (a line arrived), `state` for the
+   * token, parking or echo. Set by `--supervise`'s worker journal.
+   */
+  onResumeStateChange: ((what: 'count' | 'state') => void) | undefined;
+  /** Restored after a crash: the first resume takes the client's output count as the start of the log. */
+  private rebaseOnResume = false;
   private readonly resumeSettings: WsResumeSettings | undefined;
   private readonly log: OutputLog | undefined;
   /** Whether we stopped reading: the peer's pongs then wait unread, so its silence proves nothing. */
@@ -188,6 +196,7 @@ export class WsChannel implements UserChannel {
   setEcho(visible: boolean): boolean {
     if (!this.control || this.finished) return false;
     this.echoVisible = visible;
+    this.onResumeStateChange?.('state');
     this.sendControl({ type: 'echo', visible });
     return true;
   }
@@ -232,6 +241,11 @@ export class WsChannel implements UserChannel {
    * @param received - output messages the client has
    */
   reattach(ws: WebSocket, socket: Duplex, received: number): ReattachOutcome {
+    if (this.rebaseOnResume) {
+      // What the dead process sent past the journal is lost; what came since the restart is all unseen.
+      this.rebaseOnResume = false;
+      this.log!.rebase(received);
+    }
     const missed = this.log!.since(received);
     if (missed === undefined) return received > this.log!.sent ? 'bad-count' : 'output-lost';
     this.detach()?.terminate();
@@ -240,6 +254,7 @@ export class WsChannel implements UserChannel {
     this.parkedUntil = undefined;
     this.alive = true;
     this.bind(ws, socket);
+    this.onResumeStateChange?.('state');
     this.sendSession(true);
     // Always: the app may have changed it while the client was away.
     this.sendControl({ type: 'echo', visible: this.echoVisible });
@@ -261,7 +276,36 @@ export class WsChannel implements UserChannel {
       kept: this.log?.all() ?? [],
       tokenHash: this.tokenHash ?? null,
       parkedUntil: this.parkedUntil ?? null,
+      ...(this.rebaseOnResume ? { rebase: true } : {}),
     };
+  }
+
+  /**
+   * The resume state a crash journal keeps: {@link snapshot} without the
+   * output log (`kept` empty, `sent` 0), which the journal does not hold.
+   */
+  journalState(): SnapshotWs {
+    return {
+      protocol: this.protocol,
+      maxPayload: this.maxPayload,
+      pingIntervalMs: this.pingIntervalMs,
+      alive: true,
+      echoVisible: this.echoVisible,
+      received: this.received,
+      sent: 0,
+      kept: [],
+      tokenHash: this.tokenHash ?? null,
+      parkedUntil: this.parkedUntil ?? null,
+    };
+  }
+
+  /**
+   * The session was restored from a crash journal (no output log): the
+   * client's output count at its next resume becomes the log's start, so
+   * output kept since the restart is replayed and the count never refused.
+   */
+  restoredAfterCrash(): void {
+    this.rebaseOnResume = this.log !== undefined;
   }
 
   /** Puts back a snapshot's resume state (a restored session, before it is attached). */
@@ -270,6 +314,7 @@ export class WsChannel implements UserChannel {
     this.echoVisible = state.echoVisible;
     this.received = state.received;
     this.log?.load(state.sent, state.kept);
+    if (state.rebase === true) this.restoredAfterCrash();
     if (this.resumeSettings !== undefined && state.tokenHash !== null) {
       this.tokenHash = state.tokenHash;
       this.resumeSettings.tokens.restore(state.tokenHash, this);
@@ -338,6 +383,7 @@ export class WsChannel implements UserChannel {
         return;
       }
       this.received++;
+      this.onResumeStateChange?.('count');
       // One message, one line: it ends the line even without a line end of its own.
       this.sink.onData(bytes);
       if (bytes.length === 0 || bytes[bytes.length - 1] !== LF) this.sink.onData(LINE_END);
@@ -365,6 +411,7 @@ export class WsChannel implements UserChannel {
   /** Keeps the session without a connection until `until`, then ends it as `timeout`. */
   private park(until: number): void {
     this.parkedUntil = until;
+    this.onResumeStateChange?.('state');
     if (this.held) return;
     if (this.parkTimer !== undefined) clearTimeout(this.parkTimer);
     this.parkTimer = setTimeout(
@@ -407,6 +454,7 @@ export class WsChannel implements UserChannel {
     const settings = this.resumeSettings!;
     const { token, hash } = settings.tokens.issue(this, this.tokenHash);
     this.tokenHash = hash;
+    this.onResumeStateChange?.('state');
     const message: Record<string, unknown> = { type: 'session', token, resumeWindowMs: settings.windowMs };
     if (resumed) Object.assign(message, { resumed: true, received: this.received });
     this.sendControl(message);

@@ -197,6 +197,18 @@ export class OutputLog {
     return [...this.entries];
   }
 
+  /**
+   * Renumbers the log so that the client's count `received` is its start:
+   * what is kept follows it. After a crash of the intermediary the restored
+   * log starts empty with no count of its own (what the dead process had
+   * sent was not journaled), so the client's count is taken as the truth and
+   * everything kept since the restart is unseen by it.
+   */
+  rebase(received: number): void {
+    this.head = received;
+    this.sent = received + this.entries.length;
+  }
+
   /** Puts back a snapshot's log. */
   load(sent: number, entries: readonly string[]): void {
     this.sent = sent;
