@@ -86,16 +86,11 @@ export class Dispatcher {
     this.inFlight++;
     this.checkPause();
 
-    let work: () => Promise<void> | undefined;
-    if (message.param === 'connect') {
-      const data = message.data;
-      // The original Perl intermediary does not say `resumed`: a user it
-      // announces while the link is resyncing was there before this app.
-      const resumed = data.resumed ?? link.state === 'resyncing';
-      work = () => this.handleConnect(batch, data, resumed);
-    } else if (message.param === 'input') {
-      const txnId = message.txn_id;
-      const value = message.data.value;
+    // The original Perl intermediary does not say `resumed`: a user it
+    // announces while the link is resyncing was there before this app.
+    const resumed = message.param === 'connect' && (message.data.resumed ?? link.state === 'resyncing');
+    let replay = false;
+    if (message.param === 'input') {
       // Input this process already took (before a short outage) comes back
       // unacked. Its handlers do not run twice: the replies they made and
       // the intermediary did not take (written to the broken link, still
@@ -107,48 +102,68 @@ export class Dispatcher {
       // is done its replies are set aside too.
       // Redeliveries come first on a link: past them the index is not needed.
       if (message.redelivered !== true) this.handledIndex = undefined;
-      if (message.redelivered === true && (this.outbox.hasReplayable(txnId) || this.wasHandled(txnId))) {
-        work = () => {
-          const replay = this.outbox.takeReplayable(txnId);
-          if (replay !== undefined) {
-            for (const record of replay.records) batch.records.push({ ...record, ack: undefined, written: false });
-            this.outbox.bytes += replay.bytes;
-          }
-          return undefined;
-        };
-      } else {
-        work = () => this.handleInput(batch, id, value, txnId);
-      }
-    } else {
-      const reason = message.data.reason;
-      work = () => this.handleDisconnect(id, reason);
+      replay = message.redelivered === true && (this.outbox.hasReplayable(message.txn_id) || this.wasHandled(message.txn_id));
     }
+    const queue = this.userQueues.get(id);
+    if (queue !== undefined) {
+      this.chain(id, queue, () => this.runEvent(batch, ticket, message, resumed, replay));
+      return;
+    }
+    // Nothing queued for the user: the event runs now, with no closure,
+    // promise or queue unless a handler returns a promise (see enqueueForUser).
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.runEvent(batch, ticket, message, resumed, replay);
+    } catch (error) {
+      this.internalError(id, error);
+      return;
+    }
+    if (pending !== undefined) this.chain(id, this.newQueue(id, pending), undefined);
+  }
 
-    const finish = (): void => {
-      batch.closed = true;
-      this.inFlight--;
-      this.checkResume();
+  /**
+   * Runs a user event's handlers in its batch, then releases its replies
+   * (at once when the handlers finished synchronously, else when their
+   * promise settles).
+   *
+   * @returns a promise only when a handler returned one
+   */
+  private runEvent(batch: Batch, ticket: number, message: ConnectMessage | InputMessage | UserDisconnectMessage, resumed: boolean, replay: boolean): Promise<void> | undefined {
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.state.batchStore.run(batch, this.handleEvent, batch, message, resumed, replay);
+    } catch (error) {
+      this.eventFailed(message, error);
+    }
+    if (pending === undefined) {
       this.finishEvent(batch, ticket);
-    };
-    const failed = (error: unknown): void => {
-      state.report(new ImiError('IMI_PLUGIN', `handling ${message.param} failed: ${describeError(error)}`, { cause: error, sessionId: id }));
-    };
-    this.enqueueForUser(id, () => {
-      let pending: Promise<void> | undefined;
-      try {
-        pending = state.batchStore.run(batch, work);
-      } catch (error) {
-        failed(error);
-      }
-      if (pending === undefined) {
-        finish();
-        return undefined;
-      }
-      return pending.then(finish, (error: unknown) => {
-        failed(error);
-        finish();
-      });
-    });
+      return undefined;
+    }
+    return pending.then(
+      () => this.finishEvent(batch, ticket),
+      (error: unknown) => {
+        this.eventFailed(message, error);
+        this.finishEvent(batch, ticket);
+      },
+    );
+  }
+
+  /** The handlers of one user event (one function for all, made once: no closure per event). */
+  private readonly handleEvent = (batch: Batch, message: ConnectMessage | InputMessage | UserDisconnectMessage, resumed: boolean, replay: boolean): Promise<void> | undefined => {
+    const id = message.data.id;
+    if (message.param === 'connect') return this.handleConnect(batch, message.data, resumed);
+    if (message.param === 'disconnect') return this.handleDisconnect(id, message.data.reason);
+    if (!replay) return this.handleInput(batch, id, message.data.value, message.txn_id);
+    const taken = this.outbox.takeReplayable(message.txn_id);
+    if (taken !== undefined) {
+      for (const record of taken.records) batch.records.push({ ...record, ack: undefined, written: false });
+      this.outbox.bytes += taken.bytes;
+    }
+    return undefined;
+  };
+
+  private eventFailed(message: ConnectMessage | InputMessage | UserDisconnectMessage, error: unknown): void {
+    this.state.report(new ImiError('IMI_PLUGIN', `handling ${message.param} failed: ${describeError(error)}`, { cause: error, sessionId: message.data.id }));
   }
 
   /**
@@ -195,13 +210,17 @@ export class Dispatcher {
         this.internalError(id, error);
         return;
       }
-      if (pending === undefined) return;
-      queue = { tail: pending, size: 0 };
-      this.userQueues.set(id, queue);
-      this.chain(id, queue, undefined);
+      if (pending !== undefined) this.chain(id, this.newQueue(id, pending), undefined);
       return;
     }
     this.chain(id, queue, task);
+  }
+
+  /** A queue for a user whose task is running and returned `pending`: their later events wait behind it. */
+  private newQueue(id: string, pending: Promise<void>): UserQueue {
+    const queue = { tail: pending, size: 0 };
+    this.userQueues.set(id, queue);
+    return queue;
   }
 
   /** Queues `task` after the user's tail (or, without a task, waits for the tail that is already running). */
@@ -338,7 +357,11 @@ export class Dispatcher {
     return callHook(this.hooks.disconnect, [session, reason], false) as Promise<void> | undefined;
   }
 
+  /** An event's handlers are done: its batch takes no more replies, and goes out with its ack (in arrival order). */
   private finishEvent(batch: Batch, ticket: number): void {
+    batch.closed = true;
+    this.inFlight--;
+    this.checkResume();
     const link = this.state.link;
     if (link === undefined || link.generation !== batch.generation) {
       // Its link is gone: the ack would mean nothing to the next one (which
