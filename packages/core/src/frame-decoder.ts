@@ -138,9 +138,8 @@ export class FrameDecoder<T> {
     let i = 0;
     /** Where the next newline at or after `i` is (`length` if none), once looked for; -1 before. */
     let nextNewline = -1;
-    /** The fast path failed for the line ending here: the scanner owns the rest of it (no second try per value). */
-    let noFastPathUntil = -1;
-    /** The chunk as a string if it is all ASCII (one decode for all its lines), '' if not; undefined until a line needs it. */
+    let fastPath = true; // cleared when it fails: the scanner then owns the rest of the chunk
+    /** The chunk as a string if all ASCII (one decode for its lines; its indexOf is cheaper), '' if not; once needed. */
     let ascii: string | undefined;
     if (this.resyncSeen >= 0) i = this.continueResync(buf);
     while (i < length) {
@@ -150,15 +149,13 @@ export class FrameDecoder<T> {
           i++;
           continue;
         }
-        if ((byte === OPEN_BRACE || byte === OPEN_BRACKET) && i > noFastPathUntil) {
-          // The fast path: a frame that is a whole line of the chunk (what
-          // imi peers write) is parsed as that line, with the scanner's
-          // results. Anything else (values back to back, pretty-printed,
-          // broken or cut frames) goes to the scanner, which then owns the
-          // rest of the line: no byte is tried twice.
+        if ((byte === OPEN_BRACE || byte === OPEN_BRACKET) && fastPath) {
+          // A frame that is a whole line of the chunk (what imi peers write) is
+          // parsed as that line, with the scanner's results. Anything else (back
+          // to back, pretty-printed, broken, cut) goes to the scanner, for the
+          // rest of the chunk: one failed try per chunk for such a peer, not per line.
           if (ascii === undefined) ascii = isAscii(buf) ? buf.toString('latin1', 0, length) : '';
           if (nextNewline < i) {
-            // A string's indexOf costs less per call than a Buffer's.
             nextNewline = ascii === '' ? buf.indexOf(NEWLINE, i) : ascii.indexOf('\n', i);
             if (nextNewline === -1) nextNewline = length;
           }
@@ -170,7 +167,7 @@ export class FrameDecoder<T> {
               continue;
             }
           }
-          noFastPathUntil = nextNewline;
+          fastPath = false;
         }
         this.inValue = true;
         start = i;
@@ -483,7 +480,7 @@ export class FrameDecoder<T> {
   }
 
   private deliver(value: unknown): void {
-    // Errors about a peer's bytes need no stack (see withoutStack; inline: once per message).
+    // withoutStack, inline (no closure per message).
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
     let result: T | ProtocolError;
