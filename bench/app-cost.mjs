@@ -7,6 +7,12 @@
 //
 // Usage: node bench/app-cost.mjs [--users 100] [--seconds 3] [--app bench/servers/imi-app.mjs] [--node-args "--cpu-prof"]
 // Prints {"event":"result","users":N,"eventsPerSec":..,"appCpuPercent":..,"usPerEvent":..}.
+//
+// With --resync: only the resync. The fake intermediary announces the users
+// (one `connect` frame each, all in one write) and `synced`; prints
+// {"event":"result","users":N,"connectToSyncedMs":..,"appCpuMs":..} (the
+// app's own wall and CPU time from just before connect() to its `synced`
+// event) and stops the app.
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { benchDir, clkTck, emit, parseFlags, processTicks } from './lib/util.mjs';
@@ -16,6 +22,7 @@ const users = Number(flags.users ?? 100);
 const seconds = Number(flags.seconds ?? 3);
 const appScript = flags.app ? String(flags.app) : `${benchDir}servers/imi-app.mjs`;
 const nodeArgs = flags.nodeArgs ? String(flags.nodeArgs).split(' ').filter(Boolean) : [];
+const resyncOnly = flags.resync === true;
 const ids = Array.from({ length: users }, (_, i) => `5f0c2a4e-8d1e-4c3b-9a77-${String(i).padStart(12, '0')}`);
 let seq = 0;
 let app;
@@ -62,7 +69,7 @@ const server = net.createServer({ noDelay: true }, (socket) => {
         }
         out += JSON.stringify({ param: 'synced', data: { count: users }, txn_id: 'synced' }) + '\n';
         socket.write(out);
-        setTimeout(start, 300);
+        if (!resyncOnly) setTimeout(start, 300);
       } else if (line.includes('"param":"output"')) {
         if (--waiting === 0 && running) {
           events += users;
@@ -75,5 +82,19 @@ const server = net.createServer({ noDelay: true }, (socket) => {
 });
 
 server.listen(0, '127.0.0.1', () => {
-  app = spawn(process.execPath, [...nodeArgs, appScript, '--port', String(server.address().port)], { stdio: ['pipe', 'ignore', 'inherit'] });
+  app = spawn(process.execPath, [...nodeArgs, appScript, '--port', String(server.address().port)], { stdio: ['pipe', resyncOnly ? 'pipe' : 'ignore', 'inherit'] });
+  if (resyncOnly) {
+    let out = '';
+    app.stdout.setEncoding('utf8');
+    app.stdout.on('data', (chunk) => {
+      out += chunk;
+      const line = out.split('\n').find((l) => l.includes('"event":"synced"'));
+      if (line === undefined) return;
+      out = '';
+      const synced = JSON.parse(line);
+      emit('result', { users, connectToSyncedMs: synced.at - synced.t0, appCpuMs: synced.cpuMs });
+      app.kill('SIGTERM');
+      app.once('exit', () => process.exit(0));
+    });
+  }
 });

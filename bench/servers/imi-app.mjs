@@ -4,8 +4,9 @@
 // gets is the reply to a line they sent.
 //
 // Usage: node --expose-gc bench/servers/imi-app.mjs --port <appPort>
-// Prints {"event":"synced","t0":..,"at":..,"count":N} on each resync (t0:
-// wall-clock ms just before connect() was called) and {"event":"ready"} once
+// Prints {"event":"synced","t0":..,"at":..,"count":N,"cpuMs":..} on each resync (t0:
+// wall-clock ms just before connect() was called; cpuMs: this process's CPU
+// time since then) and {"event":"ready"} once
 // connect() resolved. Answers `mem` and `stats` on stdin.
 import { Client } from '@imi/client';
 import { controlChannel, emit, parseFlags, wallNow } from '../lib/util.mjs';
@@ -22,7 +23,11 @@ app.on('error', (error) => {
 });
 
 let t0 = 0;
-app.on('synced', (count) => emit('synced', { t0, at: wallNow(), count }));
+let cpu0 = process.cpuUsage();
+app.on('synced', (count) => {
+  const cpu = process.cpuUsage(cpu0);
+  emit('synced', { t0, at: wallNow(), count, cpuMs: (cpu.user + cpu.system) / 1000 });
+});
 
 controlChannel({ stats: () => ({ event: 'stats', sessions: app.sessions.size, status: app.status, errors }) });
 for (const signal of ['SIGINT', 'SIGTERM']) {
@@ -30,5 +35,6 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 }
 
 t0 = wallNow();
+cpu0 = process.cpuUsage();
 await app.connect();
 emit('ready', { pid: process.pid, t0, at: wallNow(), sessions: app.sessions.size });

@@ -86,16 +86,11 @@ export class Dispatcher {
     this.inFlight++;
     this.checkPause();
 
-    let work: () => Promise<void>;
-    if (message.param === 'connect') {
-      const data = message.data;
-      // The original Perl intermediary does not say `resumed`: a user it
-      // announces while the link is resyncing was there before this app.
-      const resumed = data.resumed ?? link.state === 'resyncing';
-      work = () => this.handleConnect(batch, data, resumed);
-    } else if (message.param === 'input') {
-      const txnId = message.txn_id;
-      const value = message.data.value;
+    // The original Perl intermediary does not say `resumed`: a user it
+    // announces while the link is resyncing was there before this app.
+    const resumed = message.param === 'connect' && (message.data.resumed ?? link.state === 'resyncing');
+    let replay = false;
+    if (message.param === 'input') {
       // Input this process already took (before a short outage) comes back
       // unacked. Its handlers do not run twice: the replies they made and
       // the intermediary did not take (written to the broken link, still
@@ -107,35 +102,68 @@ export class Dispatcher {
       // is done its replies are set aside too.
       // Redeliveries come first on a link: past them the index is not needed.
       if (message.redelivered !== true) this.handledIndex = undefined;
-      if (message.redelivered === true && (this.outbox.hasReplayable(txnId) || this.wasHandled(txnId))) {
-        work = () => {
-          const replay = this.outbox.takeReplayable(txnId);
-          if (replay !== undefined) {
-            for (const record of replay.records) batch.records.push({ ...record, ack: undefined, written: false });
-            this.outbox.bytes += replay.bytes;
-          }
-          return Promise.resolve();
-        };
-      } else {
-        work = () => this.handleInput(batch, id, value, txnId);
-      }
-    } else {
-      const reason = message.data.reason;
-      work = () => this.handleDisconnect(id, reason);
+      replay = message.redelivered === true && (this.outbox.hasReplayable(message.txn_id) || this.wasHandled(message.txn_id));
     }
+    const queue = this.userQueues.get(id);
+    if (queue !== undefined) {
+      this.chain(id, queue, () => this.runEvent(batch, ticket, message, resumed, replay));
+      return;
+    }
+    // Nothing queued for the user: the event runs now, with no closure,
+    // promise or queue unless a handler returns a promise (see enqueueForUser).
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.runEvent(batch, ticket, message, resumed, replay);
+    } catch (error) {
+      this.internalError(id, error);
+      return;
+    }
+    if (pending !== undefined) this.chain(id, this.newQueue(id, pending), undefined);
+  }
 
-    this.enqueueForUser(id, async () => {
-      try {
-        await state.batchStore.run(batch, work);
-      } catch (error) {
-        state.report(new ImiError('IMI_PLUGIN', `handling ${message.param} failed: ${describeError(error)}`, { cause: error, sessionId: id }));
-      } finally {
-        batch.closed = true;
-        this.inFlight--;
-        this.checkResume();
+  /**
+   * Runs a user event's handlers in its batch, then releases its replies
+   * (at once when the handlers finished synchronously, else when their
+   * promise settles).
+   *
+   * @returns a promise only when a handler returned one
+   */
+  private runEvent(batch: Batch, ticket: number, message: ConnectMessage | InputMessage | UserDisconnectMessage, resumed: boolean, replay: boolean): Promise<void> | undefined {
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.state.batchStore.run(batch, this.handleEvent, batch, message, resumed, replay);
+    } catch (error) {
+      this.eventFailed(message, error);
+    }
+    if (pending === undefined) {
+      this.finishEvent(batch, ticket);
+      return undefined;
+    }
+    return pending.then(
+      () => this.finishEvent(batch, ticket),
+      (error: unknown) => {
+        this.eventFailed(message, error);
         this.finishEvent(batch, ticket);
-      }
-    });
+      },
+    );
+  }
+
+  /** The handlers of one user event (one function for all, made once: no closure per event). */
+  private readonly handleEvent = (batch: Batch, message: ConnectMessage | InputMessage | UserDisconnectMessage, resumed: boolean, replay: boolean): Promise<void> | undefined => {
+    const id = message.data.id;
+    if (message.param === 'connect') return this.handleConnect(batch, message.data, resumed);
+    if (message.param === 'disconnect') return this.handleDisconnect(id, message.data.reason);
+    if (!replay) return this.handleInput(batch, id, message.data.value, message.txn_id);
+    const taken = this.outbox.takeReplayable(message.txn_id);
+    if (taken !== undefined) {
+      for (const record of taken.records) batch.records.push({ ...record, ack: undefined, written: false });
+      this.outbox.bytes += taken.bytes;
+    }
+    return undefined;
+  };
+
+  private eventFailed(message: ConnectMessage | InputMessage | UserDisconnectMessage, error: unknown): void {
+    this.state.report(new ImiError('IMI_PLUGIN', `handling ${message.param} failed: ${describeError(error)}`, { cause: error, sessionId: message.data.id }));
   }
 
   /**
@@ -148,14 +176,14 @@ export class Dispatcher {
     this.enqueueForUser(id, () =>
       state.batchStore.exit(() => {
         const session = state.sessions.get(id);
-        if (session === undefined) return Promise.resolve();
+        if (session === undefined) return undefined;
         if (message.param === 'telnet') {
           sessionSlots(session).telnet = Object.freeze({ ...message.data.telnet });
           state.emitSafely('telnet', [session, session.telnet]);
         } else {
           state.emitSafely('gmcp', [session, message.data.package, message.data.value, message.data.protocol ?? 'gmcp']);
         }
-        return Promise.resolve();
+        return undefined;
       }),
     );
   }
@@ -165,21 +193,51 @@ export class Dispatcher {
     this.enqueueForUser(id, () => this.state.batchStore.exit(() => this.handleDisconnect(id, 'gone')));
   }
 
-  private enqueueForUser(id: string, task: () => Promise<void>): void {
+  /**
+   * Runs a user's task after what is queued for them. A user with nothing
+   * queued or running has it run at once, and when it finishes
+   * synchronously (every handler did) no queue, promise or microtask is
+   * made: the common case, and what a resync of many users is made of.
+   * Only a task that returns a promise makes the user's queue.
+   */
+  private enqueueForUser(id: string, task: () => Promise<void> | undefined): void {
     let queue = this.userQueues.get(id);
     if (queue === undefined) {
-      queue = { tail: Promise.resolve(), size: 0 };
-      this.userQueues.set(id, queue);
+      let pending: Promise<void> | undefined;
+      try {
+        pending = task();
+      } catch (error) {
+        this.internalError(id, error);
+        return;
+      }
+      if (pending !== undefined) this.chain(id, this.newQueue(id, pending), undefined);
+      return;
     }
-    const own = queue;
+    this.chain(id, queue, task);
+  }
+
+  /** A queue for a user whose task is running and returned `pending`: their later events wait behind it. */
+  private newQueue(id: string, pending: Promise<void>): UserQueue {
+    const queue = { tail: pending, size: 0 };
+    this.userQueues.set(id, queue);
+    return queue;
+  }
+
+  /** Queues `task` after the user's tail (or, without a task, waits for the tail that is already running). */
+  private chain(id: string, own: UserQueue, task: (() => Promise<void> | undefined) | undefined): void {
     own.size++;
     const done = (): void => {
       if (--own.size === 0 && this.userQueues.get(id) === own) this.userQueues.delete(id);
     };
-    own.tail = own.tail.then(task).then(done, (error: unknown) => {
+    const started = task === undefined ? own.tail : own.tail.then(task);
+    own.tail = started.then(done, (error: unknown) => {
       done();
-      this.state.report(new ImiError('IMI_PLUGIN', `internal error for session ${id}: ${describeError(error)}`, { cause: error, sessionId: id }));
+      this.internalError(id, error);
     });
+  }
+
+  private internalError(id: string, error: unknown): void {
+    this.state.report(new ImiError('IMI_PLUGIN', `internal error for session ${id}: ${describeError(error)}`, { cause: error, sessionId: id }));
   }
 
   /** Whether an event of an earlier link, not started before that link broke, should be skipped. */
@@ -187,44 +245,66 @@ export class Dispatcher {
     return this.state.link?.generation !== batch.generation;
   }
 
-  private async handleConnect(batch: Batch, data: ConnectMessage['data'], resumed: boolean): Promise<void> {
+  /** Returns a promise only when a listener or tap did (see enqueueForUser). */
+  private handleConnect(batch: Batch, data: ConnectMessage['data'], resumed: boolean): Promise<void> | undefined {
     // The next link's resync announces the user again if they are still
     // there; adding them now could leave a user who left meanwhile.
-    if (this.isStale(batch)) return;
+    if (this.isStale(batch)) return undefined;
     const sessions = this.state.sessions;
     if (sessions.get(data.id) !== undefined) {
       // The same process after a short outage: it already knows the user,
       // and its local state already includes every update it made (some may
       // still be on their way), so it is kept.
-      return;
+      return undefined;
     }
     const session = new Session(this.owner, data, resumed);
     sessions.set(session.id, session);
     const listening = this.runListeners('connect', [session], session.id);
-    if (listening !== undefined) await listening;
-    if (this.hooks.connect.taps.length > 0) await callHook(this.hooks.connect, [session], false);
+    if (listening !== undefined) return listening.then(() => this.connectTaps(session));
+    return this.connectTaps(session);
   }
 
-  private async handleInput(batch: Batch, id: string, line: string, txnId: string): Promise<void> {
+  private connectTaps(session: Session): Promise<void> | undefined {
+    if (this.hooks.connect.taps.length === 0) return undefined;
+    return callHook(this.hooks.connect, [session], false) as Promise<void> | undefined;
+  }
+
+  /** Returns a promise only when a listener or tap did (see enqueueForUser). */
+  private handleInput(batch: Batch, id: string, line: string, txnId: string): Promise<void> | undefined {
     const state = this.state;
     // With acks, an input not started before its link broke is redelivered: handle it then.
-    if (state.options.acks && this.isStale(batch)) return;
+    if (state.options.acks && this.isStale(batch)) return undefined;
     const session = state.sessions.get(id);
     if (session === undefined) {
       if (!this.isStale(batch)) state.report(new ImiError('IMI_UNKNOWN_ID', `input for a session never announced: ${id}`, { sessionId: id, txnId }));
-      return;
+      return undefined;
     }
     this.rememberInput(txnId);
     const listening = this.runListeners('input', [session, line], id);
-    if (listening !== undefined) await listening;
+    if (listening !== undefined) return listening.then(() => this.inputTaps(session, id, line));
+    return this.inputTaps(session, id, line);
+  }
+
+  private inputTaps(session: Session, id: string, line: string): Promise<void> | undefined {
     const hooks = this.hooks;
     if (hooks.input.taps.length > 0) {
       const tapped = callHook(hooks.input, [session, line], false);
-      if (tapped !== undefined) await tapped;
+      if (tapped !== undefined) return Promise.resolve(tapped).then(() => this.respond(session, id, line));
     }
-    if (hooks.buildResponse.taps.length === 0) return;
-    let reply: unknown = callHook(hooks.buildResponse, [undefined, session, line], true);
-    if (isThenable(reply)) reply = await reply;
+    return this.respond(session, id, line);
+  }
+
+  private respond(session: Session, id: string, line: string): Promise<void> | undefined {
+    const hooks = this.hooks;
+    if (hooks.buildResponse.taps.length === 0) return undefined;
+    const reply: unknown = callHook(hooks.buildResponse, [undefined, session, line], true);
+    if (isThenable(reply)) return Promise.resolve(reply).then((value) => this.sendReply(id, value));
+    this.sendReply(id, reply);
+    return undefined;
+  }
+
+  private sendReply(id: string, reply: unknown): void {
+    const state = this.state;
     if (reply === undefined || reply === '') return;
     if (typeof reply !== 'string') {
       state.report(new HandlerError('hook', 'buildResponse', undefined, new TypeError(`the reply must be a string or undefined, got ${typeof reply}`), id));
@@ -258,20 +338,30 @@ export class Dispatcher {
     return this.handledIndex.has(txnId);
   }
 
-  private async handleDisconnect(id: string, reason: string): Promise<void> {
+  /** Returns a promise only when a listener or tap did (see enqueueForUser). */
+  private handleDisconnect(id: string, reason: string): Promise<void> | undefined {
     const state = this.state;
     // A departure is a fact whatever link told it: always handled.
     const session = state.sessions.get(id) ?? state.leaving.get(id);
-    if (session === undefined) return;
+    if (session === undefined) return undefined;
     state.sessions.delete(id);
     state.leaving.delete(id);
     sessionSlots(session).connected = false;
     const listening = this.runListeners('disconnect', [session, reason], id);
-    if (listening !== undefined) await listening;
-    if (this.hooks.disconnect.taps.length > 0) await callHook(this.hooks.disconnect, [session, reason], false);
+    if (listening !== undefined) return listening.then(() => this.disconnectTaps(session, reason));
+    return this.disconnectTaps(session, reason);
   }
 
+  private disconnectTaps(session: Session, reason: string): Promise<void> | undefined {
+    if (this.hooks.disconnect.taps.length === 0) return undefined;
+    return callHook(this.hooks.disconnect, [session, reason], false) as Promise<void> | undefined;
+  }
+
+  /** An event's handlers are done: its batch takes no more replies, and goes out with its ack (in arrival order). */
   private finishEvent(batch: Batch, ticket: number): void {
+    batch.closed = true;
+    this.inFlight--;
+    this.checkResume();
     const link = this.state.link;
     if (link === undefined || link.generation !== batch.generation) {
       // Its link is gone: the ack would mean nothing to the next one (which

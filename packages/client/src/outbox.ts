@@ -198,8 +198,10 @@ export class Outbox {
       if (last !== undefined && last.kind === 'app' && !last.hasDeps) {
         last.ack = release.ack;
       } else {
-        const frame = encodeFrame({ param: 'ack', data: { seq: release.ack } });
-        records.push({ kind: 'ack', frame, bytes: Buffer.byteLength(frame), userId: undefined, hasDeps: false, ack: undefined, written: false });
+        // A template: the bytes of encodeFrame({param: 'ack', data: {seq}}) (a number prints the same
+        // in both), all ASCII. One per event released (a resync releases thousands, one by one).
+        const frame = `{"param":"ack","data":{"seq":${release.ack}}}\n`;
+        records.push({ kind: 'ack', frame, bytes: frame.length, userId: undefined, hasDeps: false, ack: undefined, written: false });
       }
     }
     if (link === this.state.link) this.deliver(records);

@@ -26,7 +26,16 @@ export interface SessionSlots {
   telnet: Readonly<TelnetInfo> | undefined;
 }
 
-const slots = new WeakMap<Session, SessionSlots>();
+/**
+ * Reads a session's slots (its #private field): set by the class's static
+ * block, the one way in from outside the class. A field, not a WeakMap
+ * entry per session: a resync makes thousands of sessions at once, and
+ * WeakMap entries cost more to make and to collect.
+ */
+let slotsOf: (session: Session) => SessionSlots;
+
+/** The state of a user for whom apps stored nothing (most new users): one shared frozen object. */
+const EMPTY_STATE: Readonly<JsonObject> = Object.freeze({});
 
 /** The address of users of the original Perl intermediary, which never told it. */
 const UNKNOWN_REMOTE: Readonly<RemoteAddress> = Object.freeze({ address: '', port: 0 });
@@ -53,7 +62,13 @@ export interface SessionSnapshot {
 
 /** The mutable part of a session, for the client only (not exported from the package). */
 export function sessionSlots(session: Session): SessionSlots {
-  return slots.get(session)!;
+  return slotsOf(session);
+}
+
+/** Whether an object has no own enumerable keys (without making an array of them). */
+function isEmpty(object: object): boolean {
+  for (const key in object) if (Object.hasOwn(object, key)) return false;
+  return true;
 }
 
 /**
@@ -97,6 +112,11 @@ export class Session {
   readonly connectedAt: number;
   // A #private field: util.inspect then shows the user, not the whole client.
   readonly #client: SessionOwner;
+  readonly #slots: SessionSlots;
+
+  static {
+    slotsOf = (session) => session.#slots;
+  }
 
   /**
    * @internal Sessions are made by the client.
@@ -111,12 +131,13 @@ export class Session {
     const remote = data.remote;
     this.remote = remote === undefined ? UNKNOWN_REMOTE : Object.freeze({ address: remote.address, port: remote.port });
     this.connectedAt = data.connectedAt ?? Date.now();
-    slots.set(this, {
+    const state = data.state;
+    this.#slots = {
       resumed,
-      state: Object.freeze({ ...data.state }),
+      state: state === undefined || isEmpty(state) ? EMPTY_STATE : Object.freeze({ ...state }),
       connected: true,
       telnet: data.telnet === undefined ? undefined : Object.freeze({ ...data.telnet }),
-    });
+    };
   }
 
   /**

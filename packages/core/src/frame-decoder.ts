@@ -5,7 +5,8 @@
  * @module
  */
 import { ProtocolError } from './errors.js';
-import { NOT_JSON, SCALAR_START, withoutStack } from './json-bytes.js';
+import { isAscii } from 'node:buffer';
+import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, CR, ESC, FRAME_START, NEWLINE, NOT_JSON, NOT_ONE_VALUE, OPEN_BRACE, OPEN_BRACKET, QUOTE, SCALAR_START, isWhitespace, matchFrameStart, parseLine, withoutStack } from './json-bytes.js';
 
 /** Default {@link FrameDecoderOptions.maxFrameBytes}: 1 MiB. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
@@ -38,22 +39,6 @@ export interface FrameDecoderOptions<T> {
   maxDepth?: number;
 }
 
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const NEWLINE = 0x0a;
-const SPACE = 0x20;
-const TAB = 0x09;
-const CR = 0x0d;
-/** ESC: IO::Multiplex::Intermediary 0.05's frame separator; never part of JSON outside a string. */
-const ESC = 0x1b;
-
-/** `{"param"`: a frame start at the beginning of a line, used to resynchronise after a broken frame. */
-const FRAME_START = Buffer.from('{"param"');
-
 /** Bytes of a string scanned one by one before the scan switches to `indexOf` (cheaper per byte, dearer per call). */
 const SHORT_STRING_BYTES = 32;
 
@@ -62,10 +47,6 @@ const SMALL_TAIL_BYTES = 4096;
 
 const UNTERMINATED = 'unterminated frame (a new frame starts on the next line)';
 
-function isWhitespace(byte: number): boolean {
-  return byte === SPACE || byte === NEWLINE || byte === CR || byte === TAB || byte === ESC;
-}
-
 /**
  * A streaming decoder for the imi framing: NDJSON, JSON values back to back
  * with no separator (`{..}{..}`, as the Perl client writes), any whitespace
@@ -73,9 +54,10 @@ function isWhitespace(byte: number): boolean {
  * frame), and top-level arrays as batches.
  *
  * Chunks may split a frame anywhere, inside a multi-byte UTF-8 character
- * too: bytes are only decoded as text once a whole frame is there. Every
- * byte is scanned once (a small state machine tracks nesting and strings),
- * so the work per chunk is proportional to the chunk, never to what is
+ * too: bytes are only decoded as text once a whole frame is there. A frame
+ * that is a whole line of its chunk is parsed as that line; other bytes are
+ * scanned once (a small state machine tracks nesting and strings). Either
+ * way the work per chunk is proportional to the chunk, never to what is
  * buffered.
  *
  * Bytes are counted before they are kept: once a frame passes
@@ -156,6 +138,9 @@ export class FrameDecoder<T> {
     let i = 0;
     /** Where the next newline at or after `i` is (`length` if none), once looked for; -1 before. */
     let nextNewline = -1;
+    let fastPath = true; // cleared when it fails: the scanner then owns the rest of the chunk
+    /** The chunk as a string if all ASCII (one decode for its lines; its indexOf is cheaper), '' if not; once needed. */
+    let ascii: string | undefined;
     if (this.resyncSeen >= 0) i = this.continueResync(buf);
     while (i < length) {
       if (!this.inValue) {
@@ -163,6 +148,26 @@ export class FrameDecoder<T> {
         if (isWhitespace(byte)) {
           i++;
           continue;
+        }
+        if ((byte === OPEN_BRACE || byte === OPEN_BRACKET) && fastPath) {
+          // A frame that is a whole line of the chunk (what imi peers write) is
+          // parsed as that line, with the scanner's results. Anything else (back
+          // to back, pretty-printed, broken, cut) goes to the scanner, for the
+          // rest of the chunk: one failed try per chunk for such a peer, not per line.
+          if (ascii === undefined) ascii = isAscii(buf) ? buf.toString('latin1', 0, length) : '';
+          if (nextNewline < i) {
+            nextNewline = ascii === '' ? buf.indexOf(NEWLINE, i) : ascii.indexOf('\n', i);
+            if (nextNewline === -1) nextNewline = length;
+          }
+          if (nextNewline < length && nextNewline - i <= this.maxFrameBytes) {
+            const value = parseLine(buf, ascii, i, nextNewline, this.maxDepth);
+            if (value !== NOT_ONE_VALUE) {
+              this.deliverValue(value);
+              i = nextNewline + 1;
+              continue;
+            }
+          }
+          fastPath = false;
         }
         this.inValue = true;
         start = i;
@@ -292,7 +297,7 @@ export class FrameDecoder<T> {
         case NEWLINE: {
           // In a batch, `{"param"` at the top level of the array is just its next element.
           if (this.inBatch && this.depth === 1) break;
-          const seen = this.matchFrameStart(buf, i);
+          const seen = matchFrameStart(buf, i);
           if (seen === FRAME_START.length) {
             this.reportBroken(buf, start, i, UNTERMINATED);
           } else if (seen === length - i) {
@@ -387,14 +392,6 @@ export class FrameDecoder<T> {
     this.report(reason);
   }
 
-  /** How many bytes of {@link FRAME_START} `buf` holds from `at` on (stops at the first difference or the chunk's end). */
-  private matchFrameStart(buf: Buffer, at: number): number {
-    const end = Math.min(buf.length - at, FRAME_START.length);
-    let k = 0;
-    while (k < end && buf[at + k] === FRAME_START[k]) k++;
-    return k;
-  }
-
   private startDiscarding(reason: string): void {
     this.discardReason = reason;
     this.parts = [];
@@ -470,6 +467,11 @@ export class FrameDecoder<T> {
       this.report('not valid JSON', JSON.stringify(text.slice(0, 80)));
       return;
     }
+    this.deliverValue(value);
+  }
+
+  /** A top-level array is a batch: its elements are delivered one by one. */
+  private deliverValue(value: unknown): void {
     if (Array.isArray(value)) {
       for (const element of value) this.deliver(element);
     } else {
@@ -478,7 +480,15 @@ export class FrameDecoder<T> {
   }
 
   private deliver(value: unknown): void {
-    const result = withoutStack(() => this.validate(value));
+    // withoutStack, inline (no closure per message).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    let result: T | ProtocolError;
+    try {
+      result = this.validate(value);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     if (result instanceof ProtocolError) {
       this.errorsReported++;
       this.sink.onError(result);
