@@ -105,6 +105,7 @@ export {
   MAX_TTYPE_REQUESTS,
   type TelnetSink,
   type TelnetSessionOptions,
+  type TelnetParserState,
 } from './users/telnet/telnet.js';
 export { ServerStatus, MsspOption, encodeMssp, MSSP_OPTION, MSSP_VAR, MSSP_VAL, type MsspTable } from './users/telnet/mssp.js';
 export { MsdpOption, decodeMsdp, encodeMsdp, MSDP, MSDP_OPTION, MAX_MSDP_DEPTH } from './users/telnet/msdp.js';
