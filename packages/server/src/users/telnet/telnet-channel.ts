@@ -104,6 +104,8 @@ export class TelnetChannel implements UserChannel {
   private probeTimer: NodeJS.Timeout | undefined;
   /** MSSP, when offered: a client that asked for it is not announced before the negotiation window ends. */
   private readonly mssp: MsspOption | undefined;
+  /** A crawler sent the plain-text `MSSP-REQUEST`: it was answered and is let go, never announced. */
+  private crawler = false;
 
   /**
    * @param socket - the user's socket (a `tls.TLSSocket` for `telnet+tls`)
@@ -164,6 +166,7 @@ export class TelnetChannel implements UserChannel {
     this.sink = sink;
     this.socket.on('data', (chunk: Buffer) => this.session.receive(chunk));
     this.socket.on('end', () => {
+      if (this.crawler) return;
       if (this.settle !== undefined && this.held.length === 0) {
         // Gone before being let in, having typed nothing (a listing crawler
         // that read the MSSP variables, a port scanner): never announced.
@@ -354,6 +357,10 @@ export class TelnetChannel implements UserChannel {
   }
 
   private input(bytes: Buffer): void {
+    if (this.settle !== undefined && this.mssp?.watchFirstLine(bytes) === true) {
+      this.answerCrawler(this.mssp);
+      return;
+    }
     if (this.holding || this.held.length > 0) {
       this.held.push(bytes);
       this.heldBytes += bytes.length;
@@ -460,7 +467,24 @@ export class TelnetChannel implements UserChannel {
     }
   }
 
+  /**
+   * A crawler that does not speak telnet sent `MSSP-REQUEST` before being let
+   * in: it gets the variables as text and the connection ends; what it
+   * typed is dropped and the app never hears of it.
+   */
+  private answerCrawler(mssp: MsspOption): void {
+    this.crawler = true;
+    this.held = [];
+    this.heldBytes = 0;
+    if (this.settleTimer !== undefined) clearTimeout(this.settleTimer);
+    this.writeOut(mssp.textReply());
+    this.end();
+    this.socket.once('finish', () => this.socket.destroy());
+  }
+
   private settled(): void {
+    // A crawler is let go, never in: only the socket's close ends its wait.
+    if (this.crawler && !this.socket.destroyed) return;
     if (this.settleTimer !== undefined) clearTimeout(this.settleTimer);
     this.settleTimer = undefined;
     const settle = this.settle;
