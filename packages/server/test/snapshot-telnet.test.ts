@@ -5,12 +5,11 @@
 // was written by the code before the state moved into exportState() /
 // importState() methods: the snapshot format (v2) must not change by a byte.
 // Then both go through a restore on new sockets and come out the same.
-import net from 'node:net';
-import { once } from 'node:events';
+import type net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MSDP_OPTION, TELNET, TELNET_OPTION, type SessionSnapshot } from '@imi/server';
 import { testScope, waitFor } from './harness.js';
-import { TelnetPeer } from './transport-harness.js';
+import { TelnetPeer, socketPair as pairOfSockets } from './transport-harness.js';
 import { TelnetChannel } from '../src/users/telnet/telnet-channel.js';
 import { readTelnetState, restoreTelnetChannel } from '../src/users/telnet/telnet-state.js';
 import { readTelnetExtra, writeTelnetExtra } from '../src/handover/telnet-extra.js';
@@ -25,20 +24,8 @@ afterEach(() => {
 const { IAC, SB, SE, WILL, DO, DONT, WONT } = TELNET;
 const { NAWS, TTYPE, GMCP, MCCP2, EOR } = TELNET_OPTION;
 
-/** A connected pair of sockets: the server end for a channel, the client end plays the user. */
-async function socketPair(): Promise<{ server: net.Socket; client: net.Socket; received: Buffer[] }> {
-  const listener = net.createServer();
-  listener.listen(0, '127.0.0.1');
-  await once(listener, 'listening');
-  const accepted = once(listener, 'connection') as Promise<[net.Socket]>;
-  const client = net.connect({ port: (listener.address() as net.AddressInfo).port, host: '127.0.0.1' });
-  const received: Buffer[] = [];
-  client.on('data', (chunk: Buffer) => received.push(chunk));
-  client.on('error', () => {});
-  const [[server]] = await Promise.all([accepted, once(client, 'connect')]);
-  listener.close();
-  sockets.push(client, server);
-  return { server, client, received };
+function socketPair(): ReturnType<typeof pairOfSockets> {
+  return pairOfSockets(sockets);
 }
 
 /** The telnet part of a snapshot as the wire carries it (the JSON text, key order included). */
