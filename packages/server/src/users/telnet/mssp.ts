@@ -142,9 +142,9 @@ export class MsspOption implements TelnetExtension {
   /**
    * Looks at the input (protocol removed) for the plain-text request: a
    * first line `MSSP-REQUEST` (any case, white space around it allowed).
-   * Only the first line counts, and only its first {@link MAX_REQUEST_LINE}
-   * bytes are kept.
+   * Only the first line counts, and only its first 32 bytes are kept.
    *
+   * @param input - bytes the client typed, in order, telnet commands removed
    * @returns true once the request came
    */
   watchFirstLine(input: Buffer): boolean {
