@@ -5,62 +5,20 @@
 // was disconnected, every line got exactly one reply, in order, and the
 // app's view of who is online equals the intermediary's.
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { readLines, sleep, startNode, startServer, stopAll, waitFor, type ServerProcess } from '../packages/server/test/process-harness.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const USERS = 50;
 const SEND_INTERVAL_MS = 100;
-const children: ChildProcess[] = [];
 
-afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-});
+afterEach(() => stopAll());
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const started = Date.now();
-  while (!predicate()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-interface Server {
-  externalPort: number;
-  clientPort: number;
-  /** Everything the server wrote to stderr so far (its warn-level log). */
-  log(): string;
-}
-
-async function startServer(): Promise<Server> {
-  const child = spawn(
-    process.execPath,
-    [
-      `${root}packages/server/dist/cli.js`,
-      '--external-port', '0',
-      '--client-port', '0',
-      '--host', '127.0.0.1',
-      '--heartbeat-interval-ms', '100',
-      '--heartbeat-timeout-ms', '600',
-      '--log-level', 'warn',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
-    stderr += text;
-    process.stderr.write(`[imi-server] ${text}`);
-  });
-  await waitFor(() => /users on port (\d+).*app on port (\d+)/.test(stdout), 10_000, 'imi-server to listen');
-  const match = /users on port (\d+).*app on port (\d+)/.exec(stdout)!;
-  return { externalPort: Number(match[1]), clientPort: Number(match[2]), log: () => stderr };
+async function startChaosServer(): Promise<ServerProcess> {
+  return startServer(['--heartbeat-interval-ms', '100', '--heartbeat-timeout-ms', '600'], { label: 'imi-server' });
 }
 
 interface App {
@@ -70,12 +28,8 @@ interface App {
 }
 
 function startApp(clientPort: number): App {
-  const child = spawn(process.execPath, [`${root}test/fixtures/chaos-app.mjs`, String(clientPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[app ${child.pid}] ${text}`));
-  children.push(child);
-  return { child, ready: () => stdout.includes('ready\n') };
+  const app = startNode(`${root}test/fixtures/chaos-app.mjs`, [String(clientPort)], { label: 'app' });
+  return { child: app.child, ready: () => app.stdout().includes('ready\n') };
 }
 
 class ChaosUser {
@@ -89,35 +43,27 @@ class ChaosUser {
   lastSessions: string[] | undefined;
   /** How many times the intermediary told this user the app is away. */
   appDownNotices = 0;
-  private buffer = '';
 
   constructor(
     readonly name: string,
     readonly socket: net.Socket,
   ) {
-    socket.setEncoding('utf8');
-    socket.on('data', (text: string) => this.receive(text));
+    readLines(socket, (line) => this.receive(line));
     socket.on('close', () => (this.closed = true));
     socket.on('error', () => {});
   }
 
-  private receive(text: string): void {
-    this.buffer += text;
-    let newline: number;
-    while ((newline = this.buffer.indexOf('\n')) !== -1) {
-      const line = this.buffer.slice(0, newline).replace(/\r$/, '');
-      this.buffer = this.buffer.slice(newline + 1);
-      let match: RegExpExecArray | null;
-      if (line.includes('The application is restarting')) this.appDownNotices++;
-      if ((match = /^id (\S+)$/.exec(line))) this.id = match[1]!;
-      else if ((match = /^sessions (.*)$/.exec(line))) this.lastSessions = JSON.parse(match[1]!) as string[];
-      else if ((match = /^(u\d+-(\d+))#\d+$/.exec(line))) {
-        const key = match[1]!;
-        this.replies.set(key, (this.replies.get(key) ?? 0) + 1);
-        this.replyOrder.push(Number(match[2]));
-        const sentAt = this.sentAt.get(key);
-        if (sentAt !== undefined) this.maxWaitMs = Math.max(this.maxWaitMs, Date.now() - sentAt);
-      }
+  private receive(line: string): void {
+    let match: RegExpExecArray | null;
+    if (line.includes('The application is restarting')) this.appDownNotices++;
+    if ((match = /^id (\S+)$/.exec(line))) this.id = match[1]!;
+    else if ((match = /^sessions (.*)$/.exec(line))) this.lastSessions = JSON.parse(match[1]!) as string[];
+    else if ((match = /^(u\d+-(\d+))#\d+$/.exec(line))) {
+      const key = match[1]!;
+      this.replies.set(key, (this.replies.get(key) ?? 0) + 1);
+      this.replyOrder.push(Number(match[2]));
+      const sentAt = this.sentAt.get(key);
+      if (sentAt !== undefined) this.maxWaitMs = Math.max(this.maxWaitMs, Date.now() - sentAt);
     }
   }
 
@@ -205,8 +151,8 @@ async function waitForAllReplies(users: ChaosUser[]): Promise<void> {
  * told the app is away before a fault is injected), 50 users and a control
  * user, every user welcomed with their id.
  */
-async function setup(): Promise<{ server: Server; users: ChaosUser[]; control: ChaosUser; firstApp: App }> {
-  const server = await startServer();
+async function setup(): Promise<{ server: ServerProcess; users: ChaosUser[]; control: ChaosUser; firstApp: App }> {
+  const server = await startChaosServer();
   const firstApp = startApp(server.clientPort);
   await waitFor(firstApp.ready, 20_000, 'the first app to connect and sync');
   const users = await connectUsers(server.externalPort, USERS);
@@ -250,7 +196,7 @@ describe('chaos: the app dies, users do not notice', () => {
     // started earlier it would meet the frozen one still connected
     // (IMI_APP_BUSY under the default appPolicy "refuse"), however slow the
     // machine is.
-    await waitFor(() => server.log().includes('app missed its heartbeat; dropping it'), 20_000, 'the intermediary to drop the frozen app');
+    await waitFor(() => server.stderr().includes('app missed its heartbeat; dropping it'), 20_000, 'the intermediary to drop the frozen app');
     await waitFor(() => users.every((user) => user.appDownNotices === 1), 20_000, 'every user to be told the app is away');
     await sleep(500);
     const next = startApp(server.clientPort);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_CLUSTER_PARTITIONS, ImiError, clusterKeys, partitionOf } from '@imi/core';
+import { DEFAULT_CLUSTER_PARTITIONS, ImiError, clusterInteger, clusterKeys, partitionOf } from '@imi/core';
 import { DEFAULT_HOLDER_TTL_MS, DEFAULT_MAX_STREAM_ENTRIES, resolveClusterHolderOptions } from '@imi/server';
 import { Client, DEFAULT_LEASE_TTL_MS, DEFAULT_MAX_OUTSTANDING, DEFAULT_READ_BATCH, DEFAULT_RELEASE_TIMEOUT_MS } from '@imi/client';
 
@@ -24,6 +24,12 @@ function configError(run: () => unknown): string {
 }
 
 describe('cluster mode options', () => {
+  it('one integer check for holder and worker options (clusterInteger): IMI_CONFIG naming the option and its range', () => {
+    expect(clusterInteger('partitions', 64, 1, 4096)).toBe(64);
+    expect(configError(() => clusterInteger('partitions', 4097, 1, 4096))).toBe('partitions must be an integer from 1 to 4096, got 4097');
+    expect(configError(() => clusterInteger('cluster.readBatch', null, 1, 10))).toBe('cluster.readBatch must be an integer from 1 to 10, got null');
+  });
+
   it('the partition of a session is FNV-1a modulo the count, the same for everyone', () => {
     expect(partitionOf('', 64)).toBe(0x811c9dc5 % 64);
     expect(partitionOf('8d1e5f0c-0000-4000-8000-000000000000', 64)).toBe(partitionOf('8d1e5f0c-0000-4000-8000-000000000000', 64));
@@ -41,11 +47,13 @@ describe('cluster mode options', () => {
     expect(configError(() => resolveClusterHolderOptions({ redis: 'http://x' }))).toMatch(/redis:\/\//);
     expect(configError(() => resolveClusterHolderOptions({ redis: 'redis://x:1', holderId: 'a b' }))).toMatch(/holderId/);
     expect(configError(() => resolveClusterHolderOptions({ redis: 'redis://x:1', partitions: 0 }))).toMatch(/partitions/);
+    expect(configError(() => resolveClusterHolderOptions({ redis: 'redis://x:1', holderTtlMs: 1.5 }))).toBe('holderTtlMs must be an integer from 300 to 600000, got 1.5');
   });
 
   it('worker options are checked when the Client is made', () => {
     expect(configError(() => new Client({ redis: 'localhost:6390' }))).toMatch(/redis:\/\//);
     expect(configError(() => new Client({ redis: 'redis://127.0.0.1:1', cluster: { leaseTtlMs: 10 } }))).toMatch(/leaseTtlMs/);
+    expect(configError(() => new Client({ redis: 'redis://127.0.0.1:1', cluster: { partitions: '8' as unknown as number } }))).toBe('cluster.partitions must be an integer from 1 to 4096, got "8"');
     expect(configError(() => new Client({ redis: 'redis://127.0.0.1:1', cluster: { workerId: 'no spaces' } }))).toMatch(/workerId/);
   });
 

@@ -6,92 +6,31 @@
 // input redelivered, mixed with input typed meanwhile. Every user must get
 // one reply per line, in the order typed.
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { count } from '../packages/server/test/harness.js';
+import { readLines, sleep, startNode, startServer, stopAll, waitFor } from '../packages/server/test/process-harness.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const USERS = 12;
 const SEND_INTERVAL_MS = 40;
 const FREEZES = 5;
-const children: ChildProcess[] = [];
 
-afterEach(() => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGCONT');
-      child.kill('SIGKILL');
-    }
-  }
-});
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const started = Date.now();
-  while (!predicate()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-function count(text: string, needle: string): number {
-  return text.split(needle).length - 1;
-}
-
-async function startServer(): Promise<{ externalPort: number; clientPort: number; log: () => string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      `${root}packages/server/dist/cli.js`,
-      '--external-port', '0',
-      '--client-port', '0',
-      '--host', '127.0.0.1',
-      '--heartbeat-interval-ms', '100',
-      '--heartbeat-timeout-ms', '600',
-      '--log-level', 'warn',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-  await waitFor(() => /users on port (\d+).*app on port (\d+)/.test(stdout), 20_000, 'imi-server to listen');
-  const match = /users on port (\d+).*app on port (\d+)/.exec(stdout)!;
-  return { externalPort: Number(match[1]), clientPort: Number(match[2]), log: () => stderr };
-}
-
-function startApp(clientPort: number, delayMs: number): { child: ChildProcess; stdout: () => string } {
-  const child = spawn(process.execPath, [`${root}test/fixtures/relink-app.mjs`, String(clientPort), String(delayMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let stdout = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[relink-app] ${text}`));
-  return { child, stdout: () => stdout };
-}
+// SIGKILL ends a stopped (SIGSTOP) process too.
+afterEach(() => stopAll());
 
 class User {
   sent = 0;
   readonly order: number[] = [];
-  private buffer = '';
 
   constructor(
     readonly name: string,
     readonly socket: net.Socket,
   ) {
-    socket.setEncoding('utf8');
-    socket.on('data', (text: string) => {
-      this.buffer += text;
-      let newline: number;
-      while ((newline = this.buffer.indexOf('\n')) !== -1) {
-        const line = this.buffer.slice(0, newline).replace(/\r$/, '');
-        this.buffer = this.buffer.slice(newline + 1);
-        const match = /^u\d+-(\d+)#\d+$/.exec(line);
-        if (match !== null) this.order.push(Number(match[1]));
-      }
+    readLines(socket, (line) => {
+      const match = /^u\d+-(\d+)#\d+$/.exec(line);
+      if (match !== null) this.order.push(Number(match[1]));
     });
     socket.on('error', () => {});
   }
@@ -110,8 +49,8 @@ function orderProblem(user: User): string | undefined {
 }
 
 async function freezeAndResume(variant: { delayMs: number; burst: boolean }): Promise<void> {
-  const server = await startServer();
-  const app = startApp(server.clientPort, variant.delayMs);
+  const server = await startServer(['--heartbeat-interval-ms', '100', '--heartbeat-timeout-ms', '600']);
+  const app = startNode(`${root}test/fixtures/relink-app.mjs`, [String(server.clientPort), String(variant.delayMs)], { label: 'relink-app' });
   await waitFor(() => app.stdout().includes('ready\n'), 20_000, 'the app to sync');
   const users: User[] = [];
   for (let k = 0; k < USERS; k++) {
@@ -134,7 +73,7 @@ async function freezeAndResume(variant: { delayMs: number; burst: boolean }): Pr
     // running and replies unwritten when the process stops.
     if (variant.burst) for (const user of users) for (let i = 0; i < 4; i++) user.send();
     app.child.kill('SIGSTOP');
-    await waitFor(() => count(server.log(), 'app missed its heartbeat') === freeze, 20_000, `the intermediary to drop the frozen app (${freeze})`);
+    await waitFor(() => count(server.stderr(), 'app missed its heartbeat') === freeze, 20_000, `the intermediary to drop the frozen app (${freeze})`);
     // Let input queue up at the intermediary while the app is away.
     await sleep(Math.random() * 300);
     app.child.kill('SIGCONT');

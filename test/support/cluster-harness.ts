@@ -9,25 +9,18 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readJsonLines, readLines, sleep, startServer, stopAll as stopProcesses, waitFor } from '../../packages/server/test/process-harness.js';
+
+export { sleep, waitFor } from '../../packages/server/test/process-harness.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const started: ChildProcess[] = [];
 const dirs: string[] = [];
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Waits for a condition (polling), failing with `what` after `timeoutMs`. */
-export async function waitFor(predicate: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-  const started = Date.now();
-  while (!predicate()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what()}`);
-    await sleep(20);
-  }
-}
-
 /** Kills every process started here (SIGKILL) and removes the temporary directories. */
 export function stopAll(): void {
   for (const child of started.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  stopProcesses();
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
@@ -131,22 +124,10 @@ export interface Holder {
 
 /** Starts `imi-server --redis` (plus `extraArgs`) and waits until it says it is a holder (and where its admin API is, when asked). */
 export async function startHolder(redisUrl: string, id: string, ttlMs: number, extraArgs: string[] = []): Promise<Holder> {
-  const child = spawn(
-    process.execPath,
-    [`${root}packages/server/dist/cli.js`, '--external-port', '0', '--client-port', '0', '--host', '127.0.0.1', '--log-level', 'warn', '--redis', redisUrl, '--holder-id', id, '--holder-ttl-ms', String(ttlMs), ...extraArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IMI_TOKEN: '' } },
-  );
-  started.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (out += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => (err += text));
   const admin = extraArgs.includes('--admin-port');
-  await waitFor(() => (out.includes('cluster holder') && (!admin || out.includes('admin: port'))) || child.exitCode !== null, 15_000, () => `holder ${id} (stdout ${out}, stderr ${err})`);
-  const match = /users on port (\d+)/.exec(out);
-  if (!match || child.exitCode !== null) throw new Error(`holder ${id} did not start: ${err}`);
-  const adminMatch = /admin: port (\d+)/.exec(out);
-  return { child, id, port: Number(match[1]), ...(adminMatch ? { adminPort: Number(adminMatch[1]) } : {}), stderr: () => err };
+  const server = await startServer(['--redis', redisUrl, '--holder-id', id, '--holder-ttl-ms', String(ttlMs), ...extraArgs], { until: admin ? /cluster holder[\s\S]*admin: port \d+/ : /cluster holder/ });
+  const adminMatch = /admin: port (\d+)/.exec(server.stdout());
+  return { child: server.child, id, port: server.externalPort, ...(adminMatch ? { adminPort: Number(adminMatch[1]) } : {}), stderr: server.stderr };
 }
 
 /** One thing a worker printed. */
@@ -156,24 +137,11 @@ export type WorkerEvent = { event: string; id?: string; reason?: string; resumed
 export class WorkerProcess {
   readonly events: WorkerEvent[] = [];
   stderr = '';
-  private buffer = '';
   private constructor(
     readonly id: string,
     readonly child: ChildProcess,
   ) {
-    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-      this.buffer += text;
-      let newline: number;
-      while ((newline = this.buffer.indexOf('\n')) !== -1) {
-        const line = this.buffer.slice(0, newline);
-        this.buffer = this.buffer.slice(newline + 1);
-        try {
-          this.events.push(JSON.parse(line) as WorkerEvent);
-        } catch {
-          // not an event
-        }
-      }
-    });
+    readJsonLines<WorkerEvent>(child.stdout!, (event) => this.events.push(event));
     child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr += text));
   }
 
@@ -208,15 +176,13 @@ export class User {
   lostNotices = 0;
   readonly replies = new Map<number, number>();
   readonly order: number[] = [];
-  private buffer = '';
 
   private constructor(
     readonly name: string,
     readonly holder: Holder,
     readonly socket: net.Socket,
   ) {
-    socket.setEncoding('utf8');
-    socket.on('data', (text: string) => this.receive(text));
+    readLines(socket, (line) => this.receive(line));
     socket.on('close', () => (this.closed = true));
     socket.on('error', () => {});
   }
@@ -228,21 +194,15 @@ export class User {
     return new User(name, holder, socket);
   }
 
-  private receive(text: string): void {
-    this.buffer += text;
-    let newline: number;
-    while ((newline = this.buffer.indexOf('\n')) !== -1) {
-      const line = this.buffer.slice(0, newline).replace(/\r$/, '');
-      this.buffer = this.buffer.slice(newline + 1);
-      let match: RegExpExecArray | null;
-      if (line.includes('The application is restarting')) this.notices++;
-      if (line.includes('Lost contact with the cluster')) this.lostNotices++;
-      if ((match = /^hello (\S+) /.exec(line))) this.id = match[1]!;
-      else if ((match = /^(u\d+)-(\d+)#\S+$/.exec(line)) && match[1] === this.name) {
-        const k = Number(match[2]);
-        this.replies.set(k, (this.replies.get(k) ?? 0) + 1);
-        this.order.push(k);
-      }
+  private receive(line: string): void {
+    let match: RegExpExecArray | null;
+    if (line.includes('The application is restarting')) this.notices++;
+    if (line.includes('Lost contact with the cluster')) this.lostNotices++;
+    if ((match = /^hello (\S+) /.exec(line))) this.id = match[1]!;
+    else if ((match = /^(u\d+)-(\d+)#\S+$/.exec(line)) && match[1] === this.name) {
+      const k = Number(match[2]);
+      this.replies.set(k, (this.replies.get(k) ?? 0) + 1);
+      this.order.push(k);
     }
   }
 

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { ImiError } from './errors.js';
 
 /** Default number of partitions users are spread over: each is served by one worker at a time. */
 export const DEFAULT_CLUSTER_PARTITIONS = 64;
@@ -92,4 +93,21 @@ export function partitionOf(sessionId: string, partitions: number): number {
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
   return hash % partitions;
+}
+
+/**
+ * Checks one whole-number option of cluster mode (a holder's or a worker's).
+ *
+ * @param name - the option as the user spells it (`partitions`, `cluster.leaseTtlMs`), for the message
+ * @param value - what was given
+ * @param min - the smallest allowed value
+ * @param max - the largest allowed value
+ * @returns the value
+ * @throws ImiError `IMI_CONFIG` naming the option and its range when it is not an integer from `min` to `max`
+ */
+export function clusterInteger(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ImiError('IMI_CONFIG', `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return value;
 }

@@ -105,8 +105,9 @@ export {
   MAX_TTYPE_REQUESTS,
   type TelnetSink,
   type TelnetSessionOptions,
+  type TelnetParserState,
 } from './users/telnet/telnet.js';
-export { ServerStatus, MsspOption, encodeMssp, MSSP_OPTION, MSSP_VAR, MSSP_VAL, type MsspTable } from './users/telnet/mssp.js';
+export { ServerStatus, MsspOption, encodeMssp, encodeMsspText, MSSP_OPTION, MSSP_VAR, MSSP_VAL, type MsspTable } from './users/telnet/mssp.js';
 export { MsdpOption, decodeMsdp, encodeMsdp, MSDP, MSDP_OPTION, MAX_MSDP_DEPTH } from './users/telnet/msdp.js';
 export type { TelnetExtension } from './users/telnet/telnet-extension.js';
 export type { TelnetInfo, MsspValue, SshLogin } from '@imi/core';

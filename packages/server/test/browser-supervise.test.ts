@@ -8,17 +8,17 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from './harness.js';
 import { CHROMIUM, commandsAvailable, launchBrowser, stopAll } from './process-harness.js';
-import { App, cleanUpAll, startedWorkers, workerPid } from './supervise-harness.js';
-import { Server } from './upgrade-harness.js';
+import { SUPERVISE_APP, startedWorkers, workerPid } from './supervise-harness.js';
+import { App, Server, cleanUp } from './upgrade-harness.js';
 
 afterAll(stopAll);
-afterEach(() => cleanUpAll());
+afterEach(() => cleanUp());
 
 describe.skipIf(!commandsAvailable(CHROMIUM))('the browser client page under --supervise', () => {
   it('resumes the same session after each SIGKILL of the intermediary: lines typed while it was down answered once, no disconnect at the app', { timeout: 90_000 }, async () => {
     const server = await Server.start(['--supervise', '--web-port', '0', '--restart-delay-ms', '50']);
     const port = Number(/ws on port (\d+)/.exec(server.out)![1]);
-    const app = await App.start(server.clientPort);
+    const app = await App.start(server.clientPort, SUPERVISE_APP);
     const browser = await launchBrowser();
     try {
       const page = await browser.newPage();

@@ -1,10 +1,16 @@
-// Real processes for the transport tests: the imi-server CLI, the chat app
-// fixture (an @imi/client app), the Debian telnet client driven under tmux,
-// and netcat. Every process started here is stopped by stopAll().
+// Real processes for the transport tests and the cross-package ones
+// (test/): the imi-server CLI, Node scripts such as the app fixtures, the
+// Debian telnet client driven under tmux, and netcat; and the readers of
+// what they print (JSON events) and of users' sockets (lines). Every process
+// started here is stopped by stopAll().
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import type net from 'node:net';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from './harness.js';
+
+export { sleep, waitFor } from './harness.js';
 
 export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 export const CHAT_APP = fileURLToPath(new URL('./fixtures/chat-app.mjs', import.meta.url));
@@ -57,25 +63,94 @@ export interface ServerProcess {
 
 const LISTENING = /^imi-server listening: users on port (\d+) \(host [^)]*\), app on port (\d+) \(host [^)]*\)(.*)$/m;
 
+/** Options of {@link startServer}. */
+export interface StartServerOptions {
+  /** After the listening line, wait for one matching this too (a cluster holder's `cluster holder …`). */
+  until?: RegExp;
+  /** Copy its stderr to the test's, each chunk prefixed with `[label]`. */
+  label?: string;
+}
+
 /** Starts `imi-server` with these arguments (on 127.0.0.1, free ports unless given) and waits for its listening line. */
-export async function startServer(args: string[]): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI, '--external-port', '0', '--client-port', '0', '--host', '127.0.0.1', '--log-level', 'warn', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+export async function startServer(args: string[], options: StartServerOptions = {}): Promise<ServerProcess> {
+  const server = startNode(CLI, ['--external-port', '0', '--client-port', '0', '--host', '127.0.0.1', '--log-level', 'warn', ...args], {
     env: { ...process.env, IMI_TOKEN: '' },
+    ...(options.label === undefined ? {} : { label: options.label }),
   });
+  const { child, stdout, stderr } = server;
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const ready = (): boolean => LISTENING.test(stdout()) && (options.until === undefined || options.until.test(stdout()));
+  await waitFor(() => ready() || gone, 15_000, () => `imi-server to listen (stdout ${JSON.stringify(stdout())}, stderr ${JSON.stringify(stderr())})`);
+  const match = LISTENING.exec(stdout());
+  if (!match || !ready()) throw new Error(`imi-server exited: ${stderr()}`);
+  const listeners = [...match[3]!.matchAll(/, (\S+) on port (\d+) \(([^)]*)\)/g)].map((m) => ({ transport: m[1]!, port: Number(m[2]), details: m[3]! }));
+  return { child, stdout, stderr, externalPort: Number(match[1]), clientPort: Number(match[2]), listeners, exited };
+}
+
+/** A Node script as a child process (stopped by {@link stopAll}). */
+export interface NodeProcess {
+  child: ChildProcess;
+  /** What it printed so far. */
+  stdout(): string;
+  stderr(): string;
+}
+
+/**
+ * Starts `node script ...args`, collecting what it prints; with `label`, its
+ * stderr is copied to the test's too (an app's errors show in the test log).
+ */
+export function startNode(script: string, args: string[], options: { label?: string; env?: NodeJS.ProcessEnv } = {}): NodeProcess {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
   started.push({ stop: () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL') });
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (text: string) => (out += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => (err += text));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  let gone = false;
-  void exited.then(() => (gone = true));
-  await waitFor(() => LISTENING.test(out) || gone, 15_000, () => `imi-server to listen (stdout ${JSON.stringify(out)}, stderr ${JSON.stringify(err)})`);
-  const match = LISTENING.exec(out);
-  if (!match) throw new Error(`imi-server exited: ${err}`);
-  const listeners = [...match[3]!.matchAll(/, (\S+) on port (\d+) \(([^)]*)\)/g)].map((m) => ({ transport: m[1]!, port: Number(m[2]), details: m[3]! }));
-  return { child, stdout: () => out, stderr: () => err, externalPort: Number(match[1]), clientPort: Number(match[2]), listeners, exited };
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    err += text;
+    if (options.label !== undefined) process.stderr.write(`[${options.label}] ${text}`);
+  });
+  return { child, stdout: () => out, stderr: () => err };
+}
+
+/**
+ * Reads a process's stdout as one JSON value a line (how the test fixtures
+ * report events), handing each to `onEvent`; a line that is not JSON goes to
+ * `onOther`, or is skipped.
+ */
+export function readJsonLines<T>(stream: Readable, onEvent: (event: T) => void, onOther?: (line: string) => void): void {
+  let buffer = '';
+  stream.setEncoding('utf8').on('data', (text: string) => {
+    buffer += text;
+    let newline: number;
+    while ((newline = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 1);
+      let event: T;
+      try {
+        event = JSON.parse(line) as T;
+      } catch {
+        onOther?.(line);
+        continue;
+      }
+      onEvent(event);
+    }
+  });
+}
+
+/** Reads a user's socket as UTF-8 lines (a CR before the LF dropped), handing each to `onLine`. */
+export function readLines(socket: net.Socket, onLine: (line: string) => void): void {
+  let buffer = '';
+  socket.setEncoding('utf8').on('data', (text: string) => {
+    buffer += text;
+    let newline: number;
+    while ((newline = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, newline).replace(/\r$/, '');
+      buffer = buffer.slice(newline + 1);
+      onLine(line);
+    }
+  });
 }
 
 /** One event the chat app printed. */
@@ -85,24 +160,11 @@ export type AppEvent = { event: string; id?: string; transport?: string; line?: 
 export class AppProcess {
   readonly child: ChildProcess;
   readonly events: AppEvent[] = [];
-  private buffer = '';
   stderr = '';
 
   private constructor(child: ChildProcess) {
     this.child = child;
-    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-      this.buffer += text;
-      let newline: number;
-      while ((newline = this.buffer.indexOf('\n')) !== -1) {
-        const line = this.buffer.slice(0, newline);
-        this.buffer = this.buffer.slice(newline + 1);
-        try {
-          this.events.push(JSON.parse(line) as AppEvent);
-        } catch {
-          // not an event
-        }
-      }
-    });
+    readJsonLines<AppEvent>(child.stdout!, (event) => this.events.push(event));
     child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr += text));
   }
 

@@ -3,30 +3,17 @@
 // away and input unacked) are written down, sent through JSON, restored into
 // a fresh intermediary over new sockets, and nothing is lost.
 import net from 'node:net';
-import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { ImiError } from '@imi/core';
 import { SESSION_SNAPSHOT_VERSION, TELNET_OPTION, validateSessionSnapshot, type Intermediary, type SessionSnapshot } from '@imi/server';
 import { pendingInputBytes, testScope, waitFor, type Frame, type RawApp } from './harness.js';
-import { TelnetPeer } from './transport-harness.js';
+import { TelnetPeer, socketPair as pairOfSockets } from './transport-harness.js';
 
 const scope = testScope();
 const sockets: net.Socket[] = [];
 
-/** A connected pair of sockets: the server end goes to restoreSession, the client end plays the user. */
-async function socketPair(): Promise<{ server: net.Socket; client: net.Socket; received: Buffer[] }> {
-  const listener = net.createServer();
-  listener.listen(0, '127.0.0.1');
-  await once(listener, 'listening');
-  const accepted = once(listener, 'connection') as Promise<[net.Socket]>;
-  const client = net.connect({ port: (listener.address() as net.AddressInfo).port, host: '127.0.0.1' });
-  const received: Buffer[] = [];
-  client.on('data', (chunk: Buffer) => received.push(chunk));
-  client.on('error', () => {});
-  const [[server]] = await Promise.all([accepted, once(client, 'connect')]);
-  listener.close();
-  sockets.push(client, server);
-  return { server, client, received };
+function socketPair(): ReturnType<typeof pairOfSockets> {
+  return pairOfSockets(sockets);
 }
 
 function inputs(app: RawApp): Frame[] {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import ssh2 from 'ssh2';
 import { ImiError } from '@imi/core';
-import { Intermediary } from '@imi/server';
+import { Intermediary, type IntermediaryOptions } from '@imi/server';
 import { sleep, testScope, waitFor, type RawApp } from './harness.js';
 import { commandsAvailable } from './process-harness.js';
 
@@ -26,9 +26,9 @@ function keyPair(): { private: string; public: string } {
   }
 }
 
-async function start(extra: Record<string, unknown> = {}) {
+async function start(extra: Record<string, unknown> = {}, options: IntermediaryOptions = {}) {
   const hostKeyFile = file('host-key');
-  const { imi, ports } = await scope.start({ listeners: [{ kind: 'ssh', port: 0, hostKeyFile, ...extra }] });
+  const { imi, ports } = await scope.start({ listeners: [{ kind: 'ssh', port: 0, hostKeyFile, ...extra }], ...options });
   const app = await scope.app(ports.clientPort, { name: 'test', acks: true });
   await app.synced();
   return { imi, ports, app, port: ports.listeners[1]!.port, hostKeyFile };
@@ -224,5 +224,39 @@ describe('SSH with ssh2 clients', () => {
     await expect(shell(client)).rejects.toThrow();
     app.output(id, 'a\nb\r\n');
     await waitFor(() => screen.endsWith('a\r\nb\r\n'), 5000, () => `the output with CR LF, got ${JSON.stringify(screen)}`);
+  });
+
+  it('line editing: Ctrl-C throws the line away (even one past maxLineBytes), escape sequences of arrow, function and Alt keys are dropped, also split across packets', async () => {
+    const { app, port } = await start({}, { maxLineBytes: 16 });
+    const { client } = await login(port);
+    const stream = await shell(client);
+    const id = await app.nextUserId();
+    let screen = '';
+    stream.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+    stream.write('say hi\x03look\r');
+    await app.waitForParam('input');
+    stream.write('no\x1b[A\x1b[Brth\x1bOD\x1b[1;5C\x1bx\r');
+    await app.waitForParam('input', 2);
+    for (const part of ['ea\x1b', '[', '1;', '5', 'Cst\r']) {
+      stream.write(part);
+      await sleep(20);
+    }
+    await app.waitForParam('input', 3);
+    stream.write(`${'x'.repeat(40)}\x03up\r`);
+    await app.waitForParam('input', 4);
+    // Esc then Enter: the Enter still ends the line.
+    stream.write('down\x1b\r');
+    await app.waitForParam('input', 5);
+    expect(app.of('input').map((frame) => frame.data['value'])).toEqual(['look', 'north', 'east', 'up', 'down']);
+    expect(app.errors()).toEqual([]);
+    await waitFor(() => screen.endsWith('down\r\n'), 5000, () => `the echo, got ${JSON.stringify(screen)}`);
+    expect(screen).toBe(`say hi^C\r\nlook\r\nnorth\r\neast\r\n${'x'.repeat(40)}^C\r\nup\r\ndown\r\n`);
+    // Hidden input: Ctrl-C still throws the line away, and shows nothing.
+    app.send({ param: 'telnet', data: { id, echo: false } });
+    await app.waitForFrame((frame) => frame.param === 'telnet' && (frame.data['telnet'] as { echo: boolean }).echo === false);
+    stream.write('wrong\x03hunter2\r');
+    await app.waitForParam('input', 6);
+    expect(app.of('input')[5]!.data['value']).toBe('hunter2');
+    expect(screen).not.toContain('wrong');
   });
 });

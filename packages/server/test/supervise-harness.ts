@@ -1,60 +1,13 @@
-// Real processes for the --supervise tests: `imi-server --supervise` (the
-// upgrade harness's Server, which reads the ports its worker prints), the
-// supervise-app fixture on @imi/client, and helpers to find the worker and
-// to check what users received against what they typed.
-import { spawn, type ChildProcess } from 'node:child_process';
+// For the --supervise tests, on the upgrade harness (its Server, which reads
+// the ports its worker prints; its App reader started on SUPERVISE_APP, the
+// supervise-app fixture on @imi/client; its cleanUp): helpers to find the
+// worker and to check what users received against what they typed.
 import { fileURLToPath } from 'node:url';
-import { waitFor } from './harness.js';
-import { cleanUp, type AppEvent, type Server, type User } from './upgrade-harness.js';
+import type { Server, User } from './upgrade-harness.js';
 
 export const SUPERVISE_APP = fileURLToPath(new URL('./fixtures/supervise-app.mjs', import.meta.url));
 export const CRASH_WORKER = fileURLToPath(new URL('./fixtures/crash-worker.mjs', import.meta.url));
 export const CRASH_NOTICE = '[the server is restarting after a fault: hold on, you are still connected; a line typed just now may need typing again]';
-
-const apps: ChildProcess[] = [];
-
-/** Kills the apps, then everything the upgrade harness made. */
-export function cleanUpAll(): void {
-  for (const child of apps.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  cleanUp();
-}
-
-/** The supervise-app fixture. */
-export class App {
-  readonly events: AppEvent[] = [];
-  private buffer = '';
-
-  private constructor(readonly child: ChildProcess) {
-    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-      this.buffer += text;
-      let newline: number;
-      while ((newline = this.buffer.indexOf('\n')) !== -1) {
-        this.events.push(JSON.parse(this.buffer.slice(0, newline)) as AppEvent);
-        this.buffer = this.buffer.slice(newline + 1);
-      }
-    });
-    child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[supervise-app] ${text}`));
-    apps.push(child);
-  }
-
-  static async start(clientPort: number): Promise<App> {
-    const app = new App(spawn(process.execPath, [SUPERVISE_APP, String(clientPort)], { stdio: ['ignore', 'pipe', 'pipe'] }));
-    await waitFor(() => app.events.some((event) => event.event === 'ready'), 15_000, 'the app to be ready');
-    return app;
-  }
-
-  connects(): AppEvent[] {
-    return this.events.filter((event) => event.event === 'connect');
-  }
-
-  resyncs(): AppEvent[] {
-    return this.events.filter((event) => event.event === 'synced');
-  }
-
-  disconnects(): AppEvent[] {
-    return this.events.filter((event) => event.event === 'disconnect');
-  }
-}
 
 /** The worker's pid, as its admin API says (the supervisor's pid is in the pid file). */
 export async function workerPid(server: Server): Promise<number> {

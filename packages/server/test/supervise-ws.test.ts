@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { RawApp, waitFor } from './harness.js';
-import { App, CRASH_WORKER, cleanUpAll, count, startedWorkers, workerPid } from './supervise-harness.js';
-import { Server, TcpUser, tempDir } from './upgrade-harness.js';
+import { CRASH_WORKER, SUPERVISE_APP, count, startedWorkers, workerPid } from './supervise-harness.js';
+import { App, Server, TcpUser, cleanUp, tempDir } from './upgrade-harness.js';
 import { commandsAvailable } from './process-harness.js';
 import { makeCertificate } from './transport-harness.js';
 import { PlainWsUser, ResumingWsUser, dropWsUsers } from './ws-resume-harness.js';
@@ -30,7 +30,7 @@ const WS_USERS = 6;
 
 afterEach(() => {
   dropWsUsers();
-  cleanUpAll();
+  cleanUp();
 });
 
 /** Opens a connection that presents `token` and resolves with how it was closed. */
@@ -48,7 +48,7 @@ async function start(config: object = {}, env: Record<string, string> = {}): Pro
   writeFileSync(file, JSON.stringify(config));
   const server = await Server.start(['--supervise', '--ws-port', '0', '--restart-delay-ms', '50', '--config', file], env);
   const url = `ws://127.0.0.1:${Number(/ws on port (\d+)/.exec(server.out)![1])}/`;
-  const app = await App.start(server.clientPort);
+  const app = await App.start(server.clientPort, SUPERVISE_APP);
   return { server, app, url };
 }
 
@@ -179,7 +179,7 @@ describe('imi-server --supervise with WebSocket users', () => {
       writeFileSync(file, JSON.stringify({ listeners: [{ kind: 'ws', port: 0, tls: { cert: certificate.certFile, key: certificate.keyFile } }] }));
       const server = await Server.start(['--supervise', '--restart-delay-ms', '50', '--config', file]);
       const url = `wss://127.0.0.1:${Number(/ws\+tls on port (\d+)/.exec(server.out)![1])}/`;
-      const app = await App.start(server.clientPort);
+      const app = await App.start(server.clientPort, SUPERVISE_APP);
       const page = await ResumingWsUser.connect('page', url, { rejectUnauthorized: false, reconnectDelayMs: 20 });
       await waitFor(() => app.connects().length === 1, 10_000, 'the app to know the user');
       const id = app.connects()[0]!.id;

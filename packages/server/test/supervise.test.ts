@@ -15,8 +15,8 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from './harness.js';
-import { App, CRASH_NOTICE, CRASH_WORKER, checkAccounted, cleanUpAll, count, startedWorkers, workerPid } from './supervise-harness.js';
-import { Server, TcpUser, TelnetUser, tempDir, type User } from './upgrade-harness.js';
+import { CRASH_NOTICE, CRASH_WORKER, SUPERVISE_APP, checkAccounted, count, startedWorkers, workerPid } from './supervise-harness.js';
+import { App, Server, TcpUser, TelnetUser, cleanUp, tempDir, type User } from './upgrade-harness.js';
 
 const CRASHES = 5;
 const TYPE_INTERVAL_MS = 40;
@@ -24,7 +24,7 @@ const TYPE_INTERVAL_MS = 40;
 const TCP_USERS = 25;
 const TELNET_USERS = 24;
 
-afterEach(() => cleanUpAll());
+afterEach(() => cleanUp());
 
 /** Waits until every user got `more` replies past what they had. */
 async function progress(users: User[], more: number, what: string): Promise<void> {
@@ -51,7 +51,7 @@ describe('imi-server --supervise', () => {
     // The pid file names the supervisor: signals and service managers reach it, not a worker that may die.
     expect(server.pid()).toBe(supervisorPid);
     const [mccp2Port, telnetPort] = telnetPorts(server);
-    const app = await App.start(server.clientPort);
+    const app = await App.start(server.clientPort, SUPERVISE_APP);
     const tcps: TcpUser[] = [];
     for (let i = 0; i < TCP_USERS; i++) tcps.push(await TcpUser.connect(`tcp${i}`, server.externalPort));
     const telnets: TelnetUser[] = [];
@@ -133,7 +133,7 @@ describe('imi-server --supervise, a crash loop and broken messages', () => {
     const modeFile = join(tempDir(), 'mode');
     writeFileSync(modeFile, 'garbage');
     const server = await Server.start(['--supervise', '--telnet-mccp2', 'false', '--max-restarts', '2', '--restart-window-ms', '60000', '--restart-delay-ms', '20'], { IMI_SUPERVISE_EXEC: CRASH_WORKER, IMI_TEST_WORKER_MODE: modeFile });
-    const app = await App.start(server.clientPort);
+    const app = await App.start(server.clientPort, SUPERVISE_APP);
     const tcp = await TcpUser.connect('tcp', server.externalPort);
     const telnet = await telnetUser('telnet', server.telnetPort, 80, false);
     const users: User[] = [tcp, telnet];
@@ -172,7 +172,7 @@ describe('imi-server --supervise, a crash loop and broken messages', () => {
 describe('imi-server --supervise, a planned restart', () => {
   it('SIGUSR2 to the supervisor and imi-server upgrade restart the worker with nothing lost: every line answered once in order, MCCP2 kept', async () => {
     const server = await Server.start(['--supervise']);
-    const app = await App.start(server.clientPort);
+    const app = await App.start(server.clientPort, SUPERVISE_APP);
     // --telnet-mccp2 true (the harness's default): a planned restart ends and restarts the compressed stream.
     const telnet = await telnetUser('telnet', server.telnetPort, 70, true);
     const tcp = await TcpUser.connect('tcp', server.externalPort);

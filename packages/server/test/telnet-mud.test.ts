@@ -102,6 +102,44 @@ describe('MSSP', () => {
     expect(player.closed).toBe(false);
   });
 
+  it('answers the plain-text MSSP-REQUEST of a crawler that does not speak telnet, as text, and hangs up; the crawler never reaches the app, a player typing something else does', async () => {
+    const before = Math.floor(Date.now() / 1000);
+    const { imi, app, port } = await start({ negotiationMs: 2000 }, { msspName: 'Dark Realms' });
+    const after = Math.floor(Date.now() / 1000);
+    app.send({ param: 'mssp', data: { variables: { GENRE: 'Fantasy', PORT: [4000, '4443'] } } });
+    await app.barrier();
+    // Sent at once, ignoring the server's negotiation (a plain TCP crawler).
+    const crawler = await scope.user(port);
+    crawler.write('MSSP-REQUEST\r\n');
+    await crawler.waitClosed();
+    const text = crawler.bytes.toString('latin1');
+    const uptime = Number(/UPTIME\t(\d+)/.exec(text)![1]);
+    expect(uptime).toBeGreaterThanOrEqual(before);
+    expect(uptime).toBeLessThanOrEqual(after);
+    // After the server's own negotiation, nothing but the reply (the crawler is no player).
+    expect(text.slice(text.indexOf('\r\nMSSP-REPLY-START'))).toBe(`\r\nMSSP-REPLY-START\r\nNAME\tDark Realms\r\nPLAYERS\t0\r\nUPTIME\t${uptime}\r\nGENRE\tFantasy\r\nPORT\t4000\t4443\r\nMSSP-REPLY-END\r\n`);
+    expect(text.indexOf('\r\nMSSP-REPLY-START')).toBe(text.indexOf('\r'));
+    // Any case, white space around it, split over several writes.
+    const slow = await scope.user(port);
+    for (const part of ['  mssp-', 'Request ', '\n']) {
+      slow.write(part);
+      await sleep(20);
+    }
+    await slow.waitClosed();
+    expect(slow.bytes.toString('latin1')).toContain('MSSP-REPLY-END\r\n');
+    // Other first lines are input as always.
+    const player = await telnetUser(port, { answer: false });
+    player.send('MSSP-REQUESTS');
+    player.send('MSSP-REQUEST');
+    await app.waitForParam('input', 2);
+    expect(app.of('input').map((frame) => frame.data['value'])).toEqual(['MSSP-REQUESTS', 'MSSP-REQUEST']);
+    expect(player.text).not.toContain('MSSP-REPLY-START');
+    await app.barrier();
+    expect(connects(app)).toHaveLength(1);
+    expect(app.of('disconnect')).toHaveLength(0);
+    expect(imi.stats().sessions).toBe(1);
+  });
+
   it('keeps the app variables and the uptime across an app restart; the app NAME replaces the option', async () => {
     const { ports, app, port } = await start({}, { msspName: 'Configured' });
     app.send({ param: 'mssp', data: { variables: { NAME: 'From The App', CODEBASE: ['imi-mud', '1.0'] } } });

@@ -1,6 +1,7 @@
 // Test peers for the transports: a telnet client written by hand (it answers
-// negotiation like a MUD client, and inflates MCCP2), a WebSocket user, and
-// a self-signed certificate made with openssl.
+// negotiation like a MUD client, and inflates MCCP2, following a compressed
+// stream that ends and a new one that starts, as a MUD client must across a
+// copyover), a WebSocket user, and a self-signed certificate made with openssl.
 import net from 'node:net';
 import tls from 'node:tls';
 import zlib from 'node:zlib';
@@ -64,10 +65,18 @@ export class TelnetPeer {
   closed = false;
   /** Set once the server started MCCP2. */
   compressed = false;
+  /** Compressed streams the server started (`IAC SB MCCP2 IAC SE`). */
+  mccp2Starts = 0;
+  /** Compressed streams that ended cleanly (the bytes after one are plain telnet again). */
+  mccp2Ends = 0;
+  /** Inflate errors: garbage in a compressed stream. */
+  inflateErrors = 0;
   private readonly options: Required<Omit<TelnetPeerOptions, 'ca' | 'agree'>>;
   private readonly agree: ReadonlySet<number>;
   private readonly decoder = new StringDecoder('utf8');
   private inflate: zlib.Inflate | undefined;
+  /** What arrived since the current compressed stream started, to find where it ended. */
+  private compressedChunks: Buffer[] = [];
   private state: 'data' | 'iac' | 'verb' | 'sb' | 'sbdata' | 'sbiac' = 'data';
   private verb = 0;
   private subOption = 0;
@@ -88,8 +97,7 @@ export class TelnetPeer {
     this.agree = new Set(options.agree ?? []);
     socket.on('data', (chunk: Buffer) => {
       this.wireBytes += chunk.length;
-      if (this.inflate !== undefined) this.inflate.write(chunk);
-      else this.parse(chunk);
+      this.onWire(chunk);
     });
     socket.on('close', () => {
       this.closed = true;
@@ -162,6 +170,35 @@ export class TelnetPeer {
     await waitFor(() => this.closed, timeoutMs, 'telnet socket to close');
   }
 
+  private onWire(chunk: Buffer): void {
+    if (this.inflate === undefined) {
+      this.parse(chunk);
+      return;
+    }
+    this.compressedChunks.push(chunk);
+    this.inflate.write(chunk);
+  }
+
+  /** Everything after `IAC SB MCCP2 IAC SE` is a zlib stream, up to its end. */
+  private startInflate(rest: Buffer): void {
+    this.compressed = true;
+    this.mccp2Starts++;
+    const inflate = zlib.createInflate();
+    this.inflate = inflate;
+    this.compressedChunks = [];
+    inflate.on('data', (plain: Buffer) => this.parse(plain));
+    inflate.on('error', () => this.inflateErrors++);
+    inflate.on('end', () => {
+      // The stream ended: whatever followed it on the wire is plain telnet again.
+      this.mccp2Ends++;
+      const after = Buffer.concat(this.compressedChunks).subarray(inflate.bytesWritten);
+      this.inflate = undefined;
+      this.compressedChunks = [];
+      this.parse(after);
+    });
+    if (rest.length > 0) this.onWire(rest);
+  }
+
   private reply(bytes: number[]): void {
     if (this.options.answer && !this.socket.destroyed) this.socket.write(Buffer.from(bytes));
   }
@@ -199,7 +236,14 @@ export class TelnetPeer {
       switch (this.state) {
         case 'data':
           if (byte === IAC) this.state = 'iac';
-          else this.text += this.decoder.write(Buffer.from([byte]));
+          else {
+            // The whole run of text up to the next IAC at once.
+            let end = chunk.indexOf(IAC, i + 1);
+            if (end === -1) end = chunk.length;
+            this.text += this.decoder.write(chunk.subarray(i, end));
+            for (let k = i + 1; k < end; k++) this.stream.push(chunk[k]!);
+            i = end - 1;
+          }
           break;
         case 'iac':
           if (byte === IAC) {
@@ -232,13 +276,7 @@ export class TelnetPeer {
             this.state = 'data';
             this.onSub(this.subOption, Buffer.from(this.sub));
             if (this.subOption === MCCP2) {
-              // Everything after IAC SB MCCP2 IAC SE is a zlib stream.
-              this.compressed = true;
-              const inflate = zlib.createInflate();
-              inflate.on('data', (plain: Buffer) => this.parse(plain));
-              inflate.on('error', () => {});
-              this.inflate = inflate;
-              inflate.write(chunk.subarray(i + 1));
+              this.startInflate(chunk.subarray(i + 1));
               return;
             }
           } else {
@@ -257,6 +295,26 @@ export function nawsBytes(width: number, height: number): Buffer {
   size.writeUInt16BE(width, 0);
   size.writeUInt16BE(height, 2);
   return Buffer.concat([Buffer.from([IAC, SB, NAWS]), escapeIac(size), Buffer.from([IAC, SE])]);
+}
+
+/**
+ * A connected pair of sockets on 127.0.0.1: the server end for a channel or
+ * `restoreSession`, the client end plays the user (what it receives is
+ * kept). Both are added to `track`, for the caller to destroy.
+ */
+export async function socketPair(track: net.Socket[]): Promise<{ server: net.Socket; client: net.Socket; received: Buffer[] }> {
+  const listener = net.createServer();
+  listener.listen(0, '127.0.0.1');
+  await once(listener, 'listening');
+  const accepted = once(listener, 'connection') as Promise<[net.Socket]>;
+  const client = net.connect({ port: (listener.address() as net.AddressInfo).port, host: '127.0.0.1' });
+  const received: Buffer[] = [];
+  client.on('data', (chunk: Buffer) => received.push(chunk));
+  client.on('error', () => {});
+  const [[server]] = await Promise.all([accepted, once(client, 'connect')]);
+  listener.close();
+  track.push(client, server);
+  return { server, client, received };
 }
 
 /** A WebSocket user. */

@@ -1,19 +1,20 @@
-// Real processes for the upgrade tests: imi-server with a pid file (whose
-// successors inherit its stdout/stderr pipes), the upgrade-app fixture, and
-// users on raw sockets — plain TCP, and a telnet client that negotiates
-// like a MUD client (NAWS, TTYPE, ECHO, MCCP2) and, unlike the one in
-// transport-harness.ts, follows a compressed stream that ends and a new one
-// that starts (what a MUD client must do across a copyover).
+// Real processes for the upgrade tests (and the --supervise ones): imi-server
+// with a pid file (whose successors inherit its stdout/stderr pipes), an app
+// fixture (upgrade-app, or another script) printing JSON events, and users
+// on raw sockets — plain TCP, and transport-harness.ts's telnet client
+// negotiating like a MUD client (NAWS, TTYPE, ECHO, MCCP2), which follows a
+// compressed stream that ends and a new one that starts (what a MUD client
+// must do across a copyover).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import zlib from 'node:zlib';
-import { TELNET, TELNET_OPTION } from '@imi/server';
 import { waitFor } from './harness.js';
+import { readJsonLines } from './process-harness.js';
+import { TelnetPeer } from './transport-harness.js';
 
 export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const APP = fileURLToPath(new URL('./fixtures/upgrade-app.mjs', import.meta.url));
@@ -128,26 +129,28 @@ export interface AppEvent {
   sessions?: AppEvent[];
 }
 
-/** The upgrade-app fixture. */
+/** An app fixture (the upgrade app unless another script is given): the events it prints, one JSON object a line. */
 export class App {
   readonly events: AppEvent[] = [];
-  private buffer = '';
 
-  private constructor(readonly child: ChildProcess) {
-    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-      this.buffer += text;
-      let newline: number;
-      while ((newline = this.buffer.indexOf('\n')) !== -1) {
-        this.events.push(JSON.parse(this.buffer.slice(0, newline)) as AppEvent);
-        this.buffer = this.buffer.slice(newline + 1);
-      }
-    });
-    child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[upgrade-app] ${text}`));
+  private constructor(
+    readonly child: ChildProcess,
+    label: string,
+  ) {
+    readJsonLines<AppEvent>(
+      child.stdout!,
+      (event) => this.events.push(event),
+      (line) => {
+        throw new Error(`${label} printed a line that is not an event: ${JSON.stringify(line)}`);
+      },
+    );
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => process.stderr.write(`[${label}] ${text}`));
     cleanups.push(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
   }
 
-  static async start(clientPort: number): Promise<App> {
-    const app = new App(spawn(process.execPath, [APP, String(clientPort)], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  /** Starts the fixture against the intermediary's app port and waits until it is ready. */
+  static async start(clientPort: number, script = APP): Promise<App> {
+    const app = new App(spawn(process.execPath, [script, String(clientPort)], { stdio: ['ignore', 'pipe', 'pipe'] }), basename(script, '.mjs'));
     await waitFor(() => app.events.some((event) => event.event === 'ready'), 15_000, 'the app to be ready');
     return app;
   }
@@ -158,6 +161,10 @@ export class App {
 
   resyncs(): AppEvent[] {
     return this.events.filter((event) => event.event === 'synced');
+  }
+
+  disconnects(): AppEvent[] {
+    return this.events.filter((event) => event.event === 'disconnect');
   }
 }
 
@@ -229,150 +236,53 @@ export class TcpUser extends User {
   }
 }
 
-const { IAC, DO, DONT, WILL, WONT, SB, SE } = TELNET;
-const VERBS: Record<number, string> = { [WILL]: 'WILL', [WONT]: 'WONT', [DO]: 'DO', [DONT]: 'DONT' };
-
-/** A telnet user that accepts NAWS, TTYPE, ECHO and MCCP2, and follows compressed streams ending and starting again. */
+/**
+ * A telnet user (transport-harness.ts's {@link TelnetPeer}) that accepts
+ * NAWS, TTYPE (`MUDLET`), ECHO and MCCP2, refuses the rest (GMCP, EOR,
+ * MSSP, MSDP), and follows compressed streams ending and starting again.
+ */
 export class TelnetUser extends User {
-  /** Commands received, as `"WILL 1"`. */
-  readonly commands: string[] = [];
-  /** Compressed streams started by the server (IAC SB MCCP2 IAC SE). */
-  mccp2Starts = 0;
-  /** Compressed streams that ended cleanly. */
-  mccp2Ends = 0;
-  /** Whether an inflate error happened (garbage in a compressed stream). */
-  inflateErrors = 0;
-  /** Bytes outside commands that were not UTF-8 text of the replies (garbage). */
-  private received = '';
-  private state: 'data' | 'iac' | 'verb' | 'sb' | 'sbdata' | 'sbiac' = 'data';
-  private verb = 0;
-  private subOption = 0;
-  private sub: number[] = [];
-  private inflate: zlib.Inflate | undefined;
-  private compressed: Buffer[] = [];
+  readonly socket: net.Socket;
 
   private constructor(
     name: string,
-    readonly socket: net.Socket,
-    private readonly size: [number, number],
+    private readonly peer: TelnetPeer,
   ) {
     super(name);
-    socket.on('data', (chunk: Buffer) => this.onWire(chunk));
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => {});
-    cleanups.push(() => socket.destroy());
+    this.socket = peer.socket;
+    peer.socket.on('close', () => (this.closed = true));
+    cleanups.push(() => peer.socket.destroy());
   }
 
   static async connect(name: string, port: number, size: [number, number]): Promise<TelnetUser> {
-    const socket = net.connect({ port, host: '127.0.0.1' });
-    await once(socket, 'connect');
-    socket.setNoDelay(true);
-    return new TelnetUser(name, socket, size);
+    return new TelnetUser(name, await TelnetPeer.connect(port, { size, ttypes: ['MUDLET'], gmcp: false, mccp2: true }));
+  }
+
+  /** Commands received, as `"WILL 1"`. */
+  get commands(): readonly string[] {
+    return this.peer.commands;
+  }
+
+  /** Compressed streams started by the server (IAC SB MCCP2 IAC SE). */
+  get mccp2Starts(): number {
+    return this.peer.mccp2Starts;
+  }
+
+  /** Compressed streams that ended cleanly. */
+  get mccp2Ends(): number {
+    return this.peer.mccp2Ends;
+  }
+
+  /** Whether an inflate error happened (garbage in a compressed stream). */
+  get inflateErrors(): number {
+    return this.peer.inflateErrors;
   }
 
   get text(): string {
-    return this.received;
+    return this.peer.text;
   }
 
   protected sendLine(line: string): void {
     this.socket.write(line + '\r\n');
-  }
-
-  private onWire(chunk: Buffer): void {
-    if (this.inflate === undefined) {
-      this.parse(chunk);
-      return;
-    }
-    this.compressed.push(chunk);
-    this.inflate.write(chunk);
-  }
-
-  private startInflate(rest: Buffer): void {
-    this.mccp2Starts++;
-    const inflate = zlib.createInflate();
-    this.inflate = inflate;
-    this.compressed = [];
-    inflate.on('data', (plain: Buffer) => this.parse(plain));
-    inflate.on('error', () => this.inflateErrors++);
-    inflate.on('end', () => {
-      // The stream ended: whatever followed it on the wire is plain telnet again.
-      this.mccp2Ends++;
-      const after = Buffer.concat(this.compressed).subarray(inflate.bytesWritten);
-      this.inflate = undefined;
-      this.compressed = [];
-      this.parse(after);
-    });
-    if (rest.length > 0) this.onWire(rest);
-  }
-
-  private reply(bytes: number[]): void {
-    this.socket.write(Buffer.from(bytes));
-  }
-
-  private onCommand(verb: number, option: number): void {
-    this.commands.push(`${VERBS[verb]} ${option}`);
-    const { NAWS, TTYPE, ECHO, MCCP2 } = TELNET_OPTION;
-    if (verb === DO && option === NAWS) {
-      this.reply([IAC, WILL, NAWS, IAC, SB, NAWS, 0, this.size[0], 0, this.size[1], IAC, SE]);
-    } else if (verb === DO && option === TTYPE) this.reply([IAC, WILL, TTYPE]);
-    else if (verb === WILL && (option === MCCP2 || option === ECHO)) this.reply([IAC, DO, option]);
-    else if (verb === WONT && option === ECHO) this.reply([IAC, DONT, ECHO]);
-    else if (verb === DO) this.reply([IAC, WONT, option]);
-    else if (verb === WILL) this.reply([IAC, DONT, option]);
-  }
-
-  private parse(chunk: Buffer): void {
-    let text: number[] = [];
-    const flush = (): void => {
-      if (text.length > 0) this.received += Buffer.from(text).toString('utf8');
-      text = [];
-    };
-    for (let i = 0; i < chunk.length; i++) {
-      const byte = chunk[i]!;
-      switch (this.state) {
-        case 'data':
-          if (byte === IAC) this.state = 'iac';
-          else text.push(byte);
-          break;
-        case 'iac':
-          if (byte === IAC) {
-            text.push(IAC);
-            this.state = 'data';
-          } else if (byte >= WILL && byte <= DONT) {
-            this.verb = byte;
-            this.state = 'verb';
-          } else this.state = byte === SB ? 'sb' : 'data';
-          break;
-        case 'verb':
-          this.state = 'data';
-          this.onCommand(this.verb, byte);
-          break;
-        case 'sb':
-          this.subOption = byte;
-          this.sub = [];
-          this.state = 'sbdata';
-          break;
-        case 'sbdata':
-          if (byte === IAC) this.state = 'sbiac';
-          else this.sub.push(byte);
-          break;
-        case 'sbiac':
-          if (byte !== SE) {
-            this.sub.push(byte);
-            this.state = 'sbdata';
-            break;
-          }
-          this.state = 'data';
-          if (this.subOption === TELNET_OPTION.TTYPE && this.sub[0] === 1) this.reply([IAC, SB, TELNET_OPTION.TTYPE, 0, ...Buffer.from('MUDLET'), IAC, SE]);
-          if (this.subOption === TELNET_OPTION.MCCP2) {
-            flush();
-            // Everything after IAC SB MCCP2 IAC SE is a zlib stream.
-            this.startInflate(chunk.subarray(i + 1));
-            return;
-          }
-          break;
-      }
-    }
-    flush();
   }
 }

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { DEFAULT_CLUSTER_PARTITIONS, ImiError, type JsonObject } from '@imi/core';
+import { DEFAULT_CLUSTER_PARTITIONS, ImiError, clusterInteger, type JsonObject } from '@imi/core';
 
 /** Default {@link ClusterWorkerOptions.leaseTtlMs}: a partition's lease lasts 5 s unless renewed (every third of it). */
 export const DEFAULT_LEASE_TTL_MS = 5_000;
@@ -63,11 +63,9 @@ export interface ResolvedClusterWorkerOptions {
   readonly maxStreamEntries: number;
 }
 
+/** Worker options are spelled `cluster.<name>` (they sit under the client's `cluster` option). */
 function integer(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ImiError('IMI_CONFIG', `cluster.${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return value;
+  return clusterInteger(`cluster.${name}`, value, min, max);
 }
 
 /**

@@ -5,7 +5,7 @@
  * @module
  */
 import { hostname } from 'node:os';
-import { DEFAULT_CLUSTER_PARTITIONS, ImiError } from '@imi/core';
+import { DEFAULT_CLUSTER_PARTITIONS, ImiError, clusterInteger as integer } from '@imi/core';
 
 /** Default {@link ClusterHolderOptions.holderTtlMs}: a holder silent this long (5 s) is declared lost. */
 export const DEFAULT_HOLDER_TTL_MS = 5_000;
@@ -49,13 +49,6 @@ export interface ResolvedClusterHolderOptions {
   readonly maxStreamEntries: number;
   /** See {@link ClusterHolderOptions.outputBatch}. */
   readonly outputBatch: number;
-}
-
-function integer(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ImiError('IMI_CONFIG', `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return value;
 }
 
 /**

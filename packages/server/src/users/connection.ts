@@ -130,6 +130,11 @@ export class Connection implements Session, ChannelSink {
     this.splitter.write(bytes);
   }
 
+  /** The user threw away the line being typed (Ctrl-C under SSH). */
+  onDiscardLine(): void {
+    this.splitter.discard();
+  }
+
   /** The user half-closed: their unfinished line is a line; the owner decides when to close. */
   onEnd(): void {
     if (this.closing || this.inputEnded) return;

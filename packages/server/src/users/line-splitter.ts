@@ -188,6 +188,15 @@ export class LineSplitter {
     }
   }
 
+  /** Drops the unfinished line, cut or not (the user threw it away: Ctrl-C on an SSH terminal). */
+  discard(): void {
+    this.parts = [];
+    this.partsBytes = 0;
+    this.overflowBytes = 0;
+    this.crs = 0;
+    this.afterLf = false;
+  }
+
   /**
    * The input ended (the user half-closed): an unfinished line is still a
    * line — what a script sends last often has no line end. CRs alone are

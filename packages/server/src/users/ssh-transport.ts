@@ -3,8 +3,11 @@
  * the session a telnet player gets: lines in, text out, the window size and
  * terminal type from the pty request (reported in `connect.data.telnet`
  * like NAWS and TTYPE), and hidden input at the app's word. The client's
- * terminal is raw under SSH, so the server echoes what is typed (and
- * erases on backspace) unless the app hid it.
+ * terminal is raw under SSH, so the server does the line editing: it echoes
+ * what is typed (and erases on backspace) unless the app hid it, Ctrl-C
+ * throws the line being typed away, and the escape sequences of arrow,
+ * function and Alt keys are dropped (a line-based app has no cursor to
+ * move; they would reach it as garbage such as `[A`).
  *
  * Anyone may log in with any user name and no password (SSH's `none`
  * authentication: the app does its own login, as MUDs do), or, with
@@ -27,6 +30,23 @@ const CR = 0x0d;
 const LF = 0x0a;
 const BS = 0x08;
 const DEL = 0x7f;
+/** Ctrl-C. */
+const ETX = 0x03;
+const ESC = 0x1b;
+
+/** Where the input is in a terminal escape sequence (ECMA-48): `ESC [ … final` (CSI), `ESC O x` (SS3), `ESC x`. */
+const enum Escape {
+  None,
+  /** After ESC. */
+  Esc,
+  /** After `ESC [`: parameter and intermediate bytes (0x20-0x3f) until a final byte (0x40-0x7e). */
+  Csi,
+  /** After `ESC O`: one more byte. */
+  Ss3,
+}
+
+/** A {@link ChannelSink.onDiscardLine} among the input bytes, in order. */
+const DISCARD = Symbol('discard the line');
 
 /** One SSH user: the shell channel of their connection. */
 export class SshChannel implements UserChannel {
@@ -38,8 +58,10 @@ export class SshChannel implements UserChannel {
   private readonly stream: ssh2.ServerChannel;
   private sink: ChannelSink = NULL_SINK;
   private readonly decoder = new StringDecoder('utf8');
-  /** The line being typed, as echoed (so a backspace erases what is on screen). */
-  private line = '';
+  /** Characters of the line being typed as echoed (so a backspace erases only what is on screen). */
+  private lineChars = 0;
+  /** Where the input is in an escape sequence, which may span reads. */
+  private escape = Escape.None;
   /** The last byte read was a CR (a CR LF is one line end). */
   private afterCr = false;
   private closed = false;
@@ -130,24 +152,37 @@ export class SshChannel implements UserChannel {
   /**
    * Input from the raw terminal: Enter sends CR (or CR LF, or LF), which
    * becomes one LF for the line splitter; BS and DEL go on to it (it applies
-   * them to the line). The echo mirrors that: typed text, the erase of the
-   * last character, a new line; nothing of it while the app hides input.
+   * them to the line); Ctrl-C discards the line; escape sequences are
+   * dropped. The echo mirrors that: typed text, the erase of the last
+   * character, `^C` and a new line; nothing of it while the app hides input.
    */
   private input(chunk: Buffer): void {
     const visible = this.telnet.echo;
     let echo = '';
     let start = 0;
-    const out: Buffer[] = [];
+    const out: Array<Buffer | typeof DISCARD> = [];
     const text = (end: number): void => {
       if (end <= start) return;
       out.push(chunk.subarray(start, end));
       const typed = this.decoder.write(chunk.subarray(start, end)).replace(/[\x00-\x1f\x7f]/g, '');
-      this.line += typed;
+      for (const _ of typed) this.lineChars++;
       if (visible) echo += typed;
     };
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i]!;
-      if (byte !== CR && byte !== LF && byte !== BS && byte !== DEL) continue;
+      if (this.escape !== Escape.None) {
+        const next = escapeStep(this.escape, byte);
+        if (next === undefined) {
+          // Not part of a sequence (a control byte, as Esc then Enter): read it as input.
+          this.escape = Escape.None;
+          i--;
+        } else {
+          this.escape = next;
+          start = i + 1;
+        }
+        continue;
+      }
+      if (byte !== CR && byte !== LF && byte !== BS && byte !== DEL && byte !== ETX && byte !== ESC) continue;
       text(i);
       start = i + 1;
       if (byte === LF && this.afterCr) {
@@ -157,13 +192,18 @@ export class SshChannel implements UserChannel {
       this.afterCr = byte === CR;
       if (byte === CR || byte === LF) {
         out.push(LINE_END);
-        this.line = '';
+        this.lineChars = 0;
         echo += '\r\n';
+      } else if (byte === ETX) {
+        out.push(DISCARD);
+        this.lineChars = 0;
+        if (visible) echo += '^C\r\n';
+      } else if (byte === ESC) {
+        this.escape = Escape.Esc;
       } else {
         out.push(chunk.subarray(i, i + 1));
-        const chars = Array.from(this.line);
-        if (chars.length > 0) {
-          this.line = chars.slice(0, -1).join('');
+        if (this.lineChars > 0) {
+          this.lineChars--;
           if (visible) echo += '\b \b';
         }
       }
@@ -171,7 +211,10 @@ export class SshChannel implements UserChannel {
     text(chunk.length);
     if (chunk.length > 0 && chunk[chunk.length - 1] !== CR && chunk[chunk.length - 1] !== LF) this.afterCr = false;
     if (echo !== '' && this.stream.writable) this.stream.write(echo);
-    for (const bytes of out) this.sink.onData(bytes);
+    for (const item of out) {
+      if (item === DISCARD) this.sink.onDiscardLine?.();
+      else this.sink.onData(item);
+    }
   }
 
   private close(): void {
@@ -182,6 +225,14 @@ export class SshChannel implements UserChannel {
 }
 
 const LINE_END = Buffer.from([LF]);
+
+/** The state after `byte` inside an escape sequence, or undefined when the byte is not part of one. */
+function escapeStep(state: Escape, byte: number): Escape | undefined {
+  if (byte < 0x20 || byte >= 0x7f) return byte === ESC ? Escape.Esc : undefined;
+  if (state === Escape.Esc) return byte === 0x5b ? Escape.Csi : byte === 0x4f ? Escape.Ss3 : Escape.None;
+  if (state === Escape.Csi) return byte < 0x40 ? Escape.Csi : Escape.None;
+  return Escape.None;
+}
 
 /** Listens for SSH users. */
 export class SshTransport implements Transport {

@@ -46,6 +46,12 @@ export interface ChannelSink {
    */
   onGmcp(packageName: string, json: string, protocol?: 'msdp'): void;
   /**
+   * The user threw away the line they were typing (Ctrl-C on an SSH
+   * terminal, where the server does the line editing): what was read of it
+   * is dropped, as if never typed. Optional for sinks of other channels.
+   */
+  onDiscardLine?(): void;
+  /**
    * The user's client broke its protocol and the channel recovered (a
    * telnet subnegotiation without its end, …): counted and logged, the
    * user stays connected. Optional for sinks of other channels.

@@ -2,7 +2,9 @@
  * MSSP, the MUD Server Status Protocol (telnet option 70,
  * https://tintin.mudhalla.net/protocols/mssp/): MUD listing crawlers
  * connect, answer imi's `WILL MSSP` with `DO MSSP`, read the server's
- * variables from one subnegotiation and go.
+ * variables from one subnegotiation and go. Crawlers that do not speak
+ * telnet send the line `MSSP-REQUEST` instead and get the same variables as
+ * text between `MSSP-REPLY-START` and `MSSP-REPLY-END`.
  *
  * `NAME`, `PLAYERS` and `UPTIME` come from the intermediary (its option,
  * its live sessions, its own start: an app restart does not reset the
@@ -43,6 +45,22 @@ export function encodeMssp(table: MsspTable): Buffer {
     for (const value of values) parts.push(Buffer.from([MSSP_VAL]), Buffer.from(value.replace(CONTROL, ''), 'utf8'));
   }
   return Buffer.concat(parts);
+}
+
+/** The plain-text request of a crawler that does not speak telnet. */
+const PLAIN_REQUEST = 'MSSP-REQUEST';
+/** Longest first line still looked at for {@link PLAIN_REQUEST}, in bytes. */
+const MAX_REQUEST_LINE = 32;
+
+/**
+ * The plain-text answer to a crawler's `MSSP-REQUEST` line: a line end,
+ * `MSSP-REPLY-START`, one line per variable (its name and each of its values
+ * separated by tabs), `MSSP-REPLY-END`; lines end with CR LF, text is UTF-8.
+ */
+export function encodeMsspText(table: MsspTable): Buffer {
+  let text = '\r\nMSSP-REPLY-START\r\n';
+  for (const [name, values] of table) text += [name, ...values].map((part) => part.replace(CONTROL, '')).join('\t') + '\r\n';
+  return Buffer.from(text + 'MSSP-REPLY-END\r\n', 'utf8');
 }
 
 /**
@@ -100,6 +118,8 @@ export class MsspOption implements TelnetExtension {
   /** Whether the client asked for the variables (`DO MSSP`). */
   requested = false;
   private readonly table: () => MsspTable;
+  /** The client's first line so far while it may still be the plain-text request; undefined once it cannot. */
+  private firstLine: string | undefined = '';
 
   /** @param table - the variables as they are when asked */
   constructor(table: () => MsspTable) {
@@ -118,4 +138,36 @@ export class MsspOption implements TelnetExtension {
 
   /** Clients send nothing in MSSP subnegotiations; anything is ignored. */
   receive(): void {}
+
+  /**
+   * Looks at the input (protocol removed) for the plain-text request: a
+   * first line `MSSP-REQUEST` (any case, white space around it allowed).
+   * Only the first line counts, and only its first 32 bytes are kept.
+   *
+   * @param input - bytes the client typed, in order, telnet commands removed
+   * @returns true once the request came
+   */
+  watchFirstLine(input: Buffer): boolean {
+    if (this.firstLine === undefined) return false;
+    for (const byte of input) {
+      if (byte === 0x0a) {
+        const line = this.firstLine.trim().toUpperCase();
+        this.firstLine = undefined;
+        return line === PLAIN_REQUEST;
+      }
+      if (byte !== 0x0d) this.firstLine += String.fromCharCode(byte);
+      const typed = this.firstLine.trimStart().toUpperCase();
+      const possible = typed.length <= PLAIN_REQUEST.length ? PLAIN_REQUEST.startsWith(typed) : typed.startsWith(PLAIN_REQUEST) && typed.trimEnd() === PLAIN_REQUEST;
+      if (!possible || this.firstLine.length > MAX_REQUEST_LINE) {
+        this.firstLine = undefined;
+        return false;
+      }
+    }
+    return false;
+  }
+
+  /** The variables as text, for the plain-text request (see {@link encodeMsspText}). */
+  textReply(): Buffer {
+    return encodeMsspText(this.table());
+  }
 }

@@ -10,8 +10,10 @@ import zlib from 'node:zlib';
 import type { RemoteAddress, TelnetInfo } from '@imi/core';
 import { MSDP_OPTION, MsdpOption, encodeMsdp } from './msdp.js';
 import { MsspOption, type MsspTable } from './mssp.js';
-import { TelnetSession, type TelnetSink } from './telnet.js';
+import type { SnapshotTelnet } from '../../session/snapshot.js';
+import { TELNET, TELNET_OPTION, TelnetSession, type TelnetSink } from './telnet.js';
 import type { TelnetExtension } from './telnet-extension.js';
+import type { TelnetParserState } from './telnet-parser.js';
 import { NULL_SINK, socketErrorReason, type ChannelSink, type UserChannel } from '../transport.js';
 
 /** Options of {@link TelnetChannel}. */
@@ -47,10 +49,27 @@ const MAX_HELD_BYTES = 64 * 1024;
  */
 const DEFLATE_OPTIONS: zlib.ZlibOptions = { windowBits: 12, memLevel: 5, level: 6 };
 
+/**
+ * What a telnet channel holds beyond its negotiated state, for a handover
+ * between processes: where the parser is inside a command, and what was
+ * read while the channel was paused.
+ */
+export interface TelnetChannelState {
+  /** The parser's position. */
+  parser: TelnetParserState;
+  /** Input held while paused (protocol already removed), in one buffer. */
+  held: Buffer;
+  /** GMCP (and MSDP) messages held while paused: package, JSON text. */
+  heldGmcp: Array<[string, string]>;
+}
+
 type Held = Buffer | { readonly packageName: string; readonly json: string; readonly protocol: 'msdp' | undefined };
 
 /** `IAC NOP`: a command every client ignores, sent as a probe for a dead peer. */
 const NOP = Buffer.from([255, 241]);
+
+/** `IAC SB MCCP2 IAC SE`: a compressed stream starts after it. */
+const MCCP2_START = Buffer.from([TELNET.IAC, TELNET.SB, TELNET_OPTION.MCCP2, TELNET.IAC, TELNET.SE]);
 
 /** Where a new compressed stream starts, in output queued behind one being finished. */
 const START = Symbol('start MCCP2');
@@ -85,6 +104,8 @@ export class TelnetChannel implements UserChannel {
   private probeTimer: NodeJS.Timeout | undefined;
   /** MSSP, when offered: a client that asked for it is not announced before the negotiation window ends. */
   private readonly mssp: MsspOption | undefined;
+  /** A crawler sent the plain-text `MSSP-REQUEST`: it was answered and is let go, never announced. */
+  private crawler = false;
 
   /**
    * @param socket - the user's socket (a `tls.TLSSocket` for `telnet+tls`)
@@ -145,6 +166,7 @@ export class TelnetChannel implements UserChannel {
     this.sink = sink;
     this.socket.on('data', (chunk: Buffer) => this.session.receive(chunk));
     this.socket.on('end', () => {
+      if (this.crawler) return;
       if (this.settle !== undefined && this.held.length === 0) {
         // Gone before being let in, having typed nothing (a listing crawler
         // that read the MSSP variables, a port scanner): never announced.
@@ -258,6 +280,64 @@ export class TelnetChannel implements UserChannel {
     return true;
   }
 
+  /** The negotiated state (copies), for a session snapshot (see {@link TelnetSession.exportState}). */
+  exportNegotiation(): SnapshotTelnet {
+    return this.session.exportState();
+  }
+
+  /** Starts where a snapshot left off, before {@link attach} (see {@link TelnetSession.importState}). */
+  importNegotiation(state: SnapshotTelnet): void {
+    this.session.importState(state);
+  }
+
+  /** Starts a new compressed stream on a restored channel whose user had MCCP2 on (see {@link TelnetSession.resumeCompression}). */
+  resumeCompression(): void {
+    this.session.resumeCompression();
+  }
+
+  /** What the channel holds beyond its negotiated state (copies). */
+  exportState(): TelnetChannelState {
+    const held: Buffer[] = [];
+    const heldGmcp: Array<[string, string]> = [];
+    for (const item of this.held) {
+      if (Buffer.isBuffer(item)) held.push(item);
+      else heldGmcp.push([item.packageName, item.json]);
+    }
+    return { parser: this.session.exportParserState(), held: Buffer.concat(held), heldGmcp };
+  }
+
+  /**
+   * Puts back what {@link exportState} took, before anything is read. Held
+   * GMCP messages come after the held input: their relative order is not
+   * kept (GMCP is not queued for the app anyway).
+   */
+  importState(state: TelnetChannelState): void {
+    this.session.importParserState(state.parser);
+    if (state.held.length > 0) {
+      this.held.push(state.held);
+      this.heldBytes += state.held.length;
+    }
+    for (const [packageName, json] of state.heldGmcp) this.held.push({ packageName, json, protocol: undefined });
+  }
+
+  /** Whether a compressed stream is being finished or output has not reached the kernel yet. */
+  get flushing(): boolean {
+    return this.stopping !== undefined || this.writableLength > 0;
+  }
+
+  /** Ends the compressed stream, if one runs (the client goes back to plain bytes); returns whether it did. */
+  endCompression(): boolean {
+    if (this.deflate === undefined) return false;
+    this.stopCompression();
+    return true;
+  }
+
+  /** Starts a new compressed stream after {@link endCompression}. */
+  restartCompression(): void {
+    this.send(MCCP2_START);
+    this.startCompression();
+  }
+
   /** Delivers what was held while paused, in order, until paused again. */
   flushHeld(): void {
     this.flushScheduled = false;
@@ -277,6 +357,10 @@ export class TelnetChannel implements UserChannel {
   }
 
   private input(bytes: Buffer): void {
+    if (this.settle !== undefined && this.mssp?.watchFirstLine(bytes) === true) {
+      this.answerCrawler(this.mssp);
+      return;
+    }
     if (this.holding || this.held.length > 0) {
       this.held.push(bytes);
       this.heldBytes += bytes.length;
@@ -383,7 +467,24 @@ export class TelnetChannel implements UserChannel {
     }
   }
 
+  /**
+   * A crawler that does not speak telnet sent `MSSP-REQUEST` before being let
+   * in: it gets the variables as text and the connection ends; what it
+   * typed is dropped and the app never hears of it.
+   */
+  private answerCrawler(mssp: MsspOption): void {
+    this.crawler = true;
+    this.held = [];
+    this.heldBytes = 0;
+    if (this.settleTimer !== undefined) clearTimeout(this.settleTimer);
+    this.writeOut(mssp.textReply());
+    this.end();
+    this.socket.once('finish', () => this.socket.destroy());
+  }
+
   private settled(): void {
+    // A crawler is let go, never in: only the socket's close ends its wait.
+    if (this.crawler && !this.socket.destroyed) return;
     if (this.settleTimer !== undefined) clearTimeout(this.settleTimer);
     this.settleTimer = undefined;
     const settle = this.settle;

@@ -36,6 +36,33 @@ export const TELNET = {
   SE: 240,
 } as const;
 
+/** Telnet option codes imi knows. */
+export const TELNET_OPTION = {
+  /**
+   * RFC 856: transmit binary. imi refuses it (`WONT`/`DONT`), so its output
+   * is always NVT text (see `TelnetSessionOptions.nvtOutput`).
+   */
+  BINARY: 0,
+  /** RFC 857: the side that WILL ECHO echoes what the user types (so the client does not). */
+  ECHO: 1,
+  /** RFC 858: suppress go-ahead. */
+  SGA: 3,
+  /** RFC 1091: terminal type (and MTTS, its MUD extension). */
+  TTYPE: 24,
+  /** RFC 885: end of record. Once the client agreed (`DO EOR`), prompts end with `IAC EOR`. */
+  EOR: 25,
+  /** RFC 1073: negotiate about window size. */
+  NAWS: 31,
+  /** MUD server data protocol: variables, arrays and tables (offered through `msdp.ts`). */
+  MSDP: 69,
+  /** MUD server status protocol: the listing crawlers' variables (offered through `mssp.ts`). */
+  MSSP: 70,
+  /** MUD client compression protocol v2: zlib stream of the server's output. */
+  MCCP2: 86,
+  /** Generic MUD communication protocol: `Package.Name <json>` messages. */
+  GMCP: 201,
+} as const;
+
 /** Default longest telnet subnegotiation kept (`maxSubnegotiationBytes`), in bytes: 8 KiB. */
 export const DEFAULT_MAX_SUBNEGOTIATION_BYTES = 8 * 1024;
 
@@ -105,6 +132,24 @@ const enum State {
 }
 
 /**
+ * Where a telnet session's byte parser is inside a command, as plain data
+ * ({@link TelnetSession.exportParserState}): what a handover carries so the bytes after it parse the same in the successor
+ * (same code version: `state` is the parser's own numbering).
+ */
+export interface TelnetParserState {
+  /** The parser's state. */
+  state: number;
+  /** The verb (`WILL`, `DO`, …) read before the option byte. */
+  verb: number;
+  /** The option of the subnegotiation being read. */
+  subOption: number;
+  /** Its bytes so far (a copy). */
+  sub: Buffer;
+  /** Its bound, in bytes. */
+  subMax: number;
+}
+
+/**
  * A telnet byte parser. Fed one byte at a time or a megabyte at once, it
  * reports the same.
  *
@@ -134,6 +179,20 @@ export class TelnetParser {
     this.sink = sink;
     this.maxSub = options.maxSubnegotiationBytes;
     this.isEnabled = options.isEnabled;
+  }
+
+  /** Where it is inside a command (copies). */
+  exportState(): TelnetParserState {
+    return { state: this.state, verb: this.verb, subOption: this.subOption, sub: Buffer.from(this.sub), subMax: this.subMax };
+  }
+
+  /** Puts back what {@link exportState} took, before anything is fed. */
+  importState(state: TelnetParserState): void {
+    this.state = state.state as State;
+    this.verb = state.verb;
+    this.subOption = state.subOption;
+    this.sub = [...state.sub];
+    this.subMax = state.subMax;
   }
 
   /** Feeds bytes read from the socket; everything found is reported before this returns. */
@@ -328,6 +387,11 @@ export class NvtEncoder {
   /** Whether a CR was written last and waits for its follower. */
   get pendingCr(): boolean {
     return this.crOpen;
+  }
+
+  /** Restores it, for text going on where another encoder stopped (a session moved to a new socket or process). */
+  set pendingCr(open: boolean) {
+    this.crOpen = open;
   }
 
   /**

@@ -10,38 +10,15 @@
  * @module
  */
 import { ImiError, type TelnetInfo } from '@imi/core';
+import type { SnapshotTelnet } from '../../session/snapshot.js';
 import { gmcpCoreChange, printable } from './gmcp-core.js';
 import type { TelnetExtension } from './telnet-extension.js';
-import { DEFAULT_MAX_SUBNEGOTIATION_BYTES, NvtEncoder, TELNET, TelnetParser, escapeIac } from './telnet-parser.js';
+import type { TelnetSessionOptions, TelnetSink } from './telnet-sink.js';
+import { DEFAULT_MAX_SUBNEGOTIATION_BYTES, NvtEncoder, TELNET, TELNET_OPTION, TelnetParser, escapeIac, type TelnetParserState } from './telnet-parser.js';
 
-export { DEFAULT_MAX_SUBNEGOTIATION_BYTES, NvtEncoder, TELNET, escapeIac } from './telnet-parser.js';
+export { DEFAULT_MAX_SUBNEGOTIATION_BYTES, NvtEncoder, TELNET, TELNET_OPTION, escapeIac, type TelnetParserState } from './telnet-parser.js';
+export type { TelnetSessionOptions, TelnetSink } from './telnet-sink.js';
 
-/** Telnet option codes imi knows. */
-export const TELNET_OPTION = {
-  /**
-   * RFC 856: transmit binary. imi refuses it (`WONT`/`DONT`), so its output
-   * is always NVT text (see {@link TelnetSessionOptions.nvtOutput}).
-   */
-  BINARY: 0,
-  /** RFC 857: the side that WILL ECHO echoes what the user types (so the client does not). */
-  ECHO: 1,
-  /** RFC 858: suppress go-ahead. */
-  SGA: 3,
-  /** RFC 1091: terminal type (and MTTS, its MUD extension). */
-  TTYPE: 24,
-  /** RFC 885: end of record. Once the client agreed (`DO EOR`), prompts end with `IAC EOR`. */
-  EOR: 25,
-  /** RFC 1073: negotiate about window size. */
-  NAWS: 31,
-  /** MUD server data protocol: variables, arrays and tables (offered through `msdp.ts`). */
-  MSDP: 69,
-  /** MUD server status protocol: the listing crawlers' variables (offered through `mssp.ts`). */
-  MSSP: 70,
-  /** MUD client compression protocol v2: zlib stream of the server's output. */
-  MCCP2: 86,
-  /** Generic MUD communication protocol: `Package.Name <json>` messages. */
-  GMCP: 201,
-} as const;
 
 /** Most `TTYPE SEND` requests in one MTTS cycle (client name, terminal type, `MTTS n`). */
 export const MAX_TTYPE_REQUESTS = 3;
@@ -55,59 +32,6 @@ const GMCP_PACKAGE = /^[^\s\x00-\x1f\x7f]{1,128}$/;
 const { IAC, DONT, DO, WONT, WILL, SB, SE, GA, EOR } = TELNET;
 const TTYPE_IS = 0;
 const TTYPE_SEND = 1;
-
-/** Receives what a {@link TelnetSession} decodes. */
-export interface TelnetSink {
-  /**
-   * Plain input bytes, protocol removed. Each line end the client sends
-   * (`CR LF`, `CR NUL`, `LF CR`, `CR CR LF`, a lone `CR` or `LF`) becomes
-   * one `CR LF` or `LF`; `IAC EC` becomes a BS.
-   */
-  onData(bytes: Buffer): void;
-  /** Bytes to write to the client as they are (negotiation): never IAC-escaped again. */
-  onSend(bytes: Buffer): void;
-  /** The client's info changed (window size, terminal type, GMCP on, echo, …). */
-  onInfo(info: Readonly<TelnetInfo>): void;
-  /** A GMCP message from the client: `Package.Name` and its JSON text (`''` when it has none). */
-  onGmcp(packageName: string, json: string): void;
-  /** MCCP2 is on: compress every byte written after the bytes already given to `onSend`. */
-  onStartCompression(): void;
-  /** The client asked to stop MCCP2: end the compressed stream, then write plain bytes again. */
-  onStopCompression(): void;
-  /** The opening negotiation is over: every offer was answered and the terminal type cycle is done. */
-  onSettled(): void;
-  /**
-   * The client broke the protocol (`IMI_BAD_TELNET`, or `IMI_LIMIT` for
-   * `maxSubnegotiationBytes`); the bad part was dropped and input goes on.
-   * Called once per fault.
-   */
-  onFault?(error: ImiError): void;
-}
-
-/** Options of {@link TelnetSession}. */
-export interface TelnetSessionOptions {
-  /** Offer MCCP2 (zlib compression of output). Default false. */
-  mccp2?: boolean;
-  /** Offer GMCP. Default true. */
-  gmcp?: boolean;
-  /**
-   * Longest subnegotiation kept, in bytes. A longer one is dropped
-   * (`IMI_LIMIT`): the rest of it is skipped up to its `IAC SE`, the next
-   * other command or the next line end. Default
-   * {@link DEFAULT_MAX_SUBNEGOTIATION_BYTES}.
-   */
-  maxSubnegotiationBytes?: number;
-  /**
-   * Write the app's text as NVT output (RFC 854): a bare LF becomes
-   * `CR LF`, a bare CR becomes `CR NUL`. Default true; false writes it as
-   * it is (IAC still doubled).
-   */
-  nvtOutput?: boolean;
-  /** Offer EOR (RFC 885) at the start, so prompts can end with `IAC EOR`. Default true. */
-  eor?: boolean;
-  /** More options offered with `WILL` at the start, each run by its own object (MSSP, MSDP). */
-  extensions?: readonly TelnetExtension[];
-}
 
 /**
  * One telnet connection's protocol state: feed it what the socket reads,
@@ -267,6 +191,78 @@ export class TelnetSession {
    */
   finish(): Buffer {
     return this.closeLine();
+  }
+
+  /**
+   * The negotiated state as plain data (copies), as a session snapshot
+   * holds it: what the client told, what was offered, which options are
+   * on, which requests are unanswered, the hidden echo and the TTYPE cycle.
+   */
+  exportState(): SnapshotTelnet {
+    return {
+      info: structuredClone(this.info),
+      offerMccp2: this.offerMccp2,
+      offerGmcp: this.offerGmcp,
+      offerEor: this.offerEor,
+      offerMsdp: this.extensions.has(TELNET_OPTION.MSDP),
+      offerMssp: this.extensions.has(TELNET_OPTION.MSSP),
+      nvtOutput: this.nvt !== undefined,
+      pendingCr: this.nvt?.pendingCr ?? false,
+      local: [...this.local],
+      remote: [...this.remote],
+      pendingLocal: [...this.pendingLocal],
+      pendingRemote: [...this.pendingRemote],
+      opening: [...this.opening],
+      hideInput: this.hideInput,
+      ttypeRequests: this.ttypeRequests,
+      awaitingTtype: this.awaitingTtype,
+      settled: this.settled,
+    };
+  }
+
+  /**
+   * Starts where an {@link exportState} left off, for a session that read
+   * and sent nothing yet (made with the same offers): {@link start} then
+   * sends nothing, and the session counts as settled (clients do not
+   * renegotiate). MCCP2 stays off, since a compressed stream cannot cross
+   * sockets: {@link resumeCompression} starts a new one.
+   */
+  importState(state: SnapshotTelnet): void {
+    const info = structuredClone(state.info);
+    info.mccp2 = false;
+    for (const key of Object.keys(this.info)) delete (this.info as Partial<TelnetInfo>)[key as keyof TelnetInfo];
+    Object.assign(this.info, info);
+    refill(this.local, state.local.filter((option) => option !== TELNET_OPTION.MCCP2));
+    refill(this.remote, state.remote);
+    refill(this.pendingLocal, state.pendingLocal);
+    refill(this.pendingRemote, state.pendingRemote);
+    refill(this.opening, state.opening);
+    this.hideInput = state.hideInput;
+    if (this.nvt !== undefined) this.nvt.pendingCr = state.pendingCr;
+    this.ttypeRequests = state.ttypeRequests;
+    this.awaitingTtype = state.awaitingTtype;
+    this.started = true;
+    this.settled = true;
+  }
+
+  /**
+   * Turns MCCP2 on again after {@link importState} (of a user who had it
+   * on), once the channel is attached: a new compressed stream begins
+   * (`IAC SB MCCP2 IAC SE`), as the protocol allows after the old one ended.
+   */
+  resumeCompression(): void {
+    this.local.add(TELNET_OPTION.MCCP2);
+    this.enabledLocal(TELNET_OPTION.MCCP2, []);
+  }
+
+  /** Where the parser is inside a command (copies), for a handover between processes. */
+  exportParserState(): TelnetParserState {
+    return this.parser.exportState();
+  }
+
+  /** Puts back what {@link exportParserState} took, before anything is received. */
+  importParserState(state: TelnetParserState): void {
+    this.parser.importState(state);
   }
 
   /** Feeds bytes read from the socket. Plain bytes reach {@link TelnetSink.onData} before this returns. */
@@ -459,6 +455,11 @@ export class TelnetSession {
     Object.assign(this.info, change);
     this.sink.onInfo(this.info);
   }
+}
+
+function refill(set: Set<number>, values: readonly number[]): void {
+  set.clear();
+  for (const value of values) set.add(value);
 }
 
 const GMCP_START = Buffer.from([IAC, SB, TELNET_OPTION.GMCP]);
