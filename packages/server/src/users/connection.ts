@@ -10,8 +10,9 @@ import type { ImiError, JsonObject, RemoteAddress, SessionRecord, TelnetInfo } f
 import { Fifo } from '../delivery/fifo.js';
 import type { Session } from '../hooks.js';
 import type { TokenBucket } from './admission.js';
-import { LineSplitter, type LineState } from './line-splitter.js';
+import { LineSplitter, type LineSink, type LineState } from './line-splitter.js';
 import type { ChannelSink, UserChannel } from './transport.js';
+import { uncorkSoon } from './write-batch.js';
 
 /** A line held back by the input rate limit. */
 export interface DelayedLine {
@@ -49,9 +50,10 @@ export interface ConnectionOwner {
 
 /**
  * A user connection. Hooks see it as a {@link Session}; its channel reports
- * to it (it is the channel's {@link ChannelSink}).
+ * to it (it is the channel's {@link ChannelSink}), and so does its line
+ * splitter (it is its {@link LineSink}: no closure per user).
  */
-export class Connection implements Session, ChannelSink {
+export class Connection implements Session, ChannelSink, LineSink {
   readonly record: SessionRecord;
   /** Set once the `connect` hook let the user in. */
   accepted = false;
@@ -65,8 +67,8 @@ export class Connection implements Session, ChannelSink {
   toldQueueFull = false;
   /** The input rate bucket, when `inputRatePerSession` applies to this user (not loopback, unless `limitLoopback`). */
   inputBucket: TokenBucket | undefined;
-  /** Lines held back by the input rate, oldest first (reading is paused while any wait). */
-  readonly delayedLines = new Fifo<DelayedLine>();
+  /** Lines held back by the input rate, oldest first (reading is paused while any wait). Made on first use: most users are never held back. */
+  private delayed: Fifo<DelayedLine> | undefined;
   /** Fires when the next delayed line may go. */
   delayTimer: NodeJS.Timeout | undefined;
   /** Whether the user was told lines were dropped, in the current burst. */
@@ -100,6 +102,16 @@ export class Connection implements Session, ChannelSink {
   private resolveClosed: (() => void) | undefined;
   private forgotten = false;
 
+  /** Lines held back by the input rate, oldest first (reading is paused while any wait). */
+  get delayedLines(): Fifo<DelayedLine> {
+    return (this.delayed ??= new Fifo<DelayedLine>());
+  }
+
+  /** How many lines the input rate holds back (makes no queue). */
+  get delayedCount(): number {
+    return this.delayed === undefined ? 0 : this.delayed.length;
+  }
+
   /** Resolves once the connection is closed and forgotten by the intermediary. */
   get closed(): Promise<void> {
     if (this.closedPromise === undefined) {
@@ -114,12 +126,13 @@ export class Connection implements Session, ChannelSink {
     this.owner = owner;
     this.maxOutputBufferBytes = maxOutputBufferBytes;
     this.lastInputAt = Date.now();
-    this.splitter = new LineSplitter(maxLineBytes, {
-      onLine: (line, truncated, bytes) => {
-        if (!this.closing) this.owner.onLine(this, line, truncated, bytes);
-      },
-    });
+    this.splitter = new LineSplitter(maxLineBytes, this);
     this.negotiation = channel.attach(this) ?? undefined;
+  }
+
+  /** A line from the splitter. */
+  onLine(line: string, truncated: boolean, bytes: number): void {
+    if (!this.closing) this.owner.onLine(this, line, truncated, bytes);
   }
 
   // ------------------------------------------------ what the channel reports
@@ -306,7 +319,7 @@ export class Connection implements Session, ChannelSink {
   private cork(): void {
     this.corked = true;
     this.channel.cork();
-    process.nextTick(uncork, this);
+    uncorkSoon(this);
   }
 
   /** Ends this tick's cork (every write of the tick leaves together), then checks for a slow reader. */
@@ -318,8 +331,4 @@ export class Connection implements Session, ChannelSink {
     // but got a burst bigger than the limit.
     if (!this.closing && this.channel.writableLength > this.maxOutputBufferBytes) this.owner.onSlowReader(this);
   }
-}
-
-function uncork(connection: Connection): void {
-  connection.uncorkNow();
 }

@@ -31,10 +31,19 @@ import {
 /** How long a TLS client may take to finish its handshake, in ms. */
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/** Where a socket's listeners find its channel (the listeners are shared, as `ws` does it). */
+const kChannel = Symbol('imi.socketChannel');
+
+/** A user's socket with its channel attached. */
+interface ChannelSocket extends Socket {
+  [kChannel]: SocketChannel;
+}
+
 /**
  * Plain lines on a socket (TCP or TLS): the bytes go to the sink as they
  * are read, text is written as it is. The hot path adds one call per chunk
- * and nothing allocated.
+ * and nothing allocated. The socket's listeners are functions shared by
+ * every channel, not closures: an idle user costs no function objects.
  */
 export class SocketChannel implements UserChannel {
   readonly transport: string;
@@ -55,8 +64,25 @@ export class SocketChannel implements UserChannel {
     // A user who half-closes (`printf … | nc`) still reads: their reply must get out.
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
-    socket.on('error', (error) => this.sink.onError(socketErrorReason(error), error));
-    socket.on('close', () => this.sink.onClose());
+    (socket as ChannelSocket)[kChannel] = this;
+    socket.on('error', SocketChannel.onSocketError);
+    socket.on('close', SocketChannel.onSocketClose);
+  }
+
+  private static onSocketError(this: ChannelSocket, error: Error): void {
+    this[kChannel].sink.onError(socketErrorReason(error), error);
+  }
+
+  private static onSocketClose(this: ChannelSocket): void {
+    this[kChannel].sink.onClose();
+  }
+
+  private static onSocketData(this: ChannelSocket, chunk: Buffer): void {
+    this[kChannel].sink.onData(chunk);
+  }
+
+  private static onSocketEnd(this: ChannelSocket): void {
+    this[kChannel].sink.onEnd();
   }
 
   watchPeer(keepAliveMs: number): void {
@@ -73,8 +99,8 @@ export class SocketChannel implements UserChannel {
 
   attach(sink: ChannelSink): void {
     this.sink = sink;
-    this.socket.on('data', (chunk: Buffer) => sink.onData(chunk));
-    this.socket.on('end', () => sink.onEnd());
+    this.socket.on('data', SocketChannel.onSocketData);
+    this.socket.on('end', SocketChannel.onSocketEnd);
   }
 
   write(text: string): void {

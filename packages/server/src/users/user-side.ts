@@ -268,7 +268,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
 
   onLine(connection: Connection, line: string, truncated: boolean, bytes: number): void {
     const bucket = connection.inputBucket;
-    if (bucket !== undefined && (connection.delayedLines.length > 0 || !bucket.take(Date.now()))) {
+    if (bucket !== undefined && (connection.delayedCount > 0 || !bucket.take(Date.now()))) {
       this.delayLine(connection, { line, truncated, bytes });
       return;
     }
@@ -278,7 +278,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
   /** Holds a line back (input rate), pausing the user's reading so TCP slows them down. */
   delayLine(connection: Connection, delayed: DelayedLine): void {
     const { options, reporter } = this.parts;
-    if (connection.delayedLines.length >= options.maxDelayedLinesPerSession) {
+    if (connection.delayedCount >= options.maxDelayedLinesPerSession) {
       reporter.counters.dropped.rateLimited++;
       reporter.reportLimit('inputRatePerSession', options.inputRatePerSession, 'a user typed faster than the input rate; a line was dropped', connection.id);
       if (!connection.toldRateLimit) {
@@ -402,7 +402,7 @@ export class UserSide implements ConnectionOwner, UserDirectory {
       this.admission.release(connection.remote.address, connection.inputBucket !== undefined);
     }
     if (connection.delayTimer !== undefined) clearTimeout(connection.delayTimer);
-    connection.delayedLines.clear();
+    if (connection.delayedCount > 0) connection.delayedLines.clear();
     this.openConnections.delete(connection);
     this.forget(connection);
     connection.markClosed();
