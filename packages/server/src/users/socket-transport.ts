@@ -51,6 +51,14 @@ export class SocketChannel implements UserChannel {
   readonly telnet = undefined;
   private readonly socket: Socket;
   private sink: ChannelSink = NULL_SINK;
+  /** Set between {@link cork} and {@link uncork}. */
+  private holding = false;
+  /**
+   * The text written while corked, joined, for one `socket.write` at the
+   * uncork: a byte stream has no message edges to keep, and this skips the
+   * stream's own cork buffer (an entry per write, then a flush).
+   */
+  private held: string | undefined;
 
   /**
    * @param socket - the user's socket (a `tls.TLSSocket` for `tls`)
@@ -90,7 +98,8 @@ export class SocketChannel implements UserChannel {
   }
 
   get writableLength(): number {
-    return this.socket.writableLength;
+    const held = this.held;
+    return held === undefined ? this.socket.writableLength : this.socket.writableLength + Buffer.byteLength(held);
   }
 
   get destroyed(): boolean {
@@ -104,15 +113,25 @@ export class SocketChannel implements UserChannel {
   }
 
   write(text: string): void {
-    this.socket.write(text);
+    if (!this.holding) this.socket.write(text);
+    else this.held = this.held === undefined ? text : this.held + text;
   }
 
   cork(): void {
-    this.socket.cork();
+    this.holding = true;
   }
 
   uncork(): void {
-    this.socket.uncork();
+    this.holding = false;
+    this.release();
+  }
+
+  /** Writes what was held while corked. */
+  private release(): void {
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    this.socket.write(held);
   }
 
   pause(): void {
@@ -124,10 +143,15 @@ export class SocketChannel implements UserChannel {
   }
 
   end(): void {
+    // What was held goes first, as the stream's end() would flush corked writes.
+    this.holding = false;
+    this.release();
     this.socket.end();
   }
 
   destroy(): void {
+    this.holding = false;
+    this.held = undefined;
     this.socket.destroy();
   }
 }
