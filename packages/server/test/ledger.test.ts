@@ -47,6 +47,10 @@ describe('MemoryLedger', () => {
     const { ledger } = make();
     ledger.openSession('b');
     ledger.openSession('a');
+    // Open, no line yet: known, with nothing pending.
+    expect(ledger.sessionTotals('b')).toEqual({ queuedLines: 0, queuedBytes: 0, unacked: 0 });
+    expect(ledger.sessionInputs('b')).toEqual({ queued: [], unacked: [] });
+    expect(ledger.sessionTotals('z')).toBeUndefined();
     ledger.queue(line(ledger, 'a', 'a1'));
     ledger.queue(line(ledger, 'b', 'b1'));
     ledger.queue(line(ledger, 'a', 'a2'));

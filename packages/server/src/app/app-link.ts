@@ -9,6 +9,7 @@ import { FrameDecoder, validateAppMessage, type AppMessage, type ImiErrorCode, t
 import { DependencyTracker } from '../delivery/dep-tracker.js';
 import type { AppInfo } from '../hooks.js';
 import { ErrorBudget, summaryText } from '../ops/error-budget.js';
+import { inWriteBatch } from '../users/write-batch.js';
 import { frame } from './frames.js';
 
 /** Where an app connection is in its life. */
@@ -107,7 +108,8 @@ export class AppLink implements AppInfo {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       this.lastHeardAt = Date.now();
-      this.decoder.write(chunk);
+      // The users written to by this chunk's frames are uncorked once it is handled (see write-batch.ts).
+      inWriteBatch(this.decodeChunk, chunk);
     });
     socket.on('error', () => {
       // 'close' follows with hadError; the owner reports it there.
@@ -121,6 +123,10 @@ export class AppLink implements AppInfo {
       this.resolveClosed();
     });
   }
+
+  private readonly decodeChunk = (chunk: Buffer): void => {
+    this.decoder.write(chunk);
+  };
 
   /** Whether the socket can still be written to. */
   get writable(): boolean {

@@ -76,15 +76,12 @@ export class MemoryLedger implements InputLedger {
   }
 
   openSession(sessionId: string): void {
-    if (!this.books.has(sessionId)) this.books.set(sessionId, newBook(sessionId));
+    // The shared empty book holds the session's place (the drain order) until its first line.
+    if (!this.books.has(sessionId)) this.books.set(sessionId, UNUSED);
   }
 
   input(sessionId: string, value: string, txnId: string, bytes: number): InputEntry {
-    let book = this.books.get(sessionId);
-    if (book === undefined) {
-      book = newBook(sessionId);
-      this.books.set(sessionId, book);
-    }
+    const book = this.bookOf(sessionId);
     const entry: Entry = { sessionId, value, txnId, bytes, seq: 0, sentBefore: false, where: Where.Loose, book };
     return entry;
   }
@@ -256,13 +253,12 @@ export class MemoryLedger implements InputLedger {
   }
 
   restoreSession(sessionId: string, inputs: SessionInputs): void {
-    this.openSession(sessionId);
+    const book = this.bookOf(sessionId);
     for (const given of inputs.queued) {
       const entry = this.input(sessionId, given.value, given.txnId, given.bytes) as Entry;
       entry.sentBefore = given.sentBefore;
       this.queue(entry);
     }
-    const book = this.books.get(sessionId)!;
     for (const given of inputs.unacked) {
       const entry = this.input(sessionId, given.value, given.txnId, given.bytes) as Entry;
       entry.seq = given.seq;
@@ -276,6 +272,17 @@ export class MemoryLedger implements InputLedger {
       this.toRedeliver.push(entry);
       if (entry.seq > this.seq) this.seq = entry.seq;
     }
+  }
+
+  /** A session's own book, made on its first line (an idle user costs a map entry, not a book and two queues). */
+  private bookOf(sessionId: string): Book {
+    let book = this.books.get(sessionId);
+    if (book === undefined || book === UNUSED) {
+      book = newBook(sessionId);
+      // On an existing key, `set` keeps the session's place in the drain order.
+      this.books.set(sessionId, book);
+    }
+    return book;
   }
 
   /** Takes an unacked entry out of its session's book (it is the head: both lists are in seq order). */
@@ -294,6 +301,12 @@ export class MemoryLedger implements InputLedger {
     this.sink.unackedOverflow(entry.sessionId, limit);
   }
 }
+
+/**
+ * The book of every open session that has sent no line yet. Nothing is ever
+ * added to it: entries get a book of their own ({@link MemoryLedger.bookOf}).
+ */
+const UNUSED: Book = Object.freeze({ id: '', queued: new Fifo<Entry>(), queuedBytes: 0, unacked: new Fifo<Entry>(), unackedBytes: 0 });
 
 function newBook(id: string): Book {
   return { id, queued: new Fifo(), queuedBytes: 0, unacked: new Fifo(), unackedBytes: 0 };

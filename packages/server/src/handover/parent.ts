@@ -277,8 +277,8 @@ export class Freeze {
       const wsThaw = this.wsThaws.get(connection);
       if (wsThaw !== undefined) wsThaw();
       if (socket !== undefined) resumeReading(socket);
-      else if (connection.delayedLines.length === 0) connection.resume();
-      if (connection.delayedLines.length > 0 && connection.delayTimer === undefined && !connection.closing) users['scheduleDelayed'](connection);
+      else if (connection.delayedCount === 0) connection.resume();
+      if (connection.delayedCount > 0 && connection.delayTimer === undefined && !connection.closing) users['scheduleDelayed'](connection);
     }
     for (const channel of this.compressed) if (!channel.destroyed) restartCompression(channel);
     for (const socket of this.appSockets) resumeReading(socket);

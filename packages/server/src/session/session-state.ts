@@ -51,7 +51,7 @@ export function takeSnapshot(connection: Connection, ledger: InputLedger): Sessi
     state: structuredClone(record.state),
     counters: { ...record.counters },
     line: { bytes: line.bytes.toString('base64'), overflowBytes: line.overflowBytes, crs: line.crs, afterLf: line.afterLf },
-    delayed: [...connection.delayedLines].map((delayed) => ({ value: delayed.line, truncated: delayed.truncated, bytes: delayed.bytes })),
+    delayed: (connection.delayedCount === 0 ? [] : [...connection.delayedLines]).map((delayed) => ({ value: delayed.line, truncated: delayed.truncated, bytes: delayed.bytes })),
     queued: inputs.queued.map((entry) => ({ txnId: entry.txnId, value: entry.value })),
     unacked: inputs.unacked.map((entry) => ({ txnId: entry.txnId, value: entry.value, seq: entry.seq })),
     telnet: connection.userChannel instanceof TelnetChannel ? readTelnetState(connection.userChannel) : null,

@@ -10,8 +10,9 @@ import type { ImiError, JsonObject, RemoteAddress, SessionRecord, TelnetInfo } f
 import { Fifo } from '../delivery/fifo.js';
 import type { Session } from '../hooks.js';
 import type { TokenBucket } from './admission.js';
-import { LineSplitter, type LineState } from './line-splitter.js';
+import { LineSplitter, type LineSink, type LineState } from './line-splitter.js';
 import type { ChannelSink, UserChannel } from './transport.js';
+import { uncorkSoon } from './write-batch.js';
 
 /** A line held back by the input rate limit. */
 export interface DelayedLine {
@@ -47,42 +48,41 @@ export interface ConnectionOwner {
   onFault(connection: Connection, error: ImiError): void;
 }
 
+/** The bits of {@link Connection}'s `flags`. */
+const enum Flag {
+  Accepted = 1,
+  Closing = 2,
+  ToldQueueFull = 4,
+  ToldRateLimit = 8,
+  InputEnded = 16,
+  AwaitingReply = 32,
+  Admitted = 64,
+  TelnetNotifyScheduled = 128,
+  Corked = 256,
+  Forgotten = 512,
+}
+
 /**
  * A user connection. Hooks see it as a {@link Session}; its channel reports
- * to it (it is the channel's {@link ChannelSink}).
+ * to it (it is the channel's {@link ChannelSink}), and so does its line
+ * splitter (it is its {@link LineSink}: no closure per user).
  */
-export class Connection implements Session, ChannelSink {
+export class Connection implements Session, ChannelSink, LineSink {
   readonly record: SessionRecord;
-  /** Set once the `connect` hook let the user in. */
-  accepted = false;
-  /** Set once close was asked for or the socket closed. */
-  closing = false;
   /** The reason the app will be told when the connection ends. */
   closeReason = 'closed';
   /** The app connection id this user was last announced to (0: none). */
   announcedTo = 0;
-  /** Whether the user was told their queue overflowed (once per outage). */
-  toldQueueFull = false;
   /** The input rate bucket, when `inputRatePerSession` applies to this user (not loopback, unless `limitLoopback`). */
   inputBucket: TokenBucket | undefined;
-  /** Lines held back by the input rate, oldest first (reading is paused while any wait). */
-  readonly delayedLines = new Fifo<DelayedLine>();
+  /** Lines held back by the input rate, oldest first (reading is paused while any wait). Made on first use: most users are never held back. */
+  private delayed: Fifo<DelayedLine> | undefined;
   /** Fires when the next delayed line may go. */
   delayTimer: NodeJS.Timeout | undefined;
-  /** Whether the user was told lines were dropped, in the current burst. */
-  toldRateLimit = false;
-  /** Set once the user half-closed: no more input will come. */
-  inputEnded = false;
-  /** Set when a line of this user went to an app (or was queued for one) that has not answered it yet. */
-  awaitingReply = false;
-  /** Set when the admission counted this connection (so it is released once). */
-  admitted = false;
   /** Last time the user sent a line (ms). */
   lastInputAt: number;
   /** The telnet info as last told to the app (JSON), so only real changes are sent. */
   telnetSent: string | undefined;
-  /** Set while a `telnet` message to the app is scheduled. */
-  telnetNotifyScheduled = false;
   /**
    * Resolves once the channel's opening negotiation is over (telnet), when
    * the user must not be announced before; undefined otherwise.
@@ -93,17 +93,105 @@ export class Connection implements Session, ChannelSink {
   private readonly owner: ConnectionOwner;
   private readonly splitter: LineSplitter;
   private readonly maxOutputBufferBytes: number;
-  private corked = false;
   private closeTimer: NodeJS.Timeout | undefined;
   /** Made only when someone waits for the close (`close()` of the intermediary): an idle user then costs no promise and no resolver. */
   private closedPromise: Promise<void> | undefined;
   private resolveClosed: (() => void) | undefined;
-  private forgotten = false;
+  /** The yes/no state, one bit each ({@link Flag}): ten boolean fields cost 72 B more per user. */
+  private flags = 0;
+
+  /** Set once the `connect` hook let the user in. */
+  get accepted(): boolean {
+    return (this.flags & Flag.Accepted) !== 0;
+  }
+  set accepted(value: boolean) {
+    this.flags = value ? this.flags | Flag.Accepted : this.flags & ~Flag.Accepted;
+  }
+
+  /** Set once close was asked for or the socket closed. */
+  get closing(): boolean {
+    return (this.flags & Flag.Closing) !== 0;
+  }
+  set closing(value: boolean) {
+    this.flags = value ? this.flags | Flag.Closing : this.flags & ~Flag.Closing;
+  }
+
+  /** Whether the user was told their queue overflowed (once per outage). */
+  get toldQueueFull(): boolean {
+    return (this.flags & Flag.ToldQueueFull) !== 0;
+  }
+  set toldQueueFull(value: boolean) {
+    this.flags = value ? this.flags | Flag.ToldQueueFull : this.flags & ~Flag.ToldQueueFull;
+  }
+
+  /** Whether the user was told lines were dropped, in the current burst. */
+  get toldRateLimit(): boolean {
+    return (this.flags & Flag.ToldRateLimit) !== 0;
+  }
+  set toldRateLimit(value: boolean) {
+    this.flags = value ? this.flags | Flag.ToldRateLimit : this.flags & ~Flag.ToldRateLimit;
+  }
+
+  /** Set once the user half-closed: no more input will come. */
+  get inputEnded(): boolean {
+    return (this.flags & Flag.InputEnded) !== 0;
+  }
+  set inputEnded(value: boolean) {
+    this.flags = value ? this.flags | Flag.InputEnded : this.flags & ~Flag.InputEnded;
+  }
+
+  /** Set when a line of this user went to an app (or was queued for one) that has not answered it yet. */
+  get awaitingReply(): boolean {
+    return (this.flags & Flag.AwaitingReply) !== 0;
+  }
+  set awaitingReply(value: boolean) {
+    this.flags = value ? this.flags | Flag.AwaitingReply : this.flags & ~Flag.AwaitingReply;
+  }
+
+  /** Set when the admission counted this connection (so it is released once). */
+  get admitted(): boolean {
+    return (this.flags & Flag.Admitted) !== 0;
+  }
+  set admitted(value: boolean) {
+    this.flags = value ? this.flags | Flag.Admitted : this.flags & ~Flag.Admitted;
+  }
+
+  /** Set while a `telnet` message to the app is scheduled. */
+  get telnetNotifyScheduled(): boolean {
+    return (this.flags & Flag.TelnetNotifyScheduled) !== 0;
+  }
+  set telnetNotifyScheduled(value: boolean) {
+    this.flags = value ? this.flags | Flag.TelnetNotifyScheduled : this.flags & ~Flag.TelnetNotifyScheduled;
+  }
+
+  private get isCorked(): boolean {
+    return (this.flags & Flag.Corked) !== 0;
+  }
+  private set isCorked(value: boolean) {
+    this.flags = value ? this.flags | Flag.Corked : this.flags & ~Flag.Corked;
+  }
+
+  private get isForgotten(): boolean {
+    return (this.flags & Flag.Forgotten) !== 0;
+  }
+  private set isForgotten(value: boolean) {
+    this.flags = value ? this.flags | Flag.Forgotten : this.flags & ~Flag.Forgotten;
+  }
+
+  /** Lines held back by the input rate, oldest first (reading is paused while any wait). */
+  get delayedLines(): Fifo<DelayedLine> {
+    return (this.delayed ??= new Fifo<DelayedLine>());
+  }
+
+  /** How many lines the input rate holds back (makes no queue). */
+  get delayedCount(): number {
+    return this.delayed === undefined ? 0 : this.delayed.length;
+  }
 
   /** Resolves once the connection is closed and forgotten by the intermediary. */
   get closed(): Promise<void> {
     if (this.closedPromise === undefined) {
-      this.closedPromise = this.forgotten ? Promise.resolve() : new Promise<void>((resolve) => (this.resolveClosed = resolve));
+      this.closedPromise = this.isForgotten ? Promise.resolve() : new Promise<void>((resolve) => (this.resolveClosed = resolve));
     }
     return this.closedPromise;
   }
@@ -114,12 +202,13 @@ export class Connection implements Session, ChannelSink {
     this.owner = owner;
     this.maxOutputBufferBytes = maxOutputBufferBytes;
     this.lastInputAt = Date.now();
-    this.splitter = new LineSplitter(maxLineBytes, {
-      onLine: (line, truncated, bytes) => {
-        if (!this.closing) this.owner.onLine(this, line, truncated, bytes);
-      },
-    });
+    this.splitter = new LineSplitter(maxLineBytes, this);
     this.negotiation = channel.attach(this) ?? undefined;
+  }
+
+  /** A line from the splitter. */
+  onLine(line: string, truncated: boolean, bytes: number): void {
+    if (!this.closing) this.owner.onLine(this, line, truncated, bytes);
   }
 
   // ------------------------------------------------ what the channel reports
@@ -243,7 +332,7 @@ export class Connection implements Session, ChannelSink {
       this.writeRaw(out);
     }
     if (prompt && this.channel.markPrompt !== undefined) {
-      if (!this.corked) this.cork();
+      if (!this.isCorked) this.cork();
       this.channel.markPrompt();
     }
   }
@@ -252,7 +341,7 @@ export class Connection implements Session, ChannelSink {
   writeRaw(text: string): void {
     if (!this.open) return;
     // Cork so every write to this user in one tick leaves in one packet.
-    if (!this.corked) this.cork();
+    if (!this.isCorked) this.cork();
     this.channel.write(text);
     const counters = this.record.counters;
     counters.writesOut++;
@@ -266,7 +355,7 @@ export class Connection implements Session, ChannelSink {
    */
   setEcho(visible: boolean): boolean {
     if (!this.open || this.channel.setEcho === undefined) return false;
-    if (!this.corked) this.cork();
+    if (!this.isCorked) this.cork();
     return this.channel.setEcho(visible);
   }
 
@@ -277,7 +366,7 @@ export class Connection implements Session, ChannelSink {
    */
   sendGmcp(packageName: string, json: string | undefined, protocol?: 'gmcp' | 'msdp'): boolean {
     if (!this.open || this.channel.sendGmcp === undefined) return false;
-    if (!this.corked) this.cork();
+    if (!this.isCorked) this.cork();
     return this.channel.sendGmcp(packageName, json, protocol);
   }
 
@@ -304,27 +393,23 @@ export class Connection implements Session, ChannelSink {
 
   /** Called by the intermediary once it has forgotten this connection. */
   markClosed(): void {
-    this.forgotten = true;
+    this.isForgotten = true;
     this.resolveClosed?.();
   }
 
   private cork(): void {
-    this.corked = true;
+    this.isCorked = true;
     this.channel.cork();
-    process.nextTick(uncork, this);
+    uncorkSoon(this);
   }
 
   /** Ends this tick's cork (every write of the tick leaves together), then checks for a slow reader. */
   uncorkNow(): void {
-    this.corked = false;
+    this.isCorked = false;
     this.channel.uncork();
     // Measured after the kernel took what it could: while corked, writableLength
     // counts this tick's output too, which would cut off a user who reads fine
     // but got a burst bigger than the limit.
     if (!this.closing && this.channel.writableLength > this.maxOutputBufferBytes) this.owner.onSlowReader(this);
   }
-}
-
-function uncork(connection: Connection): void {
-  connection.uncorkNow();
 }

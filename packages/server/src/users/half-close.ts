@@ -48,7 +48,7 @@ export class HalfClosedUsers {
   /** Something that may be the answer happened for this user: output, released lines. */
   check(connection: Connection): void {
     if (!this.waiting.has(connection) || this.closeScheduled.has(connection)) return;
-    if (connection.delayedLines.length > 0) return;
+    if (connection.delayedCount > 0) return;
     const totals = this.ledger.sessionTotals(connection.id);
     if (totals !== undefined && (totals.queuedLines > 0 || totals.unacked > 0)) return;
     // An acking app may ack a line it answers with silence; output alone may be half its answer.

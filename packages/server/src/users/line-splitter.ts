@@ -10,6 +10,9 @@ const CR = 0x0d;
 const BS = 0x08;
 const DEL = 0x7f;
 
+/** The parts of every splitter with nothing kept (never written to: an idle user costs no array). */
+const NO_PARTS = Object.freeze([]) as unknown as Buffer[];
+
 /** Receives what a {@link LineSplitter} finds. */
 export interface LineSink {
   /**
@@ -96,7 +99,8 @@ export interface LineState {
 export class LineSplitter {
   private readonly maxLineBytes: number;
   private readonly sink: LineSink;
-  private parts: Buffer[] = [];
+  /** The kept bytes of the unfinished line; {@link NO_PARTS} (shared) while there are none. */
+  private parts: Buffer[] = NO_PARTS;
   private partsBytes = 0;
   /** Bytes of the current line seen beyond the limit (and dropped). */
   private overflowBytes = 0;
@@ -132,7 +136,7 @@ export class LineSplitter {
 
   /** Puts back an unfinished line {@link exportState} took (into a splitter that has read nothing yet). */
   importState(state: LineState): void {
-    this.parts = state.bytes.length === 0 ? [] : [Buffer.from(state.bytes)];
+    this.parts = state.bytes.length === 0 ? NO_PARTS : [Buffer.from(state.bytes)];
     this.partsBytes = state.bytes.length;
     this.overflowBytes = state.overflowBytes;
     this.crs = state.crs;
@@ -215,7 +219,8 @@ export class LineSplitter {
     if (take > 0) {
       // Copy: the socket's chunk should not stay pinned for a short tail.
       const part = Buffer.from(chunk.subarray(start, start + take));
-      this.parts.push(part);
+      if (this.parts === NO_PARTS) this.parts = [part];
+      else this.parts.push(part);
       this.partsBytes += take;
     }
     this.overflowBytes += end - start - Math.max(take, 0);
@@ -226,7 +231,7 @@ export class LineSplitter {
     if (this.overflowBytes > 0 || this.partsBytes === 0) return;
     const buf = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partsBytes);
     const end = lastCharStart(buf);
-    this.parts = end === 0 ? [] : [buf.subarray(0, end)];
+    this.parts = end === 0 ? NO_PARTS : [buf.subarray(0, end)];
     this.partsBytes = end;
     this.crs = trailingCrs(buf, 0, end);
   }
@@ -240,7 +245,7 @@ export class LineSplitter {
     // Not truncated: the whole line is kept (plus maybe its CRs). Truncated: cut where a character ends.
     const end = truncated ? utf8Boundary(buf, buf.length) : bytes;
     if (end !== buf.length) buf = buf.subarray(0, end);
-    this.parts = [];
+    this.parts = NO_PARTS;
     this.partsBytes = 0;
     this.overflowBytes = 0;
     this.crs = 0;

@@ -31,10 +31,19 @@ import {
 /** How long a TLS client may take to finish its handshake, in ms. */
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/** Where a socket's listeners find its channel (the listeners are shared, as `ws` does it). */
+const kChannel = Symbol('imi.socketChannel');
+
+/** A user's socket with its channel attached. */
+interface ChannelSocket extends Socket {
+  [kChannel]: SocketChannel;
+}
+
 /**
  * Plain lines on a socket (TCP or TLS): the bytes go to the sink as they
  * are read, text is written as it is. The hot path adds one call per chunk
- * and nothing allocated.
+ * and nothing allocated. The socket's listeners are functions shared by
+ * every channel, not closures: an idle user costs no function objects.
  */
 export class SocketChannel implements UserChannel {
   readonly transport: string;
@@ -42,6 +51,14 @@ export class SocketChannel implements UserChannel {
   readonly telnet = undefined;
   private readonly socket: Socket;
   private sink: ChannelSink = NULL_SINK;
+  /** Set between {@link cork} and {@link uncork}. */
+  private holding = false;
+  /**
+   * The text written while corked, joined, for one `socket.write` at the
+   * uncork: a byte stream has no message edges to keep, and this skips the
+   * stream's own cork buffer (an entry per write, then a flush).
+   */
+  private held: string | undefined;
 
   /**
    * @param socket - the user's socket (a `tls.TLSSocket` for `tls`)
@@ -55,8 +72,25 @@ export class SocketChannel implements UserChannel {
     // A user who half-closes (`printf … | nc`) still reads: their reply must get out.
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
-    socket.on('error', (error) => this.sink.onError(socketErrorReason(error), error));
-    socket.on('close', () => this.sink.onClose());
+    (socket as ChannelSocket)[kChannel] = this;
+    socket.on('error', SocketChannel.onSocketError);
+    socket.on('close', SocketChannel.onSocketClose);
+  }
+
+  private static onSocketError(this: ChannelSocket, error: Error): void {
+    this[kChannel].sink.onError(socketErrorReason(error), error);
+  }
+
+  private static onSocketClose(this: ChannelSocket): void {
+    this[kChannel].sink.onClose();
+  }
+
+  private static onSocketData(this: ChannelSocket, chunk: Buffer): void {
+    this[kChannel].sink.onData(chunk);
+  }
+
+  private static onSocketEnd(this: ChannelSocket): void {
+    this[kChannel].sink.onEnd();
   }
 
   watchPeer(keepAliveMs: number): void {
@@ -64,7 +98,8 @@ export class SocketChannel implements UserChannel {
   }
 
   get writableLength(): number {
-    return this.socket.writableLength;
+    const held = this.held;
+    return held === undefined ? this.socket.writableLength : this.socket.writableLength + Buffer.byteLength(held);
   }
 
   get destroyed(): boolean {
@@ -73,20 +108,30 @@ export class SocketChannel implements UserChannel {
 
   attach(sink: ChannelSink): void {
     this.sink = sink;
-    this.socket.on('data', (chunk: Buffer) => sink.onData(chunk));
-    this.socket.on('end', () => sink.onEnd());
+    this.socket.on('data', SocketChannel.onSocketData);
+    this.socket.on('end', SocketChannel.onSocketEnd);
   }
 
   write(text: string): void {
-    this.socket.write(text);
+    if (!this.holding) this.socket.write(text);
+    else this.held = this.held === undefined ? text : this.held + text;
   }
 
   cork(): void {
-    this.socket.cork();
+    this.holding = true;
   }
 
   uncork(): void {
-    this.socket.uncork();
+    this.holding = false;
+    this.release();
+  }
+
+  /** Writes what was held while corked. */
+  private release(): void {
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    this.socket.write(held);
   }
 
   pause(): void {
@@ -98,10 +143,15 @@ export class SocketChannel implements UserChannel {
   }
 
   end(): void {
+    // What was held goes first, as the stream's end() would flush corked writes.
+    this.holding = false;
+    this.release();
     this.socket.end();
   }
 
   destroy(): void {
+    this.holding = false;
+    this.held = undefined;
     this.socket.destroy();
   }
 }
