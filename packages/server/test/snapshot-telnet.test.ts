@@ -73,6 +73,29 @@ describe('telnet state in snapshots', () => {
     await waitFor(() => Buffer.concat(pair.received).length >= 6, 5000, 'the new MCCP2 start');
     expect([...Buffer.concat(pair.received).subarray(0, 6)]).toEqual([0, IAC, SB, MCCP2, IAC, SE]);
   });
+
+  it('restores a telnet user under the address the session had (a PROXY header\'s), not the new socket\'s peer, in its channel too; the per-address count is released to that address', async () => {
+    const { imi, ports } = await scope.start({ listeners: [{ kind: 'telnet', port: 0, host: '127.0.0.1' }], heartbeatIntervalMs: 0, limitLoopback: true });
+    const app = await scope.app(ports.clientPort, { acks: true });
+    await app.synced();
+    const peer = await TelnetPeer.connect(ports.listeners[1]!.port, { size: [80, 24] });
+    const id = await app.nextUserId();
+    const snapshot = { ...imi.snapshotSession(id)!, remote: { address: '203.0.113.9', port: 4242 } };
+    peer.socket.destroy();
+    const { imi: next } = await scope.start({ heartbeatIntervalMs: 0, limitLoopback: true });
+    const pair = await socketPair();
+    next.restoreSession(JSON.parse(JSON.stringify(snapshot)), pair.server);
+    const admission = next['users'].admission;
+    const perAddress = admission['perIp'];
+    expect([...perAddress]).toEqual([['203.0.113.9', 1]]);
+    // The channel too (no getpeername() per restored user on the handover's critical path).
+    expect(next['users'].get(id)!['channel'].remote).toEqual({ address: '203.0.113.9', port: 4242 });
+    expect(next.snapshotSession(id)!.remote).toEqual({ address: '203.0.113.9', port: 4242 });
+    pair.client.destroy();
+    await waitFor(() => next.snapshotSession(id) === undefined, 5000, 'the restored user to leave');
+    await waitFor(() => admission.connections === 0, 5000, 'the seat to be released');
+    expect([...perAddress]).toEqual([]);
+  });
 });
 
 /** A sink that records what a channel passes on. */

@@ -96,7 +96,7 @@ export function restoreValidSnapshot(snapshot: SessionSnapshot, socket: Socket |
     wsChannel.load(ws);
     channel = wsChannel;
     // The address the session had (a PROXY header's, if any), not the socket's peer: and no getpeername() per user.
-  } else channel = telnet === null ? new SocketChannel(socket!, snapshot.transport, { ...snapshot.remote }) : restoreTelnetChannel(socket!, snapshot.transport, telnet, parts.mssp);
+  } else channel = telnet === null ? new SocketChannel(socket!, snapshot.transport, { ...snapshot.remote }) : restoreTelnetChannel(socket!, snapshot.transport, telnet, parts.mssp, { ...snapshot.remote });
   const record = registry.add({ id: snapshot.id, transport: snapshot.transport, remote: { ...snapshot.remote }, connectedAt: snapshot.connectedAt, state: owned ? snapshot.state : structuredClone(snapshot.state) });
   Object.assign(record.counters, snapshot.counters);
   const connection = new Connection(channel, record, users, parts.maxLineBytes, parts.maxOutputBufferBytes);

@@ -24,9 +24,18 @@ export function readTelnetState(channel: TelnetChannel): TelnetState {
  *
  * @param transport - `telnet` or `telnet+tls`
  * @param mssp - the MSSP variables now, when the user's listener offered MSSP
+ * @param remote - the address the session had (a PROXY header's, if any); default: the socket's peer,
+ *   which costs a getpeername() per user on the handover's critical path
  */
-export function restoreTelnetChannel(socket: Socket, transport: string, state: TelnetState, mssp?: () => MsspTable): TelnetChannel {
+export function restoreTelnetChannel(
+  socket: Socket,
+  transport: string,
+  state: TelnetState,
+  mssp?: () => MsspTable,
+  remote?: { address: string; port: number },
+): TelnetChannel {
   const channel = new TelnetChannel(socket, transport, {
+    ...(remote !== undefined ? { remote } : {}),
     mccp2: state.offerMccp2,
     gmcp: state.offerGmcp,
     eor: state.offerEor,
