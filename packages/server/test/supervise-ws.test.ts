@@ -144,7 +144,9 @@ describe('imi-server --supervise with WebSocket users', () => {
     await waitFor(() => first.closed && user.closes.length === 1, 15_000, 'the app and the page to see the crash');
     // Until the new worker listens the supervisor closes apps at once: retry, as @imi/client does.
     let app: RawApp | undefined;
+    const deadline = Date.now() + 30_000;
     while (app === undefined) {
+      if (Date.now() > deadline) throw new Error(`no app link to the restarted worker within 30 s; supervisor said: ${server.err.slice(-2000)}`);
       const attempt = await RawApp.connect(server.clientPort, { name: 'raw' }).catch(() => undefined);
       if (attempt !== undefined) await waitFor(() => attempt.closed || attempt.of('synced').length > 0, 15_000, 'synced or closed');
       if (attempt !== undefined && !attempt.closed) app = attempt;
