@@ -279,9 +279,9 @@ export class Partitions {
           this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId, c: id }]);
           return;
         }
-        const state = parseObject(entry['s']);
-        this.addSession(owned, id, entry['h'] ?? '', state);
-        const data = { ...parseObject(entry['d']), id, resumed: entry['r'] === '1', state };
+        this.addSession(owned, id, entry['h'] ?? '', parseObject(entry['s']));
+        // The app gets the message object itself (gateway.ts): its own copy of the state, not the session's.
+        const data = { ...parseObject(entry['d']), id, resumed: entry['r'] === '1', state: parseObject(entry['s']) };
         this.gateway.deliver({ param: 'connect', data, txn_id: randomUUID() }, { part, token, entry: entryId, announced: id });
         return;
       }
