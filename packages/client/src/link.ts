@@ -7,7 +7,7 @@
  * @module
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { FrameDecoder, ImiError, PROTOCOL_VERSION, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
+import { FrameDecoder, ImiError, PROTOCOL_VERSION, ProtocolError, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
 import { AckTracker } from './ack-tracker.js';
 import type { Dispatcher } from './dispatch.js';
 import type { Outbox } from './outbox.js';
@@ -142,6 +142,15 @@ export class Linker {
       if (state.link !== link) return;
       link.idleTimer?.refresh();
       link.decoder.write(chunk);
+    });
+    // In process (cluster mode's gateway, a MemorySocket of @imi/core) messages come as the objects
+    // themselves, in order with any bytes: no JSON in between, but checked as a frame's would be.
+    socket.on('message', (value: object) => {
+      if (state.link !== link) return;
+      link.idleTimer?.refresh();
+      const message = validateLegacyIntermediaryMessage(value);
+      if (message instanceof ProtocolError) state.report(message);
+      else this.onMessage(link, message);
     });
     socket.on('drain', () => this.outbox.onDrain(link));
     socket.on('error', (error) => {

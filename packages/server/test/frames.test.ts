@@ -1,7 +1,9 @@
 // The frames built from string templates must be byte for byte what
-// encodeFrame() gives for the same message (apps may compare or hash them).
+// encodeFrame() gives for the same message (apps may compare or hash them),
+// and the objects handed over in process (inputMessage, disconnectMessage)
+// encode to those same frames.
 import { describe, expect, it } from 'vitest';
-import { connectFrame, eventFrame, inputFrame } from '../src/app/frames.js';
+import { connectFrame, disconnectMessage, eventFrame, inputFrame, inputMessage } from '../src/app/frames.js';
 import { encodeFrame } from '@imi/core';
 
 const txnOf = (frame: string): string => (JSON.parse(frame) as { txn_id: string }).txn_id;
@@ -39,6 +41,17 @@ describe('template frames', () => {
       if (seq !== 0) message['seq'] = seq;
       if (redelivered) message['redelivered'] = true;
       expect(built).toBe(encodeFrame(message));
+    }
+  });
+
+  it('inputMessage and disconnectMessage encode to the frames inputFrame and eventFrame give', () => {
+    for (const [seq, redelivered] of [[0, false], [3, false], [3, true]] as const) {
+      const value = 'say "hi" \\ é\u2028';
+      const txn = 'a3b1c2d3-0000-4000-8000-000010000000';
+      expect(encodeFrame(inputMessage(users[0]!.id, value, txn, seq, redelivered))).toBe(inputFrame(users[0]!.id, value, txn, seq, redelivered));
+      const gone = disconnectMessage(users[0]!.id, 'closed', seq);
+      const viaEvent = eventFrame('disconnect', { id: users[0]!.id, reason: 'closed' }, seq);
+      expect(encodeFrame(gone)).toBe(viaEvent.replace(txnOf(viaEvent), (gone as { txn_id: string }).txn_id));
     }
   });
 });

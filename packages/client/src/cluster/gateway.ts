@@ -3,7 +3,12 @@
  * protocol (docs/protocol.md), over an in-process connection
  * (`memorySocketPair` of `@imi/core`: the bytes do not cross the kernel). So
  * a worker is the unchanged `Client` — same events, hooks, acks, per-user
- * order, replay — linked to this gateway instead of an intermediary.
+ * order, replay — linked to this gateway instead of an intermediary. What
+ * the gateway sends goes over as the message objects themselves
+ * (`MemorySocket.writeMessage`: no JSON encoding and decoding per line; the
+ * `Client` still checks each as it checks a frame); what the app sends
+ * comes as bytes and is decoded and validated here, once, as an
+ * intermediary does.
  *
  * Events from the partitions get a `seq` here; the app's cumulative `ack`
  * turns into `XACK`s of the entries they came from. What the app sends
@@ -20,7 +25,6 @@ import type { Socket } from 'node:net';
 import {
   FrameDecoder,
   ImiError,
-  encodeFrame,
   isJsonObject,
   memorySocketPair,
   type MemorySocket,
@@ -29,6 +33,9 @@ import {
   type JsonObject,
 } from '@imi/core';
 import type { CommitOp, EventMeta, WorkerSession } from './worker-options.js';
+
+/** What a message handed to the app counts for in the socket's backlog besides its input text, in bytes (about an input frame without its text). */
+const MESSAGE_OVERHEAD_BYTES = 160;
 
 /** Interval of the gateway's `ping` to its app, in ms (the app's `linkTimeoutMs` may watch it). */
 const PING_INTERVAL_MS = 5_000;
@@ -65,7 +72,6 @@ function mergeState(state: JsonObject, updates: JsonObject): JsonObject {
 export class Gateway {
   private socket: MemorySocket | undefined;
   private seq = 0;
-  private out = '';
   private flushScheduled = false;
   private pingTimer: NodeJS.Timeout | undefined;
   private readonly outstanding: Outstanding[] = [];
@@ -147,9 +153,9 @@ export class Gateway {
   private onMessage(message: AppMessage): void {
     switch (message.param) {
       case 'hello':
-        this.write(encodeFrame({ param: 'synced', data: { count: 0 }, txn_id: randomUUID() }));
+        this.write({ param: 'synced', data: { count: 0 }, txn_id: randomUUID() });
         clearInterval(this.pingTimer);
-        this.pingTimer = setInterval(() => this.write(encodeFrame({ param: 'ping', data: { ts: Date.now() }, txn_id: randomUUID() })), PING_INTERVAL_MS).unref();
+        this.pingTimer = setInterval(() => this.write({ param: 'ping', data: { ts: Date.now() }, txn_id: randomUUID() }), PING_INTERVAL_MS).unref();
         this.peer.onAppUp();
         break;
       case 'output':
@@ -182,7 +188,7 @@ export class Gateway {
       // As the intermediary answers a message for a user who left: the user may have moved to another worker.
       const error: Record<string, unknown> = { code: 'IMI_UNKNOWN_ID', message: `no user ${id} in this worker's partitions (left, or moved to another worker)` };
       if (message.txn_id !== undefined) error['txn_id'] = message.txn_id;
-      this.write(encodeFrame({ param: 'error', data: error, txn_id: randomUUID() }));
+      this.write({ param: 'error', data: error, txn_id: randomUUID() });
       return;
     }
     const frame: Record<string, unknown> = { param: message.param, data: message.data };
@@ -253,23 +259,21 @@ export class Gateway {
       this.outstanding.push({ seq, meta });
       this.perPart.set(meta.part, (this.perPart.get(meta.part) ?? 0) + 1);
     }
-    this.write(encodeFrame(message));
+    this.write(message);
   }
 
-  private write(frame: string): void {
-    this.out += frame;
-    this.scheduleFlush();
+  /** To the app, as the object itself (the `Client` gets it once this turn's code has run, in order). */
+  private write(message: Record<string, unknown>): void {
+    if (this.socket === undefined) return;
+    // Weighed as about its frame's length (for `saturated`); only input carries user-sized text.
+    const data = message['data'] as { value?: unknown } | undefined;
+    const value = data?.value;
+    this.socket.writeMessage(message, typeof value === 'string' ? MESSAGE_OVERHEAD_BYTES + value.length : MESSAGE_OVERHEAD_BYTES);
   }
 
   private flush(): void {
     this.flushScheduled = false;
     this.flushOps();
-    if (this.out === '' || this.socket === undefined) {
-      this.out = '';
-      return;
-    }
-    this.socket.write(this.out);
-    this.out = '';
   }
 
   /**

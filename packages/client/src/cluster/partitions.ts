@@ -86,6 +86,14 @@ export class Partitions {
   private readySince = 0;
   private lostReported = new Set<number>();
   private readonly delivered = new Set<string>();
+  /**
+   * The same keys in the order they were remembered, a ring: the oldest is
+   * forgotten by its key. (Taking a `Set`'s first entry instead walks past
+   * every entry deleted before it until the table is rebuilt: tens of
+   * thousands of steps a line once the memory is full.)
+   */
+  private readonly deliveredRing: Array<string | undefined> = new Array<string | undefined>(DELIVERED_MEMORY);
+  private deliveredNext = 0;
   private takings = 0;
   /** Partitions lost (lease expired): not taken again until their old events are acked, or `releaseTimeoutMs`. */
   private readonly cooling = new Map<number, number>();
@@ -261,6 +269,16 @@ export class Partitions {
     this.sessions.delete(id);
   }
 
+  /** Remembers an entry handed to the app ({@link DELIVERED_MEMORY} at most, the oldest forgotten first). */
+  private remember(key: string): void {
+    if (this.delivered.has(key)) return;
+    const oldest = this.deliveredRing[this.deliveredNext];
+    if (oldest !== undefined) this.delivered.delete(oldest);
+    this.deliveredRing[this.deliveredNext] = key;
+    this.deliveredNext = (this.deliveredNext + 1) % DELIVERED_MEMORY;
+    this.delivered.add(key);
+  }
+
   /** One stream entry: an event for the app (with what acking it does), or an ack-only op. */
   private onEntry(owned: Owned, entryId: string, list: string[], redelivered: boolean): void {
     const entry = fields(list);
@@ -279,9 +297,9 @@ export class Partitions {
           this.gateway.queueOps([{ k: 'a', p: part, t: token, e: entryId, c: id }]);
           return;
         }
-        const state = parseObject(entry['s']);
-        this.addSession(owned, id, entry['h'] ?? '', state);
-        const data = { ...parseObject(entry['d']), id, resumed: entry['r'] === '1', state };
+        this.addSession(owned, id, entry['h'] ?? '', parseObject(entry['s']));
+        // The app gets the message object itself (gateway.ts): its own copy of the state, not the session's.
+        const data = { ...parseObject(entry['d']), id, resumed: entry['r'] === '1', state: parseObject(entry['s']) };
         this.gateway.deliver({ param: 'connect', data, txn_id: randomUUID() }, { part, token, entry: entryId, announced: id });
         return;
       }
@@ -298,8 +316,7 @@ export class Partitions {
           message['redelivered'] = true;
           this.counters.eventsRedelivered++;
         }
-        this.delivered.add(key);
-        if (this.delivered.size > DELIVERED_MEMORY) this.delivered.delete(this.delivered.values().next().value!);
+        this.remember(key);
         this.gateway.deliver(message, { part, token, entry: entryId });
         return;
       }

@@ -5,12 +5,18 @@
  * @module
  */
 import type { Socket } from 'node:net';
-import { FrameDecoder, validateAppMessage, type AppMessage, type ImiErrorCode, type ProtocolError, type RemoteAddress } from '@imi/core';
+import { FrameDecoder, type MemorySocket, validateAppMessage, type AppMessage, type ImiErrorCode, type ProtocolError, type RemoteAddress } from '@imi/core';
 import { DependencyTracker } from '../delivery/dep-tracker.js';
 import type { AppInfo } from '../hooks.js';
 import { ErrorBudget, summaryText } from '../ops/error-budget.js';
 import { inWriteBatch } from '../users/write-batch.js';
 import { frame } from './frames.js';
+
+/** A message queued as an object ({@link AppLink.sendMessage}), with what it weighs. */
+interface QueuedMessage {
+  readonly message: object;
+  readonly weight: number;
+}
 
 /** Where an app connection is in its life. */
 export type AppLinkPhase = 'handshake' | 'active' | 'retired' | 'closed';
@@ -67,7 +73,13 @@ export class AppLink implements AppInfo {
   private readonly errorBudget: ErrorBudget;
   /** `error` frames not sent because of `maxErrorFramesPerSecond` (each was told in a summary). */
   errorFramesSuppressed = 0;
-  private pending: string[] = [];
+  private pending: Array<string | QueuedMessage> = [];
+  /**
+   * The socket takes messages as objects (a `MemorySocket` of `@imi/core`:
+   * the in-process link of a cluster holder): the hot events go without
+   * JSON ({@link sendMessage}).
+   */
+  readonly takesMessages: boolean;
   private flushScheduled = false;
   private resolveClosed!: () => void;
   /** Resolves once the socket has closed. */
@@ -78,6 +90,7 @@ export class AppLink implements AppInfo {
   constructor(connectionId: number, socket: Socket, settings: AppLinkSettings, handlers: AppLinkHandlers) {
     this.connectionId = connectionId;
     this.socket = socket;
+    this.takesMessages = typeof (socket as unknown as Partial<MemorySocket>).writeMessage === 'function';
     this.handlers = handlers;
     this.maxBufferBytes = settings.maxBufferBytes;
     this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
@@ -136,7 +149,7 @@ export class AppLink implements AppInfo {
   /** Bytes waiting to be written (queued this turn plus the socket's buffer). */
   get bufferedBytes(): number {
     let queued = 0;
-    for (const frame of this.pending) queued += frame.length;
+    for (const frame of this.pending) queued += typeof frame === 'string' ? frame.length : frame.weight;
     return queued + this.socket.writableLength;
   }
 
@@ -147,6 +160,22 @@ export class AppLink implements AppInfo {
   send(frame: string): void {
     if (!this.writable) return;
     this.pending.push(frame);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /**
+   * Queues a message as the object itself, in order with the frames, for a
+   * socket that {@link takesMessages} (the caller checks).
+   *
+   * @param message - the message (not touched afterwards)
+   * @param weight - about its frame's length, in bytes
+   */
+  sendMessage(message: object, weight: number): void {
+    if (!this.writable) return;
+    this.pending.push({ message, weight });
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flush);
@@ -176,11 +205,33 @@ export class AppLink implements AppInfo {
       this.pending = [];
       return;
     }
-    const data = this.pending.length === 1 ? this.pending[0]! : this.pending.join('');
-    this.pending = [];
-    this.socket.write(data);
+    if (this.takesMessages) {
+      this.flushMixed();
+    } else {
+      const data = this.pending.length === 1 ? this.pending[0]! : this.pending.join('');
+      this.pending = [];
+      this.socket.write(data as string);
+    }
     if (this.socket.writableLength > this.maxBufferBytes) this.handlers.onOverflow(this);
   };
+
+  /** Writes frames and message objects in the order they were queued. */
+  private flushMixed(): void {
+    const socket = this.socket as unknown as MemorySocket;
+    const pending = this.pending;
+    this.pending = [];
+    let frames = '';
+    for (const item of pending) {
+      if (typeof item === 'string') {
+        frames += item;
+        continue;
+      }
+      if (frames !== '') socket.write(frames);
+      frames = '';
+      socket.writeMessage(item.message, item.weight);
+    }
+    if (frames !== '') socket.write(frames);
+  }
 
   /** Flushes, then closes the connection gracefully. */
   end(lastFrame?: string): void {

@@ -20,7 +20,7 @@ import type { Connection } from '../users/connection.js';
 import type { ServerStatus } from '../users/telnet/mssp.js';
 import { AppLink } from './app-link.js';
 import { AppMessages, type AppHandshake } from './app-messages.js';
-import { connectFrame, eventFrame, frame, inputFrame } from './frames.js';
+import { MESSAGE_OVERHEAD_BYTES, connectFrame, disconnectMessage, eventFrame, frame, inputFrame, inputMessage } from './frames.js';
 import type { UserDirectory } from './user-directory.js';
 
 /** Most departed users remembered for an app that reconnects (see docs/guarantees.md). */
@@ -111,7 +111,8 @@ export class AppSide implements AppPort, AppHandshake {
     const redelivered = entry.sentBefore;
     const seq = this.parts.ledger.sent(entry, app.acks);
     if (redelivered) this.parts.reporter.counters.redelivered++;
-    app.send(inputFrame(entry.sessionId, entry.value, entry.txnId, seq, redelivered));
+    if (app.takesMessages) app.sendMessage(inputMessage(entry.sessionId, entry.value, entry.txnId, seq, redelivered), MESSAGE_OVERHEAD_BYTES + entry.value.length);
+    else app.send(inputFrame(entry.sessionId, entry.value, entry.txnId, seq, redelivered));
   }
 
   notify(param: 'telnet' | 'gmcp', data: object): void {
@@ -121,7 +122,9 @@ export class AppSide implements AppPort, AppHandshake {
   userLeft(connection: Connection, reason: string): void {
     const app = this.current;
     if (app !== undefined) {
-      app.send(eventFrame('disconnect', { id: connection.id, reason }, app.acks ? this.parts.ledger.nextSeq() : 0));
+      const seq = app.acks ? this.parts.ledger.nextSeq() : 0;
+      if (app.takesMessages) app.sendMessage(disconnectMessage(connection.id, reason, seq), MESSAGE_OVERHEAD_BYTES);
+      else app.send(eventFrame('disconnect', { id: connection.id, reason }, seq));
     } else if (connection.announcedTo !== 0 && connection.announcedTo === this.lastAppConnectionId) {
       this.departed.push({ id: connection.id, reason });
       if (this.departed.length > MAX_DEPARTED_REMEMBERED) this.departed.shift();

@@ -35,6 +35,29 @@ export function inputFrame(sessionId: string, value: string, txnId: string, seq:
   return text + '}\n';
 }
 
+/**
+ * An `input` event as the object {@link inputFrame} encodes, for a link
+ * that takes messages as objects (in process: {@link AppLink.takesMessages}).
+ *
+ * @param seq - 0 for an app without acks
+ */
+export function inputMessage(sessionId: string, value: string, txnId: string, seq: number, redelivered: boolean): object {
+  const message: { param: 'input'; data: { id: string; value: string }; txn_id: string; seq?: number; redelivered?: true } = { param: 'input', data: { id: sessionId, value }, txn_id: txnId };
+  if (seq !== 0) message.seq = seq;
+  if (redelivered) message.redelivered = true;
+  return message;
+}
+
+/** A `disconnect` event as the object {@link eventFrame} encodes (see {@link inputMessage}); `seq` is 0 for an app without acks. */
+export function disconnectMessage(id: string, reason: string, seq: number): object {
+  const message: { param: 'disconnect'; data: { id: string; reason: string }; txn_id: string; seq?: number } = { param: 'disconnect', data: { id, reason }, txn_id: nextTxnId() };
+  if (seq !== 0) message.seq = seq;
+  return message;
+}
+
+/** About what a message handed over as an object weighs besides its text, in bytes (its frame's length, for the write bound). */
+export const MESSAGE_OVERHEAD_BYTES = 120;
+
 /** What a `connect` event tells of a user (a `Connection` is one). */
 export interface AnnouncedUser {
   readonly id: string;

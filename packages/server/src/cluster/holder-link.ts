@@ -11,7 +11,7 @@
  * @module
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { FrameDecoder, ImiError, PROTOCOL_VERSION, encodeFrame, validateIntermediaryMessage, type IntermediaryMessage } from '@imi/core';
+import { FrameDecoder, ImiError, PROTOCOL_VERSION, ProtocolError, encodeFrame, validateIntermediaryMessage, type IntermediaryMessage } from '@imi/core';
 
 /** What the link tells its owner. */
 export interface HolderLinkSink {
@@ -66,6 +66,13 @@ export class HolderLink {
       this.write(encodeFrame({ param: 'hello', data }));
     });
     this.socket.on('data', (chunk: Buffer) => decoder.write(chunk));
+    // In process the intermediary hands its input and disconnect events over as objects
+    // (MemorySocket.writeMessage): no JSON in between, checked as a frame's would be.
+    this.socket.on('message', (value: object) => {
+      const message = validateIntermediaryMessage(value);
+      if (message instanceof ProtocolError) sink.onProblem(message);
+      else this.onMessage(message);
+    });
     this.socket.on('drain', () => {
       this.waitingDrain = false;
       this.socket.emit('imi-drain');
