@@ -4,7 +4,7 @@
 // the tests. Builds nothing: run `pnpm build` (or `pnpm bench:handover`).
 //
 //   node bench/handover.mjs [--users 1000,10000] [--busy 1000] [--reps N]
-//                           [--crash-users 1000] [--type-ms 1000] [--probe-ms 20]
+//                           [--crash-users 1000] [--crash-wait-ms 2000] [--type-ms 1000] [--probe-ms 20]
 //                           [--only upgrade,crash] [--out DIR --name NAME] [--note TEXT]
 //                           [--server-log]   (echo imi-server's stderr) [--cli PATH]
 //                           [--profile DIR]  (CPU profiles of every server generation)
@@ -15,8 +15,11 @@
 // process holding the users): `--users` idle users each, then `--busy`
 // users who all type a line every `--type-ms`, upgraded `--reps` times via
 // `POST /upgrade`; then `--crash-users` users under `--supervise`, the worker
-// SIGKILLed `--reps` times. Beside them a probe user (in this process) types a
-// line every `--probe-ms` and times each answer. Measured per handover:
+// SIGKILLed `--reps` times, the first `--crash-wait-ms` after the users
+// were let in (0: while the worker still sends their sockets up to the
+// supervisor, which lags a burst: docs/guarantees.md). Beside them a probe
+// user (in this process) types a line every `--probe-ms` and times each
+// answer. Measured per handover:
 //   admin      `durationMs` of the POST /upgrade answer (signal → successor serving)
 //   external   signal → the probe's first answer after the pid file named the successor
 //   worst rtt  the probe's longest round trip among lines sent around the handover
@@ -369,7 +372,7 @@ async function crashScenario({ users, reps, probeMs }) {
   const server = await startServer(['--supervise', '--restart-delay-ms', '50']);
   const { app, load } = await populate(server, users, 0, 1000);
   const probe = startProbe(server.port, probeMs);
-  await sleep(2000);
+  await sleep(Number(flags.crashWaitMs ?? 2000));
   const runs = [];
   for (let rep = 1; rep <= reps; rep++) {
     const worker = (await server.stats()).process.pid;

@@ -9,6 +9,8 @@
 // first crash (the compressor's state died with the worker), as documented.
 // A worker that dies at start makes the supervisor give up: users get the
 // shutdown notice and are closed, the ports are let go, exit 1.
+// A user whose socket copy was written to the supervisor in the instant
+// the worker died is kept (the supervisor reads it after the death).
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
@@ -206,5 +208,27 @@ describe('imi-server --supervise, a planned restart', () => {
     expect(telnet.mccp2Starts).toBe(3);
     expect(telnet.inflateErrors).toBe(0);
     expect((await server.stats()).stats.errors['IMI_WORKER_CRASHED']).toBe(0);
+  });
+});
+
+describe('imi-server --supervise, a user journaled in the instant of the crash', () => {
+  it("keeps a user whose socket copy was still in flight when the worker died: the supervisor reads the worker's last messages before it restarts", async () => {
+    const modeFile = join(tempDir(), 'mode');
+    writeFileSync(modeFile, 'kill-after-open');
+    const server = await Server.start(['--supervise', '--restart-delay-ms', '20', '--log-level', 'info'], { IMI_SUPERVISE_EXEC: CRASH_WORKER, IMI_TEST_WORKER_MODE: modeFile });
+    // The next workers are the real imi-server.
+    writeFileSync(modeFile, 'ok');
+    const app = await App.start(server.clientPort, SUPERVISE_APP);
+    // The first worker SIGKILLs itself once this user's descriptor is written to the supervisor.
+    const user = await TcpUser.connect('tcp', server.externalPort);
+    await waitFor(() => startedWorkers(server).length === 2, 10_000, 'the worker to die and a new one to start');
+    await waitFor(() => server.err.includes('IMI_WORKER_CRASHED'), 10_000, 'the crash to be logged');
+    expect(server.err).toMatch(/died \(SIGKILL\); 1 users are held by the supervisor/);
+    user.typeSteadily(TYPE_INTERVAL_MS);
+    await progress([user], 3, 'replies from the restarted worker');
+    expect(user.closed).toBe(false);
+    expect(count(user, CRASH_NOTICE)).toBe(1);
+    user.stop();
+    void app;
   });
 });
