@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type PinoPretty from 'pino-pretty';
 import { ImiError } from '@imi/core';
 import { runAdminCommand } from './admin-client.js';
 import { setUpUpgrades, type UpgradeSettings } from '../handover/setup.js';
@@ -166,6 +167,10 @@ const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
  */
 function createLogger(level: string, format: LogFormat): Logger {
   if (format === 'json') return pino({ level, base: { pid: process.pid } }, pino.destination(2));
+  // Loaded only for this format: JSON (what a service manager collects) is
+  // the default off a terminal, and every start (an upgrade's successor, a
+  // supervised worker's restart) pays for what it loads.
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
   const stream = pretty({
     destination: 2,
     sync: true,

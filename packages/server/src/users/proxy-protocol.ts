@@ -17,8 +17,20 @@
  */
 import net, { BlockList, type Socket } from 'node:net';
 import { ImiError, type RemoteAddress } from '@imi/core';
-import { Command, INETProtocol, IPv4ProxyAddress, IPv6ProxyAddress, V1ProxyProtocol, V2ProxyProtocol } from 'proxy-protocol-js';
+import { createRequire } from 'node:module';
+import type * as ProxyProtocolJs from 'proxy-protocol-js';
 import type { ProxyProtocolSettings } from './transport.js';
+
+/**
+ * `proxy-protocol-js`, loaded on the first header: most deployments never
+ * enable the PROXY protocol, and every process start (an upgrade's
+ * successor, a supervised worker's restart) pays for what it loads.
+ */
+let library: typeof ProxyProtocolJs | undefined;
+function proxyProtocolJs(): typeof ProxyProtocolJs {
+  library ??= createRequire(import.meta.url)('proxy-protocol-js') as typeof ProxyProtocolJs;
+  return library;
+}
 
 /**
  * The longest v1 header, CRLF included: "PROXY UNKNOWN" with the longest
@@ -97,7 +109,8 @@ function frameV1(bytes: Buffer): ProxyFrame {
   // protocol it does not know). The library wants the address fields, which
   // "PROXY UNKNOWN\r\n" alone does not have, so this case is ours.
   if (line === 'PROXY UNKNOWN' || line.startsWith('PROXY UNKNOWN ')) return { status: 'done', version: 1, length, remote: undefined };
-  let parsed: V1ProxyProtocol;
+  const { INETProtocol, V1ProxyProtocol } = proxyProtocolJs();
+  let parsed: ProxyProtocolJs.V1ProxyProtocol;
   try {
     parsed = V1ProxyProtocol.parse(line + '\r\n');
   } catch (error) {
@@ -118,7 +131,8 @@ function frameV2(bytes: Buffer): ProxyFrame {
   const length = V2_FIXED_BYTES + bytes.readUInt16BE(14);
   if (length > PROXY_V2_MAX_HEADER_BYTES) return { status: 'bad', reason: `a PROXY v2 header of ${length} bytes, over the ${PROXY_V2_MAX_HEADER_BYTES} accepted` };
   if (bytes.length < length) return INCOMPLETE;
-  let parsed: V2ProxyProtocol;
+  const { Command, IPv4ProxyAddress, IPv6ProxyAddress, V2ProxyProtocol } = proxyProtocolJs();
+  let parsed: ProxyProtocolJs.V2ProxyProtocol;
   try {
     parsed = V2ProxyProtocol.parse(bytes.subarray(0, length));
   } catch (error) {

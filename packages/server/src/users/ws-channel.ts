@@ -11,7 +11,9 @@
  */
 import type { Duplex } from 'node:stream';
 import { ImiError, LimitError, type RemoteAddress } from '@imi/core';
-import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { createRequire } from 'node:module';
+import type * as Ws from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import type { SnapshotWs } from '../session/snapshot.js';
 import { NULL_SINK, type ChannelSink, type UserChannel } from './transport.js';
 import { OutputLog, WS_CLOSE_CODES, type WsResumeSettings } from './ws-resume.js';
@@ -50,6 +52,11 @@ export interface WsChannelInfo {
  * per-message deflate: nothing is kept between messages).
  */
 export function webSocketOnSocket(socket: Duplex, protocol: string, maxPayload: number): WebSocket {
+  // Loaded here, not at start: this module is on every process's path (the
+  // snapshot and journal code test channels against WsChannel), `ws` only on
+  // a WebSocket user's, and every start (an upgrade's successor, a supervised
+  // worker's restart) pays for what it loads. The listeners load it themselves.
+  const { WebSocket, WebSocketServer } = createRequire(import.meta.url)('ws') as typeof Ws;
   // The server's own defaults (autoPong, maxBufferedChunks, …), as handleUpgrade would pass them.
   const options = { ...new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload }).options };
   const ws = new WebSocket(null as unknown as string, undefined, options);
