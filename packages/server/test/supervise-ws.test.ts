@@ -203,12 +203,16 @@ describe('imi-server --supervise with WebSocket users', () => {
     }
   });
 
-  it('a planned restart (SIGUSR2 to the supervisor) hands WebSocket sessions on whole: users typing steadily resume, every line answered once in order, nothing lost', { timeout: 60_000 }, async () => {
+  it('a planned restart (SIGUSR2 to the supervisor) hands WebSocket sessions on whole: users typing steadily resume, every line answered once in order, nothing lost; a plain WebSocket user (no imi.v1, so no resume) is told shutdownNotice and closed with 1012', { timeout: 60_000 }, async () => {
     const { server, app, url } = await start();
     const users: ResumingWsUser[] = [];
     for (let i = 0; i < 3; i++) users.push(await ResumingWsUser.connect(`page${i}`, url, { reconnectDelayMs: 20 }));
     await waitFor(() => app.connects().length === users.length, 10_000, 'the app to know every user');
     const ids = new Set(app.connects().map((event) => event.id));
+    // The supervisor keeps no copy of a WebSocket's socket and a plain client cannot resume: it cannot be kept, so it is told.
+    const plain = await PlainWsUser.connect('plain', url);
+    await waitFor(() => app.connects().length === users.length + 1, 10_000, 'the app to know the plain user');
+    const plainId = app.connects().at(-1)!.id!;
     for (const user of users) user.typeSteadily(30);
     await waitFor(() => users.every((user) => user.replies().length >= 3), 20_000, 'replies before the restart');
     const before = await workerPid(server);
@@ -220,7 +224,10 @@ describe('imi-server --supervise with WebSocket users', () => {
     await waitFor(() => users.every((user) => user.replies().length === user.sent.length), 20_000, () => `every line answered (${users.map((u) => `${u.name} ${u.replies().length}/${u.sent.length}`).join(', ')})`);
     expect(await workerPid(server)).not.toBe(before);
     for (const user of users) expect(user.replies(), user.name).toEqual(user.sent);
-    expect(app.disconnects()).toEqual([]);
+    expect(plain.closed).toBe(true);
+    expect(plain.text).toContain('The server is shutting down.');
+    expect(plain.closeCode).toBe(1012);
+    expect(app.disconnects()).toEqual([expect.objectContaining({ id: plainId })]);
     expect(new Set(app.resyncs().at(-1)!.sessions!.map((session) => session.id))).toEqual(ids);
     expect((await server.stats()).stats.errors['IMI_WS_RESUME_REFUSED'] ?? 0).toBe(0);
   });

@@ -176,6 +176,8 @@ export class ResumingWsUser extends User {
 /** A WebSocket user without a subprotocol: lines out, messages in, nothing else. */
 export class PlainWsUser extends User {
   readonly messages: string[] = [];
+  /** The close frame's code (1006 when the connection died without one); undefined while open. */
+  closeCode: number | undefined;
 
   private constructor(
     name: string,
@@ -183,7 +185,10 @@ export class PlainWsUser extends User {
   ) {
     super(name);
     ws.on('message', (data: WebSocket.RawData) => this.messages.push(String(data)));
-    ws.on('close', () => (this.closed = true));
+    ws.on('close', (code: number) => {
+      this.closed = true;
+      this.closeCode = code;
+    });
     ws.on('error', () => {});
   }
 

@@ -119,9 +119,13 @@ export class Freeze {
    * who leaves before the freeze is in {@link HandoverPlan.close}).
    *
    * @param firstFd - the stdio index of the first descriptor
+   * @param webSocketSockets - false where the receiver cannot get a WebSocket's
+   *   socket (a planned restart under `--supervise`: the supervisor keeps no copy
+   *   of them): a plain WebSocket user then stays behind and is told
+   *   `shutdownNotice`, and one that can resume goes without its socket
    * @throws Error when a listener has no descriptor (the upgrade cannot happen)
    */
-  spawnPlan(firstFd: number): SpawnPlan {
+  spawnPlan(firstFd: number, webSocketSockets = true): SpawnPlan {
     const { users, transports, appServer, admin } = this.parts;
     const fds: number[] = [];
     const place = (fd: number): number => fds.push(fd) - 1 + firstFd;
@@ -147,7 +151,7 @@ export class Freeze {
       const ws = asWs(channel);
       const socket = ws === undefined ? rawSocket(channel) : wsSocket(ws);
       const fd = socket === undefined ? undefined : fdOf(socket);
-      if (fd === undefined) continue;
+      if (fd === undefined || (ws !== undefined && !webSocketSockets)) continue;
       if (ws !== undefined) wsSockets.push([connection, socket!, fd]);
       else placed.set(connection, { socket: socket!, index: place(fd) });
     }
@@ -311,6 +315,7 @@ export class Freeze {
       asWs(connection.userChannel)!.release(closeConnection);
     }
     const gone = plan.staying.map((connection) => {
+      asWs(connection.userChannel)?.endForRestart();
       connection.close(notice, 'shutdown');
       return connection.closed;
     });

@@ -242,7 +242,9 @@ async function handBack(imi: Intermediary, logger: Logger, journal: WorkerJourna
   freeze.start();
   await freeze.settle(SETTLE_MS);
   // The stdio indices mean nothing here (the supervisor holds copies of every socket); the plan maps each session to its socket.
-  const plan = freeze.plan(freeze.spawnPlan(3));
+  // WebSocket sockets are left out: the supervisor holds none, so a plain WebSocket user (who cannot resume) is told and closed
+  // with the TLS users rather than dropped without a word when this process exits.
+  const plan = freeze.plan(freeze.spawnPlan(3, false));
   const notice = imi.options.shutdownNotice === false ? undefined : imi.options.shutdownNotice;
   const { seq, held } = await freeze.commit(plan, notice, STAYING_CLOSE_MS);
   freeze.release();

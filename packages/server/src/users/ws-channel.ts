@@ -110,6 +110,8 @@ export class WsChannel implements UserChannel {
   private sink: ChannelSink = NULL_SINK;
   /** The intermediary asked for the close: a drop now ends the session. */
   private ending = false;
+  /** The close code of {@link end}: 1000, or 1012 after {@link endForRestart}. */
+  private endCode = NORMAL_CLOSURE;
   /** The connection broke the protocol (too big a message, bad UTF-8): no resume. */
   private failed = false;
   /** onClose was reported. */
@@ -208,9 +210,19 @@ export class WsChannel implements UserChannel {
     return true;
   }
 
+  /**
+   * Ends with close code 1012 (service restart: the IANA WebSocket
+   * close-code registry, RFC 6455 section 7.4.2) instead of 1000: the user
+   * cannot be kept across an upgrade or a planned restart (TLS, or a plain
+   * client that cannot resume), and the server will be back.
+   */
+  endForRestart(): void {
+    this.endCode = SERVICE_RESTART;
+  }
+
   end(): void {
     this.ending = true;
-    if (this.ws !== undefined) this.ws.close(NORMAL_CLOSURE);
+    if (this.ws !== undefined) this.ws.close(this.endCode);
     else process.nextTick(() => this.finish());
   }
 
