@@ -57,7 +57,7 @@ const CLI = flags.cli ? String(flags.cli) : join(root, 'packages/server/dist/cli
 function quietOrNot(load) {
   const first = Number(String(load).split(' ')[0]);
   return Number.isFinite(first) && first < os.cpus().length
-    ? 'A quiet machine (nothing else ran but this benchmark); the spread is the noise of one 2-core VM.'
+    ? `Quiet at the start (1-minute load average ${first} under ${os.cpus().length} cores; no other work was started during the run): the spread is this VM's own noise.`
     : '**Shared and noisy** (other builds and test runs were going on): take the numbers as an order of magnitude, the spread as a hint of the noise.';
 }
 
@@ -375,12 +375,12 @@ async function upgradeScenario({ users, busy, reps, typeMs, probeMs }) {
   return result;
 }
 
-async function crashScenario({ users, reps, probeMs }) {
-  log(`crash: ${users} users under --supervise, ${reps} SIGKILLs`);
+async function crashScenario({ users, reps, probeMs, crashWaitMs }) {
+  log(`crash: ${users} users under --supervise, ${reps} SIGKILLs, the first ${crashWaitMs} ms after the last user was let in`);
   const server = await startServer(['--supervise', '--restart-delay-ms', '50']);
   const { app, load } = await populate(server, users, 0, 1000);
   const probe = startProbe(server.port, probeMs);
-  await sleep(Number(flags.crashWaitMs ?? 2000));
+  await sleep(crashWaitMs);
   const runs = [];
   for (let rep = 1; rep <= reps; rep++) {
     const worker = (await server.stats()).process.pid;
@@ -500,6 +500,8 @@ async function main() {
     users: list(flags.users, [1000, 10_000]),
     busy: Number(flags.busy ?? 1000),
     crashUsers: Number(flags.crashUsers ?? 1000),
+    // How long after the last user was let in the first SIGKILL comes (the supervisor's journal runs behind a burst).
+    crashWaitMs: Number(flags.crashWaitMs ?? 2000),
     reps: Number(flags.reps ?? 3),
     typeMs: Number(flags.typeMs ?? 1000),
     probeMs: Number(flags.probeMs ?? 20),
@@ -520,7 +522,7 @@ async function main() {
     for (const users of config.users) plan.push(() => upgradeScenario({ users, busy: 0, reps: config.reps, typeMs: config.typeMs, probeMs: config.probeMs }));
     if (config.busy > 0) plan.push(() => upgradeScenario({ users: config.busy, busy: config.busy, reps: config.reps, typeMs: config.typeMs, probeMs: config.probeMs }));
   }
-  if (config.only.includes('crash') && config.crashUsers > 0) plan.push(() => crashScenario({ users: config.crashUsers, reps: config.reps, probeMs: config.probeMs }));
+  if (config.only.includes('crash') && config.crashUsers > 0) plan.push(() => crashScenario({ users: config.crashUsers, reps: config.reps, probeMs: config.probeMs, crashWaitMs: config.crashWaitMs }));
   for (const step of plan) {
     try {
       results.scenarios.push(await step());

@@ -254,6 +254,7 @@ describe('imi-server upgrade', () => {
       }
       await waitFor(() => old.closed, 10_000, 'the user without imi.v1 to be closed');
       expect(old.text).toContain('shutting down');
+      expect(old.closeCode).toBe(1012);
       await waitFor(() => page.resumes === 1, 10_000, () => `the page to resume on the successor (closes ${JSON.stringify(page.closes)})`);
       expect(page.closes.map((close) => close.code)).toEqual([1012]);
       await waitFor(() => app.events.some((event) => event.event === 'disconnect' && event.id === oldId), 10_000, 'the app to hear the old user left');

@@ -45,6 +45,9 @@ export interface WsChannelInfo {
   pingIntervalMs: number;
 }
 
+/** `ws`, once loaded (see {@link webSocketOnSocket}); a successor restores thousands of sessions through it. */
+let wsModule: typeof Ws | undefined;
+
 /**
  * A server-side WebSocket on a socket whose handshake was done by another
  * process (an upgrade passed the socket): what `WebSocketServer` does after
@@ -56,7 +59,8 @@ export function webSocketOnSocket(socket: Duplex, protocol: string, maxPayload: 
   // snapshot and journal code test channels against WsChannel), `ws` only on
   // a WebSocket user's, and every start (an upgrade's successor, a supervised
   // worker's restart) pays for what it loads. The listeners load it themselves.
-  const { WebSocket, WebSocketServer } = createRequire(import.meta.url)('ws') as typeof Ws;
+  wsModule ??= createRequire(import.meta.url)('ws') as typeof Ws;
+  const { WebSocket, WebSocketServer } = wsModule;
   // The server's own defaults (autoPong, maxBufferedChunks, …), as handleUpgrade would pass them.
   const options = { ...new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload }).options };
   const ws = new WebSocket(null as unknown as string, undefined, options);
@@ -211,6 +215,17 @@ export class WsChannel implements UserChannel {
   }
 
   /**
+   * A handover froze this socket (it is not read any more), so the client's
+   * answering close frame, which `ws` waits for, would never be seen: the
+   * close is done once ours is in the kernel.
+   */
+  private terminateWhenFlushed(ws: WebSocket): void {
+    const socket = this.socket as (Duplex & { writableLength?: number }) | undefined;
+    if (socket === undefined || (socket.writableLength ?? 0) === 0) setImmediate(() => ws.terminate());
+    else socket.once('drain', () => ws.terminate());
+  }
+
+  /**
    * Ends with close code 1012 (service restart: the IANA WebSocket
    * close-code registry, RFC 6455 section 7.4.2) instead of 1000: the user
    * cannot be kept across an upgrade or a planned restart (TLS, or a plain
@@ -222,7 +237,10 @@ export class WsChannel implements UserChannel {
 
   end(): void {
     this.ending = true;
-    if (this.ws !== undefined) this.ws.close(this.endCode);
+    if (this.ws !== undefined) {
+      this.ws.close(this.endCode);
+      if (this.endCode === SERVICE_RESTART) this.terminateWhenFlushed(this.ws);
+    }
     else process.nextTick(() => this.finish());
   }
 
