@@ -16,7 +16,8 @@ import { readTelnetState, restoreTelnetChannel, resumeTelnetCompression } from '
 import type { MsspTable } from '../users/telnet/mssp.js';
 import type { UserChannel } from '../users/transport.js';
 import type { UserSide } from '../users/user-side.js';
-import { webSocketOnSocket, WsChannel } from '../users/ws-channel.js';
+import { WsChannel } from '../users/ws-channel.js';
+import { webSocketOnSocket } from '../users/ws-on-socket.js';
 import type { WsResumeSettings } from '../users/ws-resume.js';
 import { SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SessionSnapshot } from './snapshot.js';
 

@@ -11,8 +11,6 @@
  */
 import type { Duplex } from 'node:stream';
 import { ImiError, LimitError, type RemoteAddress } from '@imi/core';
-import { createRequire } from 'node:module';
-import type * as Ws from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import type { SnapshotWs } from '../session/snapshot.js';
 import { NULL_SINK, type ChannelSink, type UserChannel } from './transport.js';
@@ -43,30 +41,6 @@ export interface WsChannelInfo {
   maxPayload: number;
   /** The listener's `pingIntervalMs`; 0: no pings. */
   pingIntervalMs: number;
-}
-
-/** `ws`, once loaded (see {@link webSocketOnSocket}); a successor restores thousands of sessions through it. */
-let wsModule: typeof Ws | undefined;
-
-/**
- * A server-side WebSocket on a socket whose handshake was done by another
- * process (an upgrade passed the socket): what `WebSocketServer` does after
- * the handshake, with the same options the listeners use (no
- * per-message deflate: nothing is kept between messages).
- */
-export function webSocketOnSocket(socket: Duplex, protocol: string, maxPayload: number): WebSocket {
-  // Loaded here, not at start: this module is on every process's path (the
-  // snapshot and journal code test channels against WsChannel), `ws` only on
-  // a WebSocket user's, and every start (an upgrade's successor, a supervised
-  // worker's restart) pays for what it loads. The listeners load it themselves.
-  wsModule ??= createRequire(import.meta.url)('ws') as typeof Ws;
-  const { WebSocket, WebSocketServer } = wsModule;
-  // The server's own defaults (autoPong, maxBufferedChunks, …), as handleUpgrade would pass them.
-  const options = { ...new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload }).options };
-  const ws = new WebSocket(null as unknown as string, undefined, options);
-  (ws as unknown as { _protocol: string })._protocol = protocol;
-  (ws as unknown as { setSocket(socket: Duplex, head: Buffer, options: object): void }).setSocket(socket, Buffer.alloc(0), options);
-  return ws;
 }
 
 /** The outcome of {@link WsChannel.reattach}. */
