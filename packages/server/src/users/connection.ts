@@ -100,82 +100,90 @@ export class Connection implements Session, ChannelSink, LineSink {
   /** The yes/no state, one bit each ({@link Flag}): ten boolean fields cost 72 B more per user. */
   private flags = 0;
 
+  private has(flag: Flag): boolean {
+    return (this.flags & flag) !== 0;
+  }
+
+  private put(flag: Flag, value: boolean): void {
+    this.flags = value ? this.flags | flag : this.flags & ~flag;
+  }
+
   /** Set once the `connect` hook let the user in. */
   get accepted(): boolean {
-    return (this.flags & Flag.Accepted) !== 0;
+    return this.has(Flag.Accepted);
   }
   set accepted(value: boolean) {
-    this.flags = value ? this.flags | Flag.Accepted : this.flags & ~Flag.Accepted;
+    this.put(Flag.Accepted, value);
   }
 
   /** Set once close was asked for or the socket closed. */
   get closing(): boolean {
-    return (this.flags & Flag.Closing) !== 0;
+    return this.has(Flag.Closing);
   }
   set closing(value: boolean) {
-    this.flags = value ? this.flags | Flag.Closing : this.flags & ~Flag.Closing;
+    this.put(Flag.Closing, value);
   }
 
   /** Whether the user was told their queue overflowed (once per outage). */
   get toldQueueFull(): boolean {
-    return (this.flags & Flag.ToldQueueFull) !== 0;
+    return this.has(Flag.ToldQueueFull);
   }
   set toldQueueFull(value: boolean) {
-    this.flags = value ? this.flags | Flag.ToldQueueFull : this.flags & ~Flag.ToldQueueFull;
+    this.put(Flag.ToldQueueFull, value);
   }
 
   /** Whether the user was told lines were dropped, in the current burst. */
   get toldRateLimit(): boolean {
-    return (this.flags & Flag.ToldRateLimit) !== 0;
+    return this.has(Flag.ToldRateLimit);
   }
   set toldRateLimit(value: boolean) {
-    this.flags = value ? this.flags | Flag.ToldRateLimit : this.flags & ~Flag.ToldRateLimit;
+    this.put(Flag.ToldRateLimit, value);
   }
 
   /** Set once the user half-closed: no more input will come. */
   get inputEnded(): boolean {
-    return (this.flags & Flag.InputEnded) !== 0;
+    return this.has(Flag.InputEnded);
   }
   set inputEnded(value: boolean) {
-    this.flags = value ? this.flags | Flag.InputEnded : this.flags & ~Flag.InputEnded;
+    this.put(Flag.InputEnded, value);
   }
 
   /** Set when a line of this user went to an app (or was queued for one) that has not answered it yet. */
   get awaitingReply(): boolean {
-    return (this.flags & Flag.AwaitingReply) !== 0;
+    return this.has(Flag.AwaitingReply);
   }
   set awaitingReply(value: boolean) {
-    this.flags = value ? this.flags | Flag.AwaitingReply : this.flags & ~Flag.AwaitingReply;
+    this.put(Flag.AwaitingReply, value);
   }
 
   /** Set when the admission counted this connection (so it is released once). */
   get admitted(): boolean {
-    return (this.flags & Flag.Admitted) !== 0;
+    return this.has(Flag.Admitted);
   }
   set admitted(value: boolean) {
-    this.flags = value ? this.flags | Flag.Admitted : this.flags & ~Flag.Admitted;
+    this.put(Flag.Admitted, value);
   }
 
   /** Set while a `telnet` message to the app is scheduled. */
   get telnetNotifyScheduled(): boolean {
-    return (this.flags & Flag.TelnetNotifyScheduled) !== 0;
+    return this.has(Flag.TelnetNotifyScheduled);
   }
   set telnetNotifyScheduled(value: boolean) {
-    this.flags = value ? this.flags | Flag.TelnetNotifyScheduled : this.flags & ~Flag.TelnetNotifyScheduled;
+    this.put(Flag.TelnetNotifyScheduled, value);
   }
 
   private get isCorked(): boolean {
-    return (this.flags & Flag.Corked) !== 0;
+    return this.has(Flag.Corked);
   }
   private set isCorked(value: boolean) {
-    this.flags = value ? this.flags | Flag.Corked : this.flags & ~Flag.Corked;
+    this.put(Flag.Corked, value);
   }
 
   private get isForgotten(): boolean {
-    return (this.flags & Flag.Forgotten) !== 0;
+    return this.has(Flag.Forgotten);
   }
   private set isForgotten(value: boolean) {
-    this.flags = value ? this.flags | Flag.Forgotten : this.flags & ~Flag.Forgotten;
+    this.put(Flag.Forgotten, value);
   }
 
   /** Lines held back by the input rate, oldest first (reading is paused while any wait). */
