@@ -7,7 +7,7 @@
  * @module
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { FrameDecoder, ImiError, PROTOCOL_VERSION, ProtocolError, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
+import { FrameDecoder, HANDOVER_SHUTDOWN_REASON, ImiError, PROTOCOL_VERSION, ProtocolError, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
 import { AckTracker } from './ack-tracker.js';
 import type { Dispatcher } from './dispatch.js';
 import type { Outbox } from './outbox.js';
@@ -173,7 +173,8 @@ export class Linker {
       this.terminate(link.fatal);
       return;
     }
-    this.scheduleReconnect(reason);
+    // A successor took over the intermediary and already holds its listener: no reason to wait.
+    this.scheduleReconnect(reason, link.shutdownReason === HANDOVER_SHUTDOWN_REASON);
   }
 
   private describeLoss(link: Link): ImiError {
@@ -185,7 +186,8 @@ export class Linker {
     return new ImiError('IMI_LINK_DOWN', `the intermediary at ${where} closed the connection`);
   }
 
-  private scheduleReconnect(cause: ImiError): void {
+  /** @param handover - the link ended for a handover: the first attempt goes at once (the policy still decides whether there is one) */
+  private scheduleReconnect(cause: ImiError, handover = false): void {
     const state = this.state;
     const policy = state.options.reconnect;
     if (policy === undefined) {
@@ -204,6 +206,7 @@ export class Linker {
       this.terminate(new ImiError('IMI_LINK_DOWN', `gave up reconnecting after ${attempt - 1} attempts: ${cause.message}`, { cause }));
       return;
     }
+    if (handover && attempt === 1) delay = 0;
     state.status = 'waiting';
     state.emitSafely('reconnecting', [attempt, delay, cause]);
     if (state.status !== 'waiting') return; // a listener closed the client

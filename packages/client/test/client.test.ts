@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ImiError } from '@imi/core';
 import { Client, HandlerError, type ClientOptions, type Session } from '../src/index.js';
@@ -461,6 +462,33 @@ describe('lifecycle', () => {
     expect((error as ImiError).message).toMatch(/gave up reconnecting after 2 attempts/);
     expect(app.status).toBe('closed');
     expect(closes).toHaveLength(1);
+  });
+
+  it('a link ended by a `shutdown` for a handover is retried at once; any other shutdown waits for the policy', async () => {
+    // A bare intermediary on a real socket: each app connection is resynced (no users), then told `shutdown` and ended.
+    const reasons = ['handover', 'SIGTERM', 'handover'];
+    let served = 0;
+    const server = createServer((socket) => {
+      const reason = reasons[served++];
+      socket.once('data', () => {
+        socket.write('{"param":"synced","data":{"count":0},"txn_id":"s"}\n');
+        if (reason !== undefined) socket.end(`{"param":"shutdown","data":{"reason":"${reason}"},"txn_id":"x"}\n`);
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    onCleanup(() => void server.close());
+    const app = new Client({ port: (server.address() as AddressInfo).port, tickIntervalMs: 0, reconnect: () => 40 });
+    onCleanup(() => app.close());
+    const retries: Array<[number, number, string]> = [];
+    app.on('reconnecting', (attempt, delay, cause) => retries.push([attempt, delay, cause.message]));
+    await app.connect();
+    await waitFor(() => served === 4 && app.status === 'up', 'four links');
+    expect(retries).toEqual([
+      [1, 0, expect.stringContaining('shut down (handover)')],
+      [1, 40, expect.stringContaining('shut down (SIGTERM)')],
+      [1, 0, expect.stringContaining('shut down (handover)')],
+    ]);
   });
 
   it('with reconnect: false, a refused connection fails connect() at once', async () => {

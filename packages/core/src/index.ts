@@ -29,6 +29,7 @@ export {
   type PingMessage,
   type ErrorMessage,
   type ShutdownMessage,
+  HANDOVER_SHUTDOWN_REASON,
   type TelnetInfo,
   type TelnetInfoMessage,
   type GmcpMessage,

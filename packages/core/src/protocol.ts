@@ -196,13 +196,25 @@ export interface ErrorMessage extends IntermediaryEnvelope {
   };
 }
 
+/**
+ * The `reason` of a `shutdown` that ends the app link because another
+ * process takes over the intermediary's sockets: an upgrade (`imi-server
+ * upgrade`, SIGUSR2, `POST /upgrade`) or a planned restart under
+ * `--supervise`. The successor already holds the app port's listening
+ * socket (a connection made now waits in its accept queue), so an app
+ * reconnects at once instead of after its reconnect policy's first delay
+ * (`@imi/client` does): that delay was most of the time users waited for
+ * the app after a handover.
+ */
+export const HANDOVER_SHUTDOWN_REASON = 'handover';
+
 /** The intermediary is stopping. */
 export interface ShutdownMessage extends IntermediaryEnvelope {
   /** Discriminant. */
   param: 'shutdown';
   /** Why. */
   data: {
-    /** E.g. `"SIGTERM"` or `"close"`. */
+    /** E.g. `"SIGTERM"`, `"close"`, or {@link HANDOVER_SHUTDOWN_REASON} (`"handover"`: a successor process takes over). */
     reason: string;
   };
 }

@@ -127,6 +127,10 @@ export interface AppEvent {
   /** `synced`: how many users the resync named, and every session the app knows after it. */
   count?: number;
   sessions?: AppEvent[];
+  /** `reconnecting`: the attempt, its delay in ms, and why the link went down. */
+  attempt?: number;
+  delay?: number;
+  cause?: string;
 }
 
 /** An app fixture (the upgrade app unless another script is given): the events it prints, one JSON object a line. */
@@ -161,6 +165,10 @@ export class App {
 
   resyncs(): AppEvent[] {
     return this.events.filter((event) => event.event === 'synced');
+  }
+
+  reconnects(): AppEvent[] {
+    return this.events.filter((event) => event.event === 'reconnecting');
   }
 
   disconnects(): AppEvent[] {

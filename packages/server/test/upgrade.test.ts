@@ -79,6 +79,7 @@ describe('imi-server upgrade', () => {
     for (let n = 1; n <= UPGRADES; n++) {
       const before = pids.at(-1)!;
       const resyncsBefore = app.resyncs().length;
+      const reconnectsBefore = app.reconnects().length;
       const started = performance.now();
       if (n % 2 === 1) {
         const result = await server.upgradeCommand();
@@ -100,6 +101,8 @@ describe('imi-server upgrade', () => {
       // The app was let go and resynced by the successor: the same users, with their telnet state and what it stored.
       await waitFor(() => app.resyncs().length > resyncsBefore, 10_000, () => `the resync after upgrade ${n} (log ${server.err.slice(-1500)})`);
       const resync = app.resyncs()[resyncsBefore]!;
+      // Told why the link ended, the app came back at once, not after its policy's first delay (20 ms ± 25 %).
+      expect(app.reconnects().slice(reconnectsBefore)).toEqual([{ event: 'reconnecting', attempt: 1, delay: 0, cause: expect.stringContaining('shut down (handover)') }]);
       expect(resync.count).toBe(users.length);
       expect(new Set(resync.sessions!.map((session) => session.id))).toEqual(ids);
       const telnetSessions = resync.sessions!.filter((session) => session.transport === 'telnet');

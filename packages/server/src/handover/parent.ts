@@ -8,6 +8,7 @@
  * @module
  */
 import type { Server, Socket } from 'node:net';
+import { HANDOVER_SHUTDOWN_REASON } from '@imi/core';
 import { SocketChannel, SocketTransport } from '../users/socket-transport.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import type { Connection } from '../users/connection.js';
@@ -325,7 +326,8 @@ export class Freeze {
     for (const connection of plan.staying) if (!connection.userChannel.destroyed) connection.destroy('shutdown');
     // No app hook may run now: `clientDisconnect` taps write to every user, and the users are not ours any more.
     apps.closing = true;
-    for (const link of apps.allLinks) link.end();
+    // The current app hears why: it reconnects at once (the successor holds the listener) instead of after a backoff.
+    void apps.endAll(HANDOVER_SHUTDOWN_REASON);
     return { seq: ledger.nextSeq(), departed: [...apps['departed']], held: this.held.splice(0) };
   }
 
