@@ -64,7 +64,9 @@ function quietOrNot(load) {
 // ---------------------------------------------------------------- role: app
 async function runApp() {
   const { Client } = await import('@imi/client');
-  const app = new Client({ port: Number(flags.port), name: 'handover-bench', reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
+  // The reconnect policy is @imi/client's default (first retry after 100 ms ± 25 %): since a handover says so
+  // (shutdown reason 'handover'), the SDK retries at once; an old imi-server (--cli) makes it wait the delay.
+  const app = new Client({ port: Number(flags.port), name: 'handover-bench' });
   app.on('input', (session, line) => session.send(`${line}!\r\n`));
   app.on('error', () => {});
   // --app-log: when the app lost the link, retried, and was resynced (epoch ms, to line up with imi-server's log).
