@@ -66,7 +66,8 @@ export class AppLink implements AppInfo {
   handshakeTimer: NodeJS.Timeout | undefined;
   readonly deps: DependencyTracker<AppMessage>;
 
-  private readonly socket: Socket;
+  /** The app's socket (a handover stops reading it while frozen). */
+  readonly socket: Socket;
   private readonly decoder: FrameDecoder<AppMessage>;
   private readonly handlers: AppLinkHandlers;
   private readonly maxBufferBytes: number;

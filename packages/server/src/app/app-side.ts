@@ -341,7 +341,31 @@ export class AppSide implements AppPort, AppHandshake {
     if (!this.closing) this.gone(link, hadError ? 'error' : 'closed');
   }
 
-  private startHeartbeat(): void {
+  /**
+   * What a handover's successor takes of this side: the last app (so the
+   * same app reconnecting is told who left meanwhile) and the users it must
+   * still hear left.
+   */
+  handoverState(): { lastAppInstance: string | undefined; lastAppConnectionId: number; departed: Departed[] } {
+    return { lastAppInstance: this.lastAppInstance, lastAppConnectionId: this.lastAppConnectionId, departed: [...this.departed] };
+  }
+
+  /** A handover's successor, before any app connects: takes {@link handoverState} of the old process. */
+  adoptHandoverState(state: { lastAppInstance: string | undefined; lastAppConnectionId: number; departed: readonly Departed[] }): void {
+    this.lastAppInstance = state.lastAppInstance;
+    this.lastAppConnectionId = state.lastAppConnectionId;
+    // Ids go on from the old process's: the next app is told apart from the last one.
+    this.connectionCounter = Math.max(this.connectionCounter, state.lastAppConnectionId);
+    this.departed = [...state.departed];
+  }
+
+  /** A handover's commit: the users the app must still hear left, as the old process had them last. */
+  setDeparted(departed: readonly Departed[]): void {
+    this.departed = [...departed];
+  }
+
+  /** (Re)starts the heartbeat to the current app (after an app is synced, or a handover that did not happen). */
+  startHeartbeat(): void {
     this.stopHeartbeat();
     const { heartbeatIntervalMs, heartbeatTimeoutMs } = this.parts.options;
     if (heartbeatIntervalMs === 0) return;

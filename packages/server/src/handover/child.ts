@@ -180,16 +180,13 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
     const applyGlobal = (global: GlobalState): void => {
       const { ledger, apps, reporter } = parts;
       ledger.advanceSeq(global.seq);
-      apps['lastAppInstance'] = global.lastAppInstance ?? undefined;
-      apps['lastAppConnectionId'] = global.lastAppConnectionId;
-      apps['connectionCounter'] = Math.max(apps['connectionCounter'], global.lastAppConnectionId);
-      apps['departed'] = [...global.departed];
+      apps.adoptHandoverState({ lastAppInstance: global.lastAppInstance ?? undefined, lastAppConnectionId: global.lastAppConnectionId, departed: global.departed });
       mergeCounters(reporter.counters as unknown as Record<string, unknown>, global.counters);
     };
 
     const commit = async (message: Extract<ParentMessage, { kind: 'commit' }>): Promise<void> => {
       parts.ledger.advanceSeq(message.seq);
-      parts.apps['departed'] = [...message.departed];
+      parts.apps.setDeparted(message.departed);
       const layout = begin!.layout;
       const appBack = begin!.global.appConnected ? waitForApp(imi, APP_RETURN_WAIT_MS) : Promise.resolve();
       // New users wait with the others until the app is back: none is told it is away for a blip.

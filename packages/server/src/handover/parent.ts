@@ -28,15 +28,14 @@ const SETTLE_POLL_MS = 5;
 /** The plain socket under a TCP or telnet channel (undefined for TLS, WebSocket and custom channels). */
 export function rawSocket(channel: UserChannel): Socket | undefined {
   if (!PASSABLE.has(channel.transport)) return undefined;
-  if (channel instanceof SocketChannel) return channel['socket'];
-  if (channel instanceof TelnetChannel) return channel['socket'];
+  if (channel instanceof SocketChannel || channel instanceof TelnetChannel) return channel.socket;
   return undefined;
 }
 
 /** The listening server under a built-in transport. */
 export function listenerServer(transport: unknown): Server | undefined {
   // SocketTransport and WsTransport both keep their server in `server`; WsTransport is not imported (it loads `ws`).
-  if (transport instanceof SocketTransport) return transport['server'];
+  if (transport instanceof SocketTransport) return transport.listener;
   const server = (transport as { server?: unknown }).server;
   return typeof server === 'object' && server !== null && typeof (server as Server).listen === 'function' ? (server as Server) : undefined;
 }
@@ -107,7 +106,7 @@ export class Freeze {
     };
     this.parts.apps.stopHeartbeat();
     for (const link of this.parts.apps.allLinks) {
-      const socket = link['socket'];
+      const socket = link.socket;
       stopReading(socket);
       this.appSockets.push(socket);
     }
@@ -141,7 +140,7 @@ export class Freeze {
       }),
       app: need(appServer === undefined ? undefined : fdOf(appServer), 'the app listener'),
     };
-    if (admin !== undefined) layout.admin = need(fdOf(admin['server']), 'the admin listener');
+    if (admin !== undefined) layout.admin = need(fdOf(admin.listener), 'the admin listener');
     const placed = new Map<Connection, { socket: Socket; index: number }>();
     // Plain TCP and telnet sockets first, WebSocket ones after: the successor sets keepalive on the first range only (as their channels do).
     const wsSockets: Array<[Connection, Socket, number]> = [];
@@ -196,12 +195,13 @@ export class Freeze {
   /** What is not per session (the same before and after the sessions are written down: nothing runs while frozen). */
   global(): GlobalState {
     const { apps, ledger, reporter } = this.parts;
+    const app = apps.handoverState();
     return {
       seq: ledger.nextSeq(),
-      lastAppInstance: apps['lastAppInstance'] ?? null,
+      lastAppInstance: app.lastAppInstance ?? null,
       appConnected: apps.current !== undefined,
-      lastAppConnectionId: apps['lastAppConnectionId'],
-      departed: [...apps['departed']],
+      lastAppConnectionId: app.lastAppConnectionId,
+      departed: app.departed,
       counters: structuredClone(reporter.counters) as unknown as Record<string, unknown>,
     };
   }
@@ -221,7 +221,7 @@ export class Freeze {
       used.add(at.index);
       return at.index;
     };
-    const lastApp = apps['lastAppConnectionId'];
+    const lastApp = apps.handoverState().lastAppConnectionId;
     const sessions: HandedSession[] = [];
     const staying: Connection[] = [];
     for (const connection of users.openConnections) {
@@ -283,11 +283,11 @@ export class Freeze {
       if (wsThaw !== undefined) wsThaw();
       if (socket !== undefined) resumeReading(socket);
       else if (connection.delayedCount === 0) connection.resume();
-      if (connection.delayedCount > 0 && connection.delayTimer === undefined && !connection.closing) users['scheduleDelayed'](connection);
+      if (connection.delayedCount > 0 && connection.delayTimer === undefined && !connection.closing) users.scheduleDelayed(connection);
     }
     for (const channel of this.compressed) if (!channel.destroyed) restartCompression(channel);
     for (const socket of this.appSockets) resumeReading(socket);
-    if (this.started && apps.current !== undefined) apps['startHeartbeat']();
+    if (this.started && apps.current !== undefined) apps.startHeartbeat();
     for (const { channel } of this.held.splice(0)) users.accept(channel);
   }
 
@@ -302,13 +302,13 @@ export class Freeze {
     users.closing = true;
     for (const transport of transports) listenerServer(transport)?.close();
     appServer?.close();
-    admin?.['server'].close();
+    admin?.listener.close();
     for (const connection of this.handed.keys()) {
       users.connections.delete(connection.id);
       users.openConnections.delete(connection);
       // The only timer that writes to an admitted user: from here the successor's, so this process must never write again.
       const channel = connection.userChannel;
-      if (channel instanceof TelnetChannel) clearInterval(channel['probeTimer']);
+      if (channel instanceof TelnetChannel) channel.watchPeer(0, 0);
     }
     for (const [connection, closeConnection] of this.handedWs) {
       users.connections.delete(connection.id);
@@ -328,7 +328,7 @@ export class Freeze {
     apps.closing = true;
     // The current app hears why: it reconnects at once (the successor holds the listener) instead of after a backoff.
     void apps.endAll(HANDOVER_SHUTDOWN_REASON);
-    return { seq: ledger.nextSeq(), departed: [...apps['departed']], held: this.held.splice(0) };
+    return { seq: ledger.nextSeq(), departed: apps.handoverState().departed, held: this.held.splice(0) };
   }
 
   /** Resolves once every app link's FIN is written (after {@link commit} ended them), or after `timeoutMs`. */

@@ -12,9 +12,10 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { IntermediaryApi, IntermediaryStats } from '../api.js';
 import { IntermediaryMetrics } from './metrics.js';
 import type { ClusterHolderStats } from '../cluster/holder.js';
+import { HttpError, integerParam, isJson, isTrue, parseJsonObject, readBody, round, sendJson } from './admin-http.js';
 
-/** Largest request body the admin API reads (`POST /broadcast`, `DELETE /sessions/:id`): 64 KiB. */
-export const ADMIN_MAX_BODY_BYTES = 64 * 1024;
+export { ADMIN_MAX_BODY_BYTES } from './admin-http.js';
+
 /** Sessions listed by `GET /sessions` when no `limit` is given. */
 export const ADMIN_DEFAULT_SESSIONS_LIMIT = 1_000;
 /** Most sessions one `GET /sessions` lists (`limit` is capped to it). */
@@ -85,16 +86,6 @@ export interface AdminStatsResponse {
     /** The process id. */
     pid: number;
   };
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
 }
 
 interface Route {
@@ -175,6 +166,16 @@ export class AdminServer {
   /** The bound port (after {@link listen}). */
   get port(): number | undefined {
     return this.boundPort;
+  }
+
+  /**
+   * The listening HTTP server: an upgrade or `--supervise` passes its
+   * descriptor on.
+   *
+   * @internal
+   */
+  get listener(): http.Server {
+    return this.server;
   }
 
   /**
@@ -422,77 +423,4 @@ export class AdminServer {
       unacked: queues.unacked,
     };
   }
-}
-
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  response.statusCode = status;
-  response.setHeader('content-type', 'application/json; charset=utf-8');
-  response.setHeader('cache-control', 'no-store');
-  response.setHeader('content-length', Buffer.byteLength(text));
-  response.end(text);
-}
-
-/** Reads a request body, refusing (413) past {@link ADMIN_MAX_BODY_BYTES} without buffering the excess. */
-function readBody(request: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(request.headers['content-length']);
-    const tooLarge = (): HttpError => new HttpError(413, `the body is over ${ADMIN_MAX_BODY_BYTES} bytes`, { connection: 'close' });
-    if (Number.isFinite(declared) && declared > ADMIN_MAX_BODY_BYTES) {
-      reject(tooLarge());
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    request.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      size += chunk.length;
-      if (size > ADMIN_MAX_BODY_BYTES) {
-        failed = true;
-        chunks.length = 0;
-        reject(tooLarge());
-        return;
-      }
-      chunks.push(chunk);
-    });
-    request.on('end', () => {
-      if (!failed) resolve(Buffer.concat(chunks));
-    });
-    request.on('error', (error) => {
-      if (!failed) reject(error);
-      failed = true;
-    });
-  });
-}
-
-function isJson(request: IncomingMessage): boolean {
-  return /^application\/json\b/i.test(request.headers['content-type'] ?? '');
-}
-
-function parseJsonObject(body: Buffer): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new HttpError(400, 'the body is not valid JSON');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'the body must be a JSON object');
-  return parsed as Record<string, unknown>;
-}
-
-function integerParam(url: URL, name: string, fallback: number): number {
-  const raw = url.searchParams.get(name);
-  if (raw === null) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) throw new HttpError(400, `${name} must be a non-negative integer`);
-  return value;
-}
-
-function isTrue(value: string | null): boolean {
-  return value !== null && ['1', 'true', 'yes', ''].includes(value.toLowerCase());
-}
-
-function round(value: number): number {
-  return Math.round(value * 1000) / 1000;
 }

@@ -57,7 +57,7 @@ function sendListeners(imi: Intermediary): void {
     sendUp({ imi: 'supervise', kind: 'listener', role: 'user', index }, need(server === undefined ? undefined : rawHandle(server), `user listener ${index}`));
   });
   sendUp({ imi: 'supervise', kind: 'listener', role: 'app', index: 0 }, need(appServer === undefined ? undefined : rawHandle(appServer), 'the app listener'));
-  if (admin !== undefined) sendUp({ imi: 'supervise', kind: 'listener', role: 'admin', index: 0 }, need(rawHandle(admin['server']), 'the admin listener'));
+  if (admin !== undefined) sendUp({ imi: 'supervise', kind: 'listener', role: 'admin', index: 0 }, need(rawHandle(admin.listener), 'the admin listener'));
   sendUp({ imi: 'supervise', kind: 'listening', users: transports.length, admin: admin !== undefined });
 }
 

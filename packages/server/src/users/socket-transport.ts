@@ -49,7 +49,8 @@ export class SocketChannel implements UserChannel {
   readonly transport: string;
   readonly remote: RemoteAddress;
   readonly telnet = undefined;
-  private readonly socket: Socket;
+  /** The user's socket (a handover passes its descriptor on). */
+  readonly socket: Socket;
   private sink: ChannelSink = NULL_SINK;
   /** Set between {@link cork} and {@link uncork}. */
   private holding = false;
@@ -190,6 +191,12 @@ export class SocketTransport implements Transport {
   private readonly proxy: ProxyProtocolSettings | undefined;
   private readonly mssp: () => MsspTable;
   private server: Server | undefined;
+
+  /** The listening server, once listening (a handover passes its descriptor on). */
+  get listener(): Server | undefined {
+    return this.server;
+  }
+
   /** Connections still sending their PROXY header, with what abandons each. */
   private readonly awaitingHeader = new Map<Socket, () => void>();
 

@@ -102,7 +102,8 @@ export interface UserChannel {
    * Stream transports: starts the checks that notice a peer whose network
    * vanished — TCP keepalive after `keepAliveMs` of silence, and on telnet an
    * `IAC NOP` every `probeMs` (each 0: off). A dead peer then fails the
-   * channel ({@link ChannelSink.onError}). Called once, when the user is let in.
+   * channel ({@link ChannelSink.onError}). Called when the user is let in; a
+   * later call replaces the probe (`watchPeer(0, 0)` stops it: a handover's commit).
    */
   watchPeer?(keepAliveMs: number, probeMs: number): void;
   /** Telnet only: sends a GMCP message (or MSDP variable: see `protocol` of the app's `gmcp` message). Returns false when neither is on for this user. */

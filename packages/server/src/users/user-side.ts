@@ -301,7 +301,8 @@ export class UserSide implements ConnectionOwner, UserDirectory {
     }
   }
 
-  private scheduleDelayed(connection: Connection): void {
+  /** Lets a user's lines held by the input rate out when the rate allows (also after a handover that did not happen). */
+  scheduleDelayed(connection: Connection): void {
     const waitMs = connection.inputBucket?.waitMs(Date.now()) ?? 0;
     connection.delayTimer = setTimeout(() => this.releaseDelayed(connection), Math.max(1, waitMs));
   }

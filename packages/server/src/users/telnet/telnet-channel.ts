@@ -81,7 +81,8 @@ type Queued = Buffer | typeof START | typeof STOP;
 export class TelnetChannel implements UserChannel {
   readonly transport: string;
   readonly remote: RemoteAddress;
-  private readonly socket: Socket;
+  /** The user's socket (a handover passes its descriptor on). */
+  readonly socket: Socket;
   private readonly session: TelnetSession;
   private readonly negotiationMs: number;
   private sink: ChannelSink = NULL_SINK;
@@ -247,7 +248,8 @@ export class TelnetChannel implements UserChannel {
 
   watchPeer(keepAliveMs: number, probeMs: number): void {
     if (keepAliveMs > 0) this.socket.setKeepAlive(true, keepAliveMs);
-    if (probeMs <= 0 || this.probeTimer !== undefined) return;
+    clearInterval(this.probeTimer);
+    if (probeMs <= 0) return;
     // Traffic of our own reaches past a TCP proxy in front of us, whose
     // keepalive would only test the hop to the proxy: a dead client then
     // shows up as a reset or a failed write.
