@@ -75,15 +75,17 @@ describe('the packages, installed from tarballs into a clean project', () => {
         'const app = new Client({ port: Number(process.argv[2]) });',
         "app.on('connect', (session) => session.send('hello from the packaged app\\r\\n'));",
         "app.hooks.buildResponse.tap('Shout', (reply, session, line) => line.toUpperCase() + '\\r\\n');",
+        // ioredis is required when a cluster worker is made (lazyConnect: nothing is dialled): it must resolve from the install.
+        "new Client({ redis: 'redis://127.0.0.1:9' });",
         'await app.connect();',
         "console.log('app ready');",
       ].join('\n'),
     );
-    const server = spawn(join(project, 'node_modules', '.bin', 'imi-server'), ['--external-port', '0', '--client-port', '0', '--host', '127.0.0.1', '--log-level', 'warn'], { cwd: project });
+    const server = spawn(join(project, 'node_modules', '.bin', 'imi-server'), ['--external-port', '0', '--client-port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--log-level', 'warn'], { cwd: project });
     children.push(server);
     let stdout = '';
     server.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-    while (!/users on port (\d+).*app on port (\d+)/.test(stdout)) {
+    while (!/users on port (\d+).*app on port (\d+)/.test(stdout) || !/admin: port (\d+)/.test(stdout)) {
       if (server.exitCode !== null) throw new Error('imi-server exited');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
@@ -103,6 +105,10 @@ describe('the packages, installed from tarballs into a clean project', () => {
     user.write('packaged\r\n');
     while (!received.includes('PACKAGED\r\n')) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(received).toContain('hello from the packaged app');
+    // prom-client is required when the metrics are made (with the admin port): it must resolve from the install.
+    const metrics = await fetch(`http://127.0.0.1:${/admin: port (\d+)/.exec(stdout)![1]}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^imi_sessions\{transport="tcp"\} 1$/m);
     user.destroy();
     server.kill('SIGTERM');
     await once(server, 'exit');

@@ -19,6 +19,13 @@ import type { Batch, Link } from './types.js';
 export class Linker {
   private generation = 0;
   private attempt = 0;
+  /**
+   * The last link ended with a `handover` shutdown, which only an imi
+   * intermediary sends: the next one waits for `synced` without the legacy
+   * wait. It may sit in the successor's accept queue for a while first, and
+   * that silence must not end its resync with nobody in it.
+   */
+  private imiExpected = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
 
   /**
@@ -41,6 +48,7 @@ export class Linker {
   /** A resync completed: the next outage starts the reconnect schedule over. */
   resetAttempts(): void {
     this.attempt = 0;
+    this.imiExpected = false;
   }
 
   /** Cancels a scheduled reconnection (closing). */
@@ -129,7 +137,7 @@ export class Linker {
       };
       if (options.token !== undefined) hello.token = options.token;
       this.outbox.writeDirect(link, { param: 'hello', data: hello });
-      this.resync.armLegacyWait(link);
+      if (!this.imiExpected) this.resync.armLegacyWait(link);
       if (options.linkTimeoutMs > 0) {
         link.idleTimer = setTimeout(() => {
           link.downReason = new ImiError('IMI_LINK_DOWN', `nothing received from the intermediary for linkTimeoutMs (${options.linkTimeoutMs} ms)`);
@@ -206,7 +214,10 @@ export class Linker {
       this.terminate(new ImiError('IMI_LINK_DOWN', `gave up reconnecting after ${attempt - 1} attempts: ${cause.message}`, { cause }));
       return;
     }
-    if (handover && attempt === 1) delay = 0;
+    if (handover) {
+      this.imiExpected = true;
+      if (attempt === 1) delay = 0;
+    }
     state.status = 'waiting';
     state.emitSafely('reconnecting', [attempt, delay, cause]);
     if (state.status !== 'waiting') return; // a listener closed the client

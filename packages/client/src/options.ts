@@ -93,6 +93,9 @@ export interface ClientOptions {
    * When the link to the intermediary breaks (or cannot be made): a
    * {@link ReconnectPolicy}, options for {@link exponentialBackoff}, or
    * `false` never to reconnect (the client closes with `IMI_LINK_DOWN`).
+   * After a `shutdown` of reason `handover` (an upgrade: the successor
+   * already holds the port) the first attempt goes at once, whatever delay
+   * the policy gives; the policy is still asked, and can still give up.
    * Default `exponentialBackoff()`.
    */
   reconnect?: ReconnectPolicy | BackoffOptions | false;
@@ -140,8 +143,9 @@ export interface ClientOptions {
    * done (the users announced so far are the live ones) and `connect()`
    * resolves. A `connect` in imi's format (it has `connectedAt`) shows an imi
    * intermediary, which always sends `synced`: the wait is then off for that
-   * link. 0 turns it off (wait for `synced` forever). Default
-   * {@link DEFAULT_LEGACY_SYNC_WAIT_MS}.
+   * link; so is it for the links after a `shutdown` of reason `handover`
+   * (imi's upgrade), until one is synced. 0 turns it off (wait for `synced`
+   * forever). Default {@link DEFAULT_LEGACY_SYNC_WAIT_MS}.
    */
   legacySyncWaitMs?: number;
   /**

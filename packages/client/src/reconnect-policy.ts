@@ -11,6 +11,9 @@ import { ImiError } from '@imi/core';
  * Delay before reconnection attempt `attempt` (1 for the first retry after a
  * failure), in milliseconds. Return `undefined` to give up: the client then
  * closes with an `IMI_LINK_DOWN` error (and a pending `connect()` rejects).
+ * The one exception to the delay: attempt 1 after a `shutdown` of reason
+ * `handover` (an upgrade of the intermediary, whose successor already
+ * listens) goes at once, though the policy is still asked and may give up.
  */
 export type ReconnectPolicy = (attempt: number) => number | undefined;
 

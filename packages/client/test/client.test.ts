@@ -491,6 +491,35 @@ describe('lifecycle', () => {
     ]);
   });
 
+  it('after a handover, a link that waits in the accept queue longer than legacySyncWaitMs still waits for synced: nobody is taken for gone', async () => {
+    const user = '{"param":"connect","data":{"id":"u1","transport":"tcp","remote":{"address":"127.0.0.1","port":5000},"connectedAt":1795600000000,"resumed":true,"state":{}},"txn_id":"c","seq":1}\n';
+    let served = 0;
+    const server = createServer((socket) => {
+      const link = ++served;
+      socket.once('data', () => {
+        if (link === 1) {
+          socket.write(user + '{"param":"synced","data":{"count":1},"txn_id":"s1"}\n');
+          setTimeout(() => socket.end('{"param":"shutdown","data":{"reason":"handover"},"txn_id":"x"}\n'), 20);
+        } else {
+          // The successor: silent for three legacy waits (as if still booting), then the resync.
+          setTimeout(() => socket.write(user.replace('"seq":1', '"seq":2') + '{"param":"synced","data":{"count":1},"txn_id":"s2"}\n'), 300);
+        }
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    onCleanup(() => void server.close());
+    const app = new Client({ port: (server.address() as AddressInfo).port, tickIntervalMs: 0, legacySyncWaitMs: 100, reconnect: () => 40 });
+    onCleanup(() => app.close());
+    const events: string[] = [];
+    app.on('synced', (count) => events.push(`synced ${count}`));
+    app.on('disconnect', (session, reason) => events.push(`disconnect ${session.id} ${reason}`));
+    await app.connect();
+    await waitFor(() => events.length >= 2, 'the resync after the handover');
+    expect(events).toEqual(['synced 1', 'synced 1']);
+    expect([...app.sessions.keys()]).toEqual(['u1']);
+  });
+
   it('with reconnect: false, a refused connection fails connect() at once', async () => {
     const { clientPort, imi } = await startImi();
     await imi.close();

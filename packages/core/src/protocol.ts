@@ -197,14 +197,15 @@ export interface ErrorMessage extends IntermediaryEnvelope {
 }
 
 /**
- * The `reason` of a `shutdown` that ends the app link because another
- * process takes over the intermediary's sockets: an upgrade (`imi-server
- * upgrade`, SIGUSR2, `POST /upgrade`) or a planned restart under
- * `--supervise`. The successor already holds the app port's listening
- * socket (a connection made now waits in its accept queue), so an app
- * reconnects at once instead of after its reconnect policy's first delay
- * (`@imi/client` does): that delay was most of the time users waited for
- * the app after a handover.
+ * The `reason` of a `shutdown` that ends the app link because a successor
+ * process takes over the intermediary's sockets in an upgrade (`imi-server
+ * upgrade`, SIGUSR2, `POST /upgrade`). The successor already holds the app
+ * port's listening socket (a connection made now waits in its accept
+ * queue), so an app reconnects at once instead of after its reconnect
+ * policy's first delay (`@imi/client` does): that delay was most of the
+ * time users waited for the app after an upgrade of a small intermediary.
+ * A planned restart under `--supervise` says `restart` instead: its
+ * supervisor turns apps away until the next worker listens.
  */
 export const HANDOVER_SHUTDOWN_REASON = 'handover';
 
@@ -214,7 +215,7 @@ export interface ShutdownMessage extends IntermediaryEnvelope {
   param: 'shutdown';
   /** Why. */
   data: {
-    /** E.g. `"SIGTERM"`, `"close"`, or {@link HANDOVER_SHUTDOWN_REASON} (`"handover"`: a successor process takes over). */
+    /** E.g. `"SIGTERM"`, `"close"`, {@link HANDOVER_SHUTDOWN_REASON} (`"handover"`: an upgrade's successor takes over), or `"restart"` (a planned restart under `--supervise`). */
     reason: string;
   };
 }

@@ -185,6 +185,7 @@ describe('imi-server --supervise, a planned restart', () => {
     const workers = [await workerPid(server)];
     for (let n = 1; n <= 2; n++) {
       const resyncsBefore = app.resyncs().length;
+      const reconnectsBefore = app.reconnects().length;
       if (n === 1) process.kill(server.child.pid!, 'SIGUSR2');
       else {
         const result = await server.upgradeCommand();
@@ -192,6 +193,10 @@ describe('imi-server --supervise, a planned restart', () => {
       }
       await waitFor(() => startedWorkers(server).length === n + 1, 15_000, `worker ${n + 1} to start`);
       await waitFor(() => app.resyncs().length > resyncsBefore && app.resyncs().at(-1)!.count === 2, 15_000, () => `the resync after restart ${n} (app: ${app.events.filter((e) => e.event !== 'input').map((e) => `${e.event} ${e.id?.slice(0, 8) ?? e.count}`).join(', ')}; log ${server.err.slice(-2000)})`);
+      // Told it is a restart, not an upgrade's handover: the supervisor turns apps away until the next worker listens, so the app keeps its delay.
+      const reconnect = app.reconnects()[reconnectsBefore]!;
+      expect(reconnect).toMatchObject({ attempt: 1, cause: expect.stringContaining('shut down (restart)') });
+      expect(reconnect.delay).toBeGreaterThan(0);
       const pid = await workerPid(server);
       expect(workers).not.toContain(pid);
       workers.push(pid);

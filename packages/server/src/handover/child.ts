@@ -20,14 +20,16 @@ import type { UserChannel } from '../users/transport.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import { resumeTelnetCompression } from '../users/telnet/telnet-state.js';
 import { adoptSocket } from './fds.js';
+import { listenerServer } from './parent.js';
 import { readParentMessage, readUserSockets, SUCCESSOR_EARLY_ENV, SUCCESSOR_ENV, type UserSockets, type ChildMessage, type GlobalState, type HandedSession, type ParentMessage } from './protocol.js';
 import { writeTelnetExtra } from './telnet-extra.js';
 
 /**
  * How long a successor waits for the app (which the old process let go) to
  * reconnect and be resynced before it reads from users: their lines then go
- * straight to the app, and nobody is told the app is away for a blip the
- * app's reconnect delay long (100 ms by default in `@imi/client`).
+ * straight to the app, and nobody is told the app is away for the blip of its
+ * reconnection (`@imi/client` retries at once on the `handover` shutdown;
+ * another SDK may wait its own delay).
  */
 export const APP_RETURN_WAIT_MS = 1_000;
 
@@ -219,7 +221,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
 
     const letIn = (message: Extract<ParentMessage, { kind: 'late' }>, socket: unknown): void => {
       // Asked now: the transports exist only since listen().
-      const server = (imi.handoverParts().transports[message.listener] as { server?: Server } | undefined)?.server;
+      const server = listenerServer(imi.handoverParts().transports[message.listener]);
       if (server === undefined || typeof socket !== 'object' || socket === null) {
         imi.report(new ImiError('IMI_UPGRADE_FAILED', 'a user passed on during the handover came without a socket or a listener'));
         return;

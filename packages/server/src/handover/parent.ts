@@ -8,7 +8,6 @@
  * @module
  */
 import type { Server, Socket } from 'node:net';
-import { HANDOVER_SHUTDOWN_REASON } from '@imi/core';
 import { SocketChannel, SocketTransport } from '../users/socket-transport.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import type { Connection } from '../users/connection.js';
@@ -34,9 +33,9 @@ export function rawSocket(channel: UserChannel): Socket | undefined {
 
 /** The listening server under a built-in transport. */
 export function listenerServer(transport: unknown): Server | undefined {
-  // SocketTransport and WsTransport both keep their server in `server`; WsTransport is not imported (it loads `ws`).
+  // Every built-in transport has `listener`; WsTransport is not imported here (it loads `ws`), so it is duck-typed.
   if (transport instanceof SocketTransport) return transport.listener;
-  const server = (transport as { server?: unknown }).server;
+  const server = (transport as { listener?: unknown }).listener;
   return typeof server === 'object' && server !== null && typeof (server as Server).listen === 'function' ? (server as Server) : undefined;
 }
 
@@ -296,8 +295,11 @@ export class Freeze {
    * (their descriptors are closed by {@link release}), close those staying
    * with `notice`, and end the app link so the app reconnects to the
    * successor. Nothing is written to a handed-over socket from here on.
+   *
+   * @param appReason - the current app's `shutdown` reason: `HANDOVER_SHUTDOWN_REASON` (@imi/core)
+   *   only where the successor already holds the app port (an upgrade), so the app retries at once
    */
-  async commit(plan: HandoverPlan, notice: string | undefined, timeoutMs: number): Promise<CommitResult> {
+  async commit(plan: HandoverPlan, notice: string | undefined, timeoutMs: number, appReason: string): Promise<CommitResult> {
     const { users, apps, ledger, transports, appServer, admin } = this.parts;
     users.closing = true;
     for (const transport of transports) listenerServer(transport)?.close();
@@ -326,8 +328,7 @@ export class Freeze {
     for (const connection of plan.staying) if (!connection.userChannel.destroyed) connection.destroy('shutdown');
     // No app hook may run now: `clientDisconnect` taps write to every user, and the users are not ours any more.
     apps.closing = true;
-    // The current app hears why: it reconnects at once (the successor holds the listener) instead of after a backoff.
-    void apps.endAll(HANDOVER_SHUTDOWN_REASON);
+    void apps.endAll(appReason);
     return { seq: ledger.nextSeq(), departed: apps.handoverState().departed, held: this.held.splice(0) };
   }
 

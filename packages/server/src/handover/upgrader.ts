@@ -29,7 +29,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { ImiError } from '@imi/core';
+import { HANDOVER_SHUTDOWN_REASON, ImiError } from '@imi/core';
 import type { Intermediary } from '../intermediary.js';
 import { SESSION_SNAPSHOT_VERSION } from '../session/snapshot.js';
 import { stopReading } from './fds.js';
@@ -196,7 +196,13 @@ export class Upgrader {
     const running = child!;
     let servedAt: number | undefined;
     const replies = messages!;
-    const { seq, departed, held } = await freeze.commit(plan, this.imi.options.shutdownNotice === false ? undefined : this.imi.options.shutdownNotice, STAYING_CLOSE_MS);
+    const { seq, departed, held } = await freeze.commit(
+      plan,
+      this.imi.options.shutdownNotice === false ? undefined : this.imi.options.shutdownNotice,
+      STAYING_CLOSE_MS,
+      // The successor holds the app port's listening socket already: the app may retry at once.
+      HANDOVER_SHUTDOWN_REASON,
+    );
     lap('commitMs');
     try {
       await send(running, { imi: 'handover', kind: 'commit', seq, departed });

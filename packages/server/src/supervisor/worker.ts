@@ -161,7 +161,7 @@ export async function runSupervisedWorker(imi: Intermediary, logger: Logger, mod
 
 /** A user the previous worker accepted while freezing: let in as if this process's listener had accepted them. */
 function letIn(imi: Intermediary, message: { listener: number; pending: string }, handle: unknown): void {
-  const server = (imi.handoverParts().transports[message.listener] as { server?: Server } | undefined)?.server;
+  const server = listenerServer(imi.handoverParts().transports[message.listener]);
   if (server === undefined || typeof handle !== 'object' || handle === null) {
     imi.report(badJournal('a user passed on by the supervisor came without a socket or a listener'));
     return;
@@ -246,7 +246,8 @@ async function handBack(imi: Intermediary, logger: Logger, journal: WorkerJourna
   // with the TLS users rather than dropped without a word when this process exits.
   const plan = freeze.plan(freeze.spawnPlan(3, false));
   const notice = imi.options.shutdownNotice === false ? undefined : imi.options.shutdownNotice;
-  const { seq, held } = await freeze.commit(plan, notice, STAYING_CLOSE_MS);
+  // Not HANDOVER_SHUTDOWN_REASON: the supervisor turns apps away until the next worker listens (the app keeps its reconnect delay).
+  const { seq, held } = await freeze.commit(plan, notice, STAYING_CLOSE_MS, 'restart');
   freeze.release();
   // Accepted while freezing, never let in: passed on (plain sockets), or closed (TLS, WebSocket: they reconnect).
   for (const { channel, listener } of held) {

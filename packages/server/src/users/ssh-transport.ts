@@ -241,6 +241,11 @@ export class SshTransport implements Transport {
   private readonly onListenerError: (error: Error) => void;
   private server: Server | undefined;
 
+  /** The listening server, once listening (a handover passes its descriptor on). */
+  get listener(): Server | undefined {
+    return this.server;
+  }
+
   /**
    * @param options - the listener's options
    * @param context - the intermediary's defaults

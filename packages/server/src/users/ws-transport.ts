@@ -78,6 +78,11 @@ export class WsTransport implements Transport {
   private wss: WebSocketServer | undefined;
   private page: Map<string, { body: Buffer; type: string }> | undefined;
 
+  /** The listening server, once listening (a handover passes its descriptor on). */
+  get listener(): Server | undefined {
+    return this.server;
+  }
+
   /**
    * @param options - the listener's options
    * @param context - the intermediary's defaults
