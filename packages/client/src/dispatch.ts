@@ -70,6 +70,9 @@ export class Dispatcher {
     const state = this.state;
     const id = message.data.id;
     const ticket = link.tracker.receive(state.options.acks ? message.seq : undefined);
+    // A user named in hello.known and told gone now may still be in `sessions` at `synced` (their departure queued
+    // behind a handler from the last link): they must not be kept.
+    if (message.param === 'disconnect' && link.state === 'resyncing') link.knownSent?.delete(id);
     if (message.param === 'connect' && link.state === 'resyncing') {
       link.announced.add(id);
       if (state.sessions.has(id)) {

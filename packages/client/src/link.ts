@@ -7,7 +7,7 @@
  * @module
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { FrameDecoder, HANDOVER_SHUTDOWN_REASON, ImiError, PROTOCOL_VERSION, ProtocolError, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
+import { FrameDecoder, HANDOVER_SHUTDOWN_REASON, ImiError, MAX_KNOWN_IN_HELLO, PROTOCOL_VERSION, ProtocolError, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
 import { AckTracker } from './ack-tracker.js';
 import type { Dispatcher } from './dispatch.js';
 import type { Outbox } from './outbox.js';
@@ -26,6 +26,11 @@ export class Linker {
    * that silence must not end its resync with nobody in it.
    */
   private imiExpected = false;
+  /**
+   * The `maxFrameBytes` the intermediary gave in its last `synced`: the longest `hello` it takes. Only an
+   * intermediary that says it understands `hello.known` (and so never needs the legacy wait) is sent one.
+   */
+  private peerMaxFrameBytes: number | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
 
   /**
@@ -101,6 +106,7 @@ export class Linker {
       state: 'connecting',
       announced: new Set(),
       announcedNew: new Set(),
+      knownSent: undefined,
       announcedUp: false,
       writeQueue: [],
       sentReplies: [],
@@ -129,15 +135,23 @@ export class Linker {
       socket.setKeepAlive(true, 10_000);
       link.state = 'resyncing';
       state.status = 'resyncing';
-      const hello: { protocol: number; acks: boolean; name: string; instance: string; token?: string } = {
+      const hello: { protocol: number; acks: boolean; name: string; instance: string; token?: string; known?: string[] } = {
         protocol: PROTOCOL_VERSION,
         acks: options.acks,
         name: options.name,
         instance: this.instanceId,
       };
       if (options.token !== undefined) hello.token = options.token;
+      // Users this process knows need not be announced again (a short outage, an upgrade): a resync of 10,000 known
+      // users was mostly the app parsing 10,000 connect frames. Past MAX_KNOWN_IN_HELLO the full resync is cheaper than the list.
+      const known = this.knownFor(state.sessions);
+      if (known !== undefined) {
+        hello.known = known;
+        link.knownSent = new Set(known);
+      }
       this.outbox.writeDirect(link, { param: 'hello', data: hello });
-      if (!this.imiExpected) this.resync.armLegacyWait(link);
+      // An intermediary that takes `known` always says `synced`: a slow one must not have its resync ended by the wait.
+      if (!this.imiExpected && known === undefined) this.resync.armLegacyWait(link);
       if (options.linkTimeoutMs > 0) {
         link.idleTimer = setTimeout(() => {
           link.downReason = new ImiError('IMI_LINK_DOWN', `nothing received from the intermediary for linkTimeoutMs (${options.linkTimeoutMs} ms)`);
@@ -229,6 +243,16 @@ export class Linker {
     );
   }
 
+  /** The ids to name in `hello.known`, if the intermediary takes them and they fit in its frames with room to spare. */
+  private knownFor(sessions: ReadonlyMap<string, unknown>): string[] | undefined {
+    const limit = this.peerMaxFrameBytes;
+    if (limit === undefined || sessions.size === 0 || sessions.size > MAX_KNOWN_IN_HELLO) return undefined;
+    // Each id costs its length and `"",` in the JSON; the rest of the hello is under 1 KiB.
+    let bytes = 1024;
+    for (const id of sessions.keys()) bytes += Buffer.byteLength(id) + 3;
+    return bytes <= limit ? [...sessions.keys()] : undefined;
+  }
+
   private onMessage(link: Link, message: IntermediaryMessage): void {
     if (this.state.link !== link || this.state.status === 'closed') return;
     if (link.syncTimer !== undefined) this.resync.noteResyncMessage(link, message.param === 'connect' && message.data.connectedAt !== undefined);
@@ -242,7 +266,8 @@ export class Linker {
         this.dispatcher.onUserEvent(link, message);
         break;
       case 'synced':
-        this.resync.finish(link, message.data.count);
+        this.peerMaxFrameBytes = message.data.maxFrameBytes;
+        this.resync.finish(link, message.data.count, message.data.known === true);
         break;
       case 'error':
         this.onErrorFrame(link, message);
@@ -261,6 +286,15 @@ export class Linker {
     const { code, message: text } = message.data;
     const txnId = message.data.txn_id;
     const error = new ImiError(code, `the intermediary reports ${code}: ${text}`, txnId === undefined ? {} : { txnId });
+    if (link.knownSent !== undefined && link.state === 'resyncing' && (code === 'IMI_BAD_FRAME' || code === 'IMI_BAD_MESSAGE' || code === 'IMI_AUTH')) {
+      // The hello with `known` was refused (an intermediary restarted with a smaller maxFrameBytes takes it as an
+      // oversized frame): the next link sends none, and gets the full resync.
+      this.peerMaxFrameBytes = undefined;
+      this.state.report(error);
+      link.downReason = error;
+      link.socket.destroy();
+      return;
+    }
     const fatal = code === 'IMI_AUTH' || code === 'IMI_REPLACED' || (code === 'IMI_APP_BUSY' && this.state.options.onAppBusy === 'reject');
     if (fatal) {
       link.fatal = error;

@@ -56,8 +56,12 @@ export class Resync {
     this.finish(link, link.announced.size);
   }
 
-  /** `synced` from the intermediary (or the legacy wait ran out): `count` users were announced. */
-  finish(link: Link, count: number): void {
+  /**
+   * `synced` from the intermediary (or the legacy wait ran out): `count` users are online.
+   *
+   * @param knownKept - the intermediary honoured this link's `hello.known`: the users listed there and not told gone are still online
+   */
+  finish(link: Link, count: number, knownKept = false): void {
     const state = this.state;
     if (link.state !== 'resyncing') return;
     clearTimeout(link.syncTimer);
@@ -68,8 +72,9 @@ export class Resync {
     // after what is queued for them (a departure the intermediary reported
     // with its real reason comes first, and then this one finds nothing).
     const goneIds = new Set<string>();
+    const kept = knownKept ? link.knownSent : undefined;
     for (const [id, session] of state.sessions) {
-      if (link.announced.has(id)) continue;
+      if (link.announced.has(id) || kept?.has(id) === true) continue;
       goneIds.add(id);
       state.sessions.delete(id);
       state.leaving.set(id, session);
@@ -78,6 +83,7 @@ export class Resync {
     const announcedNew = link.announcedNew;
     link.announced = new Set();
     link.announcedNew = new Set();
+    link.knownSent = undefined;
     for (const id of goneIds) this.dispatcher.enqueueGone(id);
 
     link.state = 'up';

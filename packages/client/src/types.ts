@@ -57,6 +57,8 @@ export interface Link {
   announced: Set<string>;
   /** Of those, the ones this process did not know: `synced` waits for their `connect` handlers. */
   announcedNew: Set<string>;
+  /** The session ids this link's `hello` said the app knows (`known`), if it listed them, less those told gone during the resync: a resync with `known: true` keeps them. */
+  knownSent: Set<string> | undefined;
   /** Set once `linkUp` was emitted, so `linkDown` pairs with it. */
   announcedUp: boolean;
   writeQueue: OutRecord[];

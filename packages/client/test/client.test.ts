@@ -1,19 +1,11 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ImiError } from '@imi/core';
-import { Client, HandlerError, type ClientOptions, type Session } from '../src/index.js';
-import { LinkProxy, User, onCleanup, runCleanups, startImi, waitFor } from './helpers.js';
+import { Client, HandlerError, type Session } from '../src/index.js';
+import { LinkProxy, makeClient, onCleanup, runCleanups, startImi, User, waitFor } from './helpers.js';
 
 afterEach(runCleanups);
 
-/** A client with quick reconnects and no ticks, closed after the test; errors are collected, not printed. */
-function makeClient(options: ClientOptions): { app: Client; errors: ImiError[] } {
-  const app = new Client({ tickIntervalMs: 0, reconnect: { initialDelayMs: 10, maxDelayMs: 100 }, ...options });
-  const errors: ImiError[] = [];
-  app.on('error', (error) => errors.push(error));
-  onCleanup(() => app.close());
-  return { app, errors };
-}
 
 describe('events', () => {
   it('connect, input and disconnect carry the session, the line and the reason', async () => {

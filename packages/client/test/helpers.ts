@@ -6,6 +6,8 @@
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { FrameDecoder } from '@imi/core';
 import { Intermediary } from '@imi/server';
+import type { ImiError } from '@imi/core';
+import { Client, type ClientOptions } from '../src/index.js';
 
 /** Options of the intermediary as the tests use them. */
 export type ImiOptions = ConstructorParameters<typeof Intermediary>[0];
@@ -236,4 +238,13 @@ export class LinkProxy {
     this.cut();
     await this.refuse();
   }
+}
+
+/** A client with quick reconnects (10 ms, then up to `maxDelayMs`) and no ticks, closed after the test; errors are collected, not printed. */
+export function makeClient(options: ClientOptions, maxDelayMs = 100): { app: Client; errors: ImiError[] } {
+  const app = new Client({ tickIntervalMs: 0, reconnect: { initialDelayMs: 10, maxDelayMs }, ...options });
+  const errors: ImiError[] = [];
+  app.on('error', (error) => errors.push(error));
+  onCleanup(() => app.close());
+  return { app, errors };
 }

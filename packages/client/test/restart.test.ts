@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ImiError } from '@imi/core';
-import { Client, type ClientOptions } from '../src/index.js';
-import { LinkProxy, User, onCleanup, runCleanups, startImi, waitFor } from './helpers.js';
+import { Client } from '../src/index.js';
+import { LinkProxy, makeClient, onCleanup, runCleanups, startImi, User, waitFor } from './helpers.js';
 
 afterEach(runCleanups);
 
@@ -41,13 +41,6 @@ async function startAppProcess(port: number, generation: number): Promise<AppPro
   return app;
 }
 
-function makeClient(options: ClientOptions): { app: Client; errors: ImiError[] } {
-  const app = new Client({ tickIntervalMs: 0, reconnect: { initialDelayMs: 10, maxDelayMs: 50 }, ...options });
-  const errors: ImiError[] = [];
-  app.on('error', (error) => errors.push(error));
-  onCleanup(() => app.close());
-  return { app, errors };
-}
 
 describe('app restart (real child processes, SIGKILL)', () => {
   it('hands state back to the next app, redelivers the input a killed app was handling, and never sends its partial reply', async () => {
@@ -83,7 +76,7 @@ describe('app restart (real child processes, SIGKILL)', () => {
 describe('intermediary restart', () => {
   it('reconnects with backoff, resyncs, and sessions end up equal to the new intermediary\'s users', async () => {
     const old = await startImi();
-    const { app, errors } = makeClient({ port: old.clientPort });
+    const { app, errors } = makeClient({ port: old.clientPort }, 50);
     const status: string[] = [];
     const gone: string[] = [];
     app.on('linkUp', () => status.push('linkUp'));
@@ -122,7 +115,7 @@ describe('link outage with the intermediary still up', () => {
   it('keeps what is sent while down, flushes it after the resync, announces nobody twice and handles nothing twice', async () => {
     const { externalPort, clientPort } = await startImi({ appDownNotice: false });
     const proxy = await LinkProxy.start(clientPort);
-    const { app, errors } = makeClient({ port: proxy.port });
+    const { app, errors } = makeClient({ port: proxy.port }, 50);
     const connects: string[] = [];
     const departures: string[] = [];
     const linkEvents: string[] = [];
@@ -184,6 +177,11 @@ describe('link outage with the intermediary still up', () => {
     expect(slowRuns).toBe(1);
     expect(a.received.match(/slow done/g)).toHaveLength(1);
     expect(connects).toEqual([idA, idB, idLeaver]);
+    // The app named in hello whom it knew, and the intermediary announced none of them again: its second resync is
+    // the departure and `synced` with `known: true`, not a `connect` per user.
+    expect(new Set(proxy.appFrames.of('hello').at(-1)!.data!['known'] as string[])).toEqual(new Set([idA, idB, idLeaver]));
+    expect(proxy.imiFrames.of('synced').at(-1)!.data).toMatchObject({ count: 2, known: true });
+    expect(proxy.imiFrames.of('connect').map((frame) => frame.data!['id'])).toEqual([idA, idB, idLeaver]);
     expect(errors).toEqual([]);
   });
 });
@@ -192,7 +190,7 @@ describe('replies lost with a broken link', () => {
   it('sends them again when the intermediary redelivers their input, without running the handlers twice', async () => {
     const { externalPort, clientPort } = await startImi({ appDownNotice: false });
     const proxy = await LinkProxy.start(clientPort);
-    const { app, errors } = makeClient({ port: proxy.port });
+    const { app, errors } = makeClient({ port: proxy.port }, 50);
     let runs = 0;
     app.on('input', (session, line) => {
       runs++;
@@ -300,7 +298,7 @@ describe('bounds while the link is down or slow', () => {
       for (const socket of sockets) socket.destroy();
     });
     const port = (server.address() as net.AddressInfo).port;
-    const { app } = makeClient({ port, linkTimeoutMs: 50 });
+    const { app } = makeClient({ port, linkTimeoutMs: 50 }, 50);
     const downs: ImiError[] = [];
     app.on('linkDown', (reason) => downs.push(reason));
     await app.connect();
@@ -337,14 +335,14 @@ describe('refusals', () => {
 
   it('IMI_APP_BUSY rejects connect() by default, and is retried with onAppBusy: "retry"', async () => {
     const { clientPort, externalPort } = await startImi();
-    const { app: first } = makeClient({ port: clientPort });
+    const { app: first } = makeClient({ port: clientPort }, 50);
     await first.connect();
 
     const refused = new Client({ port: clientPort, tickIntervalMs: 0 });
     await expect(refused.connect()).rejects.toMatchObject({ code: 'IMI_APP_BUSY' });
     expect(refused.status).toBe('closed');
 
-    const { app: patient, errors } = makeClient({ port: clientPort, onAppBusy: 'retry' });
+    const { app: patient, errors } = makeClient({ port: clientPort, onAppBusy: 'retry' }, 50);
     const causes: string[] = [];
     patient.on('reconnecting', (_attempt, _delay, cause) => causes.push(cause.code));
     const ready = patient.connect();
@@ -369,7 +367,7 @@ describe('refusals', () => {
     await User.connect(externalPort);
     await waitFor(() => old.sessions.size === 1, 'old app has the user');
 
-    const { app: next } = makeClient({ port: clientPort });
+    const { app: next } = makeClient({ port: clientPort }, 50);
     await next.connect();
     expect(next.sessions.size).toBe(1);
     expect([...next.sessions.values()][0]!.resumed).toBe(true);

@@ -30,6 +30,7 @@ export {
   type ErrorMessage,
   type ShutdownMessage,
   HANDOVER_SHUTDOWN_REASON,
+  MAX_KNOWN_IN_HELLO,
   type TelnetInfo,
   type TelnetInfoMessage,
   type GmcpMessage,

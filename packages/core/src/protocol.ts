@@ -31,11 +31,7 @@ export interface RemoteAddress {
 export interface IntermediaryEnvelope {
   /** A UUID naming this message; an app may list it in `dep_txns`. */
   txn_id: string;
-  /**
-   * Present on `connect`, `input` and `disconnect` once the app said
-   * `acks: true`: grows by one per message over the intermediary's lifetime.
-   * Acknowledge with `ack`.
-   */
+  /** Present on `connect`, `input` and `disconnect` once the app said `acks: true`: grows by one per message over the intermediary's lifetime. Acknowledge with `ack`. */
   seq?: number;
   /** `true` when this message was already sent to an earlier app that did not ack it. */
   redelivered?: boolean;
@@ -159,14 +155,18 @@ export interface UserDisconnectMessage extends IntermediaryEnvelope {
   };
 }
 
-/** End of a resync: every live user has been announced with `connect`. */
+/** End of a resync: every live user has been announced with `connect` (or, with `known`, is held by the app already). */
 export interface SyncedMessage extends IntermediaryEnvelope {
   /** Discriminant. */
   param: 'synced';
   /** The resync's size. */
   data: {
-    /** How many users were announced. */
+    /** How many users are connected (announced now, or known to the app as it said in `hello.known`). */
     count: number;
+    /** The app's `hello.known` was honoured: the users it listed and was not told left are connected. */
+    known?: boolean;
+    /** The intermediary's `maxFrameBytes` (bytes): how long the app's frames (its next `hello.known`) may be. */
+    maxFrameBytes?: number;
   };
 }
 
@@ -197,14 +197,11 @@ export interface ErrorMessage extends IntermediaryEnvelope {
 }
 
 /**
- * The `reason` of a `shutdown` that ends the app link because a successor
- * process takes over the intermediary's sockets in an upgrade (`imi-server
- * upgrade`, SIGUSR2, `POST /upgrade`). The successor already holds the app
- * port's listening socket (a connection made now waits in its accept
- * queue), so an app reconnects at once instead of after its reconnect
- * policy's first delay (`@imi/client` does): that delay was most of the
- * time users waited for the app after an upgrade of a small intermediary.
- * A planned restart under `--supervise` says `restart` instead: its
+ * The `reason` of a `shutdown` that ends the app link because a successor process takes over the intermediary's
+ * sockets in an upgrade (`imi-server upgrade`, SIGUSR2, `POST /upgrade`). The successor already holds the app port's
+ * listening socket (a connection made now waits in its accept queue), so an app reconnects at once instead of after
+ * its reconnect policy's first delay (`@imi/client` does): that delay was most of the time users waited for the app
+ * after an upgrade of a small intermediary. A planned restart under `--supervise` says `restart` instead: its
  * supervisor turns apps away until the next worker listens.
  */
 export const HANDOVER_SHUTDOWN_REASON = 'handover';
@@ -295,8 +292,17 @@ export interface HelloMessage extends AppEnvelope {
     acks?: boolean;
     /** A name for logs and stats. */
     name?: string;
+    /**
+     * The session ids this process holds, when it reconnects: those still connected are not announced again (named
+     * ones gone get `disconnect`, changed telnet info a `telnet`; `synced` says `known: true`). Bounded by
+     * `maxFrameBytes`; `@imi/client` sends up to {@link MAX_KNOWN_IN_HELLO} ids, none past that. See docs/protocol.md.
+     */
+    known?: string[];
   };
 }
+
+/** Most session ids `@imi/client` lists in `hello.known` (16,384 UUIDs: about 640 KiB of JSON, under the default 1 MiB `maxFrameBytes`); past it, a full resync. */
+export const MAX_KNOWN_IN_HELLO = 16_384;
 
 /** Send text to one user. */
 export interface OutputMessage extends AppEnvelope {

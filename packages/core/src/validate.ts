@@ -6,7 +6,7 @@
  * @module
  */
 import { ProtocolError, isImiErrorCode } from './errors.js';
-import type { AppMessage, IntermediaryMessage, JsonObject } from './protocol.js';
+import { MAX_KNOWN_IN_HELLO, type AppMessage, type IntermediaryMessage, type JsonObject } from './protocol.js';
 
 type Obj = Record<string, unknown>;
 
@@ -17,6 +17,9 @@ function isObject(value: unknown): value is Obj {
 function isNonNegativeInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
+
+/** Longest id `hello.known` may name: session ids are UUIDs (36 characters); the rest is room for other schemes. */
+const MAX_SESSION_ID_LENGTH = 128;
 
 function isStringArray(value: unknown): value is string[] {
   if (!Array.isArray(value)) return false;
@@ -131,6 +134,11 @@ export function validateAppMessage(value: unknown): AppMessage | ProtocolError {
       if (data['token'] !== undefined && typeof data['token'] !== 'string') return bad(field(param, 'token', 'a string'), txnId);
       if (data['acks'] !== undefined && typeof data['acks'] !== 'boolean') return bad(field(param, 'acks', 'a boolean'), txnId);
       if (data['name'] !== undefined && typeof data['name'] !== 'string') return bad(field(param, 'name', 'a string'), txnId);
+      // Bounded: each id named costs the intermediary a lookup and maybe a `disconnect` frame.
+      const known = data['known'];
+      if (known !== undefined && !(isStringArray(known) && known.length <= MAX_KNOWN_IN_HELLO && known.every((id) => id.length <= MAX_SESSION_ID_LENGTH))) {
+        return bad(field(param, 'known', `an array of at most ${MAX_KNOWN_IN_HELLO} session ids (strings of at most ${MAX_SESSION_ID_LENGTH} characters)`), txnId);
+      }
       break;
     }
     case 'output': {
@@ -305,6 +313,8 @@ function checkIntermediaryMessage(value: unknown, legacy: boolean): Intermediary
     }
     case 'synced': {
       if (!isNonNegativeInteger(data['count'])) return bad(field(param, 'count', 'a non-negative integer'), txnId);
+      if (data['known'] !== undefined && typeof data['known'] !== 'boolean') return bad(field(param, 'known', 'a boolean'), txnId);
+      if (data['maxFrameBytes'] !== undefined && !isNonNegativeInteger(data['maxFrameBytes'])) return bad(field(param, 'maxFrameBytes', 'a non-negative integer'), txnId);
       break;
     }
     case 'ping': {

@@ -93,6 +93,11 @@ export interface IntermediaryStats {
   limits: Record<string, number>;
   /** How long the last resync took, in ms (connect of the app to `synced` written). */
   lastResyncMs: number | undefined;
+  /**
+   * How many users the last resync announced with `connect`: every user online, unless the app named those it
+   * holds in `hello.known` (then only the others; see docs/protocol.md).
+   */
+  lastResyncAnnounced: number | undefined;
 }
 
 /** Events for code that only observes (logging, metrics). Hooks are for code that changes things. */
@@ -109,7 +114,7 @@ export interface IntermediaryEvents {
   appOutput: (session: Session, text: string) => void;
   /** An app was accepted. */
   appConnect: (app: AppInfo) => void;
-  /** An app was resynced: `count` users announced, in `durationMs`. */
+  /** An app was resynced: `count` users online (announced, or held by the app as it said in `hello.known`), in `durationMs`. */
   synced: (app: AppInfo, count: number, durationMs: number) => void;
   /** The app's connection ended. */
   appDisconnect: (app: AppInfo, reason: string) => void;

@@ -297,6 +297,7 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
       errors: { ...counters.errors },
       limits: { ...counters.limits },
       lastResyncMs: counters.lastResyncMs,
+      lastResyncAnnounced: counters.lastResyncAnnounced,
     };
   }
 

@@ -74,7 +74,7 @@ describe('imi-server status', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`imi-server at http://127.0.0.1:${server.adminPort}: up `);
     expect(result.stdout).toContain('listening, ready');
-    expect(result.stdout).toMatch(/^app {7}connected \(mud\); 1 connects, 0 disconnects, 0 replaced; last resync \d+\.\d+ ms$/m);
+    expect(result.stdout).toMatch(/^app {7}connected \(mud\); 1 connects, 0 disconnects, 0 replaced; last resync \d+\.\d+ ms, 0 announced$/m);
     expect(result.stdout).toMatch(/^sessions {2}1 live \(tcp 1\); 1 opened since start$/m);
     expect(result.stdout).toMatch(/^input {5}1 lines \(4 B\); queued 0 lines \(0 B\); unacked 0; redelivered 0$/m);
     expect(result.stdout).toMatch(/^errors {4}none$/m);

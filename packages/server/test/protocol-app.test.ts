@@ -2,7 +2,7 @@
 // messages, and the compatibility rules, checked on the wire with a raw
 // socket app.
 import { describe, expect, it } from 'vitest';
-import { ERROR_CODES } from '@imi/core';
+import { ERROR_CODES, MAX_KNOWN_IN_HELLO } from '@imi/core';
 import { perlAnswer, sleep, testScope, waitFor, withAppAndUser } from './harness.js';
 
 const scope = testScope();
@@ -56,17 +56,72 @@ describe('intermediary → app', () => {
   it('synced: count is the number of live users announced before it', async () => {
     const { ports } = await scope.start();
     const first = await scope.app(ports.clientPort, { name: 'first' });
-    expect((await first.synced()).data).toEqual({ count: 0 });
+    expect((await first.synced()).data).toEqual({ count: 0, maxFrameBytes: 1024 * 1024 });
     await scope.user(ports.externalPort);
     await scope.user(ports.externalPort);
     await first.waitForParam('connect', 2);
     first.destroy();
     const second = await scope.app(ports.clientPort, { name: 'second' });
     const synced = await second.synced();
-    expect(synced.data).toEqual({ count: 2 });
+    expect(synced.data).toEqual({ count: 2, maxFrameBytes: 1024 * 1024 });
     const beforeSynced = second.frames.slice(0, second.frames.indexOf(synced));
     expect(beforeSynced.map((f) => f.param)).toEqual(['connect', 'connect']);
     expect(beforeSynced.every((f) => f.data['resumed'] === true)).toBe(true);
+  });
+
+  it('hello.known: the users an app names are not announced again; those gone get a disconnect, the others a connect; synced says known', async () => {
+    const { ports, imi } = await scope.start();
+    const first = await scope.app(ports.clientPort, { name: 'first', instance: 'i1' });
+    await first.synced();
+    await scope.user(ports.externalPort);
+    const leaving = await scope.user(ports.externalPort);
+    const [stays, left] = (await first.waitForParam('connect', 2)).map((frame) => frame.data['id'] as string);
+    first.destroy();
+    // Once no app is connected, a user who leaves is remembered with the reason for the next app.
+    await waitFor(() => !imi.appConnected, 5000, 'the intermediary to see the app go');
+    leaving.close();
+    await waitFor(() => imi.stats().sessions === 1, 5000, 'the intermediary to see the user leave');
+    await scope.user(ports.externalPort);
+    await waitFor(() => imi.stats().sessions === 2, 5000, 'the new user');
+    const second = await scope.app(ports.clientPort, { name: 'second', instance: 'i1', known: [stays, left, 'never-a-session'] });
+    const synced = await second.synced();
+    expect(synced.data).toEqual({ count: 2, maxFrameBytes: 1024 * 1024, known: true });
+    expect(imi.stats().lastResyncAnnounced).toBe(1);
+    const beforeSynced = second.frames.slice(0, second.frames.indexOf(synced));
+    expect(beforeSynced.filter((frame) => frame.param === 'disconnect').map((frame) => frame.data)).toEqual([
+      { id: left, reason: 'closed' },
+      { id: 'never-a-session', reason: 'gone' },
+    ]);
+    const announced = beforeSynced.filter((frame) => frame.param === 'connect').map((frame) => frame.data['id']);
+    expect(announced).toHaveLength(1);
+    expect(announced).not.toContain(stays);
+    expect(announced).not.toContain(left);
+    // Without the list, every live user is announced, as before.
+    second.destroy();
+    await waitFor(() => !imi.appConnected, 5000, 'the intermediary to see the app go');
+    const third = await scope.app(ports.clientPort, { name: 'third', instance: 'i1' });
+    expect((await third.synced()).data).toEqual({ count: 2, maxFrameBytes: 1024 * 1024 });
+    expect(third.frames.filter((frame) => frame.param === 'connect')).toHaveLength(2);
+    expect(imi.stats().lastResyncAnnounced).toBe(2);
+    // Nor from another process (another instance): it was told nothing, whatever it says it knows.
+    third.destroy();
+    await waitFor(() => !imi.appConnected, 5000, 'the intermediary to see the app go');
+    const other = await scope.app(ports.clientPort, { name: 'other', instance: 'i2', known: [stays] });
+    expect((await other.synced()).data).toEqual({ count: 2, maxFrameBytes: 1024 * 1024 });
+    expect(other.frames.filter((frame) => frame.param === 'connect')).toHaveLength(2);
+  });
+
+  it.each([
+    ['not an array', 'everyone'],
+    ['too many ids', Array.from({ length: MAX_KNOWN_IN_HELLO + 1 }, (_, i) => `u${i}`)],
+    ['an id too long', ['x'.repeat(129)]],
+    ['not strings', [1, 2]],
+  ])('hello.known must be at most MAX_KNOWN_IN_HELLO session ids: %s is refused with IMI_BAD_MESSAGE', async (_what, known) => {
+    const { ports } = await scope.start();
+    const app = await scope.app(ports.clientPort, { name: 'bad', known });
+    const [error] = await app.waitForParam('error');
+    expect(error!.data['code']).toBe('IMI_BAD_MESSAGE');
+    expect(error!.data['message']).toMatch(/hello: data\.known must be an array of at most 16384 session ids/);
   });
 
   it('ping: ts; a pong answers it and is not an error', async () => {

@@ -180,6 +180,56 @@ describe('MSSP', () => {
     expect(player.commands).toContain(`WILL ${MSSP_OPTION}`);
   });
 
+  it('an app that names a telnet user in hello.known hears only a change of its telnet info made while it was away', async () => {
+    const { imi, ports } = await scope.start({ listeners: [{ kind: 'telnet', port: 0 }] });
+    const app = await scope.app(ports.clientPort, { name: 'first', instance: 'i1' });
+    await app.synced();
+    const player = await telnetUser(ports.listeners[1]!.port, { size: [80, 24] });
+    const [connect] = await app.waitForParam('connect');
+    const id = connect!.data['id'] as string;
+    expect(connect!.data['telnet']).toMatchObject({ naws: { width: 80, height: 24 } });
+    // Not told to the app (it is away) until it comes back.
+    app.destroy();
+    await waitFor(() => !imi.appConnected, 5000, 'the intermediary to see the app go');
+    player.resize(132, 50);
+    await waitFor(() => imi.snapshotSession(id)?.telnet?.info.naws?.width === 132, 5000, 'the new window size');
+    const back = await scope.app(ports.clientPort, { name: 'back', instance: 'i1', known: [id] });
+    const synced = await back.synced();
+    const beforeSynced = back.frames.slice(0, back.frames.indexOf(synced));
+    expect(beforeSynced.map((frame) => frame.param)).toEqual(['telnet']);
+    expect(beforeSynced[0]!.data).toMatchObject({ id, telnet: { naws: { width: 132, height: 50 } } });
+    expect(imi.stats().lastResyncAnnounced).toBe(0);
+  });
+
+  it('a telnet change written to an app link that is then lost or replaced is told again to the app that names the user in hello.known', async () => {
+    const { imi, ports } = await scope.start({ listeners: [{ kind: 'telnet', port: 0 }], appPolicy: 'replace' });
+    const first = await scope.app(ports.clientPort, { name: 'first', instance: 'i1' });
+    await first.synced();
+    const player = await telnetUser(ports.listeners[1]!.port, { size: [80, 24] });
+    const id = (await first.waitForParam('connect'))[0]!.data['id'] as string;
+    // Written to the first link: the same process reconnecting on a new link (the first one half-open, say) may not
+    // have read it, so the intermediary does not take it as known.
+    player.resize(100, 30);
+    await first.waitForParam('telnet');
+    const second = await scope.app(ports.clientPort, { name: 'second', instance: 'i1', known: [id] });
+    const synced = await second.synced();
+    expect(synced.data).toMatchObject({ count: 1, known: true });
+    const told = second.frames.slice(0, second.frames.indexOf(synced));
+    expect(told.map((frame) => frame.param)).toEqual(['telnet']);
+    expect(told[0]!.data).toMatchObject({ id, telnet: { naws: { width: 100, height: 30 } } });
+    // Told on a link that then closed: told again.
+    second.destroy();
+    await waitFor(() => !imi.appConnected, 5000, 'the intermediary to see the app go');
+    const third = await scope.app(ports.clientPort, { name: 'third', instance: 'i1', known: [id] });
+    const thirdSynced = await third.synced();
+    expect(third.frames.slice(0, third.frames.indexOf(thirdSynced)).map((frame) => frame.param)).toEqual(['telnet']);
+    // Told on a link that is still up when the same process names the user again on another link (replace): told again.
+    const fourth = await scope.app(ports.clientPort, { name: 'fourth', instance: 'i1', known: [id] });
+    const fourthSynced = await fourth.synced();
+    expect(fourth.frames.slice(0, fourth.frames.indexOf(fourthSynced)).map((frame) => frame.param)).toEqual(['telnet']);
+    expect(imi.stats().lastResyncAnnounced).toBe(0);
+  });
+
   it('is not offered with mssp: false, and DO MSSP is refused', async () => {
     const { port } = await start({ mssp: false });
     const user = await scope.user(port);

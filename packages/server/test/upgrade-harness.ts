@@ -109,9 +109,9 @@ export class Server {
   }
 
   /** GET /stats of whichever process serves now. */
-  async stats(): Promise<{ stats: { errors: Record<string, number>; sessions: number; sessionsOpened: number }; process: { pid: number } }> {
+  async stats(): Promise<{ stats: { errors: Record<string, number>; sessions: number; sessionsOpened: number; lastResyncAnnounced?: number }; process: { pid: number } }> {
     const response = await fetch(`http://127.0.0.1:${this.adminPort}/stats`);
-    return (await response.json()) as { stats: { errors: Record<string, number>; sessions: number; sessionsOpened: number }; process: { pid: number } };
+    return (await response.json()) as { stats: { errors: Record<string, number>; sessions: number; sessionsOpened: number; lastResyncAnnounced?: number }; process: { pid: number } };
   }
 }
 

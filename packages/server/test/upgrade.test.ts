@@ -76,6 +76,8 @@ describe('imi-server upgrade', () => {
 
     const pids = [server.pid()];
     const times: string[] = [];
+    const telnetEvents = (): number => app.events.filter((event) => event.event === 'telnet').length;
+    const telnetEventsBefore = telnetEvents();
     for (let n = 1; n <= UPGRADES; n++) {
       const before = pids.at(-1)!;
       const resyncsBefore = app.resyncs().length;
@@ -104,6 +106,8 @@ describe('imi-server upgrade', () => {
       // Told why the link ended, the app came back at once, not after its policy's first delay (20 ms ± 25 %).
       expect(app.reconnects().slice(reconnectsBefore)).toEqual([{ event: 'reconnecting', attempt: 1, delay: 0, cause: expect.stringContaining('shut down (handover)') }]);
       expect(resync.count).toBe(users.length);
+      // The app named its users in hello.known: the successor announced none of them again.
+      expect((await server.stats()).stats.lastResyncAnnounced).toBe(0);
       expect(new Set(resync.sessions!.map((session) => session.id))).toEqual(ids);
       const telnetSessions = resync.sessions!.filter((session) => session.transport === 'telnet');
       expect(telnetSessions).toHaveLength(telnets.length);
@@ -125,6 +129,9 @@ describe('imi-server upgrade', () => {
       expect(user.mccp2Ends).toBe(UPGRADES);
       expect(user.inflateErrors).toBe(0);
     }
+    // Nor was it told a telnet change: MCCP2 restarts before the app is back, and the successor knows what it was told.
+    expect(app.events.filter((event) => event.event === 'telnet' && event.telnet?.mccp2 === false)).toEqual([]);
+    expect(telnetEvents()).toBe(telnetEventsBefore);
     // The app saw every line once.
     const inputs = app.events.filter((event) => event.event === 'input').length;
     expect(inputs).toBeGreaterThanOrEqual(users.reduce((sum, user) => sum + user.sent.length, 0));

@@ -59,6 +59,8 @@ export class AppLink implements AppInfo {
   acks = false;
   /** The `instance` the app gave in `hello` (a per-process id), if any. */
   instance: string | undefined;
+  /** The session ids the app said it knows in `hello` (`known`), if it did: its resync leaves them out. */
+  known: ReadonlySet<string> | undefined = undefined;
   phase: AppLinkPhase = 'handshake';
   /** When the app last sent anything (ms). */
   lastHeardAt: number;

@@ -219,6 +219,7 @@ export class AppSide implements AppPort, AppHandshake {
     link.acks = data.acks === true;
     const instance = (data as { instance?: unknown }).instance;
     link.instance = typeof instance === 'string' ? instance : undefined;
+    if (data.known !== undefined) link.known = new Set(data.known);
     this.activate(link);
   }
 
@@ -250,23 +251,53 @@ export class AppSide implements AppPort, AppHandshake {
     }
     events.emit('appConnect', link);
 
-    // Users who left while no app was connected: only an app that had been
-    // told about them (the same process reconnecting) needs to hear it.
-    const sameApp = link.instance === undefined || link.instance === this.lastAppInstance;
-    if (sameApp) {
-      for (const gone of this.departed) link.send(eventFrame('disconnect', gone, link.acks ? ledger.nextSeq() : 0));
+    // `known` is taken only from the process that was told about those users: another one (or a replaced app's
+    // link, which may have been dead for a while) could not have heard what was written to it.
+    const known = link.instance !== undefined && link.instance === this.lastAppInstance ? link.known : undefined;
+    link.known = undefined;
+    if (previous !== undefined && previous !== link && previous.phase === 'active') this.forgetTelnetSent(previous);
+    if (known === undefined) {
+      // Users who left while no app was connected: only an app that had been
+      // told about them (the same process reconnecting) needs to hear it.
+      const sameApp = link.instance === undefined || link.instance === this.lastAppInstance;
+      if (sameApp) {
+        for (const gone of this.departed) link.send(eventFrame('disconnect', gone, link.acks ? ledger.nextSeq() : 0));
+      }
+    } else {
+      // The app said whom it knows: those not here any more are told so (with the reason, when it is remembered).
+      const reasons = new Map(this.departed.map((gone) => [gone.id, gone.reason]));
+      for (const id of known) {
+        if (users.get(id) === undefined) link.send(eventFrame('disconnect', { id, reason: reasons.get(id) ?? 'gone' }, link.acks ? ledger.nextSeq() : 0));
+      }
     }
     this.departed = [];
 
     let count = 0;
+    let announced = 0;
     for (const connection of users.live()) {
-      this.announceTo(link, connection, true);
       count++;
+      if (known === undefined || !known.has(connection.id)) {
+        this.announceTo(link, connection, true);
+        announced++;
+        continue;
+      }
+      // Known to the app: not announced again (its state there includes what it stored); only a telnet change since
+      // it was last told. telnetSent is forgotten when an app link is lost (what was written to it last may not have
+      // arrived) and an upgrade hands it over; after a crash nobody knows it, so the app hears the info again.
+      connection.announcedTo = link.connectionId;
+      const telnet = connection.telnet;
+      if (telnet === undefined) continue;
+      const json = JSON.stringify(telnet);
+      if (json === connection.telnetSent) continue;
+      connection.telnetSent = json;
+      link.send(frame({ param: 'telnet', data: { id: connection.id, telnet } }));
     }
-    link.send(frame({ param: 'synced', data: { count } }));
+    const maxFrameBytes = options.maxFrameBytes;
+    link.send(frame({ param: 'synced', data: known === undefined ? { count, maxFrameBytes } : { count, maxFrameBytes, known: true } }));
     const durationMs = performance.now() - started;
     counters.lastResyncMs = durationMs;
-    logger.info({ app: link.connectionId, count, durationMs }, 'app resynced');
+    counters.lastResyncAnnounced = announced;
+    logger.info({ app: link.connectionId, count, announced, durationMs }, 'app resynced');
     events.emit('synced', link, count, durationMs);
 
     if (previous !== undefined && previous !== link && previous.phase === 'active') {
@@ -322,6 +353,7 @@ export class AppSide implements AppPort, AppHandshake {
     reporter.counters.appDisconnects++;
     logger.warn({ app: link.connectionId, name: link.name, reason }, 'app disconnected');
     if (link.acks) ledger.appLost();
+    this.forgetTelnetSent(link);
     // Messages still waiting for dep_txns were the app's intent: do them now.
     this.messages.processHeld(link);
     try {
@@ -330,6 +362,14 @@ export class AppSide implements AppPort, AppHandshake {
       reporter.reportPluginError('clientDisconnect', error);
     }
     events.emit('appDisconnect', link, reason);
+  }
+
+  /**
+   * The telnet info written to an app link that is gone may not have arrived (a half-open link takes writes for a
+   * while): its users' next `hello.known` resync sends their info again rather than trust it.
+   */
+  private forgetTelnetSent(link: AppLink): void {
+    for (const connection of this.parts.users.live()) if (connection.announcedTo === link.connectionId) connection.telnetSent = undefined;
   }
 
   private closed(link: AppLink, hadError: boolean): void {

@@ -173,7 +173,10 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
         socket?.destroy();
         throw error;
       }
-      if (item.announced) connection.announcedTo = begin!.global.lastAppConnectionId;
+      if (item.announced) {
+        connection.announcedTo = begin!.global.lastAppConnectionId;
+        connection.telnetSent = item.telnetSent;
+      }
       const channel = connection.userChannel;
       if (item.telnet !== undefined && channel instanceof TelnetChannel) writeTelnetExtra(channel, item.telnet);
       waiting.push({ connection, socket, delayed, mccp2 });
@@ -195,6 +198,9 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       const arrived: UserChannel[] = [];
       imi.handoverGate = { userArrived: (channel) => arrived.push(channel), appArrived: (socket) => parts.apps.accept(socket) };
       const committed = performance.now();
+      // Before the app port listens, so before any resync: the users' telnet info then says MCCP2 as the app was told
+      // (no `telnet` for the restart). Writing is allowed from the commit on.
+      for (const { connection, mccp2 } of waiting) if (mccp2 !== undefined) resumeTelnetCompression(connection.userChannel as TelnetChannel, mccp2);
       const ports = await imi.listen({ users: layout.users, app: layout.app, ...(layout.admin === undefined ? {} : { admin: layout.admin }) });
       if (pidFile !== undefined) writePidFile(pidFile);
       serving = ports;
@@ -202,8 +208,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       const listened = performance.now();
       await appBack;
       const appReturned = performance.now();
-      for (const { connection, delayed, mccp2 } of waiting) {
-        if (mccp2 !== undefined) resumeTelnetCompression(connection.userChannel as TelnetChannel, mccp2);
+      for (const { connection, delayed } of waiting) {
         connection.resume();
         for (const line of delayed) parts.users.onLine(connection, line.value, line.truncated, line.bytes);
       }

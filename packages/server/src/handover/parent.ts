@@ -256,6 +256,7 @@ export class Freeze {
       }
       const session: HandedSession = { fd, snapshot: this.imi.snapshotSession(connection.id)!, announced: connection.announcedTo !== 0 && connection.announcedTo === lastApp };
       if (channel instanceof TelnetChannel) session.telnet = readTelnetExtra(channel);
+      if (session.announced && connection.telnetSent !== undefined) session.telnetSent = connection.telnetSent;
       sessions.push(session);
       this.handed.set(connection, socket);
       if (sessions.length - yielded >= size) {

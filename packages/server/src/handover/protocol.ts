@@ -114,6 +114,8 @@ export interface HandedSession {
   announced: boolean;
   /** Telnet users only. */
   telnet?: TelnetExtra;
+  /** The telnet info (JSON) the last app was last told, when `announced`: the successor then tells the app only a change. */
+  telnetSent?: string;
 }
 
 /** Messages from the old process. */
@@ -177,6 +179,7 @@ export function readParentMessage(value: unknown): ParentMessage | undefined {
         if (!isObject(item) || (item['fd'] !== undefined && !isInt(item['fd'], 3)) || typeof item['announced'] !== 'boolean') throw broken('a session item');
         const telnet = item['telnet'];
         if (telnet !== undefined && (!isObject(telnet) || !isObject(telnet['parser']) || typeof telnet['held'] !== 'string' || !Array.isArray(telnet['heldGmcp']))) throw broken('a session item telnet');
+        if (item['telnetSent'] !== undefined && typeof item['telnetSent'] !== 'string') throw broken('a session item telnetSent');
       }
       return value as ParentMessage;
     }

@@ -225,7 +225,7 @@ function formatSummary(target: Target, snapshot: Snapshot, rates?: Rates): strin
   const app = s.appConnected ? `connected${s.appName ? ` (${s.appName})` : ''}` : 'NOT CONNECTED';
   const lines = [
     `imi-server at ${baseUrl(target)}: up ${duration(response.uptimeSeconds)}, ${response.listening ? 'listening' : 'not listening'}, ${ready.ready ? 'ready' : 'not ready (no app)'}`,
-    `app       ${app}; ${int(s.appConnects)} connects, ${int(s.appDisconnects)} disconnects, ${int(s.appReplacements)} replaced; last resync ${s.lastResyncMs === undefined ? 'none' : `${s.lastResyncMs.toFixed(2)} ms`}`,
+    `app       ${app}; ${int(s.appConnects)} connects, ${int(s.appDisconnects)} disconnects, ${int(s.appReplacements)} replaced; last resync ${s.lastResyncMs === undefined ? 'none' : `${s.lastResyncMs.toFixed(2)} ms${s.lastResyncAnnounced === undefined ? '' : `, ${int(s.lastResyncAnnounced)} announced`}`}`,
     `sessions  ${int(s.sessions)} live${transports ? ` (${transports})` : ''}; ${int(s.sessionsOpened)} opened since start`,
     `input     ${int(s.inputLines)} lines (${bytes(s.inputBytes)})${rates ? `, ${rates.inputLines.toFixed(1)} lines/s` : ''}; queued ${int(s.queuedLines)} lines (${bytes(s.queuedBytes)}); unacked ${int(s.unacked)}; redelivered ${int(s.redelivered)}`,
     `output    ${int(s.outputWrites)} writes (${bytes(s.outputBytes)})${rates ? `, ${rates.outputWrites.toFixed(1)} writes/s, ${bytes(rates.outputBytes)}/s` : ''}; held app messages ${int(s.heldMessages)}`,

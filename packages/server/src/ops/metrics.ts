@@ -244,7 +244,7 @@ export class IntermediaryMetrics {
     for (const reason of APP_DISCONNECT_REASONS) this.appDisconnects.inc({ reason }, 0);
     this.resyncDuration = new Histogram({
       name: 'imi_resync_duration_seconds',
-      help: 'Time to resync an app (every live user announced, then synced)',
+      help: 'Time to resync an app (every live user announced or, named in hello.known, left out; then synced)',
       buckets: [...RESYNC_BUCKETS_SECONDS],
       registers,
     });

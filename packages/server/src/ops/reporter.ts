@@ -43,6 +43,7 @@ export interface Counters {
   inputBytes: number;
   redelivered: number;
   lastResyncMs: number | undefined;
+  lastResyncAnnounced: number | undefined;
   dropped: Record<DropReason, number>;
   refused: Record<AdmissionRefusal, number>;
   errors: Record<ImiErrorCode, number>;
@@ -63,6 +64,7 @@ export class Reporter {
     inputBytes: 0,
     redelivered: 0,
     lastResyncMs: undefined,
+    lastResyncAnnounced: undefined,
     dropped: { queueFull: 0, appDownDrop: 0, userGone: 0, unackedOverflow: 0, rateLimited: 0 },
     refused: { maxConnections: 0, maxConnectionsPerIp: 0, connectRatePerIp: 0 },
     errors: Object.fromEntries(ERROR_CODES.map((code) => [code, 0])) as Record<ImiErrorCode, number>,
