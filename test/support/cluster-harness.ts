@@ -145,11 +145,11 @@ export class WorkerProcess {
     child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr += text));
   }
 
-  /** Starts a worker and waits until its client is up. */
-  static async start(redisUrl: string, id: string, leaseTtlMs: number, holderTtlMs: number): Promise<WorkerProcess> {
+  /** Starts a worker (its app answers each line after `replyDelayMs`) and waits until its client is up. */
+  static async start(redisUrl: string, id: string, leaseTtlMs: number, holderTtlMs: number, replyDelayMs = 30): Promise<WorkerProcess> {
     const child = spawn(process.execPath, [`${root}test/fixtures/cluster-app.mjs`, redisUrl, id, String(leaseTtlMs)], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, HOLDER_TTL_MS: String(holderTtlMs) },
+      env: { ...process.env, HOLDER_TTL_MS: String(holderTtlMs), REPLY_DELAY_MS: String(replyDelayMs) },
     });
     started.push(child);
     const worker = new WorkerProcess(id, child);
@@ -176,6 +176,8 @@ export class User {
   lostNotices = 0;
   readonly replies = new Map<number, number>();
   readonly order: number[] = [];
+  /** Every reply in arrival order as `<k>#<worker>`, for a failure message. */
+  readonly log: string[] = [];
 
   private constructor(
     readonly name: string,
@@ -199,8 +201,9 @@ export class User {
     if (line.includes('The application is restarting')) this.notices++;
     if (line.includes('Lost contact with the cluster')) this.lostNotices++;
     if ((match = /^hello (\S+) /.exec(line))) this.id = match[1]!;
-    else if ((match = /^(u\d+)-(\d+)#\S+$/.exec(line)) && match[1] === this.name) {
+    else if ((match = /^(u\d+)-(\d+)#(\S+)$/.exec(line)) && match[1] === this.name) {
       const k = Number(match[2]);
+      this.log.push(`${k}#${match[3]}`);
       this.replies.set(k, (this.replies.get(k) ?? 0) + 1);
       this.order.push(k);
     }

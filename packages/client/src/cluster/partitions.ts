@@ -8,7 +8,8 @@
  * goes only its share moves. A worker gives back (after its events there
  * are acked, bounded by `releaseTimeoutMs`) what is not its share, and takes
  * its share as soon as the lease is free (released, or expired after a
- * crash).
+ * crash) — but a partition it lost or gave back only once its app acked
+ * every event it was handed there (see `cooling`).
  *
  * Taking a partition: `connect` (`resumed: true`, state from the session
  * hash) for each of its announced users, then its pending entries list —
@@ -95,8 +96,16 @@ export class Partitions {
   private readonly deliveredRing: Array<string | undefined> = new Array<string | undefined>(DELIVERED_MEMORY);
   private deliveredNext = 0;
   private takings = 0;
-  /** Partitions lost (lease expired): not taken again until their old events are acked, or `releaseTimeoutMs`. */
-  private readonly cooling = new Map<number, number>();
+  /**
+   * Partitions lost or given back while events handed to the app there were
+   * not acked: not taken again by this worker until they are. A handler
+   * still running from before sends its replies by session id; were the
+   * partition taken again meanwhile, they would go out under the new lease
+   * (not fenced) and the input, read again under that lease, would be
+   * answered twice. No time bound: a handler that never finishes holds back
+   * the worker's cumulative ack, and so everything it reads, anyway.
+   */
+  private readonly cooling = new Set<number>();
   /** A read failed: its reply (entries now pending for this worker) may be lost. */
   private recheck = false;
   /** The `XREADGROUP` under way: a takeover waits for it, so no entry of the partition is handed on before the claimed ones. */
@@ -189,10 +198,9 @@ export class Partitions {
     const mine = this.share(live.includes(workerId) ? live : [...live, workerId]);
     for (const part of mine) {
       if (this.owned.has(part) || this.acquiring.has(part)) continue;
-      const until = this.cooling.get(part);
-      if (until !== undefined) {
+      if (this.cooling.has(part)) {
         // Replies to its old events, still in the app, must reach the fence before it is taken again.
-        if (this.gateway.outstandingOf(part) > 0 && Date.now() < until) continue;
+        if (this.gateway.outstandingOf(part) > 0) continue;
         this.cooling.delete(part);
       }
       void this.acquire(part);
@@ -458,13 +466,13 @@ export class Partitions {
       this.lostReported.add(part);
       this.report(new ImiError('IMI_LEASE_LOST', `worker ${this.options.workerId} lost the lease of partition ${part}; its unacked input goes to the next owner`));
     }
-    this.cooling.set(part, Date.now() + this.options.releaseTimeoutMs);
     this.forget(owned);
   }
 
-  /** The app forgets a partition's users: `disconnect` with reason `moved` (they stay connected, served elsewhere). */
+  /** The app forgets a partition's users: `disconnect` with reason `moved` (they stay connected, served elsewhere); the partition cools (see {@link cooling}). */
   private forget(owned: Owned): void {
     this.owned.delete(owned.part);
+    this.cooling.add(owned.part);
     for (const id of owned.sessions) {
       this.sessions.delete(id);
       this.gateway.deliver({ param: 'disconnect', data: { id, reason: 'moved' }, txn_id: randomUUID() }, { part: owned.part, token: owned.token });

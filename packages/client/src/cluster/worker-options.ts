@@ -35,7 +35,11 @@ export interface ClusterWorkerOptions {
   readBatch?: number;
   /** Events given to the app and not yet acked before reading pauses. Default {@link DEFAULT_MAX_OUTSTANDING}. */
   maxOutstanding?: number;
-  /** Ms a partition being handed over waits for its events to be acked. Default {@link DEFAULT_RELEASE_TIMEOUT_MS}. */
+  /**
+   * Ms a partition being handed over waits for its events to be acked before it is given back anyway: the next owner answers
+   * what is still unacked, and this worker does not take that partition again until its app has acked them. Default
+   * {@link DEFAULT_RELEASE_TIMEOUT_MS}.
+   */
   releaseTimeoutMs?: number;
   /** Bound of the output streams this worker adds to, in entries. Default {@link DEFAULT_WORKER_MAX_STREAM_ENTRIES}. */
   maxStreamEntries?: number;
