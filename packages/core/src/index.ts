@@ -31,6 +31,7 @@ export {
   type ShutdownMessage,
   HANDOVER_SHUTDOWN_REASON,
   MAX_KNOWN_IN_HELLO,
+  MAX_KNOWN_ID_LENGTH,
   type TelnetInfo,
   type TelnetInfoMessage,
   type GmcpMessage,

@@ -304,6 +304,9 @@ export interface HelloMessage extends AppEnvelope {
 /** Most session ids `@imi/client` lists in `hello.known` (16,384 UUIDs: about 640 KiB of JSON, under the default 1 MiB `maxFrameBytes`); past it, a full resync. */
 export const MAX_KNOWN_IN_HELLO = 16_384;
 
+/** Longest id (UTF-16 code units) `hello.known` may name, else the hello is `IMI_BAD_MESSAGE`: UUIDs are 36; the rest is room for other schemes. */
+export const MAX_KNOWN_ID_LENGTH = 128;
+
 /** Send text to one user. */
 export interface OutputMessage extends AppEnvelope {
   /** Discriminant. */

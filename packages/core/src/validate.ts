@@ -6,7 +6,7 @@
  * @module
  */
 import { ProtocolError, isImiErrorCode } from './errors.js';
-import { MAX_KNOWN_IN_HELLO, type AppMessage, type IntermediaryMessage, type JsonObject } from './protocol.js';
+import { MAX_KNOWN_IN_HELLO, MAX_KNOWN_ID_LENGTH, type AppMessage, type IntermediaryMessage, type JsonObject } from './protocol.js';
 
 type Obj = Record<string, unknown>;
 
@@ -18,8 +18,6 @@ function isNonNegativeInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
-/** Longest id `hello.known` may name: session ids are UUIDs (36 characters); the rest is room for other schemes. */
-const MAX_SESSION_ID_LENGTH = 128;
 
 function isStringArray(value: unknown): value is string[] {
   if (!Array.isArray(value)) return false;
@@ -136,8 +134,8 @@ export function validateAppMessage(value: unknown): AppMessage | ProtocolError {
       if (data['name'] !== undefined && typeof data['name'] !== 'string') return bad(field(param, 'name', 'a string'), txnId);
       // Bounded: each id named costs the intermediary a lookup and maybe a `disconnect` frame.
       const known = data['known'];
-      if (known !== undefined && !(isStringArray(known) && known.length <= MAX_KNOWN_IN_HELLO && known.every((id) => id.length <= MAX_SESSION_ID_LENGTH))) {
-        return bad(field(param, 'known', `an array of at most ${MAX_KNOWN_IN_HELLO} session ids (strings of at most ${MAX_SESSION_ID_LENGTH} characters)`), txnId);
+      if (known !== undefined && !(isStringArray(known) && known.length <= MAX_KNOWN_IN_HELLO && known.every((id) => id.length <= MAX_KNOWN_ID_LENGTH))) {
+        return bad(field(param, 'known', `an array of at most ${MAX_KNOWN_IN_HELLO} session ids (strings of at most ${MAX_KNOWN_ID_LENGTH} characters)`), txnId);
       }
       break;
     }

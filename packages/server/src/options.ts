@@ -191,9 +191,16 @@ export interface IntermediaryOptions {
   token?: string;
   /** A second app is refused (`IMI_APP_BUSY`) or replaces the first. Default `"refuse"`. */
   appPolicy?: AppPolicy;
-  /** With a token: how long an app has to send a valid `hello`. Default {@link DEFAULT_HELLO_TIMEOUT_MS}. */
+  /**
+   * With a token: how long an app has to send a valid `hello`. Without: how long a first frame the app has begun to send
+   * may take to be whole (then the app is taken for a legacy one). In ms. Default {@link DEFAULT_HELLO_TIMEOUT_MS}.
+   */
   helloTimeoutMs?: number;
-  /** Without a token: how long to wait for an optional `hello`. Default {@link DEFAULT_LEGACY_HELLO_WAIT_MS}. */
+  /**
+   * Without a token: how long, in ms, an app that has sent nothing is waited for before it is taken for a legacy one
+   * (no `hello`, no acks). Once its first bytes arrive its first whole frame decides, within `helloTimeoutMs`; a `hello`
+   * of the wrong shape or over `maxFrameBytes` is refused. Default {@link DEFAULT_LEGACY_HELLO_WAIT_MS}.
+   */
   legacyHelloWaitMs?: number;
   /** Interval between `ping`s to the app. Default {@link DEFAULT_HEARTBEAT_INTERVAL_MS}; 0 disables heartbeats. */
   heartbeatIntervalMs?: number;

@@ -100,6 +100,52 @@ describe('appPolicy "replace"', () => {
   });
 });
 
+describe('hello without a token', () => {
+  it('a hello that arrives in pieces, slower than legacyHelloWaitMs, is still taken as a hello', async () => {
+    const { imi, ports } = await scope.start({ legacyHelloWaitMs: 100 });
+    await scope.user(ports.externalPort);
+    await waitFor(() => imi.stats().sessions === 1);
+    const app = await scope.app(ports.clientPort);
+    const hello = JSON.stringify({ param: 'hello', data: { name: 'slow', acks: true } }) + '\n';
+    app.sendRaw(hello.slice(0, 10));
+    await sleep(400);
+    expect(imi.appConnected).toBe(false);
+    app.sendRaw(hello.slice(10));
+    await app.synced();
+    expect(imi.stats().appName).toBe('slow');
+    // Taken as an app with acks: its connect events are numbered.
+    const [connect] = await app.waitForParam('connect');
+    expect(connect!.seq).toBeGreaterThan(0);
+    expect(app.errors()).toEqual([]);
+  });
+
+  it('bytes that never make a whole frame: taken for a legacy app after helloTimeoutMs', async () => {
+    const { imi, ports } = await scope.start({ legacyHelloWaitMs: 50, helloTimeoutMs: 300 });
+    const app = await scope.app(ports.clientPort);
+    app.sendRaw('{"param":');
+    await sleep(150);
+    expect(imi.appConnected).toBe(false);
+    await waitFor(() => imi.appConnected, 2_000);
+  });
+
+  it.each([
+    ['a hello of the wrong shape', JSON.stringify({ param: 'hello', data: { acks: 'yes' } }) + '\n', 'IMI_BAD_MESSAGE'],
+    ['a hello longer than maxFrameBytes', JSON.stringify({ param: 'hello', data: { name: 'x'.repeat(2_000) } }) + '\n', 'IMI_BAD_FRAME'],
+  ] as const)('refuses %s (not taken for a legacy app): error, close, no user announced', async (_what, raw, code) => {
+    const { imi, ports } = await scope.start({ maxFrameBytes: 1_024 });
+    await scope.user(ports.externalPort);
+    await waitFor(() => imi.stats().sessions === 1);
+    const app = await scope.app(ports.clientPort);
+    app.sendRaw(raw);
+    const error = await app.waitForError(code);
+    expect(error.data['message']).toMatch(/hello refused/);
+    await app.waitClosed();
+    expect(app.frames.map((f) => f.param)).toEqual(['error']);
+    expect(imi.appConnected).toBe(false);
+    expect(imi.stats().errors[code]).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe('token', () => {
   it('lets in an app whose hello carries the token', async () => {
     const { imi, ports } = await scope.start({ token: 's3cret' });
@@ -123,6 +169,17 @@ describe('token', () => {
     expect(app.frames.map((f) => f.param)).toEqual(['error']);
     expect(imi.appConnected).toBe(false);
     expect(imi.stats().errors.IMI_AUTH).toBe(1);
+  });
+
+  it('refuses a hello of the wrong shape with IMI_BAD_MESSAGE (what was wrong), not IMI_AUTH', async () => {
+    const { imi, ports } = await scope.start({ token: 's3cret' });
+    const app = await scope.app(ports.clientPort);
+    app.sendRaw(JSON.stringify({ param: 'hello', data: { token: 's3cret', known: 'everyone' } }) + '\n');
+    const error = await app.waitForError('IMI_BAD_MESSAGE');
+    expect(error.data['message']).toMatch(/hello refused: hello: data\.known/);
+    await app.waitClosed();
+    expect(imi.appConnected).toBe(false);
+    expect(imi.stats().errors.IMI_AUTH ?? 0).toBe(0);
   });
 
   it('refuses an app whose first frame is not hello', async () => {

@@ -83,7 +83,9 @@ describe('intermediary → app', () => {
     await waitFor(() => imi.stats().sessions === 1, 5000, 'the intermediary to see the user leave');
     await scope.user(ports.externalPort);
     await waitFor(() => imi.stats().sessions === 2, 5000, 'the new user');
-    const second = await scope.app(ports.clientPort, { name: 'second', instance: 'i1', known: [stays, left, 'never-a-session'] });
+    // The app also names the user who came while it was away (a guess, a bug): it never heard of them, so they are announced.
+    const unheard = [...imi.sessions()].map((session) => session.id).find((id) => id !== stays)!;
+    const second = await scope.app(ports.clientPort, { name: 'second', instance: 'i1', known: [stays, left, 'never-a-session', unheard] });
     const synced = await second.synced();
     expect(synced.data).toEqual({ count: 2, maxFrameBytes: 1024 * 1024, known: true });
     expect(imi.stats().lastResyncAnnounced).toBe(1);
@@ -93,7 +95,7 @@ describe('intermediary → app', () => {
       { id: 'never-a-session', reason: 'gone' },
     ]);
     const announced = beforeSynced.filter((frame) => frame.param === 'connect').map((frame) => frame.data['id']);
-    expect(announced).toHaveLength(1);
+    expect(announced).toEqual([unheard]);
     expect(announced).not.toContain(stays);
     expect(announced).not.toContain(left);
     // Without the list, every live user is announced, as before.

@@ -194,6 +194,16 @@ export class AppSide implements AppPort, AppHandshake {
       link.handshakeTimer = setTimeout(() => {
         if (link.phase === 'handshake') this.activate(link);
       }, options.legacyHelloWaitMs);
+      // A hello that comes in many segments (a long `known` list, a slow link) must not be taken for a legacy app
+      // that sent nothing: once bytes arrive, the first whole frame decides, within helloTimeoutMs. This listener
+      // runs after the link's own, so a frame completed by this chunk has already been handled.
+      socket.once('data', () => {
+        if (link.phase !== 'handshake') return;
+        if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
+        link.handshakeTimer = setTimeout(() => {
+          if (link.phase === 'handshake') this.activate(link);
+        }, options.helloTimeoutMs);
+      });
     }
   }
 
@@ -274,9 +284,12 @@ export class AppSide implements AppPort, AppHandshake {
 
     let count = 0;
     let announced = 0;
+    const lastApp = this.lastAppConnectionId;
     for (const connection of users.live()) {
       count++;
-      if (known === undefined || !known.has(connection.id)) {
+      // A listed user this process was never told about (they came while no app was connected) is announced anyway:
+      // the list is the app's word, and it cannot hold a user it never heard of.
+      if (known === undefined || !known.has(connection.id) || connection.announcedTo === 0 || connection.announcedTo !== lastApp) {
         this.announceTo(link, connection, true);
         announced++;
         continue;
