@@ -181,6 +181,9 @@ export class Dispatcher {
         const session = state.sessions.get(id);
         if (session === undefined) return undefined;
         if (message.param === 'telnet') {
+          // After a reconnect the intermediary sends the info of every telnet user it cannot be sure the app heard
+          // (what was written to a lost link may not have arrived): the app hears only what changed.
+          if (session.telnet !== undefined && JSON.stringify(session.telnet) === JSON.stringify(message.data.telnet)) return undefined;
           sessionSlots(session).telnet = Object.freeze({ ...message.data.telnet });
           state.emitSafely('telnet', [session, session.telnet]);
         } else {

@@ -39,7 +39,8 @@ export interface ClientEvents {
   /**
    * A telnet user's negotiated options changed (they resized their window,
    * their client turned GMCP on, …); `session.telnet` is already updated.
-   * Not acked; in order with the user's other events.
+   * Not acked; in order with the user's other events. Info the intermediary
+   * sends again unchanged (it does after a reconnect) is not an event.
    */
   telnet: (session: Session, info: Readonly<TelnetInfo>) => void;
   /**

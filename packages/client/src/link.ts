@@ -7,13 +7,18 @@
  * @module
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { FrameDecoder, HANDOVER_SHUTDOWN_REASON, ImiError, MAX_KNOWN_IN_HELLO, PROTOCOL_VERSION, ProtocolError, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
+import { FrameDecoder, HANDOVER_SHUTDOWN_REASON, ImiError, MAX_KNOWN_ID_LENGTH, MAX_KNOWN_IN_HELLO, PROTOCOL_VERSION, ProtocolError, validateLegacyIntermediaryMessage, type ErrorMessage, type IntermediaryMessage } from '@imi/core';
 import { AckTracker } from './ack-tracker.js';
 import type { Dispatcher } from './dispatch.js';
 import type { Outbox } from './outbox.js';
 import type { Resync } from './resync.js';
 import { describeError, type ClientState } from './state.js';
 import type { Batch, Link } from './types.js';
+
+/** Bytes of a hello frame besides its `data`: `{"param":"hello","data":` and `,"txn_id":"<uuid>"}` and the newline, with room to spare. */
+const HELLO_ENVELOPE_BYTES = 128;
+/** A hello naming users waits this many times `legacySyncWaitMs` for `synced` (10 s by default) before the link is given up. */
+const KNOWN_SYNC_WAIT_FACTOR = 10;
 
 /** Opens links, one at a time, and reopens them when they break. */
 export class Linker {
@@ -31,6 +36,11 @@ export class Linker {
    * intermediary that says it understands `hello.known` (and so never needs the legacy wait) is sent one.
    */
   private peerMaxFrameBytes: number | undefined;
+  /**
+   * An intermediary refused a `hello` naming users (`IMI_BAD_FRAME`, `IMI_BAD_MESSAGE`): this client names none
+   * again. Whatever the cause, the next hello with a list would likely be refused too, once per outage.
+   */
+  private knownRefused = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
 
   /**
@@ -107,6 +117,7 @@ export class Linker {
       announced: new Set(),
       announcedNew: new Set(),
       knownSent: undefined,
+      retryAtOnce: false,
       announcedUp: false,
       writeQueue: [],
       sentReplies: [],
@@ -144,14 +155,21 @@ export class Linker {
       if (options.token !== undefined) hello.token = options.token;
       // Users this process knows need not be announced again (a short outage, an upgrade): a resync of 10,000 known
       // users was mostly the app parsing 10,000 connect frames. Past MAX_KNOWN_IN_HELLO the full resync is cheaper than the list.
-      const known = this.knownFor(state.sessions);
+      const known = this.knownFor(state.sessions, hello);
       if (known !== undefined) {
         hello.known = known;
         link.knownSent = new Set(known);
       }
       this.outbox.writeDirect(link, { param: 'hello', data: hello });
-      // An intermediary that takes `known` always says `synced`: a slow one must not have its resync ended by the wait.
-      if (!this.imiExpected && known === undefined) this.resync.armLegacyWait(link);
+      if (known === undefined) {
+        if (!this.imiExpected) this.resync.armLegacyWait(link);
+      } else if (options.legacySyncWaitMs > 0) {
+        // An intermediary that takes `known` always says `synced`, and a slow one must not have its resync ended as a
+        // legacy one's (the users named were not announced again). But one that no longer takes it (replaced by an
+        // older one on the same port) never answers: past a longer wait, the next link names nobody.
+        const waitMs = KNOWN_SYNC_WAIT_FACTOR * options.legacySyncWaitMs;
+        link.syncTimer = setTimeout(() => this.knownWaitOver(link, known.length, waitMs), waitMs).unref();
+      }
       if (options.linkTimeoutMs > 0) {
         link.idleTimer = setTimeout(() => {
           link.downReason = new ImiError('IMI_LINK_DOWN', `nothing received from the intermediary for linkTimeoutMs (${options.linkTimeoutMs} ms)`);
@@ -196,7 +214,7 @@ export class Linker {
       return;
     }
     // A successor took over the intermediary and already holds its listener: no reason to wait.
-    this.scheduleReconnect(reason, link.shutdownReason === HANDOVER_SHUTDOWN_REASON);
+    this.scheduleReconnect(reason, link.shutdownReason === HANDOVER_SHUTDOWN_REASON, link.retryAtOnce);
   }
 
   private describeLoss(link: Link): ImiError {
@@ -208,8 +226,11 @@ export class Linker {
     return new ImiError('IMI_LINK_DOWN', `the intermediary at ${where} closed the connection`);
   }
 
-  /** @param handover - the link ended for a handover: the first attempt goes at once (the policy still decides whether there is one) */
-  private scheduleReconnect(cause: ImiError, handover = false): void {
+  /**
+   * @param handover - the link ended for a handover: the first attempt goes at once (the policy still decides whether there is one)
+   * @param atOnce - the link ended for a reason the next one does not repeat (its hello named users): no delay
+   */
+  private scheduleReconnect(cause: ImiError, handover = false, atOnce = false): void {
     const state = this.state;
     const policy = state.options.reconnect;
     if (policy === undefined) {
@@ -232,6 +253,7 @@ export class Linker {
       this.imiExpected = true;
       if (attempt === 1) delay = 0;
     }
+    if (atOnce) delay = 0;
     state.status = 'waiting';
     state.emitSafely('reconnecting', [attempt, delay, cause]);
     if (state.status !== 'waiting') return; // a listener closed the client
@@ -243,14 +265,31 @@ export class Linker {
     );
   }
 
-  /** The ids to name in `hello.known`, if the intermediary takes them and they fit in its frames with room to spare. */
-  private knownFor(sessions: ReadonlyMap<string, unknown>): string[] | undefined {
+  /**
+   * The ids to name in `hello.known`: only to an intermediary that takes them, only ids it accepts
+   * (`MAX_KNOWN_ID_LENGTH`), and only while the whole hello fits in its `maxFrameBytes`.
+   */
+  private knownFor(sessions: ReadonlyMap<string, unknown>, hello: object): string[] | undefined {
     const limit = this.peerMaxFrameBytes;
-    if (limit === undefined || sessions.size === 0 || sessions.size > MAX_KNOWN_IN_HELLO) return undefined;
-    // Each id costs its length and `"",` in the JSON; the rest of the hello is under 1 KiB.
-    let bytes = 1024;
-    for (const id of sessions.keys()) bytes += Buffer.byteLength(id) + 3;
+    if (limit === undefined || this.knownRefused || sessions.size === 0 || sessions.size > MAX_KNOWN_IN_HELLO) return undefined;
+    // The frame's exact length, short of stringifying it twice: the envelope (param, txn_id, newline) is under
+    // HELLO_ENVELOPE_BYTES, `,"known":[]` is 11 bytes, and each id its JSON and a comma.
+    let bytes = Buffer.byteLength(JSON.stringify(hello)) + HELLO_ENVELOPE_BYTES + 11;
+    for (const id of sessions.keys()) {
+      if (id.length > MAX_KNOWN_ID_LENGTH) return undefined;
+      bytes += Buffer.byteLength(JSON.stringify(id)) + 1;
+    }
     return bytes <= limit ? [...sessions.keys()] : undefined;
+  }
+
+  /** A hello naming users got no `synced` within the wait: reconnect at once, naming nobody. */
+  private knownWaitOver(link: Link, named: number, waitMs: number): void {
+    link.syncTimer = undefined;
+    if (this.state.link !== link || link.state !== 'resyncing') return;
+    this.peerMaxFrameBytes = undefined;
+    link.downReason = new ImiError('IMI_LINK_DOWN', `no synced within ${waitMs} ms of a hello naming ${named} users (an intermediary that does not take hello.known?): the next link names none`);
+    link.retryAtOnce = true;
+    link.socket.destroy();
   }
 
   private onMessage(link: Link, message: IntermediaryMessage): void {
@@ -286,12 +325,13 @@ export class Linker {
     const { code, message: text } = message.data;
     const txnId = message.data.txn_id;
     const error = new ImiError(code, `the intermediary reports ${code}: ${text}`, txnId === undefined ? {} : { txnId });
-    if (link.knownSent !== undefined && link.state === 'resyncing' && (code === 'IMI_BAD_FRAME' || code === 'IMI_BAD_MESSAGE' || code === 'IMI_AUTH')) {
+    if (link.knownSent !== undefined && link.state === 'resyncing' && (code === 'IMI_BAD_FRAME' || code === 'IMI_BAD_MESSAGE')) {
       // The hello with `known` was refused (an intermediary restarted with a smaller maxFrameBytes takes it as an
-      // oversized frame): the next link sends none, and gets the full resync.
-      this.peerMaxFrameBytes = undefined;
+      // oversized frame): the next link, at once, sends none and gets the full resync; so does every later one.
+      this.knownRefused = true;
       this.state.report(error);
       link.downReason = error;
+      link.retryAtOnce = true;
       link.socket.destroy();
       return;
     }

@@ -59,6 +59,8 @@ export interface Link {
   announcedNew: Set<string>;
   /** The session ids this link's `hello` said the app knows (`known`), if it listed them, less those told gone during the resync: a resync with `known: true` keeps them. */
   knownSent: Set<string> | undefined;
+  /** The link ends for a reason the next one avoids (its hello named users and was refused or not answered): reconnect without delay. */
+  retryAtOnce: boolean;
   /** Set once `linkUp` was emitted, so `linkDown` pairs with it. */
   announcedUp: boolean;
   writeQueue: OutRecord[];

@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MAX_KNOWN_IN_HELLO } from '@imi/core';
+import { MAX_KNOWN_ID_LENGTH, MAX_KNOWN_IN_HELLO } from '@imi/core';
 import { LinkProxy, makeClient, onCleanup, runCleanups, startImi, User, waitFor } from './helpers.js';
 
 afterEach(runCleanups);
@@ -42,8 +42,8 @@ async function bareIntermediary(answer: (link: number, hello: Record<string, unk
 
 describe('hello.known', () => {
   it('names the users the app holds once the intermediary said its maxFrameBytes, and only while the list fits in it', async () => {
-    // 3 UUIDs fit in 1,400 bytes with the hello's 1 KiB of room; 10 do not.
-    const { externalPort, clientPort } = await startImi({ appDownNotice: false, token: 'secret', maxFrameBytes: 1400 });
+    // 3 UUIDs (39 bytes each in the list) fit in a 500-byte frame with the rest of the hello; 10 do not.
+    const { externalPort, clientPort } = await startImi({ appDownNotice: false, token: 'secret', maxFrameBytes: 500 });
     const proxy = await LinkProxy.start(clientPort);
     const { app, errors } = makeClient({ port: proxy.port, token: 'secret' }, 50);
     const synced: number[] = [];
@@ -67,9 +67,9 @@ describe('hello.known', () => {
     expect(new Set(hellos[1]!['known'] as string[])).toEqual(new Set(firstIds));
     expect(hellos[2]!['known']).toBeUndefined();
     expect(proxy.imiFrames.of('synced').map((frame) => frame.data)).toEqual([
-      { count: 0, maxFrameBytes: 1400 },
-      { count: 3, maxFrameBytes: 1400, known: true },
-      { count: 10, maxFrameBytes: 1400 },
+      { count: 0, maxFrameBytes: 500 },
+      { count: 3, maxFrameBytes: 500, known: true },
+      { count: 10, maxFrameBytes: 500 },
     ]);
     // Announced: 3 users as they came, nobody in the second resync, 7 as they came, all 10 in the third.
     expect(proxy.imiFrames.of('connect')).toHaveLength(3 + 7 + 10);
@@ -150,7 +150,33 @@ describe('hello.known', () => {
     expect(errors).toEqual([]);
   });
 
-  it('a hello whose list is refused (an intermediary restarted with a smaller maxFrameBytes) is sent again without it, and the full resync keeps everyone', async () => {
+  it('telnet info sent again after a reconnect reaches the app only when it changed', async () => {
+    const naws = (width: number): string => `{"naws":{"width":${width},"height":24},"echo":true}`;
+    const telnetFrame = (id: string, width: number, n: number): string => `{"param":"telnet","data":{"id":"${id}","telnet":${naws(width)}},"txn_id":"t${n}"}\n`;
+    const { port } = await bareIntermediary((link, _hello, socket) => {
+      if (link === 1) {
+        const connects = ['u1', 'u2'].map((id) => connectFrame(id).replace('"state":{}', `"state":{},"telnet":${naws(80)}`)).join('');
+        socket.write(connects + '{"param":"synced","data":{"count":2,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
+        setTimeout(() => socket.destroy(), 30);
+      } else {
+        // What the intermediary does after a lost link: the info of every telnet user again; u2's window changed meanwhile.
+        socket.write(telnetFrame('u1', 80, 1) + telnetFrame('u2', 100, 2) + '{"param":"synced","data":{"count":2,"known":true,"maxFrameBytes":1048576},"txn_id":"s2"}\n');
+      }
+    });
+    const { app, errors } = makeClient({ port, reconnect: () => 10 }, 50);
+    const events: string[] = [];
+    app.on('synced', (count) => events.push(`synced ${count}`));
+    app.on('telnet', (session, telnet) => events.push(`telnet ${session.id} ${telnet.naws?.width}`));
+    await app.connect();
+    await waitFor(() => events.filter((event) => event.startsWith('synced')).length >= 2, 'the second resync');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(events).toEqual(['synced 2', 'telnet u2 100', 'synced 2']);
+    expect(app.sessions.get('u1')!.telnet!.naws).toEqual({ width: 80, height: 24 });
+    expect(app.sessions.get('u2')!.telnet!.naws).toEqual({ width: 100, height: 24 });
+    expect(errors).toEqual([]);
+  });
+
+  it('a hello whose list is refused (an intermediary restarted with a smaller maxFrameBytes) is sent again at once without it, the full resync keeps everyone, and no later hello names anyone', async () => {
     const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
       if (link === 1) {
         socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
@@ -158,19 +184,85 @@ describe('hello.known', () => {
       } else if (link === 2) {
         socket.write('{"param":"error","data":{"code":"IMI_BAD_FRAME","message":"a frame longer than maxFrameBytes (64) was dropped"},"txn_id":"e"}\n');
       } else {
-        socket.write(connectFrame('u1').replace('"resumed":false', '"resumed":true') + '{"param":"synced","data":{"count":1,"maxFrameBytes":64},"txn_id":"s3"}\n');
+        socket.write(connectFrame('u1').replace('"resumed":false', '"resumed":true') + `{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s${link}"}\n`);
+        if (link === 3) setTimeout(() => socket.destroy(), 30);
       }
     });
-    const { app, errors } = makeClient({ port, reconnect: () => 10 }, 50);
+    // Every reconnection but the one after the refusal waits 100 ms: the refusal's must not wait at all.
+    const delays: number[] = [];
+    const { app, errors } = makeClient({ port, reconnect: () => 100 });
+    app.on('reconnecting', (_attempt, delay) => delays.push(delay));
     const events: string[] = [];
     app.on('synced', (count) => events.push(`synced ${count}`));
     app.on('disconnect', (session, reason) => events.push(`disconnect ${session.id} ${reason}`));
     await app.connect();
-    await waitFor(() => events.length >= 2, 'the resync after the refusal');
-    expect(events).toEqual(['synced 1', 'synced 1']);
-    expect(hellos.map((hello) => hello['known'])).toEqual([undefined, ['u1'], undefined]);
+    await waitFor(() => events.length >= 3, 'the resyncs after the refusal');
+    expect(events).toEqual(['synced 1', 'synced 1', 'synced 1']);
+    expect(delays).toEqual([100, 0, 100]);
+    // The third intermediary gave maxFrameBytes again, and the list would fit: still, after a refusal, never again.
+    expect(hellos.map((hello) => hello['known'])).toEqual([undefined, ['u1'], undefined, undefined]);
     expect(errors.map((error) => error.code)).toEqual(['IMI_BAD_FRAME']);
     expect(app.status).toBe('up');
+  });
+
+  it('IMI_AUTH in answer to a hello naming users is fatal, as for any hello: not retried', async () => {
+    const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
+      if (link === 1) {
+        socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
+        setTimeout(() => socket.destroy(), 30);
+      } else {
+        socket.write('{"param":"error","data":{"code":"IMI_AUTH","message":"wrong token"},"txn_id":"e"}\n');
+      }
+    });
+    const { app } = makeClient({ port, reconnect: () => 10 }, 50);
+    let closedWith: string | undefined;
+    app.on('close', (reason) => (closedWith = reason?.code));
+    await app.connect();
+    await waitFor(() => closedWith !== undefined, 'the client to give up');
+    expect(closedWith).toBe('IMI_AUTH');
+    expect(hellos.map((hello) => hello['known'])).toEqual([undefined, ['u1']]);
+  });
+
+  it('a hello naming users that is never answered (an older intermediary on the port) is given up after 10 × legacySyncWaitMs; the next link, at once, names nobody', async () => {
+    const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
+      if (link === 1) {
+        socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
+        setTimeout(() => socket.destroy(), 30);
+      }
+      // Later links: an intermediary that says nothing to a hello, like the original Perl one with nobody online.
+    });
+    const causes: string[] = [];
+    const delays: number[] = [];
+    const { app } = makeClient({ port, legacySyncWaitMs: 50, reconnect: () => 100 });
+    app.on('reconnecting', (_attempt, delay, cause) => {
+      causes.push(cause.message);
+      delays.push(delay);
+    });
+    const events: string[] = [];
+    app.on('synced', (count) => events.push(`synced ${count}`));
+    app.on('disconnect', (session, reason) => events.push(`disconnect ${session.id} ${reason}`));
+    await app.connect();
+    // The third link is served as a legacy intermediary's: who it announced (nobody) is who is online.
+    await waitFor(() => events.length >= 3, 'the legacy resync of the third link');
+    expect(hellos.map((hello) => hello['known'])).toEqual([undefined, ['u1'], undefined]);
+    expect(causes[1]).toMatch(/no synced within 500 ms of a hello naming 1 users/);
+    expect(delays.slice(0, 2)).toEqual([100, 0]);
+    expect(events).toEqual(['synced 1', 'disconnect u1 gone', 'synced 0']);
+  });
+
+  it(`a session id longer than MAX_KNOWN_ID_LENGTH (${MAX_KNOWN_ID_LENGTH}) is not named, nor is anyone: the intermediary would refuse the list`, async () => {
+    const long = 'x'.repeat(MAX_KNOWN_ID_LENGTH + 1);
+    const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
+      socket.write(connectFrame('u1') + connectFrame(long) + `{"param":"synced","data":{"count":2,"maxFrameBytes":1048576},"txn_id":"s${link}"}\n`);
+      if (link === 1) setTimeout(() => socket.destroy(), 30);
+    });
+    const { app, errors } = makeClient({ port, reconnect: () => 10 }, 50);
+    const synced: number[] = [];
+    app.on('synced', (count) => synced.push(count));
+    await app.connect();
+    await waitFor(() => synced.length >= 2, 'the second resync');
+    expect(hellos.map((hello) => hello['known'])).toEqual([undefined, undefined]);
+    expect(errors).toEqual([]);
   });
 
   it(`names every session up to MAX_KNOWN_IN_HELLO (${MAX_KNOWN_IN_HELLO}) and none past it`, async () => {
