@@ -163,12 +163,12 @@ export class Linker {
       this.outbox.writeDirect(link, { param: 'hello', data: hello });
       if (known === undefined) {
         if (!this.imiExpected) this.resync.armLegacyWait(link);
-      } else if (options.legacySyncWaitMs > 0) {
+      } else if (options.legacySyncWaitMs > 0 && !this.imiExpected) {
         // An intermediary that takes `known` always says `synced`, and a slow one must not have its resync ended as a
         // legacy one's (the users named were not announced again). But one that no longer takes it (replaced by an
         // older one on the same port) never answers: past a longer wait, the next link names nobody.
         const waitMs = KNOWN_SYNC_WAIT_FACTOR * options.legacySyncWaitMs;
-        link.syncTimer = setTimeout(() => this.knownWaitOver(link, known.length, waitMs), waitMs).unref();
+        link.syncTimer = setTimeout(() => this.giveUpKnown(link, `no synced within ${waitMs} ms of a hello naming ${known.length} users`), waitMs).unref();
       }
       if (options.linkTimeoutMs > 0) {
         link.idleTimer = setTimeout(() => {
@@ -228,7 +228,8 @@ export class Linker {
 
   /**
    * @param handover - the link ended for a handover: the first attempt goes at once (the policy still decides whether there is one)
-   * @param atOnce - the link ended for a reason the next one does not repeat (its hello named users): no delay
+   * @param atOnce - the link ended for a reason the next one does not repeat (its hello named users): no delay, and
+   *   no attempt of the policy used up (a policy that gives up after N attempts must not count this one)
    */
   private scheduleReconnect(cause: ImiError, handover = false, atOnce = false): void {
     const state = this.state;
@@ -237,10 +238,10 @@ export class Linker {
       this.terminate(new ImiError('IMI_LINK_DOWN', `${cause.message}; reconnect is off`, { cause }));
       return;
     }
-    const attempt = ++this.attempt;
+    const attempt = atOnce ? this.attempt + 1 : ++this.attempt;
     let delay: number | undefined;
     try {
-      delay = policy(attempt);
+      delay = atOnce ? 0 : policy(attempt);
     } catch (error) {
       state.report(new ImiError('IMI_CONFIG', `the reconnect policy threw: ${describeError(error)}`, { cause: error }));
       delay = undefined;
@@ -253,7 +254,6 @@ export class Linker {
       this.imiExpected = true;
       if (attempt === 1) delay = 0;
     }
-    if (atOnce) delay = 0;
     state.status = 'waiting';
     state.emitSafely('reconnecting', [attempt, delay, cause]);
     if (state.status !== 'waiting') return; // a listener closed the client
@@ -282,18 +282,25 @@ export class Linker {
     return bytes <= limit ? [...sessions.keys()] : undefined;
   }
 
-  /** A hello naming users got no `synced` within the wait: reconnect at once, naming nobody. */
-  private knownWaitOver(link: Link, named: number, waitMs: number): void {
+  /** A hello naming users was not understood (no `synced` in time, or a legacy `connect`): reconnect at once, naming nobody. */
+  private giveUpKnown(link: Link, why: string): void {
+    clearTimeout(link.syncTimer);
     link.syncTimer = undefined;
     if (this.state.link !== link || link.state !== 'resyncing') return;
     this.peerMaxFrameBytes = undefined;
-    link.downReason = new ImiError('IMI_LINK_DOWN', `no synced within ${waitMs} ms of a hello naming ${named} users (an intermediary that does not take hello.known?): the next link names none`);
+    link.downReason = new ImiError('IMI_LINK_DOWN', `${why} (an intermediary that does not take hello.known?): the next link names none`);
     link.retryAtOnce = true;
     link.socket.destroy();
   }
 
   private onMessage(link: Link, message: IntermediaryMessage): void {
     if (this.state.link !== link || this.state.status === 'closed') return;
+    if (link.knownSent !== undefined && link.state === 'resyncing' && message.param === 'connect' && message.data.connectedAt === undefined) {
+      // Only an intermediary that predates imi (the original Perl one) announces users without connectedAt; it
+      // ignored the list and announces everyone, and would go on doing so without ever saying `synced`.
+      this.giveUpKnown(link, 'a connect without connectedAt answered a hello naming users');
+      return;
+    }
     if (link.syncTimer !== undefined) this.resync.noteResyncMessage(link, message.param === 'connect' && message.data.connectedAt !== undefined);
     switch (message.param) {
       case 'ping':

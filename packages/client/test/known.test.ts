@@ -188,9 +188,10 @@ describe('hello.known', () => {
         if (link === 3) setTimeout(() => socket.destroy(), 30);
       }
     });
-    // Every reconnection but the one after the refusal waits 100 ms: the refusal's must not wait at all.
+    // Every reconnection but the one after the refusal waits 100 ms: the refusal's must not wait at all, nor use up
+    // an attempt of a policy that allows one (attempts start over at each synced).
     const delays: number[] = [];
-    const { app, errors } = makeClient({ port, reconnect: () => 100 });
+    const { app, errors } = makeClient({ port, reconnect: (attempt) => (attempt === 1 ? 100 : undefined) });
     app.on('reconnecting', (_attempt, delay) => delays.push(delay));
     const events: string[] = [];
     app.on('synced', (count) => events.push(`synced ${count}`));
@@ -248,6 +249,29 @@ describe('hello.known', () => {
     expect(causes[1]).toMatch(/no synced within 500 ms of a hello naming 1 users/);
     expect(delays.slice(0, 2)).toEqual([100, 0]);
     expect(events).toEqual(['synced 1', 'disconnect u1 gone', 'synced 0']);
+  });
+
+  it('a hello naming users answered by a legacy connect (no connectedAt: an original Perl intermediary) is given up at once; the next link names nobody', async () => {
+    const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
+      if (link === 1) {
+        socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
+        setTimeout(() => socket.destroy(), 30);
+      } else {
+        // What the Perl intermediary does on every link: everyone online, as they connect, and never synced.
+        socket.write(connectFrame('u1').replace(',"connectedAt":1795600000000', ''));
+      }
+    });
+    const causes: string[] = [];
+    const { app } = makeClient({ port, legacySyncWaitMs: 100, reconnect: () => 100 });
+    app.on('reconnecting', (_attempt, _delay, cause) => causes.push(cause.message));
+    const synced: number[] = [];
+    app.on('synced', (count) => synced.push(count));
+    await app.connect();
+    await waitFor(() => synced.length >= 2, 'the legacy resync of the third link');
+    expect(hellos.map((hello) => hello['known'])).toEqual([undefined, ['u1'], undefined]);
+    expect(causes[1]).toMatch(/a connect without connectedAt answered a hello naming users/);
+    expect(synced).toEqual([1, 1]);
+    expect([...app.sessions.keys()]).toEqual(['u1']);
   });
 
   it(`a session id longer than MAX_KNOWN_ID_LENGTH (${MAX_KNOWN_ID_LENGTH}) is not named, nor is anyone: the intermediary would refuse the list`, async () => {

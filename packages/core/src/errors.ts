@@ -172,6 +172,14 @@ export class ImiError extends Error {
  */
 export class ProtocolError extends ImiError {
   /**
+   * The `param` of the message at fault, when the frame was read and named a known one (set by
+   * `validateAppMessage`): an intermediary tells a bad `hello` from a legacy app's bad first frame by it.
+   */
+  param: string | undefined = undefined;
+  /** The frame was longer than the decoder's `maxFrameBytes` and its bytes were dropped unread (set by `FrameDecoder`). */
+  oversized = false;
+
+  /**
    * @param code - `IMI_BAD_FRAME`, `IMI_BAD_MESSAGE` or `IMI_UNKNOWN_PARAM` (or any other code)
    * @param message - what was wrong, naming the field
    * @param options - cause, txn id and session id

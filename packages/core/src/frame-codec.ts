@@ -3,8 +3,9 @@
  *
  * @module
  */
-import { FrameDecoder, type FrameDecoderOptions } from './frame-decoder.js';
+import { FrameDecoder } from './frame-decoder.js';
 import type { ProtocolError } from './errors.js';
+import type { FrameDecoderOptions } from './frame-options.js';
 
 /** One result of {@link decodeFrames}: a message or an error, in stream order. */
 export type DecodeResult<T> = { ok: true; message: T } | { ok: false; error: ProtocolError };

@@ -5,39 +5,9 @@
  * @module
  */
 import { ProtocolError } from './errors.js';
+import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FRAME_DEPTH, type FrameDecoderOptions, type FrameSink } from './frame-options.js';
 import { isAscii } from 'node:buffer';
 import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, CR, ESC, FRAME_START, NEWLINE, NOT_JSON, NOT_ONE_VALUE, OPEN_BRACE, OPEN_BRACKET, QUOTE, SCALAR_START, isWhitespace, matchFrameStart, parseLine, withoutStack } from './json-bytes.js';
-
-/** Default {@link FrameDecoderOptions.maxFrameBytes}: 1 MiB. */
-export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
-
-/**
- * Default {@link FrameDecoderOptions.maxDepth}: 64 levels of nesting. Deeper
- * frames are rejected before parsing, so hostile input (100k nested arrays)
- * cannot reach a recursive `JSON.stringify` later on.
- */
-export const DEFAULT_MAX_FRAME_DEPTH = 64;
-
-/** Where a {@link FrameDecoder} delivers what it decodes, in order. */
-export interface FrameSink<T> {
-  /** Called once per decoded message (once per element of a top-level array). */
-  onMessage(message: T): void;
-  /** Called once per rejected frame or element. Never thrown. */
-  onError(error: ProtocolError): void;
-}
-
-/** Options of {@link FrameDecoder}. */
-export interface FrameDecoderOptions<T> {
-  /**
-   * Turns a parsed JSON value into a message or a {@link ProtocolError}
-   * (e.g. `validateAppMessage`). Must not throw.
-   */
-  validate: (value: unknown) => T | ProtocolError;
-  /** Largest accepted frame, in bytes of UTF-8. Default {@link DEFAULT_MAX_FRAME_BYTES}. */
-  maxFrameBytes?: number;
-  /** Deepest accepted nesting of objects and arrays. Default {@link DEFAULT_MAX_FRAME_DEPTH}. */
-  maxDepth?: number;
-}
 
 /** Bytes of a string scanned one by one before the scan switches to `indexOf` (cheaper per byte, dearer per call). */
 const SHORT_STRING_BYTES = 32;
@@ -92,6 +62,8 @@ export class FrameDecoder<T> {
   private inScalar = false;
   /** Why the current frame is being dropped (too big, too deep), or null. */
   private discardReason: string | null = null;
+  /** The reason of a frame over `maxFrameBytes` (its error is `oversized`). */
+  private readonly oversizedReason: string;
   /** Pieces of the current frame from earlier chunks (large ones as views, small ones copied into `open`). */
   private parts: Buffer[] = [];
   private partsBytes = 0;
@@ -116,8 +88,14 @@ export class FrameDecoder<T> {
   constructor(options: FrameDecoderOptions<T>, sink: FrameSink<T>) {
     this.validate = options.validate;
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.oversizedReason = `frame larger than ${this.maxFrameBytes} bytes`;
     this.maxDepth = options.maxDepth ?? DEFAULT_MAX_FRAME_DEPTH;
     this.sink = sink;
+  }
+
+  /** Whether a frame has begun and not ended (held, or being dropped as too long or too deep). */
+  get inFrame(): boolean {
+    return this.inValue;
   }
 
   /** Bytes currently held for an unfinished frame (never more than `maxFrameBytes`). */
@@ -315,7 +293,7 @@ export class FrameDecoder<T> {
       const pending = this.partsBytes + (length - start);
       if (this.discardReason !== null) return;
       if (pending > this.maxFrameBytes) {
-        this.startDiscarding(`frame larger than ${this.maxFrameBytes} bytes`);
+        this.startDiscarding(this.oversizedReason);
         return;
       }
       if (length > start) this.keep(buf.subarray(start, length));
@@ -420,7 +398,9 @@ export class FrameDecoder<T> {
   private report(reason: string, excerpt?: string): void {
     this.errorsReported++;
     const message = excerpt === undefined ? reason : `${reason}: ${excerpt}`;
-    this.sink.onError(withoutStack(() => new ProtocolError('IMI_BAD_FRAME', message)));
+    const error = withoutStack(() => new ProtocolError('IMI_BAD_FRAME', message));
+    error.oversized = reason === this.oversizedReason;
+    this.sink.onError(error);
   }
 
   private reportBroken(buf: Buffer, start: number, end: number, reason: string): void {
@@ -457,7 +437,7 @@ export class FrameDecoder<T> {
     }
     this.reset();
     if (text === undefined) {
-      this.report(discardReason ?? `frame larger than ${this.maxFrameBytes} bytes`);
+      this.report(discardReason ?? this.oversizedReason);
       return;
     }
     let value: unknown;

@@ -64,7 +64,8 @@ export {
   APP_PARAMS,
   INTERMEDIARY_PARAMS,
 } from './validate.js';
-export { FrameDecoder, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FRAME_DEPTH, type FrameSink, type FrameDecoderOptions } from './frame-decoder.js';
+export { FrameDecoder } from './frame-decoder.js';
+export { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FRAME_DEPTH, type FrameSink, type FrameDecoderOptions } from './frame-options.js';
 export { decodeFrames, encodeFrame, type DecodeResult } from './frame-codec.js';
 export {
   SessionRegistry,

@@ -105,6 +105,13 @@ function readTxnId(message: Obj): string | undefined | ProtocolError {
  *   `IMI_UNKNOWN_PARAM`
  */
 export function validateAppMessage(value: unknown): AppMessage | ProtocolError {
+  const result = checkAppMessage(value);
+  // Which message was wrong: a bad `hello` is refused where another bad first frame is not (see ProtocolError.param).
+  if (result instanceof ProtocolError && isObject(value) && typeof value['param'] === 'string' && APP_PARAMS.has(value['param'])) result.param = value['param'];
+  return result;
+}
+
+function checkAppMessage(value: unknown): AppMessage | ProtocolError {
   if (!isObject(value)) {
     return bad(`a message must be a JSON object, got ${describe(value)}`, undefined);
   }

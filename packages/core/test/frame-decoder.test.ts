@@ -269,6 +269,7 @@ describe('FrameDecoder: the frame size limit', () => {
           const run = runDecoder(splitAt(wire, at), { ...app, maxFrameBytes });
           expect(kinds(run.results)).toEqual(['IMI_BAD_FRAME', ...after.map(() => 'message')]);
           expect(lastError(run.results).message).toMatch(/larger than/);
+          expect(lastError(run.results).oversized).toBe(true);
           expect(messagesOnly(run.results.slice(1))).toEqual(after.map(roundTrip));
           expect(run.decoder.bufferedBytes).toBe(0);
         },

@@ -243,6 +243,17 @@ describe('validateAppMessage', () => {
     });
   }
 
+  it('names the param of the message at fault (a bad hello is told from another bad frame), and only a known one', () => {
+    const badHello = validateAppMessage({ param: 'hello', data: { acks: 'yes' } });
+    expect(badHello).toBeInstanceOf(ProtocolError);
+    expect((badHello as ProtocolError).param).toBe('hello');
+    expect((badHello as ProtocolError).oversized).toBe(false);
+    expect((validateAppMessage({ param: 'hello', data: {}, ack: 'x' }) as ProtocolError).param).toBe('hello');
+    expect((validateAppMessage({ param: 'output', data: { id: 5 } }) as ProtocolError).param).toBe('output');
+    expect((validateAppMessage({ param: 'nonsense' }) as ProtocolError).param).toBeUndefined();
+    expect((validateAppMessage([1]) as ProtocolError).param).toBeUndefined();
+  });
+
   it('accepts hello without data, giving it an empty data', () => {
     expect(expectMessage(validateAppMessage({ param: 'hello' }))).toEqual({ param: 'hello', data: {} });
   });

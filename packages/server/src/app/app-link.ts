@@ -144,6 +144,11 @@ export class AppLink implements AppInfo {
     this.decoder.write(chunk);
   };
 
+  /** Whether a frame from the app has begun and not ended (the handshake waits for a first frame that has begun). */
+  get midFrame(): boolean {
+    return this.decoder.inFrame;
+  }
+
   /** Whether the socket can still be written to. */
   get writable(): boolean {
     return this.phase !== 'closed' && !this.socket.destroyed && this.socket.writable;

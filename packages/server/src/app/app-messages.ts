@@ -62,19 +62,27 @@ export class AppMessages {
 
   /** A frame or message the app sent was rejected. */
   reject(link: AppLink, error: ProtocolError): void {
-    // A bad hello is refused with what was wrong with it (the app can tell a list it must not send again from a wrong
-    // token); without a token it would otherwise be taken for a legacy app's first frame and resynced as one (no acks,
-    // no `known`) while the app waits for the answer to its hello. A first frame too long to read is a hello that grew
-    // past maxFrameBytes (a legacy app's first frame is a short one). refuse() reports it.
-    if (link.phase === 'handshake' && (error.message.startsWith('hello:') || error.message.startsWith('frame larger than'))) {
-      this.handshake.refuse(link, error.code, `hello refused: ${error.message}`);
+    if (link.phase === 'handshake') {
+      // A bad hello is refused with what was wrong with it (the app can tell a list it must not send again from a
+      // wrong token); without a token it would otherwise be served as a legacy app (no acks, no `known`) while it
+      // waits for the answer to its hello. A first frame too long to read is taken for a hello that grew past
+      // maxFrameBytes: a legacy app's first frame is a short one. refuse() reports it.
+      if (error.param === 'hello' || error.oversized) {
+        this.handshake.refuse(link, error.code, `hello refused: ${error.message}`);
+        return;
+      }
+      this.parts.reporter.report(error);
+      if (this.handshake.needsToken) {
+        this.handshake.refuse(link, 'IMI_AUTH', 'the first frame must be a valid hello');
+        return;
+      }
+      // Any other first frame, good or bad, is a legacy app's: it is served from now on, and told what was wrong.
+      this.handshake.activate(link);
+      if (!this.handshake.isCurrent(link)) return;
+      link.sendError(error.code, error.message, error.txnId);
       return;
     }
     this.parts.reporter.report(error);
-    if (link.phase === 'handshake' && this.handshake.needsToken) {
-      this.handshake.refuse(link, 'IMI_AUTH', 'the first frame must be a valid hello');
-      return;
-    }
     link.sendError(error.code, error.message, error.txnId);
   }
 

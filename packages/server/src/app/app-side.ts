@@ -195,15 +195,18 @@ export class AppSide implements AppPort, AppHandshake {
         if (link.phase === 'handshake') this.activate(link);
       }, options.legacyHelloWaitMs);
       // A hello that comes in many segments (a long `known` list, a slow link) must not be taken for a legacy app
-      // that sent nothing: once bytes arrive, the first whole frame decides, within helloTimeoutMs. This listener
-      // runs after the link's own, so a frame completed by this chunk has already been handled.
-      socket.once('data', () => {
+      // that sent nothing: once a first frame has begun, it decides, within helloTimeoutMs. This listener runs after
+      // the link's own, so a frame completed by this chunk has already been handled.
+      const firstFrameBegun = (): void => {
+        if (link.phase === 'handshake' && !link.midFrame) return;
+        socket.off('data', firstFrameBegun);
         if (link.phase !== 'handshake') return;
         if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
         link.handshakeTimer = setTimeout(() => {
           if (link.phase === 'handshake') this.activate(link);
         }, options.helloTimeoutMs);
-      });
+      };
+      socket.on('data', firstFrameBegun);
     }
   }
 
