@@ -16,7 +16,9 @@ import type { ListeningPorts } from '../api.js';
 import type { Intermediary } from '../intermediary.js';
 import { OLDEST_SESSION_SNAPSHOT_VERSION, SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SnapshotDelayedLine, type SnapshotTelnet } from '../session/snapshot.js';
 import type { Connection } from '../users/connection.js';
-import type { UserChannel } from '../users/transport.js';
+import { preloadMetrics } from '../ops/metrics.js';
+import { preloadTransports } from '../users/create-transport.js';
+import { isTransport, type ListenerOptions, type UserChannel } from '../users/transport.js';
 import { TelnetChannel } from '../users/telnet/telnet-channel.js';
 import { resumeTelnetCompression } from '../users/telnet/telnet-state.js';
 import { adoptSocket } from './fds.js';
@@ -48,6 +50,13 @@ interface Waiting {
 let startedEarly = false;
 /** The user sockets to make before saying `booted`, when the old process said where they are. */
 let earlySockets: UserSockets | undefined;
+
+/** Loads what commit() would otherwise load in the freeze: the transports of the configured listeners, and prom-client for an admin port. */
+async function preloadForCommit(imi: Intermediary): Promise<void> {
+  const kinds = imi.options.listeners.filter((spec): spec is ListenerOptions => !isTransport(spec)).map((spec) => spec.kind);
+  await preloadTransports(['tcp', ...kinds]);
+  if (imi.options.adminPort !== undefined) preloadMetrics();
+}
 
 /** Whether this process was started by an upgrade (and should take over rather than bind its ports). Clears the marks so its own successors are not confused. */
 export function isSuccessor(): boolean {
@@ -207,6 +216,9 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       await reply({ imi: 'handover', kind: 'serving', pid: process.pid, at: performance.timeOrigin + performance.now() });
       const listened = performance.now();
       await appBack;
+      // What the app was told of each telnet user is trusted only if it came back at once, as an app that read the
+      // old process's `handover` shutdown does: one that did not may sit on a half-open link that lost the last writes.
+      if (!imi.appConnected) for (const { connection } of waiting) connection.telnetSent = undefined;
       const appReturned = performance.now();
       for (const { connection, delayed } of waiting) {
         connection.resume();
@@ -282,8 +294,13 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
         else imi.report(error instanceof ImiError ? error : new ImiError('IMI_UPGRADE_FAILED', String(error)));
       }
     });
-    // Everything is loaded and the handler is in place: the old process may freeze and send.
-    if (startedEarly) void reply({ imi: 'handover', kind: 'booted' });
+    // Loaded now, while the old process serves: commit() makes the listeners and the admin port's metrics, and
+    // loading ws, ssh2 or prom-client there would be paid by every user in the freeze (about 150 ms at 10,000 idle
+    // users, docs/benchmarks-handover.md). Once it is loaded and the handler in place, the old process may freeze.
+    const loaded = preloadForCommit(imi);
+    loaded.then(() => {
+      if (startedEarly) void reply({ imi: 'handover', kind: 'booted' });
+    }, refuse);
     // The old process is gone: the channel must not keep this one from exiting on SIGTERM.
     process.on('disconnect', () => {
       if (serving === undefined) {

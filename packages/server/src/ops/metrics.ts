@@ -30,6 +30,16 @@ function prom(): typeof import('prom-client') {
   return (promClient ??= createRequire(import.meta.url)('prom-client') as typeof import('prom-client'));
 }
 
+/**
+ * Loads prom-client now: an upgrade's successor with an admin port does it before the old process freezes, so that
+ * making its metrics after the freeze does not load it while users wait.
+ *
+ * @throws whatever requiring prom-client throws (the package missing from the install)
+ */
+export function preloadMetrics(): void {
+  prom();
+}
+
 /** The `imi_cluster_*` counters of a cluster holder: metric name, help, and the {@link ClusterHolderStats} field it reads. */
 const CLUSTER_HOLDER_COUNTERS: ReadonlyArray<readonly [string, string, keyof ClusterHolderStats]> = [
   ['imi_cluster_events_published_total', 'Cluster holder: user events (connect, input, disconnect, telnet, gmcp) added to their partition stream', 'events'],
