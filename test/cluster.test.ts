@@ -4,6 +4,7 @@
 // lines. Workers are SIGKILLed, a holder is SIGKILLed, Redis is restarted;
 // every user's lines are checked: none lost, none answered twice, none out
 // of order.
+import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { commandsAvailable } from '../packages/server/test/process-harness.js';
 import { RedisProcess, User, WorkerProcess, sleep, startHolder, stopAll, tallyAll, waitFor, type Holder } from './support/cluster-harness.js';
@@ -169,6 +170,35 @@ describe.skipIf(!enabled)('cluster mode on Redis Streams', () => {
     expect(worker.events.filter((event) => event.event === 'connect' && event.resumed === true).length).toBeGreaterThan(0);
     expect(users.filter((user) => user.closed)).toEqual([]);
   }, 110_000);
+
+  it('a partition whose old events the app never acks is not taken back, and that is reported once per partition', async () => {
+    // Each reply takes 20 s: the worker loses its leases during a pause with those handlers still running, and
+    // on waking must not take the partitions back (their replies would pass the fence under the new lease).
+    const redis = await RedisProcess.start(false);
+    const holders = [await startHolder(redis.url, 'h1', HOLDER_TTL_MS)];
+    const worker = await WorkerProcess.start(redis.url, 'w1', LEASE_TTL_MS, HOLDER_TTL_MS, 20_000);
+    const users = await connectUsers(holders, 3);
+    await waitFor(() => worker.events.filter((event) => event.event === 'connect').length === users.length, 10_000, 'the worker to know every user');
+    for (const user of users) user.sendNext();
+    await sleep(500);
+    worker.child.kill('SIGSTOP');
+    await sleep(LEASE_TTL_MS + 700);
+    worker.child.kill('SIGCONT');
+    const told = (): string[] => worker.stderr.split('\n').filter((line) => line.includes('does not take partition'));
+    await waitFor(() => told().length > 0, 10_000, () => `the report (stderr ${worker.stderr})`);
+    await sleep(LEASE_TTL_MS);
+    const partitions = told().map((line) => /partition (\d+)/.exec(line)![1]);
+    expect(told()[0]).toMatch(/IMI_LEASE_LOST/);
+    expect(new Set(partitions).size).toBe(partitions.length);
+    // Not taken back: nobody holds their leases (the worker is the only one, and those partitions are its share).
+    // Its app hears nothing meanwhile: `moved` waits behind each user's unfinished handler, in order.
+    for (const part of partitions) {
+      expect(execFileSync('redis-cli', ['-p', String(redis.port), 'EXISTS', `imi:lease:${part}`], { encoding: 'utf8' }).trim()).toBe('0');
+    }
+    // The other partitions are served as ever.
+    expect(Number(execFileSync('redis-cli', ['-p', String(redis.port), 'EVAL', "return #redis.call('KEYS', 'imi:lease:*')", '0'], { encoding: 'utf8' }).trim())).toBeGreaterThan(0);
+    expect(users.filter((user) => user.closed)).toEqual([]);
+  }, 60_000);
 
   it('Redis restarted mid-typing (append-only file): users stay connected, are told once, and every line is answered once, in order', async () => {
     const redis = await RedisProcess.start(true);

@@ -1,15 +1,12 @@
 /**
  * Which partitions this worker serves, and reading them.
  *
- * Leases: each partition has a lease key (`SET NX PX`), renewed every third
- * of its TTL by compare-and-renew; workers heartbeat a sorted set, and each
- * partition belongs to the live worker that wins rendezvous hashing
- * (highest hash of worker id and partition), so when a worker comes or
- * goes only its share moves. A worker gives back (after its events there
- * are acked, bounded by `releaseTimeoutMs`) what is not its share, and takes
- * its share as soon as the lease is free (released, or expired after a
- * crash) — but a partition it lost or gave back only once its app acked
- * every event it was handed there (see `cooling`).
+ * Leases: each partition has a lease key (`SET NX PX`), renewed every third of its TTL by compare-and-renew;
+ * workers heartbeat a sorted set, and each partition belongs to the live worker that wins rendezvous hashing
+ * (highest hash of worker id and partition), so when a worker comes or goes only its share moves. A worker gives
+ * back (after its events there are acked, bounded by `releaseTimeoutMs`) what is not its share, and takes its share
+ * as soon as the lease is free (released, or expired after a crash) — but a partition it lost or gave back only
+ * once its app acked every event it was handed there (see `cooling`).
  *
  * Taking a partition: `connect` (`resumed: true`, state from the session
  * hash) for each of its announced users, then its pending entries list —
@@ -97,15 +94,12 @@ export class Partitions {
   private deliveredNext = 0;
   private takings = 0;
   /**
-   * Partitions lost or given back while events handed to the app there were
-   * not acked: not taken again by this worker until they are. A handler
-   * still running from before sends its replies by session id; were the
-   * partition taken again meanwhile, they would go out under the new lease
-   * (not fenced) and the input, read again under that lease, would be
-   * answered twice. No time bound: a handler that never finishes holds back
-   * the worker's cumulative ack, and so everything it reads, anyway.
+   * Partitions lost or given back, until the app acked every event handed to it there, mapped to when that began
+   * (ms; -1 once reported): not taken again meanwhile. A handler still running from before replies by session id;
+   * under a new lease its reply would pass the fence and the input, read again, be answered twice. No time bound (a
+   * handler that never finishes holds back the worker's cumulative ack anyway); past `releaseTimeoutMs`, reported once.
    */
-  private readonly cooling = new Set<number>();
+  private readonly cooling = new Map<number, number>();
   /** A read failed: its reply (entries now pending for this worker) may be lost. */
   private recheck = false;
   /** The `XREADGROUP` under way: a takeover waits for it, so no entry of the partition is handed on before the claimed ones. */
@@ -198,9 +192,17 @@ export class Partitions {
     const mine = this.share(live.includes(workerId) ? live : [...live, workerId]);
     for (const part of mine) {
       if (this.owned.has(part) || this.acquiring.has(part)) continue;
-      if (this.cooling.has(part)) {
+      const since = this.cooling.get(part);
+      if (since !== undefined) {
         // Replies to its old events, still in the app, must reach the fence before it is taken again.
-        if (this.gateway.outstandingOf(part) > 0) continue;
+        const waiting = this.gateway.outstandingOf(part);
+        if (waiting > 0) {
+          if (since >= 0 && Date.now() - since > this.options.releaseTimeoutMs) {
+            this.cooling.set(part, -1);
+            this.report(new ImiError('IMI_LEASE_LOST', `worker ${workerId} does not take partition ${part} back yet: its app has not acked ${waiting} events handed to it there before the lease was lost, for over releaseTimeoutMs (${this.options.releaseTimeoutMs} ms); a handler that does not finish holds back every reply of this worker`));
+          }
+          continue;
+        }
         this.cooling.delete(part);
       }
       void this.acquire(part);
@@ -472,7 +474,7 @@ export class Partitions {
   /** The app forgets a partition's users: `disconnect` with reason `moved` (they stay connected, served elsewhere); the partition cools (see {@link cooling}). */
   private forget(owned: Owned): void {
     this.owned.delete(owned.part);
-    this.cooling.add(owned.part);
+    this.cooling.set(owned.part, Date.now());
     for (const id of owned.sessions) {
       this.sessions.delete(id);
       this.gateway.deliver({ param: 'disconnect', data: { id, reason: 'moved' }, txn_id: randomUUID() }, { part: owned.part, token: owned.token });
