@@ -168,7 +168,7 @@ export class Linker {
         // legacy one's (the users named were not announced again). But one that no longer takes it (replaced by an
         // older one on the same port) never answers: past a longer wait, the next link names nobody.
         const waitMs = KNOWN_SYNC_WAIT_FACTOR * options.legacySyncWaitMs;
-        link.syncTimer = setTimeout(() => this.giveUpKnown(link, `no synced within ${waitMs} ms of a hello naming ${known.length} users`), waitMs).unref();
+        link.syncTimer = setTimeout(() => this.giveUpKnown(link, `no synced, and no message for ${waitMs} ms, after a hello naming ${known.length} users`), waitMs).unref();
       }
       if (options.linkTimeoutMs > 0) {
         link.idleTimer = setTimeout(() => {
@@ -229,7 +229,8 @@ export class Linker {
   /**
    * @param handover - the link ended for a handover: the first attempt goes at once (the policy still decides whether there is one)
    * @param atOnce - the link ended for a reason the next one does not repeat (its hello named users): no delay, and
-   *   no attempt of the policy used up (a policy that gives up after N attempts must not count this one)
+   *   no attempt of the policy used up (a policy that gives up after N attempts must not count this one); the policy
+   *   is still asked, and can still give up
    */
   private scheduleReconnect(cause: ImiError, handover = false, atOnce = false): void {
     const state = this.state;
@@ -241,7 +242,7 @@ export class Linker {
     const attempt = atOnce ? this.attempt + 1 : ++this.attempt;
     let delay: number | undefined;
     try {
-      delay = atOnce ? 0 : policy(attempt);
+      delay = policy(attempt);
     } catch (error) {
       state.report(new ImiError('IMI_CONFIG', `the reconnect policy threw: ${describeError(error)}`, { cause: error }));
       delay = undefined;
@@ -254,6 +255,7 @@ export class Linker {
       this.imiExpected = true;
       if (attempt === 1) delay = 0;
     }
+    if (atOnce) delay = 0;
     state.status = 'waiting';
     state.emitSafely('reconnecting', [attempt, delay, cause]);
     if (state.status !== 'waiting') return; // a listener closed the client

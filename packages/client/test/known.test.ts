@@ -176,32 +176,35 @@ describe('hello.known', () => {
     expect(errors).toEqual([]);
   });
 
-  it('a hello whose list is refused (an intermediary restarted with a smaller maxFrameBytes) is sent again at once without it, the full resync keeps everyone, and no later hello names anyone', async () => {
+  it('a hello whose list is refused (an intermediary restarted with a smaller maxFrameBytes) is sent again at once without it, using up no attempt, the full resync keeps everyone, and no later hello names anyone', async () => {
     const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
       if (link === 1) {
         socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
         setTimeout(() => socket.destroy(), 30);
       } else if (link === 2) {
         socket.write('{"param":"error","data":{"code":"IMI_BAD_FRAME","message":"a frame longer than maxFrameBytes (64) was dropped"},"txn_id":"e"}\n');
+      } else if (link === 3) {
+        socket.destroy(); // an ordinary failure, before any resync: the policy's second attempt
       } else {
         socket.write(connectFrame('u1').replace('"resumed":false', '"resumed":true') + `{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s${link}"}\n`);
-        if (link === 3) setTimeout(() => socket.destroy(), 30);
+        if (link === 4) setTimeout(() => socket.destroy(), 30);
       }
     });
-    // Every reconnection but the one after the refusal waits 100 ms: the refusal's must not wait at all, nor use up
-    // an attempt of a policy that allows one (attempts start over at each synced).
-    const delays: number[] = [];
-    const { app, errors } = makeClient({ port, reconnect: (attempt) => (attempt === 1 ? 100 : undefined) });
-    app.on('reconnecting', (_attempt, delay) => delays.push(delay));
+    // A policy of two attempts, 50 ms each: the reconnection after the refusal must not wait, and must not use up
+    // one of them (else the failure of link 3 would be the third attempt, and the client would give up).
+    const attempts: Array<[number, number]> = [];
+    const { app, errors } = makeClient({ port, reconnect: (attempt) => (attempt <= 2 ? 50 : undefined) });
+    app.on('reconnecting', (attempt, delay) => attempts.push([attempt, delay]));
     const events: string[] = [];
     app.on('synced', (count) => events.push(`synced ${count}`));
     app.on('disconnect', (session, reason) => events.push(`disconnect ${session.id} ${reason}`));
     await app.connect();
     await waitFor(() => events.length >= 3, 'the resyncs after the refusal');
     expect(events).toEqual(['synced 1', 'synced 1', 'synced 1']);
-    expect(delays).toEqual([100, 0, 100]);
-    // The third intermediary gave maxFrameBytes again, and the list would fit: still, after a refusal, never again.
-    expect(hellos.map((hello) => hello['known'])).toEqual([undefined, ['u1'], undefined, undefined]);
+    // Attempts start over at each synced.
+    expect(attempts).toEqual([[1, 50], [2, 0], [2, 50], [1, 50]]);
+    // Link 4 gave maxFrameBytes again, and the list would fit: still, after a refusal, never again.
+    expect(hellos.map((hello) => hello['known'])).toEqual([undefined, ['u1'], undefined, undefined, undefined]);
     expect(errors.map((error) => error.code)).toEqual(['IMI_BAD_FRAME']);
     expect(app.status).toBe('up');
   });
@@ -246,7 +249,7 @@ describe('hello.known', () => {
     // The third link is served as a legacy intermediary's: who it announced (nobody) is who is online.
     await waitFor(() => events.length >= 3, 'the legacy resync of the third link');
     expect(hellos.map((hello) => hello['known'])).toEqual([undefined, ['u1'], undefined]);
-    expect(causes[1]).toMatch(/no synced within 500 ms of a hello naming 1 users/);
+    expect(causes[1]).toMatch(/no synced, and no message for 500 ms, after a hello naming 1 users/);
     expect(delays.slice(0, 2)).toEqual([100, 0]);
     expect(events).toEqual(['synced 1', 'disconnect u1 gone', 'synced 0']);
   });

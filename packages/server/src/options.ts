@@ -198,8 +198,9 @@ export interface IntermediaryOptions {
   helloTimeoutMs?: number;
   /**
    * Without a token: how long, in ms, an app that has sent nothing is waited for before it is taken for a legacy one
-   * (no `hello`, no acks). Once its first bytes arrive its first whole frame decides, within `helloTimeoutMs`; a `hello`
-   * of the wrong shape or over `maxFrameBytes` is refused. Default {@link DEFAULT_LEGACY_HELLO_WAIT_MS}.
+   * (no `hello`, no acks). Once a first frame has begun (blank lines do not count) that frame decides, within
+   * `helloTimeoutMs`; a `hello` of the wrong shape, or a first frame over `maxFrameBytes`, is refused. Default
+   * {@link DEFAULT_LEGACY_HELLO_WAIT_MS}.
    */
   legacyHelloWaitMs?: number;
   /** Interval between `ping`s to the app. Default {@link DEFAULT_HEARTBEAT_INTERVAL_MS}; 0 disables heartbeats. */

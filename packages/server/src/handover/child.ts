@@ -250,6 +250,10 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
       server.emit('connection', user);
     };
 
+    // Loaded now, while the old process serves: commit() makes the listeners and the admin port's metrics, and
+    // loading ws, ssh2 or prom-client there would be paid by every user in the freeze (about 150 ms at 10,000 idle
+    // users, docs/benchmarks-handover.md). `booted` and `ready` wait for it, so a failure is refused before any commit.
+    const loaded = preloadForCommit(imi);
     process.on('message', (value: unknown, handle: unknown) => {
       let message: ParentMessage | undefined;
       try {
@@ -275,7 +279,8 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
           case 'end':
             if (begin === undefined || waiting.length !== (message.sessions ?? begin.sessions)) throw new ImiError('IMI_UPGRADE_FAILED', `expected ${message.sessions ?? begin?.sessions ?? '?'} sessions, got ${waiting.length}`);
             closeUnused(message.close ?? [], made);
-            void reply({ imi: 'handover', kind: 'ready', sessions: waiting.length, restoreMs });
+            // A failed load is refused by the handler below; `ready` is never said then.
+            loaded.then(() => reply({ imi: 'handover', kind: 'ready', sessions: waiting.length, restoreMs }), () => undefined);
             break;
           case 'commit':
             commit(message).catch((error: unknown) => {
@@ -294,10 +299,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
         else imi.report(error instanceof ImiError ? error : new ImiError('IMI_UPGRADE_FAILED', String(error)));
       }
     });
-    // Loaded now, while the old process serves: commit() makes the listeners and the admin port's metrics, and
-    // loading ws, ssh2 or prom-client there would be paid by every user in the freeze (about 150 ms at 10,000 idle
-    // users, docs/benchmarks-handover.md). Once it is loaded and the handler in place, the old process may freeze.
-    const loaded = preloadForCommit(imi);
+    // Loaded (see `loaded` above) and the handler in place: the old process may freeze.
     loaded.then(() => {
       if (startedEarly) void reply({ imi: 'handover', kind: 'booted' });
     }, refuse);
