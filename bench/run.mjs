@@ -8,7 +8,8 @@
 // Flags (all optional):
 //   --quick                      same as BENCH_QUICK=1
 //   --only a,b                   sections: throughput, open, memory, resync, codec
-//                                (and handover: runs bench/handover.mjs, not in the default run)
+//                                (and handover, cluster: run bench/handover.mjs and bench/cluster.mjs,
+//                                each with its own report; not in the default run)
 //   --targets a,b                baseline-direct, baseline-relay, imi
 //   --conns 1,10,100,1000        closed-loop concurrency levels
 //   --reps N                     least repetitions (default 3; quick 2)
@@ -366,7 +367,16 @@ async function handover() {
   if (run.status !== 0) throw new Error(`bench/handover.mjs exited ${run.status}`);
 }
 
-const sections = { throughput: closedLoop, open: openLoop, memory, resync, codec, handover };
+// ---- cluster (issue #17): its own script and report (docs/benchmarks-cluster.md, with the open-loop rows and the
+// sizing); only with --only cluster. It starts its own redis-server (`redis-server` must be installed).
+async function cluster() {
+  mkdirSync(outDir, { recursive: true });
+  const args = quick ? ['--conns', '1,100', '--reps', '1', '--duration-ms', '1000', '--open-rates', '1000', '--out', join(outDir, 'quick-cluster.md')] : [];
+  const run = spawnSync(process.execPath, [join(benchDir, 'cluster.mjs'), ...args], { stdio: 'inherit' });
+  if (run.status !== 0) throw new Error(`bench/cluster.mjs exited ${run.status}`);
+}
+
+const sections = { throughput: closedLoop, open: openLoop, memory, resync, codec, handover, cluster };
 for (const section of config.sections) {
   const run = sections[section];
   if (!run) throw new Error(`unknown section ${section}`);

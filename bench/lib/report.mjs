@@ -316,6 +316,8 @@ export function renderMarkdown(results, { chart, json, findings }) {
     'BENCH_QUICK=1 node bench/run.mjs   # smoke run (~1 minute): .bench-results/quick.*',
     'node bench/run.mjs --only throughput --targets baseline-relay,imi --conns 100,1000',
     'node bench/profile.mjs          # imi under load with --cpu-prof; top functions by self time',
+    'node bench/run.mjs --only cluster    # cluster mode on Redis against single-node: docs/benchmarks-cluster.md',
+    'node bench/run.mjs --only handover   # upgrades under load: docs/benchmarks-handover.md',
     '```',
     '',
     'Every run is also kept in `.bench-results/` (git-ignored). Nothing here is a test: the suite only checks that the load generator still works (`test/bench-smoke.test.ts`, no timing assertions).',
