@@ -98,6 +98,11 @@ export class FrameDecoder<T> {
     return this.inValue;
   }
 
+  /** Whether the frame under way is already longer than `maxFrameBytes` (its bytes are being dropped; reported at its end). */
+  get inOversizedFrame(): boolean {
+    return this.discardReason === this.oversizedReason;
+  }
+
   /** Bytes currently held for an unfinished frame (never more than `maxFrameBytes`). */
   get bufferedBytes(): number {
     return this.partsBytes;

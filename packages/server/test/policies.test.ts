@@ -139,6 +139,21 @@ describe('hello without a token', () => {
     expect(imi.stats().errors.IMI_BAD_MESSAGE).toBe(1);
   });
 
+  it.each([
+    ['without a token', {}],
+    ['with a token', { token: 's3cret' }],
+  ])('%s, a first frame already over maxFrameBytes is refused while it still arrives, not when its timers run out', async (_what, options) => {
+    const { imi, ports } = await scope.start({ maxFrameBytes: 1_024, legacyHelloWaitMs: 30_000, helloTimeoutMs: 30_000, ...options });
+    const app = await scope.app(ports.clientPort);
+    app.sendRaw(`{"param":"hello","data":{"token":"s3cret","name":"${'x'.repeat(2_000)}`);
+    const error = await app.waitForError('IMI_BAD_FRAME');
+    expect(error.data['message']).toMatch(/hello refused: a first frame larger than maxFrameBytes \(1024 bytes\)/);
+    await app.waitClosed();
+    expect(imi.appConnected).toBe(false);
+    expect(imi.stats().errors.IMI_BAD_FRAME).toBe(1);
+    expect(imi.stats().errors.IMI_AUTH ?? 0).toBe(0);
+  });
+
   it('blank lines before the first frame do not hold back a legacy app past legacyHelloWaitMs', async () => {
     const { imi, ports } = await scope.start({ legacyHelloWaitMs: 100, helloTimeoutMs: 60_000 });
     const app = await scope.app(ports.clientPort);

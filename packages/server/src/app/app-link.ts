@@ -149,6 +149,11 @@ export class AppLink implements AppInfo {
     return this.decoder.inFrame;
   }
 
+  /** Whether the frame under way is already over `maxFrameBytes` (a first one is refused before it ends). */
+  get midOversizedFrame(): boolean {
+    return this.decoder.inOversizedFrame;
+  }
+
   /** Whether the socket can still be written to. */
   get writable(): boolean {
     return this.phase !== 'closed' && !this.socket.destroyed && this.socket.writable;

@@ -194,20 +194,31 @@ export class AppSide implements AppPort, AppHandshake {
       link.handshakeTimer = setTimeout(() => {
         if (link.phase === 'handshake') this.activate(link);
       }, options.legacyHelloWaitMs);
-      // A hello that comes in many segments (a long `known` list, a slow link) must not be taken for a legacy app
-      // that sent nothing: once a first frame has begun, it decides, within helloTimeoutMs. This listener runs after
-      // the link's own, so a frame completed by this chunk has already been handled.
-      const firstFrameBegun = (): void => {
-        if (link.phase === 'handshake' && !link.midFrame) return;
-        socket.off('data', firstFrameBegun);
-        if (link.phase !== 'handshake') return;
-        if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
-        link.handshakeTimer = setTimeout(() => {
-          if (link.phase === 'handshake') this.activate(link);
-        }, options.helloTimeoutMs);
-      };
-      socket.on('data', firstFrameBegun);
     }
+    // Runs after the link's own listener, so a frame completed by this chunk has already been handled.
+    let begun = false;
+    const watchFirstFrame = (): void => {
+      if (link.phase !== 'handshake') {
+        socket.off('data', watchFirstFrame);
+        return;
+      }
+      // A first frame already past maxFrameBytes is refused now, not at its last byte, which may come after the
+      // timers above: a hello that grew too long must not be taken for a legacy app's frame (or a missing hello).
+      if (link.midOversizedFrame) {
+        socket.off('data', watchFirstFrame);
+        this.refuse(link, 'IMI_BAD_FRAME', `hello refused: a first frame larger than maxFrameBytes (${options.maxFrameBytes} bytes)`);
+        return;
+      }
+      // Without a token, a hello that comes in many segments (a long `known` list, a slow link) must not be taken for
+      // a legacy app that sent nothing: once a first frame has begun, it decides, within helloTimeoutMs.
+      if (begun || this.tokenDigest !== undefined || !link.midFrame) return;
+      begun = true;
+      if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
+      link.handshakeTimer = setTimeout(() => {
+        if (link.phase === 'handshake') this.activate(link);
+      }, options.helloTimeoutMs);
+    };
+    socket.on('data', watchFirstFrame);
   }
 
   /** Turns an app away with an `error` frame. */
