@@ -200,6 +200,28 @@ describe.skipIf(!enabled)('cluster mode on Redis Streams', () => {
     expect(users.filter((user) => user.closed)).toEqual([]);
   }, 60_000);
 
+  it('linkTimeoutMs does not apply to a worker\'s in-process link: silent while handlers run, it stays, and each line is answered once, in order', async () => {
+    // The app's Client has linkTimeoutMs 400; each reply takes 800 ms and the gateway pings every 5 s, so after each
+    // burst of lines nothing reaches the Client for longer than that. Dropping that link would give back and take
+    // again every partition of the worker (and its users hear `moved`) for a link that cannot hang half-open.
+    const redis = await RedisProcess.start(false);
+    const holders = [await startHolder(redis.url, 'h1', HOLDER_TTL_MS)];
+    const worker = await WorkerProcess.start(redis.url, 'w1', LEASE_TTL_MS, HOLDER_TTL_MS, 800, { LINK_TIMEOUT_MS: '400' });
+    const users = await connectUsers(holders, 5);
+    for (let burst = 0; burst < 4; burst++) {
+      for (const user of users) {
+        user.sendNext();
+        user.sendNext();
+      }
+      await sleep(1_500);
+    }
+    await waitFor(() => users.every((user) => user.complete), 30_000, () => `every line answered (${JSON.stringify(tallyAll(users))})`);
+    expect(tallyAll(users)).toEqual({ lost: 0, doubled: 0, reordered: 0, lines: users.length * 8 });
+    expect(worker.events.filter((event) => event.event === 'disconnect')).toEqual([]);
+    expect(worker.stderr).not.toMatch(/IMI_LINK_DOWN/);
+    expect(users.filter((user) => user.closed)).toEqual([]);
+  }, 90_000);
+
   it('Redis restarted mid-typing (append-only file): users stay connected, are told once, and every line is answered once, in order', async () => {
     const redis = await RedisProcess.start(true);
     const holders = await Promise.all(['h1', 'h2'].map((id) => startHolder(redis.url, id, HOLDER_TTL_MS)));

@@ -145,11 +145,11 @@ export class WorkerProcess {
     child.stderr!.setEncoding('utf8').on('data', (text: string) => (this.stderr += text));
   }
 
-  /** Starts a worker (its app answers each line after `replyDelayMs`) and waits until its client is up. */
-  static async start(redisUrl: string, id: string, leaseTtlMs: number, holderTtlMs: number, replyDelayMs = 30): Promise<WorkerProcess> {
+  /** Starts a worker (its app answers each line after `replyDelayMs`; `env` adds to its environment) and waits until its client is up. */
+  static async start(redisUrl: string, id: string, leaseTtlMs: number, holderTtlMs: number, replyDelayMs = 30, env: Record<string, string> = {}): Promise<WorkerProcess> {
     const child = spawn(process.execPath, [`${root}test/fixtures/cluster-app.mjs`, redisUrl, id, String(leaseTtlMs)], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, HOLDER_TTL_MS: String(holderTtlMs), REPLY_DELAY_MS: String(replyDelayMs) },
+      env: { ...process.env, HOLDER_TTL_MS: String(holderTtlMs), REPLY_DELAY_MS: String(replyDelayMs), ...env },
     });
     started.push(child);
     const worker = new WorkerProcess(id, child);

@@ -170,7 +170,9 @@ export class Linker {
         const waitMs = KNOWN_SYNC_WAIT_FACTOR * options.legacySyncWaitMs;
         link.syncTimer = setTimeout(() => this.giveUpKnown(link, `no synced, and no message for ${waitMs} ms, after a hello naming ${known.length} users`), waitMs).unref();
       }
-      if (options.linkTimeoutMs > 0) {
+      // Not in process (cluster mode): that link cannot hang half-open, and dropping it while handlers run would
+      // give back and take again every partition of the worker for nothing.
+      if (options.linkTimeoutMs > 0 && this.connector === undefined) {
         link.idleTimer = setTimeout(() => {
           link.downReason = new ImiError('IMI_LINK_DOWN', `nothing received from the intermediary for linkTimeoutMs (${options.linkTimeoutMs} ms)`);
           socket.destroy();

@@ -129,7 +129,10 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** How long `close()` waits for running handlers, in ms. Default {@link DEFAULT_CLOSE_TIMEOUT_MS}. */
   closeTimeoutMs?: number;
-  /** Treat the link as dead after this long without receiving anything, in ms; 0 is off. Default {@link DEFAULT_LINK_TIMEOUT_MS}. */
+  /**
+   * Treat the link as dead after this long without receiving anything, in ms; 0 is off. Not applied in cluster mode
+   * (`redis`), whose link to the worker's gateway is in process. Default {@link DEFAULT_LINK_TIMEOUT_MS}.
+   */
   linkTimeoutMs?: number;
   /**
    * On `IMI_APP_BUSY` (another app is connected and the intermediary's
