@@ -36,6 +36,29 @@ async function typeWhile(users: User[], during: () => Promise<void>): Promise<vo
   }
 }
 
+/** Redis, one holder and one worker whose app answers each line after `replyDelayMs`, and `count` users. */
+async function oneWorker(replyDelayMs: number, count: number, env: Record<string, string> = {}): Promise<{ redis: RedisProcess; worker: WorkerProcess; users: User[] }> {
+  const redis = await RedisProcess.start(false);
+  const holders = [await startHolder(redis.url, 'h1', HOLDER_TTL_MS)];
+  const worker = await WorkerProcess.start(redis.url, 'w1', LEASE_TTL_MS, HOLDER_TTL_MS, replyDelayMs, env);
+  return { redis, worker, users: await connectUsers(holders, count) };
+}
+
+/** Stops the worker until its leases have run out (SIGSTOP for leaseTtlMs + 700 ms), then lets it go on. */
+async function pausePastLease(worker: WorkerProcess): Promise<void> {
+  worker.child.kill('SIGSTOP');
+  await sleep(LEASE_TTL_MS + 700);
+  worker.child.kill('SIGCONT');
+}
+
+/** What a failure needs to be read: each bad user's replies in arrival order, with the worker that answered. */
+function logBadUsers(users: User[]): void {
+  for (const user of users) {
+    const own = user.tally();
+    if (own.lost + own.doubled + own.reordered > 0) console.log(`${user.name} (${user.id}, ${user.holder.id}): ${user.log.join(' ')}`);
+  }
+}
+
 async function startWorkers(url: string, ids: string[]): Promise<WorkerProcess[]> {
   const workers: WorkerProcess[] = [];
   for (const id of ids) workers.push(await WorkerProcess.start(url, id, LEASE_TTL_MS, HOLDER_TTL_MS));
@@ -71,11 +94,7 @@ describe.skipIf(!enabled)('cluster mode on Redis Streams', () => {
     await sleep(LEASE_TTL_MS);
     const tally = tallyAll(users);
     console.log(`cluster failover: ${users.length} users, ${tally.lines} lines, lost ${tally.lost}, doubled ${tally.doubled}, reordered ${tally.reordered}`);
-    // What a failure needs to be read: each bad user's replies in arrival order, with the worker that answered.
-    for (const user of users) {
-      const own = user.tally();
-      if (own.lost + own.doubled + own.reordered > 0) console.log(`${user.name} (${user.id}, ${user.holder.id}): ${user.log.join(' ')}`);
-    }
+    logBadUsers(users);
     expect(tally.lines).toBeGreaterThan(users.length * 10);
     expect(tally).toEqual({ lost: 0, doubled: 0, reordered: 0, lines: tally.lines });
     expect(users.filter((user) => user.closed)).toEqual([]);
@@ -145,24 +164,16 @@ describe.skipIf(!enabled)('cluster mode on Redis Streams', () => {
     // handlers of input it read before the pause still run (each reply takes 1 s). Their replies were
     // made under the lost lease and must be fenced like the acks that go with them, or the input,
     // read again under the new lease, is answered twice.
-    const redis = await RedisProcess.start(false);
-    const holders = [await startHolder(redis.url, 'h1', HOLDER_TTL_MS)];
-    const worker = await WorkerProcess.start(redis.url, 'w1', LEASE_TTL_MS, HOLDER_TTL_MS, 1_000);
-    const users = await connectUsers(holders, 5);
+    const { worker, users } = await oneWorker(1_000, 5);
     await typeWhile(users, async () => {
       await sleep(600);
-      worker.child.kill('SIGSTOP');
-      await sleep(LEASE_TTL_MS + 700);
-      worker.child.kill('SIGCONT');
+      await pausePastLease(worker);
       await sleep(1_000);
     });
     await waitFor(() => users.every((user) => user.complete), 40_000, () => `every line answered (${JSON.stringify(tallyAll(users))})`);
     await sleep(2 * LEASE_TTL_MS);
     const tally = tallyAll(users);
-    for (const user of users) {
-      const own = user.tally();
-      if (own.lost + own.doubled + own.reordered > 0) console.log(`${user.name} (${user.id}): ${user.log.join(' ')}`);
-    }
+    logBadUsers(users);
     expect(tally.lines).toBeGreaterThan(users.length * 10);
     expect(tally).toEqual({ lost: 0, doubled: 0, reordered: 0, lines: tally.lines });
     // The lease was lost and taken back: the users were moved away from the app and announced again.
@@ -174,16 +185,11 @@ describe.skipIf(!enabled)('cluster mode on Redis Streams', () => {
   it('a partition whose old events the app never acks is not taken back, and that is reported once per partition', async () => {
     // Each reply takes 20 s: the worker loses its leases during a pause with those handlers still running, and
     // on waking must not take the partitions back (their replies would pass the fence under the new lease).
-    const redis = await RedisProcess.start(false);
-    const holders = [await startHolder(redis.url, 'h1', HOLDER_TTL_MS)];
-    const worker = await WorkerProcess.start(redis.url, 'w1', LEASE_TTL_MS, HOLDER_TTL_MS, 20_000);
-    const users = await connectUsers(holders, 3);
+    const { redis, worker, users } = await oneWorker(20_000, 3);
     await waitFor(() => worker.events.filter((event) => event.event === 'connect').length === users.length, 10_000, 'the worker to know every user');
     for (const user of users) user.sendNext();
     await sleep(500);
-    worker.child.kill('SIGSTOP');
-    await sleep(LEASE_TTL_MS + 700);
-    worker.child.kill('SIGCONT');
+    await pausePastLease(worker);
     const told = (): string[] => worker.stderr.split('\n').filter((line) => line.includes('does not take partition'));
     await waitFor(() => told().length > 0, 10_000, () => `the report (stderr ${worker.stderr})`);
     await sleep(LEASE_TTL_MS);
@@ -204,10 +210,7 @@ describe.skipIf(!enabled)('cluster mode on Redis Streams', () => {
     // The app's Client has linkTimeoutMs 400; each reply takes 800 ms and the gateway pings every 5 s, so after each
     // burst of lines nothing reaches the Client for longer than that. Dropping that link would give back and take
     // again every partition of the worker (and its users hear `moved`) for a link that cannot hang half-open.
-    const redis = await RedisProcess.start(false);
-    const holders = [await startHolder(redis.url, 'h1', HOLDER_TTL_MS)];
-    const worker = await WorkerProcess.start(redis.url, 'w1', LEASE_TTL_MS, HOLDER_TTL_MS, 800, { LINK_TIMEOUT_MS: '400' });
-    const users = await connectUsers(holders, 5);
+    const { worker, users } = await oneWorker(800, 5, { LINK_TIMEOUT_MS: '400' });
     for (let burst = 0; burst < 4; burst++) {
       for (const user of users) {
         user.sendNext();

@@ -15,7 +15,7 @@ import type { Resync } from './resync.js';
 import { describeError, type ClientState } from './state.js';
 import type { Batch, Link } from './types.js';
 
-/** Bytes of a hello frame besides its `data`: `{"param":"hello","data":` and `,"txn_id":"<uuid>"}` and the newline, with room to spare. */
+/** Bytes of a hello frame besides its `data` (`{"param":"hello","data":`, `}` and the newline: 27), with room for fields the envelope may gain. */
 const HELLO_ENVELOPE_BYTES = 128;
 /** A hello naming users waits this many times `legacySyncWaitMs` for `synced` (10 s by default) before the link is given up. */
 const KNOWN_SYNC_WAIT_FACTOR = 10;

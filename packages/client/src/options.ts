@@ -95,9 +95,9 @@ export interface ClientOptions {
    * `false` never to reconnect (the client closes with `IMI_LINK_DOWN`).
    * After a `shutdown` of reason `handover` (an upgrade: the successor
    * already holds the port) the first attempt goes at once, whatever delay
-   * the policy gives; the policy is still asked, and can still give up. So
-   * after a `hello.known` list was refused or not understood, and that
-   * attempt uses none of the policy's attempts (docs/protocol.md).
+   * the policy gives; the policy is still asked, and can still give up. The
+   * same holds after a `hello.known` list was refused or not understood,
+   * and that attempt uses none of the policy's attempts (docs/protocol.md).
    * Default `exponentialBackoff()`.
    */
   reconnect?: ReconnectPolicy | BackoffOptions | false;

@@ -16,6 +16,12 @@ afterEach(runCleanups);
 const connectFrame = (id: string): string =>
   `{"param":"connect","data":{"id":"${id}","transport":"tcp","remote":{"address":"127.0.0.1","port":5000},"connectedAt":1795600000000,"resumed":false,"state":{}},"txn_id":"c-${id}"}\n`;
 
+/** A first link that announces u1, says `synced` with a maxFrameBytes (so the next hello names u1), and is cut. */
+function firstLink(socket: net.Socket): void {
+  socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
+  setTimeout(() => socket.destroy(), 30);
+}
+
 /**
  * A bare intermediary: `answer(n, hello, socket)` is called with each link's number (from 1) and its parsed hello.
  */
@@ -179,8 +185,7 @@ describe('hello.known', () => {
   it('a hello whose list is refused (an intermediary restarted with a smaller maxFrameBytes) is sent again at once without it, using up no attempt, the full resync keeps everyone, and no later hello names anyone', async () => {
     const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
       if (link === 1) {
-        socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
-        setTimeout(() => socket.destroy(), 30);
+        firstLink(socket);
       } else if (link === 2) {
         socket.write('{"param":"error","data":{"code":"IMI_BAD_FRAME","message":"a frame longer than maxFrameBytes (64) was dropped"},"txn_id":"e"}\n');
       } else if (link === 3) {
@@ -212,8 +217,7 @@ describe('hello.known', () => {
   it('IMI_AUTH in answer to a hello naming users is fatal, as for any hello: not retried', async () => {
     const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
       if (link === 1) {
-        socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
-        setTimeout(() => socket.destroy(), 30);
+        firstLink(socket);
       } else {
         socket.write('{"param":"error","data":{"code":"IMI_AUTH","message":"wrong token"},"txn_id":"e"}\n');
       }
@@ -229,10 +233,7 @@ describe('hello.known', () => {
 
   it('a hello naming users that is never answered (an older intermediary on the port) is given up after 10 × legacySyncWaitMs; the next link, at once, names nobody', async () => {
     const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
-      if (link === 1) {
-        socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
-        setTimeout(() => socket.destroy(), 30);
-      }
+      if (link === 1) firstLink(socket);
       // Later links: an intermediary that says nothing to a hello, like the original Perl one with nobody online.
     });
     const causes: string[] = [];
@@ -257,8 +258,7 @@ describe('hello.known', () => {
   it('a hello naming users answered by a legacy connect (no connectedAt: an original Perl intermediary) is given up at once; the next link names nobody', async () => {
     const { port, hellos } = await bareIntermediary((link, _hello, socket) => {
       if (link === 1) {
-        socket.write(connectFrame('u1') + '{"param":"synced","data":{"count":1,"maxFrameBytes":1048576},"txn_id":"s1"}\n');
-        setTimeout(() => socket.destroy(), 30);
+        firstLink(socket);
       } else {
         // What the Perl intermediary does on every link: everyone online, as they connect, and never synced.
         socket.write(connectFrame('u1').replace(',"connectedAt":1795600000000', ''));

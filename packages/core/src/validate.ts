@@ -18,7 +18,6 @@ function isNonNegativeInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
-
 function isStringArray(value: unknown): value is string[] {
   if (!Array.isArray(value)) return false;
   for (const item of value) if (typeof item !== 'string') return false;
