@@ -91,7 +91,7 @@ export interface IntermediaryStats {
   errors: Record<ImiErrorCode, number>;
   /** Limit hits by option name. */
   limits: Record<string, number>;
-  /** How long the last resync took, in ms (connect of the app to `synced` written). */
+  /** How long the last resync took, in ms: from taking the app on to `synced` queued (what was queued past each 64 KiB is already written by then). */
   lastResyncMs: number | undefined;
   /**
    * How many users the last resync announced with `connect`: every user online, unless the app named those it

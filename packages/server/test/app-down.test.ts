@@ -55,6 +55,41 @@ describe('app crash', () => {
     await alice.waitFor('welcome back');
   });
 
+  it('a resync of several hundred KiB (written 64 KiB at a time as it is built) arrives whole and in order: every connect with its state, synced, then the queued input', async () => {
+    const { imi, ports } = await scope.start();
+    const a1 = await scope.app(ports.clientPort, { name: 'first' });
+    await a1.synced();
+    const USERS = 300;
+    const users = [];
+    for (let i = 0; i < USERS; i++) users.push(await scope.user(ports.externalPort));
+    await a1.waitForParam('connect', USERS);
+    const ids = a1.of('connect').map((c) => c.data['id'] as string);
+    expect(ids).toHaveLength(USERS);
+    // About 1 KiB of state each: the resync is about 400 KiB, several early writes.
+    for (const [i, id] of ids.entries()) a1.send({ param: 'state', data: { id }, updates: { n: i, pad: 'x'.repeat(1000) } });
+    await a1.barrier();
+    a1.destroy();
+    await waitFor(() => !imi.stats().appConnected);
+    for (const [i, user] of users.entries()) user.send(`line ${i}`);
+    await waitFor(() => imi.stats().queuedLines === USERS);
+
+    const a2 = await scope.app(ports.clientPort, { name: 'second', acks: true });
+    const synced = await a2.synced();
+    expect(synced.data['count']).toBe(USERS);
+    await a2.waitForParam('input', USERS);
+    expect(a2.badLines).toEqual([]);
+    const params = a2.traffic.map((f) => f.param);
+    expect(params).toEqual([...Array<string>(USERS).fill('connect'), 'synced', ...Array<string>(USERS).fill('input')]);
+    const stateOf = new Map(a2.of('connect').map((c) => [c.data['id'] as string, c.data['state'] as { n: number; pad: string }]));
+    for (const [i, id] of ids.entries()) expect(stateOf.get(id)).toEqual({ n: i, pad: 'x'.repeat(1000) });
+    const lineOf = new Map(a2.of('input').map((f) => [f.data['id'] as string, f.data['value']]));
+    for (const [i, id] of ids.entries()) expect(lineOf.get(id)).toBe(`line ${i}`);
+    const seqs = a2.traffic.filter((f) => f.seq !== undefined).map((f) => f.seq!);
+    expect(seqs).toHaveLength(2 * USERS);
+    expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+    expect(users.every((u) => !u.closed)).toBe(true);
+  });
+
   it('treats a graceful close of the app like a crash: users stay', async () => {
     const { imi, app, user } = await withAppAndUser(scope);
     app.close();

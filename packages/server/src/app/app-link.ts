@@ -12,6 +12,12 @@ import { ErrorBudget, summaryText } from '../ops/error-budget.js';
 import { inWriteBatch } from '../users/write-batch.js';
 import { frame } from './frames.js';
 
+/**
+ * Queued bytes past which an app link writes at once rather than at the end
+ * of the event-loop turn (64 KiB: what the app's socket reads at a time).
+ */
+const WRITE_EARLY_BYTES = 64 * 1024;
+
 /** A message queued as an object ({@link AppLink.sendMessage}), with what it weighs. */
 interface QueuedMessage {
   readonly message: object;
@@ -77,6 +83,8 @@ export class AppLink implements AppInfo {
   /** `error` frames not sent because of `maxErrorFramesPerSecond` (each was told in a summary). */
   errorFramesSuppressed = 0;
   private pending: Array<string | QueuedMessage> = [];
+  /** About the bytes in {@link pending} (a string's length, a message's weight). */
+  private pendingBytes = 0;
   /**
    * The socket takes messages as objects (a `MemorySocket` of `@imi/core`:
    * the in-process link of a cluster holder): the hot events go without
@@ -161,9 +169,7 @@ export class AppLink implements AppInfo {
 
   /** Bytes waiting to be written (queued this turn plus the socket's buffer). */
   get bufferedBytes(): number {
-    let queued = 0;
-    for (const frame of this.pending) queued += typeof frame === 'string' ? frame.length : frame.weight;
-    return queued + this.socket.writableLength;
+    return this.pendingBytes + this.socket.writableLength;
   }
 
   /**
@@ -173,6 +179,21 @@ export class AppLink implements AppInfo {
   send(frame: string): void {
     if (!this.writable) return;
     this.pending.push(frame);
+    this.pendingBytes += frame.length;
+    this.queued();
+  }
+
+  /**
+   * Schedules the turn's write, or writes now once {@link WRITE_EARLY_BYTES}
+   * are queued: a resync of 10,000 users queues megabytes in one turn, and the
+   * app (another process, on another core) can parse the first frames while
+   * the rest are built, instead of waiting for the whole resync.
+   */
+  private queued(): void {
+    if (this.pendingBytes >= WRITE_EARLY_BYTES) {
+      this.flush();
+      return;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flush);
@@ -189,10 +210,8 @@ export class AppLink implements AppInfo {
   sendMessage(message: object, weight: number): void {
     if (!this.writable) return;
     this.pending.push({ message, weight });
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flush);
-    }
+    this.pendingBytes += weight;
+    this.queued();
   }
 
   /**
@@ -214,6 +233,7 @@ export class AppLink implements AppInfo {
   /** Writes what is queued now. */
   readonly flush = (): void => {
     this.flushScheduled = false;
+    this.pendingBytes = 0;
     if (this.pending.length === 0 || !this.writable) {
       this.pending = [];
       return;
@@ -256,6 +276,7 @@ export class AppLink implements AppInfo {
   /** Closes the connection at once, dropping anything unwritten. */
   destroy(): void {
     this.pending = [];
+    this.pendingBytes = 0;
     this.socket.destroy();
   }
 
