@@ -349,6 +349,8 @@ async function upgradeScenario({ users, busy, reps, typeMs, probeMs }) {
       ok: response.ok,
       sessions: answer.sessions,
       closedByUpgrade: answer.closed,
+      precopied: answer.precopied,
+      unchanged: answer.unchanged,
       adminMs: answer.durationMs,
       phases: answer.phases,
       answerMs: answeredAt - t0,
@@ -464,8 +466,8 @@ function render(results) {
   }
   const upgrades = results.scenarios.filter((s) => s.kind === 'upgrade' && s.runs.some((run) => run.phases));
   if (upgrades.length > 0) {
-    const keys = ['spawnMs', 'bootMs', 'settleMs', 'planMs', 'sendMs', 'readyMs', 'restoreMs', 'commitMs', 'servingMs', 'frozenMs', 'appWaitMs', 'resumeMs'];
-    lines.push('', '## Where the time goes', '', 'The `phases` of the `POST /upgrade` answer, medians (min–max) in ms. Users are served until the freeze (spawn and boot happen before it); *frozen* is from the freeze to the successor serving. *restore* is the successor\'s own time restoring sessions, inside send + ready. *appWait* (the successor, once serving, until the app is back and resynced) and *resume* (then until every user is read from again) come from the successor\'s log (`--server-log-level info`); users wait for them too.', '');
+    const keys = ['spawnMs', 'bootMs', 'precopyMs', 'settleMs', 'planMs', 'sendMs', 'readyMs', 'restoreMs', 'commitMs', 'servingMs', 'frozenMs', 'appWaitMs', 'resumeMs'];
+    lines.push('', '## Where the time goes', '', 'The `phases` of the `POST /upgrade` answer, medians (min–max) in ms. Users are served until the freeze (spawn, boot and the pre-copy of every session happen before it); *frozen* is from the freeze to the successor serving. *restore* is the successor\'s own time restoring sessions, inside send + ready. *appWait* (the successor, once serving, until the app is back and resynced) and *resume* (then until every user is read from again) come from the successor\'s log (`--server-log-level info`); users wait for them too.', '');
     lines.push(`| case | ${keys.map((k) => k.replace(/Ms$/, '')).join(' | ')} |`, `|---|${keys.map(() => '---').join('|')}|`);
     for (const r of upgrades) {
       const flat = r.runs.map((run) => Object.fromEntries(keys.map((k) => [k, run.phases?.[k] ?? run.successor?.[k]])));

@@ -86,9 +86,12 @@ describe('imi-server upgrade', () => {
       if (n % 2 === 1) {
         const result = await server.upgradeCommand();
         expect(result.code, result.stderr).toBe(0);
-        const answer = JSON.parse(result.stdout) as { pid: number; sessions: number; closed: number; durationMs: number };
+        const answer = JSON.parse(result.stdout) as { pid: number; sessions: number; closed: number; precopied: number; unchanged: number; durationMs: number };
         expect(answer.sessions).toBe(users.length);
         expect(answer.closed).toBe(0);
+        // Sessions were sent while still served (those with output in flight then are not); typists changed since.
+        expect(answer.precopied).toBeGreaterThan(0);
+        expect(answer.unchanged).toBeLessThanOrEqual(answer.precopied);
         times.push(`#${n} imi-server upgrade: ${answer.durationMs.toFixed(0)} ms`);
       } else {
         process.kill(before, 'SIGUSR2');

@@ -1,6 +1,6 @@
 /**
- * The successor's side of a handover: reads the old process's messages,
- * restores every session on its inherited socket without reading from it or
+ * The successor's side of a handover: reads the old process's messages
+ * (checking pre-copied sessions as they come, before the freeze), restores every session on its inherited socket without reading from it or
  * writing to it, says `ready`, and only at `commit` starts: listens on the
  * inherited listeners, starts MCCP2 streams again, reads. A successor that
  * cannot read what it is sent (an unknown version, a broken message, a bad
@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { ImiError } from '@imi/core';
 import type { ListeningPorts } from '../api.js';
 import type { Intermediary } from '../intermediary.js';
-import { OLDEST_SESSION_SNAPSHOT_VERSION, SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SnapshotDelayedLine, type SnapshotTelnet } from '../session/snapshot.js';
+import { OLDEST_SESSION_SNAPSHOT_VERSION, SESSION_SNAPSHOT_VERSION, validateSessionSnapshot, type SessionSnapshot, type SnapshotDelayedLine, type SnapshotTelnet } from '../session/snapshot.js';
 import type { Connection } from '../users/connection.js';
 import { preloadMetrics } from '../ops/metrics.js';
 import { preloadTransports } from '../users/create-transport.js';
@@ -167,8 +167,10 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
     };
 
     let restoreMs = 0;
-    const restore = (item: HandedSession): void => {
-      const snapshot = validateSessionSnapshot(item.snapshot);
+    /** Sessions sent before the freeze, checked, by id: restored when `sessions` names them (`{ same: id }`). */
+    const precopied = new Map<string, HandedSession & { snapshot: SessionSnapshot }>();
+    const restore = (item: HandedSession, checked = false): void => {
+      const snapshot = checked ? (item.snapshot as SessionSnapshot) : validateSessionSnapshot(item.snapshot);
       // Nothing may be written before commit: MCCP2 starts and held lines pass then.
       const mccp2 = snapshot.telnet?.info.mccp2 === true ? structuredClone(snapshot.telnet) : undefined;
       if (mccp2 !== undefined) snapshot.telnet!.info.mccp2 = false;
@@ -268,17 +270,35 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
             begin = message;
             applyGlobal(message.global);
             break;
+          case 'precopy':
+            if (begin !== undefined) throw new ImiError('IMI_UPGRADE_FAILED', 'precopy after begin');
+            // Checked now, while the old process serves; a bad one is refused before any freeze.
+            for (const item of message.items) {
+              const snapshot = validateSessionSnapshot(item.snapshot);
+              precopied.set(snapshot.id, { ...item, snapshot });
+            }
+            break;
           case 'sessions':
             if (begin === undefined) throw new ImiError('IMI_UPGRADE_FAILED', 'sessions before begin');
             {
               const restoring = performance.now();
-              for (const item of message.items) restore(item);
+              for (const item of message.items) {
+                if (!('same' in item)) {
+                  restore(item);
+                  continue;
+                }
+                const copy = precopied.get(item.same);
+                if (copy === undefined) throw new ImiError('IMI_UPGRADE_FAILED', `no pre-copy of session ${item.same.slice(0, 64)}`);
+                precopied.delete(item.same);
+                restore(copy, true);
+              }
               restoreMs += performance.now() - restoring;
             }
             break;
           case 'end':
             if (begin === undefined || waiting.length !== (message.sessions ?? begin.sessions)) throw new ImiError('IMI_UPGRADE_FAILED', `expected ${message.sessions ?? begin?.sessions ?? '?'} sessions, got ${waiting.length}`);
             closeUnused(message.close ?? [], made);
+            precopied.clear();
             // A failed load is refused by the handler below; `ready` is never said then.
             loaded.then(() => reply({ imi: 'handover', kind: 'ready', sessions: waiting.length, restoreMs }), () => undefined);
             break;
@@ -301,7 +321,7 @@ export function takeOver(imi: Intermediary, logger: Logger, pidFile: string | un
     });
     // Loaded (see `loaded` above) and the handler in place: the old process may freeze.
     loaded.then(() => {
-      if (startedEarly) void reply({ imi: 'handover', kind: 'booted' });
+      if (startedEarly) void reply({ imi: 'handover', kind: 'booted', precopy: true });
     }, refuse);
     // The old process is gone: the channel must not keep this one from exiting on SIGTERM.
     process.on('disconnect', () => {

@@ -15,7 +15,7 @@ import type { UserChannel } from '../users/transport.js';
 import type { Intermediary } from '../intermediary.js';
 import type { HandoverParts } from './types.js';
 import { fdOf, resumeReading, stopReading } from './fds.js';
-import type { DepartedUser, GlobalState, HandedSession, UserSockets } from './protocol.js';
+import type { DepartedUser, GlobalState, HandedSession, SameSession, UserSockets } from './protocol.js';
 import { endCompression, readTelnetExtra, restartCompression, telnetFlushing } from './telnet-extra.js';
 import { asWs, atMessageBoundary, freezeWs, wsPassable, wsSocket } from './ws-handover.js';
 
@@ -71,6 +71,15 @@ export interface CommitResult {
   held: Array<{ channel: UserChannel; listener: number }>;
 }
 
+/** How {@link Freeze} hands one session over (`describe`). */
+interface Described {
+  session: HandedSession;
+  /** The plain socket of a TCP or telnet session (this process lets go of it at commit). */
+  socket?: Socket;
+  /** A WebSocket session that resumes on the successor: its connection here is closed at commit. */
+  closeWs: boolean;
+}
+
 /** One frozen intermediary. */
 export class Freeze {
   private readonly parts: HandoverParts;
@@ -83,6 +92,10 @@ export class Freeze {
   /** What undoes the freeze of each WebSocket channel. */
   private readonly wsThaws = new Map<Connection, () => void>();
   private readonly appSockets: Socket[] = [];
+  /** Each pre-copied session's item as it was sent (its JSON), to tell at the freeze whether it changed. */
+  private readonly precopied = new Map<Connection, string>();
+  /** Sessions {@link planInChunks} found unchanged since their pre-copy (sent as `{ same: id }`). */
+  unchanged = 0;
 
   private started = false;
 
@@ -207,11 +220,12 @@ export class Freeze {
 
   /**
    * {@link plan}, `size` sessions at a time: yields each chunk as it is
-   * written down, so the successor restores one while the next is taken.
+   * written down, so the successor restores one while the next is taken. A
+   * session whose {@link precopyChunks pre-copy} is exactly what it would be
+   * sent as now is yielded as `{ same: id }`.
    */
-  *planInChunks(spawn: SpawnPlan, size: number): Generator<HandedSession[], HandoverPlan> {
+  *planInChunks(spawn: SpawnPlan, size: number): Generator<Array<HandedSession | SameSession>, HandoverPlan> {
     const { users, apps } = this.parts;
-    let yielded = 0;
     const used = new Set<number>();
     /** The stdio index of the successor's copy of this socket; undefined for one it was not started with. */
     const indexOf = (connection: Connection, socket: Socket): number | undefined => {
@@ -223,52 +237,99 @@ export class Freeze {
     const lastApp = apps.handoverState().lastAppConnectionId;
     const sessions: HandedSession[] = [];
     const staying: Connection[] = [];
+    let chunk: Array<HandedSession | SameSession> = [];
     for (const connection of users.openConnections) {
-      const channel = connection.userChannel;
-      const ws = asWs(channel);
-      if (ws !== undefined && connection.accepted && !connection.closing && users.connections.has(connection.id) && (wsPassable(ws) || ws.tokenHash !== undefined)) {
-        // A plain one between messages goes with its socket; any other that can resume goes without.
-        const wsSocketFd = wsPassable(ws) ? indexOf(connection, wsSocket(ws)!) : undefined;
-        if (wsSocketFd === undefined && ws.tokenHash === undefined) {
-          staying.push(connection);
-          continue;
-        }
-        const session: HandedSession = { snapshot: this.imi.snapshotSession(connection.id)!, announced: connection.announcedTo !== 0 && connection.announcedTo === lastApp };
-        if (wsSocketFd !== undefined) session.fd = wsSocketFd;
-        sessions.push(session);
-        this.handedWs.set(connection, wsSocketFd === undefined);
-        if (sessions.length - yielded >= size) {
-          yield sessions.slice(yielded);
-          yielded = sessions.length;
-        }
-        continue;
-      }
-      const socket = rawSocket(channel);
-      const flushed = channel instanceof TelnetChannel ? !telnetFlushing(channel) : channel.writableLength === 0;
-      if (socket === undefined || !connection.accepted || connection.closing || !flushed || !users.connections.has(connection.id)) {
+      const described = this.describe(connection, lastApp, indexOf);
+      if (described === undefined) {
         staying.push(connection);
         continue;
       }
-      const fd = indexOf(connection, socket);
-      if (fd === undefined) {
-        staying.push(connection);
-        continue;
-      }
-      const session: HandedSession = { fd, snapshot: this.imi.snapshotSession(connection.id)!, announced: connection.announcedTo !== 0 && connection.announcedTo === lastApp };
-      if (channel instanceof TelnetChannel) session.telnet = readTelnetExtra(channel);
-      if (session.announced && connection.telnetSent !== undefined) session.telnetSent = connection.telnetSent;
+      const { session } = described;
+      if (described.socket !== undefined) this.handed.set(connection, described.socket);
+      else this.handedWs.set(connection, described.closeWs);
       sessions.push(session);
-      this.handed.set(connection, socket);
-      if (sessions.length - yielded >= size) {
-        yield sessions.slice(yielded);
-        yielded = sessions.length;
+      const copy = this.precopied.get(connection);
+      if (copy !== undefined && copy === JSON.stringify(session)) {
+        chunk.push({ same: connection.id });
+        this.unchanged++;
+      } else chunk.push(session);
+      if (chunk.length >= size) {
+        yield chunk;
+        chunk = [];
       }
     }
-    if (sessions.length > yielded) yield sessions.slice(yielded);
+    if (chunk.length > 0) yield chunk;
     const global = this.global();
     const close: number[] = [];
     for (const { index } of spawn.users.values()) if (!used.has(index)) close.push(index);
     return { global, sessions, staying, close };
+  }
+
+  /**
+   * The pre-copy: every session that could be handed over now, written down
+   * while this process still serves, `size` at a time (each chunk goes in a
+   * `precopy` message). Takes nothing from any socket and changes nothing;
+   * what changes before the freeze is sent again by {@link planInChunks}.
+   *
+   * @returns how many sessions were pre-copied
+   */
+  *precopyChunks(spawn: SpawnPlan, size: number): Generator<HandedSession[], number> {
+    const { users, apps } = this.parts;
+    /** The successor's copy of this socket, as {@link planInChunks} will find it (nothing is marked used here). */
+    const indexOf = (connection: Connection, socket: Socket): number | undefined => {
+      const at = spawn.users.get(connection);
+      return at === undefined || at.socket !== socket || socket.destroyed ? undefined : at.index;
+    };
+    let count = 0;
+    let chunk: HandedSession[] = [];
+    // A copy: users come and go while this process serves between chunks.
+    for (const connection of [...users.openConnections]) {
+      if (!users.openConnections.has(connection)) continue;
+      const described = this.describe(connection, apps.handoverState().lastAppConnectionId, indexOf);
+      if (described === undefined) continue;
+      this.precopied.set(connection, JSON.stringify(described.session));
+      chunk.push(described.session);
+      count++;
+      if (chunk.length >= size) {
+        yield chunk;
+        chunk = [];
+      }
+    }
+    if (chunk.length > 0) yield chunk;
+    return count;
+  }
+
+  /**
+   * How one session goes to the successor, or undefined when it stays with
+   * this process (TLS, a WebSocket that can neither go with its socket nor
+   * resume, still being let in, closing, output not drained).
+   *
+   * @param at - the successor's stdio index of the session's socket (undefined: it has none)
+   */
+  private describe(connection: Connection, lastApp: number, at: (connection: Connection, socket: Socket) => number | undefined): Described | undefined {
+    const { users } = this.parts;
+    const channel = connection.userChannel;
+    const announced = connection.announcedTo !== 0 && connection.announcedTo === lastApp;
+    const live = connection.accepted && !connection.closing && users.connections.has(connection.id);
+    const ws = asWs(channel);
+    if (ws !== undefined) {
+      if (!live || !(wsPassable(ws) || ws.tokenHash !== undefined)) return undefined;
+      // A plain one between messages goes with its socket; any other that can resume goes without.
+      const wsSocketFd = wsPassable(ws) ? at(connection, wsSocket(ws)!) : undefined;
+      if (wsSocketFd === undefined && ws.tokenHash === undefined) return undefined;
+      const session: HandedSession = { snapshot: this.imi.snapshotSession(connection.id)!, announced };
+      if (wsSocketFd !== undefined) session.fd = wsSocketFd;
+      return { session, closeWs: wsSocketFd === undefined };
+    }
+    const socket = rawSocket(channel);
+    const flushed = channel instanceof TelnetChannel ? !telnetFlushing(channel) : channel.writableLength === 0;
+    if (socket === undefined || !live || !flushed) return undefined;
+    const fd = at(connection, socket);
+    if (fd === undefined) return undefined;
+    const session: HandedSession = { fd, snapshot: this.imi.snapshotSession(connection.id)!, announced };
+    if (channel instanceof TelnetChannel) session.telnet = readTelnetExtra(channel);
+    if (announced && connection.telnetSent !== undefined) session.telnetSent = connection.telnetSent;
+    return { session, socket, closeWs: false };
   }
 
   /** The upgrade did not happen: serve on as before (nothing was taken from any socket). */
@@ -277,6 +338,8 @@ export class Freeze {
     this.imi.handoverGate = undefined;
     this.handed.clear();
     this.handedWs.clear();
+    this.precopied.clear();
+    this.unchanged = 0;
     for (const connection of this.frozen) {
       const socket = rawSocket(connection.userChannel);
       const wsThaw = this.wsThaws.get(connection);

@@ -5,8 +5,11 @@
  * who arrive during the handover, one at a time with `subprocess.send`.
  *
  * ```text
+ * new → old  booted    (precopy: it takes pre-copies)
+ * old → new  precopy   a chunk of sessions taken while the old process still serves
  * old → new  begin     version, fd layout, global state, session count
- * old → new  sessions  a chunk of sessions: fd, snapshot, what was read but not used
+ * old → new  sessions  a chunk of sessions: fd, snapshot, what was read but not used;
+ *                      or `{ same: id }` for one whose pre-copy is still exact
  * old → new  end
  * new → old  ready     (or refused: code, message; then it exits)
  * old → new  commit    final seq, users closed by the old one
@@ -16,6 +19,16 @@
  *
  * Until `commit` the successor takes nothing from any socket and writes
  * nothing to it, so the old process can kill it and go on serving.
+ *
+ * **Pre-copy** (as a virtual machine's live migration copies memory before it
+ * stops the machine): once the successor says `booted` with `precopy: true`,
+ * the old process sends every session it could hand over as it is then,
+ * while it still serves, and the successor checks and keeps them. Frozen, the
+ * old process writes each session down again and sends only `{ same: id }`
+ * where the result is the very same JSON (an idle user's), the whole session
+ * otherwise. What users wait for in the freeze is then the successor's restore,
+ * not the transfer and check of every snapshot. A successor that does not say
+ * `precopy: true` gets no pre-copy.
  *
  * **Versioning.** `begin.v` is {@link HANDOVER_VERSION}, `begin.snapshotVersion`
  * the session snapshot's; a successor refuses versions it does not know
@@ -118,10 +131,17 @@ export interface HandedSession {
   telnetSent?: string;
 }
 
+/** A session in `sessions` whose pre-copy (sent in `precopy`) is exactly what it would be sent as now. */
+export interface SameSession {
+  /** The session id of the pre-copy to restore. */
+  same: string;
+}
+
 /** Messages from the old process. */
 export type ParentMessage =
+  | { imi: 'handover'; kind: 'precopy'; items: HandedSession[] }
   | { imi: 'handover'; kind: 'begin'; v: number; snapshotVersion: number; from: number; layout: { users: number[]; app: number; admin?: number }; global: GlobalState; sessions: number }
-  | { imi: 'handover'; kind: 'sessions'; items: HandedSession[] }
+  | { imi: 'handover'; kind: 'sessions'; items: Array<HandedSession | SameSession> }
   /**
    * `close`: stdio indices of users who left between the successor's start and the freeze; the successor closes its copies.
    * `sessions`: how many were sent (then `begin.sessions` is only the most there could be).
@@ -132,8 +152,11 @@ export type ParentMessage =
 
 /** Messages from the successor. */
 export type ChildMessage =
-  /** The successor has loaded its code and takes messages (only when started with {@link SUCCESSOR_EARLY_ENV}). */
-  | { imi: 'handover'; kind: 'booted' }
+  /**
+   * The successor has loaded its code and takes messages (only when started with {@link SUCCESSOR_EARLY_ENV}).
+   * `precopy`: it takes `precopy` messages (absent: the old process sends none).
+   */
+  | { imi: 'handover'; kind: 'booted'; precopy?: boolean }
   /** `restoreMs`: the successor's time spent restoring sessions (for the upgrade's phase timings). */
   | { imi: 'handover'; kind: 'ready'; sessions: number; restoreMs?: number }
   | { imi: 'handover'; kind: 'refused'; code: string; message: string }
@@ -172,10 +195,15 @@ export function readParentMessage(value: unknown): ParentMessage | undefined {
       if (!isInt(value['sessions']) || !isInt(value['snapshotVersion'])) throw broken('begin.sessions');
       return value as ParentMessage;
     }
+    case 'precopy':
     case 'sessions': {
       const items = value['items'];
-      if (!Array.isArray(items)) throw broken('sessions.items');
+      if (!Array.isArray(items)) throw broken(`${value['kind']}.items`);
       for (const item of items) {
+        if (value['kind'] === 'sessions' && isObject(item) && item['same'] !== undefined) {
+          if (typeof item['same'] !== 'string' || item['same'] === '') throw broken('a session item same');
+          continue;
+        }
         if (!isObject(item) || (item['fd'] !== undefined && !isInt(item['fd'], 3)) || typeof item['announced'] !== 'boolean') throw broken('a session item');
         const telnet = item['telnet'];
         if (telnet !== undefined && (!isObject(telnet) || !isObject(telnet['parser']) || typeof telnet['held'] !== 'string' || !Array.isArray(telnet['heldGmcp']))) throw broken('a session item telnet');
@@ -209,7 +237,7 @@ export function readParentMessage(value: unknown): ParentMessage | undefined {
 export function readChildMessage(value: unknown): ChildMessage | undefined {
   if (!isObject(value) || value['imi'] !== 'handover') return undefined;
   const kind = value['kind'];
-  if (kind === 'booted') return value as ChildMessage;
+  if (kind === 'booted' && (value['precopy'] === undefined || typeof value['precopy'] === 'boolean')) return value as ChildMessage;
   if (kind === 'ready' && isInt(value['sessions']) && (value['restoreMs'] === undefined || (typeof value['restoreMs'] === 'number' && value['restoreMs'] >= 0))) return value as ChildMessage;
   if (kind === 'refused' && typeof value['code'] === 'string' && typeof value['message'] === 'string') return value as ChildMessage;
   if (kind === 'serving' && isInt(value['pid']) && (value['at'] === undefined || (typeof value['at'] === 'number' && Number.isFinite(value['at'])))) return value as ChildMessage;

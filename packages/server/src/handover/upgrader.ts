@@ -8,20 +8,23 @@
  *    while this process goes on serving (users who arrive now wait); it
  *    says `booted` once its code is loaded (Node's start and module loading
  *    take the better part of a second, during which nobody is frozen);
- * 2. freeze: apps are turned away, reading stops on every socket (in the
+ * 2. pre-copy: every session is sent as it is now, while this process
+ *    still serves (when the successor takes it);
+ * 3. freeze: apps are turned away, reading stops on every socket (in the
  *    kernel), output is flushed, MCCP2 streams are ended;
- * 3. send the global state and every session's snapshot over IPC, in chunks;
- * 4. the successor restores them (taking nothing from the sockets), closes
+ * 4. send the global state and every session's snapshot over IPC, in chunks
+ *    (only the id of one whose pre-copy is still exact);
+ * 5. the successor restores them (taking nothing from the sockets), closes
  *    its copies of users who left since its start, and says
  *    `ready`; if it exits, refuses, breaks the protocol or is not ready
  *    within `timeoutMs`, it is killed and the old process thaws: nothing
  *    was lost;
- * 5. commit: the old process stops accepting, lets go of the handed-over
+ * 6. commit: the old process stops accepting, lets go of the handed-over
  *    descriptors (no FIN: the successor holds them), closes the users it
  *    cannot hand over, ends the app link (the app reconnects and is resynced
  *    by the successor, which redelivers what was not acked), passes users
  *    who arrived meanwhile with `subprocess.send`, and sends `commit`;
- * 6. the successor starts reading and serving, rewrites the pid file and
+ * 7. the successor starts reading and serving, rewrites the pid file and
  *    says `serving`; the old process exits.
  *
  * @module
@@ -67,6 +70,10 @@ export interface UpgradeResult {
   sessions: number;
   /** Users closed because their transport cannot be handed over (TLS; `ws+tls` without `imi.v1`). */
   closed: number;
+  /** Sessions sent before the freeze, while users were still served (0 when the successor takes no pre-copy). */
+  precopied: number;
+  /** Handed-over sessions that had not changed since their pre-copy: in the freeze only their id was sent. */
+  unchanged: number;
   /** From the start of the upgrade (the signal) to the successor serving, in ms (the answer comes a little later: this process first lets go of its copies of the sockets). */
   durationMs: number;
   /** Where the time went. */
@@ -83,6 +90,8 @@ export interface UpgradePhases {
   spawnMs: number;
   /** Until the successor has loaded its code and says `booted` (users are still served). */
   bootMs: number;
+  /** Sending every session as it is before the freeze (users are still served; 0 when the successor takes no pre-copy). */
+  precopyMs: number;
   /** Freezing and waiting for users being let in and for output to drain. */
   settleMs: number;
   /** Taking every session's snapshot (inside sendMs: each chunk is sent as soon as it is taken). */
@@ -126,7 +135,7 @@ export class Upgrader {
   async upgrade(): Promise<UpgradeResult> {
     if (this.state !== 'idle') throw this.fail(this.state === 'done' ? 'this process has handed over and is exiting' : 'an upgrade is under way');
     const started = performance.now();
-    const phases: UpgradePhases = { spawnMs: 0, bootMs: 0, settleMs: 0, planMs: 0, sendMs: 0, readyMs: 0, commitMs: 0, servingMs: 0, frozenMs: 0 };
+    const phases: UpgradePhases = { spawnMs: 0, bootMs: 0, precopyMs: 0, settleMs: 0, planMs: 0, sendMs: 0, readyMs: 0, commitMs: 0, servingMs: 0, frozenMs: 0 };
     let mark = started;
     const lap = (phase: Exclude<keyof UpgradePhases, 'frozenMs' | 'restoreMs'>): void => {
       const now = performance.now();
@@ -142,6 +151,7 @@ export class Upgrader {
     let messages: Messages | undefined;
     let plan: ReturnType<Freeze['plan']>;
     let frozenAt = started;
+    let precopied = 0;
     try {
       // The successor starts (Node, module loading) while this process still serves: it gets every socket open now.
       const spawnPlan = freeze.spawnPlan(4);
@@ -151,8 +161,24 @@ export class Upgrader {
       const deadline = setTimeout(() => replies.fail(`the successor was not ready within ${timeoutMs} ms (upgradeTimeoutMs)`), timeoutMs);
       try {
         lap('spawnMs');
-        await replies.next('booted');
+        const booted = await replies.next('booted');
         lap('bootMs');
+        // While this process still serves: what does not change by the freeze (idle users) need not cross in it.
+        if (booted.kind === 'booted' && booted.precopy === true) {
+          const copying = freeze.precopyChunks(spawnPlan, SESSIONS_PER_MESSAGE);
+          for (;;) {
+            const step = copying.next();
+            if (step.done === true) {
+              precopied = step.value;
+              break;
+            }
+            await send(child, { imi: 'handover', kind: 'precopy', items: step.value });
+            replies.check();
+          }
+        }
+        lap('precopyMs');
+        // A successor that refused a pre-copy is not waited for, nor is anyone frozen for it.
+        replies.check();
         this.state = 'handing-over';
         frozenAt = performance.now();
         freeze.start();
@@ -234,7 +260,7 @@ export class Upgrader {
     this.state = 'done';
     const durationMs = servedAt - started;
     phases.frozenMs = servedAt - frozenAt;
-    const result: UpgradeResult = { pid: running.pid!, sessions: plan.sessions.length, closed: plan.staying.length, durationMs, phases };
+    const result: UpgradeResult = { pid: running.pid!, sessions: plan.sessions.length, closed: plan.staying.length, precopied, unchanged: freeze.unchanged, durationMs, phases };
     logger.info(result, 'upgrade: the successor serves; exiting');
     return result;
   }
@@ -265,6 +291,8 @@ interface Messages {
   next(kind: ChildMessage['kind']): Promise<ChildMessage>;
   /** Fails the wait (a timeout). */
   fail(reason: string): void;
+  /** Throws why the successor failed (exited, refused, broke the protocol), if it did. */
+  check(): void;
 }
 
 /** Listens to the successor: exits, errors, refusals and broken messages fail every wait from then on. */
@@ -303,5 +331,8 @@ function listen(child: ChildProcess): Messages {
         else waiting = { kind, resolve, reject };
       }),
     fail: (reason) => fail(new Error(reason)),
+    check: () => {
+      if (failure !== undefined) throw failure;
+    },
   };
 }
