@@ -1,6 +1,7 @@
 /**
  * The successor's side of a handover: reads the old process's messages
- * (checking pre-copied sessions as they come, before the freeze), restores every session on its inherited socket without reading from it or
+ * (checking pre-copied sessions as they come, before the freeze), restores
+ * every session on its inherited socket without reading from it or
  * writing to it, says `ready`, and only at `commit` starts: listens on the
  * inherited listeners, starts MCCP2 streams again, reads. A successor that
  * cannot read what it is sent (an unknown version, a broken message, a bad

@@ -94,7 +94,7 @@ export interface UpgradePhases {
   precopyMs: number;
   /** Freezing and waiting for users being let in and for output to drain. */
   settleMs: number;
-  /** Taking every session's snapshot (inside sendMs: each chunk is sent as soon as it is taken). */
+  /** Taking every session's snapshot and telling whether its pre-copy still holds (inside sendMs: each chunk is sent as soon as it is taken). */
   planMs: number;
   /** Taking the snapshots and writing them to the IPC channel. */
   sendMs: number;
@@ -174,6 +174,9 @@ export class Upgrader {
             }
             await send(child, { imi: 'handover', kind: 'precopy', items: step.value });
             replies.check();
+            // Users are served between chunks: a write to a successor that keeps up completes at once and its
+            // callback comes before any I/O is polled, so without this the whole pre-copy would block the loop.
+            await new Promise((resolve) => setImmediate(resolve));
           }
         }
         lap('precopyMs');
