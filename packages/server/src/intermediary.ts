@@ -69,6 +69,8 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private admin: AdminServer | undefined;
+  /** The admin listener made by {@link prepareAdmin}, until {@link listen} takes it. */
+  private preparedAdmin: AdminServer | undefined;
   /** Resume tokens of WebSocket sessions, shared by every WebSocket listener. */
   private readonly wsResume: WsResumeSettings;
   /**
@@ -171,6 +173,25 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
   }
 
   /**
+   * Makes the admin listener's server and metrics now (when `adminPort` is
+   * set), for {@link listen} to use: an upgrade's successor does it while the
+   * old process still serves, because making prom-client's metrics takes tens
+   * of ms that every user would otherwise wait for in the freeze.
+   *
+   * @internal
+   */
+  prepareAdmin(): void {
+    if (this.admin === undefined) this.preparedAdmin ??= this.makeAdmin();
+  }
+
+  private makeAdmin(): AdminServer | undefined {
+    const { adminPort, adminHost } = this.options;
+    if (adminPort === undefined) return undefined;
+    const upgrade = (): Promise<object> | undefined => this.upgradeHandler?.();
+    return new AdminServer(this, { port: adminPort, host: adminHost, token: this.options.adminToken ?? this.options.token, upgrade });
+  }
+
+  /**
    * Binds every port: the users' (`externalPort` and every listener of
    * `listeners`), the app's, and the admin one when asked. Resolves with the
    * real ports once all listen.
@@ -193,8 +214,8 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     appServer.on('error', (error) => this.logger.error({ err: error }, 'app listener error'));
     const { adminPort, adminHost } = this.options;
     const adminToken = this.options.adminToken ?? this.options.token;
-    const upgrade = (): Promise<object> | undefined => this.upgradeHandler?.();
-    const admin = adminPort === undefined ? undefined : new AdminServer(this, { port: adminPort, host: adminHost, token: adminToken, upgrade });
+    const admin = this.preparedAdmin ?? this.makeAdmin();
+    this.preparedAdmin = undefined;
     const transports: Transport[] = [];
     const listeners: TransportAddress[] = [];
     try {

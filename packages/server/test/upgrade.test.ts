@@ -125,6 +125,11 @@ describe('imi-server upgrade', () => {
     console.log(`upgrade times (${users.length} users typing every ${TYPE_INTERVAL_MS} ms): ${times.join('; ')}`);
 
     await settleAndCheck(users);
+    // The last successor made its metrics while it booted: they saw its users and the app's resync after the commit.
+    const metrics = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    const byTransport = [...metrics.matchAll(/^imi_sessions\{transport="(\w+)"\} (\d+)$/gm)].map((match) => [match[1], Number(match[2])]);
+    expect(Object.fromEntries(byTransport)).toMatchObject({ tcp: TCP_USERS, telnet: TELNET_USERS });
+    expect(Number(/^imi_resync_duration_seconds_count (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     for (const [i, user] of telnets.entries()) {
       expect(user.commands, `${user.name} was asked to negotiate again`).toEqual(negotiated[i]);
       // Each upgrade ended the compressed stream cleanly and started a new one, which inflates.
