@@ -18,6 +18,16 @@ const SMALL_TAIL_BYTES = 4096;
 const UNTERMINATED = 'unterminated frame (a new frame starts on the next line)';
 
 /**
+ * Whether `buf` from `from` on holds no closing brace or bracket: no JSON
+ * object or array ends in it, so the scanner would deliver nothing from
+ * those bytes (nor report anything before the frame's end, short of its
+ * size limit).
+ */
+function noCloser(buf: Buffer, from: number): boolean {
+  return buf.indexOf(CLOSE_BRACE, from) === -1 && buf.indexOf(CLOSE_BRACKET, from) === -1;
+}
+
+/**
  * A streaming decoder for the imi framing: NDJSON, JSON values back to back
  * with no separator (`{..}{..}`, as the Perl client writes), any whitespace
  * between values (and ESC, which the 0.05 Perl client writes after every
@@ -25,10 +35,14 @@ const UNTERMINATED = 'unterminated frame (a new frame starts on the next line)';
  *
  * Chunks may split a frame anywhere, inside a multi-byte UTF-8 character
  * too: bytes are only decoded as text once a whole frame is there. A frame
- * that is a whole line of its chunk is parsed as that line; other bytes are
- * scanned once (a small state machine tracks nesting and strings). Either
- * way the work per chunk is proportional to the chunk, never to what is
- * buffered.
+ * that is a whole line of its chunk is parsed as that line, and one that
+ * runs past its chunk before any object or array could end in it is held
+ * until its newline and parsed as a line then (an app's `hello` naming ten
+ * thousand users spans several chunks); other bytes are scanned once (a
+ * small state machine tracks nesting and strings), as are a held line's
+ * when it is not one value. Each byte is looked at a bounded number of
+ * times: the work for a frame is proportional to its size, never to what
+ * was buffered before each chunk.
  *
  * Bytes are counted before they are kept: once a frame passes
  * `maxFrameBytes` its bytes are dropped as they arrive (only its structure
@@ -67,6 +81,14 @@ export class FrameDecoder<T> {
   /** Pieces of the current frame from earlier chunks (large ones as views, small ones copied into `open`). */
   private parts: Buffer[] = [];
   private partsBytes = 0;
+  /**
+   * `parts` hold the start of a frame that began a line and ran past its
+   * chunk (no newline, no closing brace or bracket), not yet scanned: the next
+   * newline most likely ends it, and the line is then parsed whole (a
+   * `hello` naming thousands of users spans many chunks). The scanner takes
+   * the bytes as they came whenever that does not give one value.
+   */
+  private lineHeld = false;
   /** A decoder-owned buffer collecting small tails (logically after `parts`), so 1-byte chunks cost 1 byte each. */
   private open: Buffer | null = null;
   private openUsed = 0;
@@ -95,7 +117,7 @@ export class FrameDecoder<T> {
 
   /** Whether a frame has begun and not ended (held, or being dropped as too long or too deep). */
   get inFrame(): boolean {
-    return this.inValue;
+    return this.inValue || this.lineHeld;
   }
 
   /** Whether the frame under way is already longer than `maxFrameBytes` (its bytes are being dropped; reported at its end). */
@@ -116,12 +138,66 @@ export class FrameDecoder<T> {
    */
   write(chunk: Uint8Array): void {
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (this.lineHeld) this.continueLine(buf);
+    else this.scan(buf, 0, true);
+  }
+
+  /**
+   * Goes on with a frame held by {@link lineHeld}: parses it whole once this
+   * chunk brings its newline, holds this chunk too while no value can end in it,
+   * and otherwise hands every byte held and this chunk to the scanner (which
+   * gives what it would have given had it scanned them as they came).
+   */
+  private continueLine(buf: Buffer): void {
+    const newline = buf.indexOf(NEWLINE);
+    const end = newline === -1 ? buf.length : newline;
+    if (this.partsBytes + end <= this.maxFrameBytes) {
+      if (newline === -1 && noCloser(buf, 0)) {
+        this.keep(buf);
+        return;
+      }
+      if (newline !== -1) {
+        const line = Buffer.concat([...this.heldParts(), buf.subarray(0, newline)]);
+        const value = parseLine(line, isAscii(line) ? line.toString('latin1') : '', 0, line.length, this.maxDepth);
+        if (value !== NOT_ONE_VALUE) {
+          this.dropHeld();
+          this.deliverValue(value);
+          this.scan(buf, newline + 1, true);
+          return;
+        }
+      }
+    }
+    const held = Buffer.concat([...this.heldParts(), buf]);
+    this.dropHeld();
+    this.scan(held, 0, false);
+  }
+
+  /** The bytes held for the frame under way, in order. */
+  private heldParts(): Buffer[] {
+    this.flushOpen();
+    return this.parts;
+  }
+
+  /** Forgets the held line (its bytes were parsed or go to the scanner). */
+  private dropHeld(): void {
+    this.lineHeld = false;
+    this.parts = [];
+    this.partsBytes = 0;
+    this.open = null;
+    this.openUsed = 0;
+  }
+
+  /**
+   * Decodes `buf` from `from`. With `lines`, a frame that is a whole line of
+   * it is parsed as that line; without, the scanner takes everything.
+   */
+  private scan(buf: Buffer, from: number, lines: boolean): void {
     const length = buf.length;
     let start = 0;
-    let i = 0;
+    let i = from;
     /** Where the next newline at or after `i` is (`length` if none), once looked for; -1 before. */
     let nextNewline = -1;
-    let fastPath = true; // cleared when it fails: the scanner then owns the rest of the chunk
+    let fastPath = lines; // cleared when it fails: the scanner then owns the rest of the chunk
     /** The chunk as a string if all ASCII (one decode for its lines; its indexOf is cheaper), '' if not; once needed. */
     let ascii: string | undefined;
     if (this.resyncSeen >= 0) i = this.continueResync(buf);
@@ -149,6 +225,11 @@ export class FrameDecoder<T> {
               i = nextNewline + 1;
               continue;
             }
+          } else if (nextNewline === length && length - i <= this.maxFrameBytes && noCloser(buf, i)) {
+            // Cut by the chunk's end before any value could end in it: held for its newline.
+            this.keep(buf.subarray(i, length));
+            this.lineHeld = true;
+            return;
           }
           fastPath = false;
         }
@@ -365,6 +446,11 @@ export class FrameDecoder<T> {
    * ready for a new stream.
    */
   end(): void {
+    if (this.lineHeld) {
+      const held = Buffer.concat(this.heldParts());
+      this.dropHeld();
+      this.scan(held, 0, false);
+    }
     if (!this.inValue) return;
     if (this.inScalar && this.discardReason === null) {
       this.finishValue(Buffer.alloc(0), 0, 0);
@@ -384,6 +470,7 @@ export class FrameDecoder<T> {
   }
 
   private reset(): void {
+    this.lineHeld = false;
     this.inValue = false;
     this.inString = false;
     this.inScalar = false;

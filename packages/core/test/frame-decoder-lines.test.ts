@@ -1,10 +1,13 @@
 // The decoder's fast path parses a frame that is a whole line of its chunk
-// as that line; everything else goes to the byte scanner. The results must
-// be the scanner's: these cases give the same codes and messages fed whole
-// (fast path tried) and one byte at a time (scanner only).
+// as that line, and holds a frame cut by its chunk's end (before any value
+// could end in it) until its newline, then parses the line; everything else
+// goes to the byte scanner. The results must be the scanner's: these cases
+// give the same codes and messages fed whole (a line at a time) and one
+// byte at a time (each byte held for its line, and scanned where the line is
+// not one value).
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { validateAppMessage, type AppMessage, type DecodeResult, type FrameDecoderOptions } from '@imi/core';
+import { FrameDecoder, validateAppMessage, type AppMessage, type DecodeResult, type FrameDecoderOptions } from '@imi/core';
 import { appMessage, cuts, runDecoder, splitAt } from './arbitraries.js';
 
 const app = { validate: validateAppMessage };
@@ -84,5 +87,77 @@ describe('FrameDecoder: lines that are not one value go to the scanner', () => {
       }),
       RUNS,
     );
+  });
+});
+
+describe('FrameDecoder: a frame longer than its chunk is held for its newline and parsed whole', () => {
+  /** A decoder and what it gave so far. */
+  function decoder(options: FrameDecoderOptions<AppMessage> = app): { decoder: FrameDecoder<AppMessage>; got: unknown[] } {
+    const got: unknown[] = [];
+    const d = new FrameDecoder(options, { onMessage: (message) => got.push(message), onError: (error) => got.push(`${error.code}: ${error.message}`) });
+    return { decoder: d, got };
+  }
+
+  it('a hello naming 10,000 users (about 400 KiB) in 64 KiB chunks: held, counted in bufferedBytes, one message at its newline', () => {
+    const known = Array.from({ length: 10_000 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+    const hello = { param: 'hello', data: { protocol: 1, known } };
+    const wire = bytes(`${JSON.stringify(hello)}\n${OUTPUT}\n`);
+    const { decoder: d, got } = decoder({ ...app, maxFrameBytes: 1024 * 1024 });
+    let fed = 0;
+    while (fed < wire.length) {
+      const chunk = wire.subarray(fed, fed + 65_536);
+      d.write(chunk);
+      fed += chunk.length;
+      if (fed < wire.length - OUTPUT.length - 2) {
+        expect(got).toEqual([]);
+        expect(d.inFrame).toBe(true);
+        expect(d.bufferedBytes).toBe(fed);
+      }
+    }
+    expect(got).toHaveLength(2);
+    expect(got[0]).toMatchObject({ param: 'hello', data: { known } });
+    expect(got[1]).toMatchObject({ param: 'output' });
+    expect(d.bufferedBytes).toBe(0);
+    expect(d.inFrame).toBe(false);
+  });
+
+  it('frames back to back (the Perl style) are not held: the complete one is delivered before the next chunk comes', () => {
+    const { decoder: d, got } = decoder();
+    d.write(bytes(`${OUTPUT}{"param":"output","data":{"id":"b","val`));
+    expect(got).toHaveLength(1);
+    d.write(bytes('ue":"y"}}'));
+    expect(got).toHaveLength(2);
+  });
+
+  it('held past maxFrameBytes: the scanner drops it as oversize, at once, and reports it at its end; the next frame decodes', () => {
+    const { decoder: d, got } = decoder({ ...app, maxFrameBytes: 100 });
+    d.write(bytes(`{"param":"output","data":{"id":"a","value":"${'x'.repeat(40)}`));
+    expect(d.inOversizedFrame).toBe(false);
+    d.write(bytes('x'.repeat(80)));
+    expect(d.inOversizedFrame).toBe(true);
+    expect(d.bufferedBytes).toBe(0);
+    d.write(bytes(`"}}\n${OUTPUT}\n`));
+    expect(codes(got.map((g) => (typeof g === 'string' ? `${g.slice(0, g.indexOf(':'))}:` : g)))).toEqual(['IMI_BAD_FRAME', 'message']);
+    expect(got[0]).toMatch(/^IMI_BAD_FRAME: frame larger than 100 bytes/);
+  });
+
+  it('held, then a newline that does not end it and a new frame: reported unterminated, the new frame decodes', () => {
+    const { decoder: d, got } = decoder();
+    d.write(bytes('{"param":"output","data":{"id":"a","value":"cut'));
+    d.write(bytes(`\n${OUTPUT}\n`));
+    expect(got).toHaveLength(2);
+    // What the scanner says of these bytes fed at once.
+    expect(got[0]).toMatch(/^IMI_BAD_FRAME: unterminated string/);
+    expect(codes(summary(runDecoder([bytes(`{"param":"output","data":{"id":"a","value":"cut\n${OUTPUT}\n`)], app).results))).toEqual(['IMI_BAD_FRAME', 'message']);
+    expect(got[1]).toMatchObject({ param: 'output' });
+  });
+
+  it('held when the stream ends: reported as a frame the stream ended inside', () => {
+    const { decoder: d, got } = decoder();
+    d.write(bytes('{"param":"output","data":{"id":"a","value":"cut'));
+    d.end();
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatch(/^IMI_BAD_FRAME: .*stream ended inside a frame/);
+    expect(d.inFrame).toBe(false);
   });
 });
