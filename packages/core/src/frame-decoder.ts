@@ -6,26 +6,14 @@
  */
 import { ProtocolError } from './errors.js';
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FRAME_DEPTH, type FrameDecoderOptions, type FrameSink } from './frame-options.js';
+import { HeldBytes } from './held-bytes.js';
 import { isAscii } from 'node:buffer';
-import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, CR, ESC, FRAME_START, NEWLINE, NOT_JSON, NOT_ONE_VALUE, OPEN_BRACE, OPEN_BRACKET, QUOTE, SCALAR_START, isWhitespace, matchFrameStart, parseLine, withoutStack } from './json-bytes.js';
+import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, CR, ESC, FRAME_START, NEWLINE, NOT_JSON, NOT_ONE_VALUE, OPEN_BRACE, OPEN_BRACKET, QUOTE, SCALAR_START, isWhitespace, matchFrameStart, noCloser, parseLine, withoutStack } from './json-bytes.js';
 
 /** Bytes of a string scanned one by one before the scan switches to `indexOf` (cheaper per byte, dearer per call). */
 const SHORT_STRING_BYTES = 32;
 
-/** Tails shorter than this are copied into a decoder-owned buffer instead of being kept as views. */
-const SMALL_TAIL_BYTES = 4096;
-
 const UNTERMINATED = 'unterminated frame (a new frame starts on the next line)';
-
-/**
- * Whether `buf` from `from` on holds no closing brace or bracket: no JSON
- * object or array ends in it, so the scanner would deliver nothing from
- * those bytes (nor report anything before the frame's end, short of its
- * size limit).
- */
-function noCloser(buf: Buffer, from: number): boolean {
-  return buf.indexOf(CLOSE_BRACE, from) === -1 && buf.indexOf(CLOSE_BRACKET, from) === -1;
-}
 
 /**
  * A streaming decoder for the imi framing: NDJSON, JSON values back to back
@@ -78,20 +66,10 @@ export class FrameDecoder<T> {
   private discardReason: string | null = null;
   /** The reason of a frame over `maxFrameBytes` (its error is `oversized`). */
   private readonly oversizedReason: string;
-  /** Pieces of the current frame from earlier chunks (large ones as views, small ones copied into `open`). */
-  private parts: Buffer[] = [];
-  private partsBytes = 0;
-  /**
-   * `parts` hold the start of a frame that began a line and ran past its
-   * chunk (no newline, no closing brace or bracket), not yet scanned: the next
-   * newline most likely ends it, and the line is then parsed whole (a
-   * `hello` naming thousands of users spans many chunks). The scanner takes
-   * the bytes as they came whenever that does not give one value.
-   */
+  /** The current frame's bytes from earlier chunks. */
+  private readonly held = new HeldBytes();
+  /** `held` has the start of a frame that ran past its chunk before any value could end in it, not yet scanned: parsed as a line at its newline. */
   private lineHeld = false;
-  /** A decoder-owned buffer collecting small tails (logically after `parts`), so 1-byte chunks cost 1 byte each. */
-  private open: Buffer | null = null;
-  private openUsed = 0;
   /**
    * -1, or how many bytes of {@link FRAME_START} followed a newline (outside
    * strings, inside a frame) at the very end of the previous chunk: the
@@ -127,7 +105,7 @@ export class FrameDecoder<T> {
 
   /** Bytes currently held for an unfinished frame (never more than `maxFrameBytes`). */
   get bufferedBytes(): number {
-    return this.partsBytes;
+    return this.held.size;
   }
 
   /**
@@ -151,13 +129,13 @@ export class FrameDecoder<T> {
   private continueLine(buf: Buffer): void {
     const newline = buf.indexOf(NEWLINE);
     const end = newline === -1 ? buf.length : newline;
-    if (this.partsBytes + end <= this.maxFrameBytes) {
+    if (this.held.size + end <= this.maxFrameBytes) {
       if (newline === -1 && noCloser(buf, 0)) {
-        this.keep(buf);
+        this.held.keep(buf);
         return;
       }
       if (newline !== -1) {
-        const line = Buffer.concat([...this.heldParts(), buf.subarray(0, newline)]);
+        const line = this.held.joined(buf.subarray(0, newline));
         const value = parseLine(line, isAscii(line) ? line.toString('latin1') : '', 0, line.length, this.maxDepth);
         if (value !== NOT_ONE_VALUE) {
           this.dropHeld();
@@ -167,24 +145,15 @@ export class FrameDecoder<T> {
         }
       }
     }
-    const held = Buffer.concat([...this.heldParts(), buf]);
+    const held = this.held.joined(buf);
     this.dropHeld();
     this.scan(held, 0, false);
-  }
-
-  /** The bytes held for the frame under way, in order. */
-  private heldParts(): Buffer[] {
-    this.flushOpen();
-    return this.parts;
   }
 
   /** Forgets the held line (its bytes were parsed or go to the scanner). */
   private dropHeld(): void {
     this.lineHeld = false;
-    this.parts = [];
-    this.partsBytes = 0;
-    this.open = null;
-    this.openUsed = 0;
+    this.held.clear();
   }
 
   /**
@@ -227,7 +196,7 @@ export class FrameDecoder<T> {
             }
           } else if (nextNewline === length && length - i <= this.maxFrameBytes && noCloser(buf, i)) {
             // Cut by the chunk's end before any value could end in it: held for its newline.
-            this.keep(buf.subarray(i, length));
+            this.held.keep(buf.subarray(i, length));
             this.lineHeld = true;
             return;
           }
@@ -376,42 +345,14 @@ export class FrameDecoder<T> {
     }
 
     if (this.inValue) {
-      const pending = this.partsBytes + (length - start);
+      const pending = this.held.size + (length - start);
       if (this.discardReason !== null) return;
       if (pending > this.maxFrameBytes) {
         this.startDiscarding(this.oversizedReason);
         return;
       }
-      if (length > start) this.keep(buf.subarray(start, length));
+      if (length > start) this.held.keep(buf.subarray(start, length));
     }
-  }
-
-  /**
-   * Keeps a piece of the current frame. Small pieces are copied (so a
-   * retained 64 KiB socket chunk is not pinned for a few bytes) into one
-   * owned buffer, so that many tiny chunks do not cost one `Buffer` object
-   * each.
-   */
-  private keep(tail: Buffer): void {
-    this.partsBytes += tail.length;
-    if (tail.length >= SMALL_TAIL_BYTES) {
-      this.flushOpen();
-      this.parts.push(tail);
-      return;
-    }
-    if (this.open === null || this.open.length - this.openUsed < tail.length) {
-      this.flushOpen();
-      this.open = Buffer.allocUnsafe(SMALL_TAIL_BYTES);
-    }
-    tail.copy(this.open, this.openUsed);
-    this.openUsed += tail.length;
-  }
-
-  /** Moves the filled part of `open` to `parts`. */
-  private flushOpen(): void {
-    if (this.open !== null && this.openUsed > 0) this.parts.push(this.open.subarray(0, this.openUsed));
-    this.open = null;
-    this.openUsed = 0;
   }
 
   /**
@@ -433,7 +374,7 @@ export class FrameDecoder<T> {
       this.inValue = true;
       this.depth = 1;
       this.inBatch = false;
-      if (seen > 0) this.keep(FRAME_START.subarray(0, seen));
+      if (seen > 0) this.held.keep(FRAME_START.subarray(0, seen));
       return need;
     }
     if (k === buf.length) this.resyncSeen = seen + k;
@@ -447,7 +388,7 @@ export class FrameDecoder<T> {
    */
   end(): void {
     if (this.lineHeld) {
-      const held = Buffer.concat(this.heldParts());
+      const held = this.held.joined();
       this.dropHeld();
       this.scan(held, 0, false);
     }
@@ -463,10 +404,7 @@ export class FrameDecoder<T> {
 
   private startDiscarding(reason: string): void {
     this.discardReason = reason;
-    this.parts = [];
-    this.partsBytes = 0;
-    this.open = null;
-    this.openUsed = 0;
+    this.held.clear();
   }
 
   private reset(): void {
@@ -479,12 +417,7 @@ export class FrameDecoder<T> {
     this.discardReason = null;
     this.resyncSeen = -1;
     this.garbage = false;
-    if (this.partsBytes > 0) {
-      this.parts = [];
-      this.partsBytes = 0;
-      this.open = null;
-      this.openUsed = 0;
-    }
+    if (this.held.size > 0) this.held.clear();
   }
 
   private report(reason: string, excerpt?: string): void {
@@ -503,14 +436,14 @@ export class FrameDecoder<T> {
   }
 
   private excerptOf(buf: Buffer, start: number, end: number): string {
-    this.flushOpen();
-    const head = this.parts.length > 0 ? this.parts[0]! : buf.subarray(start, end);
+    const pieces = this.held.pieces();
+    const head = pieces.length > 0 ? pieces[0]! : buf.subarray(start, end);
     return JSON.stringify(head.toString('utf8', 0, Math.min(head.length, 80)));
   }
 
   private finishValue(buf: Buffer, start: number, end: number): void {
     const discardReason = this.discardReason;
-    const total = this.partsBytes + (end - start);
+    const total = this.held.size + (end - start);
     if (this.garbage && discardReason === null && total <= this.maxFrameBytes) {
       const excerpt = this.excerptOf(buf, start, end);
       this.reset();
@@ -519,13 +452,7 @@ export class FrameDecoder<T> {
     }
     let text: string | undefined;
     if (discardReason === null && total <= this.maxFrameBytes) {
-      this.flushOpen();
-      if (this.parts.length === 0) {
-        text = buf.toString('utf8', start, end);
-      } else {
-        this.parts.push(buf.subarray(start, end));
-        text = Buffer.concat(this.parts, total).toString('utf8');
-      }
+      text = this.held.size === 0 ? buf.toString('utf8', start, end) : this.held.joined(buf.subarray(start, end)).toString('utf8');
     }
     this.reset();
     if (text === undefined) {

@@ -133,3 +133,13 @@ export function parseLine(buf: Buffer, ascii: string, start: number, end: number
   if (end - start > 2 * maxDepth && (maxDepth > MAX_WALKED_DEPTH || deeperThan(value, maxDepth))) return NOT_ONE_VALUE;
   return value;
 }
+
+/**
+ * Whether `buf` from `from` on holds no closing brace or bracket: no JSON
+ * object or array ends in it, so the decoder's scanner would deliver
+ * nothing from those bytes (nor report anything before the frame's end,
+ * short of its size limit).
+ */
+export function noCloser(buf: Buffer, from: number): boolean {
+  return buf.indexOf(CLOSE_BRACE, from) === -1 && buf.indexOf(CLOSE_BRACKET, from) === -1;
+}

@@ -411,6 +411,9 @@ export class Intermediary extends EventEmitter<IntermediaryEvents> implements In
     this.users.closing = true;
     this.apps.closing = true;
     this.logger.info({ reason }, 'shutting down');
+    // One made by prepareAdmin() that listen() never took (a successor that exits before its commit).
+    this.preparedAdmin?.metrics.detach();
+    this.preparedAdmin = undefined;
     const serversClosed = Promise.all([...this.transports.map((transport) => transport.close()), closeServer(this.appServer), this.admin?.close()]);
     try {
       await this.hooks.shutdown.promise(reason);

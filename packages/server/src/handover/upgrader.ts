@@ -180,7 +180,8 @@ export class Upgrader {
           }
         }
         lap('precopyMs');
-        // A successor that refused a pre-copy is not waited for, nor is anyone frozen for it.
+        // A successor that has already refused a pre-copy is not waited for, nor is anyone frozen for it (one whose
+        // refusal is still on its way fails the wait for `ready` below, and the freeze is undone).
         replies.check();
         this.state = 'handing-over';
         frozenAt = performance.now();
