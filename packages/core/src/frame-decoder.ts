@@ -129,25 +129,24 @@ export class FrameDecoder<T> {
   private continueLine(buf: Buffer): void {
     const newline = buf.indexOf(NEWLINE);
     const end = newline === -1 ? buf.length : newline;
-    if (this.held.size + end <= this.maxFrameBytes) {
-      if (newline === -1 && noCloser(buf, 0)) {
-        this.held.keep(buf);
+    const fits = this.held.size + end <= this.maxFrameBytes;
+    if (fits && newline === -1 && noCloser(buf, 0)) {
+      this.held.keep(buf);
+      return;
+    }
+    // One copy, for the line and, if it is not one value, for the scanner.
+    const all = this.held.joined(buf);
+    const lineEnd = this.held.size + newline;
+    this.dropHeld();
+    if (fits && newline !== -1) {
+      const value = parseLine(all, isAscii(all) ? all.toString('latin1') : '', 0, lineEnd, this.maxDepth);
+      if (value !== NOT_ONE_VALUE) {
+        this.deliverValue(value);
+        this.scan(buf, newline + 1, true);
         return;
       }
-      if (newline !== -1) {
-        const line = this.held.joined(buf.subarray(0, newline));
-        const value = parseLine(line, isAscii(line) ? line.toString('latin1') : '', 0, line.length, this.maxDepth);
-        if (value !== NOT_ONE_VALUE) {
-          this.dropHeld();
-          this.deliverValue(value);
-          this.scan(buf, newline + 1, true);
-          return;
-        }
-      }
     }
-    const held = this.held.joined(buf);
-    this.dropHeld();
-    this.scan(held, 0, false);
+    this.scan(all, 0, false);
   }
 
   /** Forgets the held line (its bytes were parsed or go to the scanner). */

@@ -71,6 +71,12 @@ export interface CommitResult {
   held: Array<{ channel: UserChannel; listener: number }>;
 }
 
+/** The stdio index of the successor's copy of `socket`; undefined when it was not started with it for this user (or it closed). */
+function successorIndex(spawn: SpawnPlan, connection: Connection, socket: Socket): number | undefined {
+  const at = spawn.users.get(connection);
+  return at === undefined || at.socket !== socket || socket.destroyed ? undefined : at.index;
+}
+
 /** How {@link Freeze} hands one session over (`describe`). */
 interface Described {
   session: HandedSession;
@@ -227,12 +233,10 @@ export class Freeze {
   *planInChunks(spawn: SpawnPlan, size: number): Generator<Array<HandedSession | SameSession>, HandoverPlan> {
     const { users, apps } = this.parts;
     const used = new Set<number>();
-    /** The stdio index of the successor's copy of this socket; undefined for one it was not started with. */
     const indexOf = (connection: Connection, socket: Socket): number | undefined => {
-      const at = spawn.users.get(connection);
-      if (at === undefined || at.socket !== socket || socket.destroyed) return undefined;
-      used.add(at.index);
-      return at.index;
+      const index = successorIndex(spawn, connection, socket);
+      if (index !== undefined) used.add(index);
+      return index;
     };
     const lastApp = apps.handoverState().lastAppConnectionId;
     const sessions: HandedSession[] = [];
@@ -275,17 +279,15 @@ export class Freeze {
    */
   *precopyChunks(spawn: SpawnPlan, size: number): Generator<HandedSession[], number> {
     const { users, apps } = this.parts;
-    /** The successor's copy of this socket, as {@link planInChunks} will find it (nothing is marked used here). */
-    const indexOf = (connection: Connection, socket: Socket): number | undefined => {
-      const at = spawn.users.get(connection);
-      return at === undefined || at.socket !== socket || socket.destroyed ? undefined : at.index;
-    };
+    const indexOf = (connection: Connection, socket: Socket): number | undefined => successorIndex(spawn, connection, socket);
     let count = 0;
     let chunk: HandedSession[] = [];
+    // Read again after each chunk: the app may change while this process serves between chunks.
+    let lastApp = apps.handoverState().lastAppConnectionId;
     // A copy: users come and go while this process serves between chunks.
     for (const connection of [...users.openConnections]) {
       if (!users.openConnections.has(connection)) continue;
-      const described = this.describe(connection, apps.handoverState().lastAppConnectionId, indexOf);
+      const described = this.describe(connection, lastApp, indexOf);
       if (described === undefined) continue;
       this.precopied.set(connection, JSON.stringify(described.session));
       chunk.push(described.session);
@@ -293,6 +295,7 @@ export class Freeze {
       if (chunk.length >= size) {
         yield chunk;
         chunk = [];
+        lastApp = apps.handoverState().lastAppConnectionId;
       }
     }
     if (chunk.length > 0) yield chunk;
