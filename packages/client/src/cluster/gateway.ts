@@ -132,9 +132,11 @@ export class Gateway {
     );
     socket.on('data', (chunk: Buffer) => {
       decoder.write(chunk);
-      // Everything this read brought goes in one commit (replies with the ack of their input), with what
-      // the other reads of this turn of the event loop brought: one commit script per turn, not per read.
-      this.scheduleFlush();
+      // Everything this read brought goes in one commit (replies with the ack of their input). It is
+      // everything the Client wrote this turn (its outbox writes once a turn, and this in-process
+      // socket hands it over in one piece), so the commit goes now: waiting for the next turn would
+      // let the next read's entries be handled first, and their replies wait behind them.
+      this.flushOps();
     });
     socket.on('error', () => {});
     socket.on('close', () => {

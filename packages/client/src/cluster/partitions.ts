@@ -22,22 +22,23 @@ import { CLUSTER_CONSUMER_GROUP, ImiError, clusterKeys, type JsonObject } from '
 import type { Gateway } from './gateway.js';
 import { newWorkerStats, type ClusterWorkerStats, type CommitOp, type EventMeta, type ResolvedClusterWorkerOptions, type WorkerSession } from './worker-options.js';
 import { runWorkerScript } from './worker-scripts.js';
+import { DeliveredMemory, fields, fnv, parseObject } from './entries.js';
 
 type Entry = [string, string[]];
 
-/** What the fenced read (worker-scripts.ts READ) says of one partition: entries, nothing new after an id, or lease lost. */
-type ReadReply = ['e', Entry[]] | ['w', string] | ['x'];
+/** What the fenced read (worker-scripts.ts READ) says of one partition: entries, nothing new (where the group stands, when asked), or lease lost. */
+type ReadReply = ['e', Entry[]] | ['n'] | ['w', string] | ['x'];
 
-/**
- * Entry ids this process handed to its app, remembered (65,536 at most, the
- * oldest forgotten first) to tell a true redelivery from a second look.
- */
-const DELIVERED_MEMORY = 65_536;
+/** Partitions per fenced read: its arguments stay far below what Lua's `unpack` takes (about 8,000), and its reply bounded. */
+const READ_PARTITIONS = 256;
 
 interface Owned {
   readonly part: number;
   /** The lease's value while this worker holds it: worker id and the number of this taking. */
   readonly token: string;
+  /** Its stream's key and its lease's, made once. */
+  readonly key: string;
+  readonly leaseKey: string;
   readonly sessions: Set<string>;
   /** The last entry handed on from the stream: after a lost read, entries after it are read again from the pending entries list. */
   lastId: string;
@@ -48,28 +49,6 @@ interface Owned {
   waitId: string | undefined;
   /** The last `XREAD` saw entries past {@link waitId}: read it next. */
   woken: boolean;
-}
-
-function fnv(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
-  return hash;
-}
-
-function fields(list: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < list.length; i += 2) out[list[i]!] = list[i + 1]!;
-  return out;
-}
-
-function parseObject(text: string | undefined): JsonObject {
-  if (text === undefined || text === '') return {};
-  try {
-    const value = JSON.parse(text) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as JsonObject) : {};
-  } catch {
-    return {};
-  }
 }
 
 /** The partitions of one worker. */
@@ -83,15 +62,7 @@ export class Partitions {
   private beatTimer: NodeJS.Timeout | undefined;
   private readySince = 0;
   private lostReported = new Set<number>();
-  private readonly delivered = new Set<string>();
-  /**
-   * The same keys in the order they were remembered, a ring: the oldest is
-   * forgotten by its key. (Taking a `Set`'s first entry instead walks past
-   * every entry deleted before it until the table is rebuilt: tens of
-   * thousands of steps a line once the memory is full.)
-   */
-  private readonly deliveredRing: Array<string | undefined> = new Array<string | undefined>(DELIVERED_MEMORY);
-  private deliveredNext = 0;
+  private readonly delivered = new DeliveredMemory();
   private takings = 0;
   /**
    * Partitions lost or given back, until the app acked every event handed to it there, mapped to when that began
@@ -237,7 +208,7 @@ export class Partitions {
       if (!error.message.includes('BUSYGROUP')) throw error;
     });
     this.counters.leasesGained++;
-    const owned: Owned = { part, token, sessions: new Set(), lastId: '0-0', reading: false, releasing: false, waitId: undefined, woken: false };
+    const owned: Owned = { part, token, key: stream, leaseKey: clusterKeys.lease(part), sessions: new Set(), lastId: '0-0', reading: false, releasing: false, waitId: undefined, woken: false };
     this.owned.set(part, owned);
     this.lostReported.delete(part);
     // A read issued before (when this worker last held the partition) may still bring its entries:
@@ -279,16 +250,6 @@ export class Partitions {
     this.sessions.delete(id);
   }
 
-  /** Remembers an entry handed to the app ({@link DELIVERED_MEMORY} at most, the oldest forgotten first). */
-  private remember(key: string): void {
-    if (this.delivered.has(key)) return;
-    const oldest = this.deliveredRing[this.deliveredNext];
-    if (oldest !== undefined) this.delivered.delete(oldest);
-    this.deliveredRing[this.deliveredNext] = key;
-    this.deliveredNext = (this.deliveredNext + 1) % DELIVERED_MEMORY;
-    this.delivered.add(key);
-  }
-
   /** One stream entry: an event for the app (with what acking it does), or an ack-only op. */
   private onEntry(owned: Owned, entryId: string, list: string[], redelivered: boolean): void {
     const entry = fields(list);
@@ -326,7 +287,7 @@ export class Partitions {
           message['redelivered'] = true;
           this.counters.eventsRedelivered++;
         }
-        this.remember(key);
+        this.delivered.remember(key);
         this.gateway.deliver(message, { part, token, entry: entryId });
         return;
       }
@@ -361,27 +322,25 @@ export class Partitions {
    * is read with the others: the script says where it stands.
    */
   private async readLoop(): Promise<void> {
-    const { workerId, readBatch, maxOutstanding } = this.options;
+    const { maxOutstanding } = this.options;
+    // Entries came from more than one partition in the last read: under load, so every partition is
+    // read again at once, without the XREAD wake-up (one round trip to Redis a round instead of two).
+    let busy = false;
     while (this.running) {
       const parts = [...this.owned.values()].filter((owned) => owned.reading && !owned.releasing);
       if (parts.length === 0 || this.gateway.outstandingCount >= maxOutstanding || this.gateway.saturated) {
+        busy = false;
         await new Promise((resolve) => setTimeout(resolve, 20));
         continue;
       }
       // After a lost reply (this.recheck) every partition is read from the last entry handed on.
-      const toRead = this.recheck ? parts : parts.filter((owned) => owned.woken || owned.waitId === undefined);
+      const toRead = this.recheck || busy ? parts : parts.filter((owned) => owned.woken || owned.waitId === undefined);
+      busy = false;
       if (toRead.length > 0) {
         const recheck = this.recheck;
         let replies: ReadReply[];
         try {
-          // After a lost reply the read starts after the last entry handed on instead of '>':
-          // XREADGROUP then returns this consumer's pending entries the app never saw.
-          const keys = [...toRead.map((owned) => clusterKeys.partition(owned.part)), ...toRead.map((owned) => clusterKeys.lease(owned.part))];
-          const ids = toRead.map((owned) => (recheck ? owned.lastId : '>'));
-          const read = runWorkerScript<ReadReply[]>(this.reader, 'imiRead', keys, [CLUSTER_CONSUMER_GROUP, workerId, readBatch, ...toRead.map((owned) => owned.token), ...ids]);
-          this.inflightRead = read;
-          this.counters.reads++;
-          replies = await read;
+          replies = await this.read(toRead, recheck);
         } catch (error) {
           this.recheck = true;
           this.counters.redisErrors++;
@@ -395,17 +354,21 @@ export class Partitions {
           continue;
         }
         let got = 0;
+        let from = 0;
         replies.forEach((reply, i) => {
           const owned = toRead[i]!;
           owned.woken = false;
           const current = this.owned.get(owned.part) === owned;
           if (reply[0] === 'x') {
             if (current) this.lose(owned.part);
+          } else if (reply[0] === 'n') {
+            // Nothing new: it still waits after owned.waitId.
           } else if (reply[0] === 'w') {
             owned.waitId = reply[1];
           } else {
             const entries = reply[1];
             got += entries.length;
+            if (entries.length > 0) from++;
             // A recheck read pending entries: where '>' stands is not known yet.
             owned.waitId = recheck ? undefined : entries.length > 0 ? entries[entries.length - 1]![0] : undefined;
             // A partition let go meanwhile: these entries wait in the pending entries list for its next owner.
@@ -417,12 +380,15 @@ export class Partitions {
         if (recheck) {
           if (got > 0) continue;
           this.recheck = false;
+        } else if (from > 1) {
+          busy = true;
+          continue;
         }
       }
       // Wait (at most 200 ms) for an entry past where each partition was read to; a plain XREAD changes nothing.
       const waiting = parts.filter((owned) => owned.waitId !== undefined && this.owned.get(owned.part) === owned);
       if (waiting.length === 0) continue;
-      const byKey = new Map(waiting.map((owned) => [clusterKeys.partition(owned.part), owned]));
+      const byKey = new Map(waiting.map((owned) => [owned.key, owned]));
       let woke: Array<[string, unknown[]]> | null;
       try {
         woke = (await this.reader.xread('COUNT', 1, 'BLOCK', 200, 'STREAMS', ...byKey.keys(), ...waiting.map((owned) => owned.waitId!))) as typeof woke;
@@ -441,6 +407,29 @@ export class Partitions {
         if (owned !== undefined) owned.woken = true;
       }
     }
+  }
+
+  /**
+   * One fenced read of these partitions, {@link READ_PARTITIONS} per script call.
+   *
+   * @param toRead - the partitions
+   * @param recheck - after a lost reply: read from the last entry handed on instead of `>`, which
+   *   makes `XREADGROUP` return this consumer's pending entries the app never saw
+   * @returns one reply per partition, in order
+   */
+  private async read(toRead: Owned[], recheck: boolean): Promise<ReadReply[]> {
+    const { workerId, readBatch } = this.options;
+    const calls: Array<Promise<ReadReply[]>> = [];
+    for (let at = 0; at < toRead.length; at += READ_PARTITIONS) {
+      const some = toRead.slice(at, at + READ_PARTITIONS);
+      const keys = [...some.map((owned) => owned.key), ...some.map((owned) => owned.leaseKey)];
+      const ids = some.map((owned) => (recheck ? owned.lastId : owned.waitId === undefined ? '?' : '>'));
+      calls.push(runWorkerScript<ReadReply[]>(this.reader, 'imiRead', keys, [CLUSTER_CONSUMER_GROUP, workerId, readBatch, ...some.map((owned) => owned.token), ...ids]));
+    }
+    this.counters.reads += calls.length;
+    const read = calls.length === 1 ? calls[0]! : Promise.all(calls).then((replies) => replies.flat());
+    this.inflightRead = read;
+    return read;
   }
 
   /** The gateway released acks in these partitions: a hand-over may finish. */

@@ -14,6 +14,16 @@ import type { CommitOp } from './worker-options.js';
 export const COMMIT_OP_FIELDS = 6;
 
 /**
+ * Bytes of frames a commit joins into one entry of a holder's output
+ * stream (64 KiB; a single larger frame goes alone). One entry per holder
+ * and commit rather than one per frame: one \`XADD\` from Lua where there
+ * were as many as the commit had replies, and one entry for the holder to
+ * parse. The holder relays an entry's field as is, newline-separated
+ * frames being what its intermediary reads anyway.
+ */
+const OUTPUT_ENTRY_BYTES = 65_536;
+
+/**
  * The commit. KEYS[1] is this worker's commit counter; ARGV: worker id,
  * commit number, stream bound, then the ops, {@link COMMIT_OP_FIELDS} each
  * ({@link commitArgs}: flat strings, so neither side encodes nor decodes a
@@ -23,7 +33,8 @@ export const COMMIT_OP_FIELDS = 6;
  * not above the counter was applied already (its reply was lost): skipped,
  * so a commit sent again after an outage is not doubled. Ops of a partition
  * whose lease does not hold their token are skipped; their count is
- * returned. The acked entries are `XACK`ed and `XDEL`ed at the end, one
+ * returned. The leases are read with one \`MGET\`, and each holder's
+ * replies go out as one entry ({@link OUTPUT_ENTRY_BYTES}). The acked entries are `XACK`ed and `XDEL`ed at the end, one
  * call per partition (and per 256 entries) instead of two per entry: a
  * call from Lua costs Redis more than the command itself, and inside the
  * script nothing reads the pending entries list, so the order is not seen.
@@ -34,22 +45,37 @@ if last >= tonumber(ARGV[2]) then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', 86400000)
 local maxlen = ARGV[3]
 local owned = {}
+local parts = {}
+for i = 4, #ARGV, ${COMMIT_OP_FIELDS} do
+  local p = ARGV[i + 1]
+  if p ~= '' and owned[p] == nil then
+    owned[p] = false
+    parts[#parts + 1] = p
+  end
+end
+if #parts > 0 then
+  local leaseKeys = {}
+  for j, p in ipairs(parts) do leaseKeys[j] = 'imi:lease:' .. p end
+  local leases = redis.call('MGET', unpack(leaseKeys))
+  for j, p in ipairs(parts) do owned[p] = leases[j] end
+end
 local holders = {}
+local outs = {}
+local outOrder = {}
 local skipped = 0
 local acks = {}
 local streams = {}
+local function publish(h)
+  local o = outs[h]
+  if o ~= nil and #o.frames > 0 then
+    redis.call('XADD', 'imi:out:' .. h, 'MAXLEN', '~', maxlen, '*', 'f', table.concat(o.frames, '\\n'))
+    o.frames = {}
+    o.bytes = 0
+  end
+end
 for i = 4, #ARGV, ${COMMIT_OP_FIELDS} do
   local k, p = ARGV[i], ARGV[i + 1]
-  local ok = true
-  if p ~= '' then
-    local o = owned[p]
-    if o == nil then
-      o = redis.call('GET', 'imi:lease:' .. p)
-      owned[p] = o
-    end
-    ok = o == ARGV[i + 2]
-  end
-  if not ok then
+  if p ~= '' and owned[p] ~= ARGV[i + 2] then
     skipped = skipped + 1
   elseif k == 'o' then
     local h = ARGV[i + 3]
@@ -58,7 +84,18 @@ for i = 4, #ARGV, ${COMMIT_OP_FIELDS} do
       alive = redis.call('ZSCORE', 'imi:holders', h) ~= false
       holders[h] = alive
     end
-    if alive then redis.call('XADD', 'imi:out:' .. h, 'MAXLEN', '~', maxlen, '*', 'f', ARGV[i + 4]) end
+    if alive then
+      local o = outs[h]
+      if o == nil then
+        o = { frames = {}, bytes = 0 }
+        outs[h] = o
+        outOrder[#outOrder + 1] = h
+      end
+      local f = ARGV[i + 4]
+      if o.bytes > 0 and o.bytes + #f > ${OUTPUT_ENTRY_BYTES} then publish(h) end
+      o.frames[#o.frames + 1] = f
+      o.bytes = o.bytes + #f + 1
+    end
   elseif k == 'b' then
     redis.call('XADD', 'imi:bcast', 'MAXLEN', '~', maxlen, '*', 'f', ARGV[i + 3])
   elseif k == 's' then
@@ -81,6 +118,7 @@ for i = 4, #ARGV, ${COMMIT_OP_FIELDS} do
     end
   end
 end
+for _, h in ipairs(outOrder) do publish(h) end
 for _, stream in ipairs(streams) do
   local ids = acks[stream]
   for j = 1, #ids, 256 do
@@ -168,44 +206,73 @@ return n`;
 
 /**
  * The fenced read. KEYS: the partition streams, then their leases; ARGV:
- * group, consumer, count, then each partition's lease token, then the id to
- * read after (\`>\` for new entries, or the last id handed on to reread this
- * consumer's pending entries). Why in a script: \`XREADGROUP … >\` moves the
- * group's last-delivered id and makes the entries pending for this
- * consumer. Done by a worker whose lease just ran out (Redis was away and
- * came back, a pause) *after* its successor ran \`XAUTOCLAIM\`, those entries
- * would be stranded in the old consumer's pending list: the successor reads
- * on with \`>\`, past them, and they are answered late (out of order) when
- * the partition moves again, or never. Checking the lease in the same
- * atomic step as the read closes that window: an entry is read only under a
- * lease that still holds, so it is either pending before the successor's
- * \`XAUTOCLAIM\` (which claims it) or read by the successor. No \`BLOCK\` here
- * (a script cannot block): per partition the reply is \`{'e', entries}\`,
- * \`{'w', last-delivered id}\` (nothing new: wait with a plain \`XREAD\` after
- * it, which changes nothing), or \`{'x'}\` (the lease is not this token's).
+ * group, consumer, count, then each partition's lease token, then what to
+ * read of each: \`>\` (new entries; the worker knows where it waits),
+ * \`?\` (new entries, and where the group stands if there are none), or
+ * the last id handed on (to reread this consumer's pending entries after
+ * it). Why in a script: \`XREADGROUP … >\` moves the group's
+ * last-delivered id and makes the entries pending for this consumer. Done
+ * by a worker whose lease just ran out (Redis was away and came back, a
+ * pause) *after* its successor ran \`XAUTOCLAIM\`, those entries would be
+ * stranded in the old consumer's pending list: the successor reads on with
+ * \`>\`, past them, and they are answered late (out of order) when the
+ * partition moves again, or never. Checking the lease in the same atomic
+ * step as the read closes that window: an entry is read only under a lease
+ * that still holds, so it is either pending before the successor's
+ * \`XAUTOCLAIM\` (which claims it) or read by the successor.
+ *
+ * One \`MGET\` of the leases and one \`XREADGROUP\` over every stream
+ * whose lease holds, not two calls per partition: a call from Lua costs
+ * Redis more than the command, and under load the worker reads all its
+ * partitions in every round (partitions.ts). No \`BLOCK\` here (a script
+ * cannot block): per partition the reply is \`{'e', entries}\`,
+ * \`{'n'}\` (nothing new after \`>\`), \`{'w', last-delivered id}\`
+ * (nothing new after \`?\`: wait with a plain \`XREAD\` after it, which
+ * changes nothing), or \`{'x'}\` (the lease is not this token's).
  */
 const READ = `
 local n = #KEYS / 2
 local out = {}
+if n == 0 then return out end
+local leases = redis.call('MGET', unpack(KEYS, n + 1, 2 * n))
+local args = {'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS'}
+local read = {}
 for i = 1, n do
-  if redis.call('GET', KEYS[n + i]) ~= ARGV[3 + i] then
+  if leases[i] ~= ARGV[3 + i] then
     out[i] = {'x'}
   else
-    local id = ARGV[3 + n + i]
-    local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[i], id)
-    if r and #r[1][2] > 0 then
-      out[i] = {'e', r[1][2]}
-    elseif id == '>' then
-      local last = '0-0'
-      for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[i])) do
-        local f = {}
-        for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
-        if f['name'] == ARGV[1] then last = f['last-delivered-id'] end
-      end
-      out[i] = {'w', last}
-    else
-      out[i] = {'e', {}}
+    read[#read + 1] = i
+    args[#args + 1] = KEYS[i]
+  end
+end
+if #read == 0 then return out end
+for _, i in ipairs(read) do
+  local id = ARGV[3 + n + i]
+  if id == '?' then id = '>' end
+  args[#args + 1] = id
+end
+local got = {}
+local r = redis.call('XREADGROUP', unpack(args))
+if r then
+  for _, s in ipairs(r) do got[s[1]] = s[2] end
+end
+for _, i in ipairs(read) do
+  local id = ARGV[3 + n + i]
+  local entries = got[KEYS[i]]
+  if entries and #entries > 0 then
+    out[i] = {'e', entries}
+  elseif id == '>' then
+    out[i] = {'n'}
+  elseif id == '?' then
+    local last = '0-0'
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[i])) do
+      local f = {}
+      for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+      if f['name'] == ARGV[1] then last = f['last-delivered-id'] end
     end
+    out[i] = {'w', last}
+  else
+    out[i] = {'e', {}}
   end
 end
 return out`;

@@ -325,7 +325,9 @@ export class ClusterHolder {
         for (const [id, fields] of entries) {
           const frame = fields[1];
           if (fields[0] === 'f' && frame !== undefined) {
+            // One entry may carry several frames, newline-separated (a worker joins one commit's replies).
             frames += frame + '\n';
+            for (let at = frame.indexOf('\n'); at !== -1; at = frame.indexOf('\n', at + 1)) count++;
             count++;
           }
           if (key === outKey) trimTo = this.lastOutput = id;

@@ -1,0 +1,111 @@
+// The worker's Lua scripts against a real redis-server (packages/client/src/cluster/worker-scripts.ts):
+// the fenced read over many partitions in one call (entries, nothing new, where the group stands, a
+// lease that is not this token's, a reread of pending entries), and the commit that joins its
+// replies for one holder into one output entry, bounded in bytes, and skips fenced ops.
+import { createRequire } from 'node:module';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CLUSTER_CONSUMER_GROUP, clusterKeys } from '@imi/core';
+import { commitArgs, defineWorkerScripts, runWorkerScript } from '../packages/client/src/cluster/worker-scripts.js';
+import type { CommitOp } from '../packages/client/src/cluster/worker-options.js';
+import { commandsAvailable } from '../packages/server/test/process-harness.js';
+import { RedisProcess, stopAll } from './support/cluster-harness.js';
+
+// ioredis is a dependency of @imi/client, not of the repository's root.
+type RedisClient = Parameters<typeof defineWorkerScripts>[0];
+const { Redis } = createRequire(new URL('../packages/client/package.json', import.meta.url))('ioredis') as { Redis: new (url: string, options: object) => RedisClient };
+
+type Entry = [string, string[]];
+type ReadReply = ['e', Entry[]] | ['n'] | ['w', string] | ['x'];
+
+let redis: RedisClient | undefined;
+afterEach(() => {
+  redis?.disconnect();
+  redis = undefined;
+  stopAll();
+});
+
+async function connect(): Promise<RedisClient> {
+  const server = await RedisProcess.start(false);
+  const client = new Redis(server.url, { maxRetriesPerRequest: 0 });
+  defineWorkerScripts(client);
+  redis = client;
+  return client;
+}
+
+function read(client: RedisClient, parts: Array<{ part: number; token: string; id: string }>): Promise<ReadReply[]> {
+  const keys = [...parts.map(({ part }) => clusterKeys.partition(part)), ...parts.map(({ part }) => clusterKeys.lease(part))];
+  return runWorkerScript<ReadReply[]>(client, 'imiRead', keys, [CLUSTER_CONSUMER_GROUP, 'w1', 100, ...parts.map(({ token }) => token), ...parts.map(({ id }) => id)]);
+}
+
+describe.skipIf(!commandsAvailable('redis-server'))('cluster worker scripts', () => {
+  it('the fenced read: entries, nothing new, where the group stands, a lost lease, pending entries again', async () => {
+    const client = await connect();
+    for (const part of [0, 1, 2]) await client.xgroup('CREATE', clusterKeys.partition(part), CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM');
+    await client.set(clusterKeys.lease(0), 'w1#1');
+    await client.set(clusterKeys.lease(1), 'w2#7'); // another worker's
+    await client.set(clusterKeys.lease(2), 'w1#1');
+    const a = (await client.xadd(clusterKeys.partition(0), '*', 't', 'input', 'id', 's1', 'v', 'one'))!;
+    const b = (await client.xadd(clusterKeys.partition(0), '*', 't', 'input', 'id', 's1', 'v', 'two'))!;
+    await client.xadd(clusterKeys.partition(1), '*', 't', 'input', 'id', 's2', 'v', 'not mine');
+
+    const first = await read(client, [
+      { part: 0, token: 'w1#1', id: '?' },
+      { part: 1, token: 'w1#1', id: '?' },
+      { part: 2, token: 'w1#1', id: '?' },
+    ]);
+    expect(first[0]).toEqual(['e', [[a, ['t', 'input', 'id', 's1', 'v', 'one']], [b, ['t', 'input', 'id', 's1', 'v', 'two']]]]);
+    expect(first[1]).toEqual(['x']);
+    expect(first[2]).toEqual(['w', '0-0']);
+    // Partition 1 was not read: its entry is still new for its owner.
+    expect(await client.xpending(clusterKeys.partition(1), CLUSTER_CONSUMER_GROUP)).toEqual([0, null, null, null]);
+
+    // Nothing new: '>' says so, '?' says where the group stands.
+    expect(await read(client, [{ part: 0, token: 'w1#1', id: '>' }])).toEqual([['n']]);
+    expect(await read(client, [{ part: 0, token: 'w1#1', id: '?' }])).toEqual([['w', b]]);
+
+    // After a lost reply: this consumer's pending entries after the given id, then none.
+    expect(await read(client, [{ part: 0, token: 'w1#1', id: a }])).toEqual([['e', [[b, ['t', 'input', 'id', 's1', 'v', 'two']]]]]);
+    expect(await read(client, [{ part: 0, token: 'w1#1', id: b }])).toEqual([['e', []]]);
+
+    // A new entry in one partition only, read with the others.
+    const c = (await client.xadd(clusterKeys.partition(2), '*', 't', 'input', 'id', 's3', 'v', 'three'))!;
+    expect(
+      await read(client, [
+        { part: 0, token: 'w1#1', id: '>' },
+        { part: 2, token: 'w1#1', id: '>' },
+      ]),
+    ).toEqual([['n'], ['e', [[c, ['t', 'input', 'id', 's3', 'v', 'three']]]]]);
+
+    // The lease moved to another taking of the same worker: the old token reads nothing.
+    await client.set(clusterKeys.lease(2), 'w1#2');
+    await client.xadd(clusterKeys.partition(2), '*', 't', 'input', 'id', 's3', 'v', 'four');
+    expect(await read(client, [{ part: 2, token: 'w1#1', id: '>' }])).toEqual([['x']]);
+    expect(await read(client, [{ part: 2, token: 'w1#2', id: '>' }])).toMatchObject([['e', [[expect.any(String), ['t', 'input', 'id', 's3', 'v', 'four']]]]]);
+  });
+
+  it("the commit joins each holder's replies into entries of at most 64 KiB, in order, and skips fenced ops", async () => {
+    const client = await connect();
+    await client.zadd('imi:holders', Date.now() + 60_000, 'h1', Date.now() + 60_000, 'h2');
+    await client.set(clusterKeys.lease(0), 'w1#1');
+    await client.set(clusterKeys.lease(1), 'w9#1'); // not this worker's
+    const big = `{"param":"output","data":{"id":"s1","value":"${'x'.repeat(70_000)}"}}`;
+    const ops: CommitOp[] = [
+      { k: 'o', p: 0, t: 'w1#1', h: 'h1', f: '{"n":1}' },
+      { k: 'o', p: 0, t: 'w1#1', h: 'h2', f: '{"n":2}' },
+      { k: 'o', p: 1, t: 'w1#1', h: 'h1', f: '{"fenced":true}' },
+      { k: 'o', p: 0, t: 'w1#1', h: 'h1', f: '{"n":3}' },
+      { k: 'o', p: 0, t: 'w1#1', h: 'h1', f: big },
+      { k: 'o', p: 0, t: 'w1#1', h: 'h1', f: '{"n":4}' },
+      { k: 'o', p: 0, t: 'w1#1', h: 'gone', f: '{"n":5}' },
+    ];
+    const skipped = await runWorkerScript(client, 'imiCommit', ['imi:worker:w1:commit'], ['w1', 1, commitArgs(ops, 1000)]);
+    expect(skipped).toBe(1);
+    const frames = async (holder: string): Promise<string[]> => ((await client.xrange(clusterKeys.holderOutput(holder), '-', '+')) as Entry[]).map(([, list]) => list[1]!);
+    expect(await frames('h1')).toEqual(['{"n":1}\n{"n":3}', big, '{"n":4}']);
+    expect(await frames('h2')).toEqual(['{"n":2}']);
+    expect(await client.exists(clusterKeys.holderOutput('gone'))).toBe(0);
+    // The same commit number again (its reply was lost): applied once.
+    expect(await runWorkerScript(client, 'imiCommit', ['imi:worker:w1:commit'], ['w1', 1, commitArgs(ops, 1000)])).toBe(-1);
+    expect(await frames('h1')).toHaveLength(3);
+  });
+});
