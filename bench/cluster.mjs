@@ -262,7 +262,7 @@ function writeReport({ out, results, conns, reps, durationMs, warmupMs, loadStar
 
 // --------------------------------------------------------------------- main
 async function main() {
-  const conns = String(flags.conns ?? '1,100,1000').split(',').map(Number);
+  const conns = String(flags.conns ?? '1,100,1000').split(',').filter(Boolean).map(Number);
   const reps = Number(flags.reps ?? 3);
   const durationMs = Number(flags.durationMs ?? 3000);
   // Open loop: p50 at a rate the systems can carry (the issue's sizing
@@ -299,7 +299,8 @@ async function main() {
           const name = t === single ? 'single' : 'cluster';
           const result = await runLoadgen({ port: t.port, conns: openConns, mode: 'open', rate, warmupMs, durationMs, pids: t.pids });
           results.push({ target: name, rep, ...result });
-          process.stderr.write(`rep ${rep} open ${openConns} users ${rate}/s ${name}: p50 ${result.latencyMs.p50?.toFixed(2)} p99 ${result.latencyMs.p99?.toFixed(2)} answered ${Math.round(result.throughput)}/s unanswered ${result.unanswered} errors ${result.errors}\n`);
+          const cpu = Object.entries(result.cpuUsPerRoundTrip).map(([n, v]) => `${n}=${v?.toFixed(1)}`).join(' ');
+          process.stderr.write(`rep ${rep} open ${openConns} users ${rate}/s ${name}: p50 ${result.latencyMs.p50?.toFixed(2)} p99 ${result.latencyMs.p99?.toFixed(2)} answered ${Math.round(result.throughput)}/s unanswered ${result.unanswered} errors ${result.errors} cpu µs/rt ${cpu}\n`);
           await sleep(500);
         }
       }
