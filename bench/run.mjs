@@ -19,7 +19,8 @@
 //   --memory-users N             idle users of the memory run (default 10000)
 //   --no-memory-max              skip the "as many as the fd limit allows" step
 //   --resync-users 1000,10000
-//   --out DIR --name NAME        where the results go (default docs/benchmarks)
+//   --out DIR --name NAME        where the results go (default docs/benchmarks; .bench-results/partial
+//                                when --only, --targets or --conns limit the run, .bench-results/quick with --quick)
 //   --note TEXT                  a line added to the report (e.g. "shared, busy machine")
 //   --render FILE.json           only re-render the Markdown and the chart from a run's JSON
 //                                (e.g. after editing bench/FINDINGS.md)
@@ -56,8 +57,10 @@ const config = {
   codecMs: Number(flags.codecMs ?? (quick ? 300 : 700)),
   codecReps: Number(flags.codecReps ?? (quick ? 3 : 5)),
 };
-const outDir = flags.out ? String(flags.out) : quick ? join(root, '.bench-results') : join(root, 'docs');
-const baseName = flags.name ? String(flags.name) : quick ? 'quick' : 'benchmarks';
+// docs/benchmarks.* is the full report: a partial run (--only, --targets, --conns) goes to .bench-results unless --out says otherwise.
+const partial = quick || flags.only !== undefined || flags.targets !== undefined || flags.conns !== undefined;
+const outDir = flags.out ? String(flags.out) : partial ? join(root, '.bench-results') : join(root, 'docs');
+const baseName = flags.name ? String(flags.name) : quick ? 'quick' : partial ? 'partial' : 'benchmarks';
 const startedAt = new Date();
 const t0 = performance.now();
 

@@ -314,7 +314,7 @@ export function renderMarkdown(results, { chart, json, findings }) {
     '```sh',
     'pnpm bench                      # full run (under 10 minutes on 2 cores): writes docs/benchmarks.{md,json,svg}',
     'BENCH_QUICK=1 node bench/run.mjs   # smoke run (~1 minute): .bench-results/quick.*',
-    'node bench/run.mjs --only throughput --targets baseline-relay,imi --conns 100,1000',
+    'node bench/run.mjs --only throughput --targets baseline-relay,imi --conns 100,1000   # a part: .bench-results/partial.* (--out/--name to choose)',
     'node bench/profile.mjs          # imi under load with --cpu-prof; top functions by self time',
     'node bench/run.mjs --only cluster    # cluster mode on Redis against single-node: docs/benchmarks-cluster.md',
     'node bench/run.mjs --only handover   # upgrades under load: docs/benchmarks-handover.md',
