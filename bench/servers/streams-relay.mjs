@@ -8,8 +8,13 @@
 // leases, fencing, per-user order across workers, sessions in Redis,
 // validation, limits or recovery of any kind.
 //
+// With --acks the worker reads with a consumer group (`XREADGROUP … BLOCK`)
+// and writes each read's replies with their acks in one transaction
+// (`MULTI`, an `XADD` per reply, `XACK` and `XDEL` of the inputs, `EXEC`):
+// still no Lua, leases, fencing or sessions.
+//
 // Usage: node bench/servers/streams-relay.mjs --role holder --redis-port P
-//        node bench/servers/streams-relay.mjs --role worker --redis-port P
+//        node bench/servers/streams-relay.mjs --role worker --redis-port P [--acks]
 // The holder listens on a free port and prints {"event":"ready","port":N};
 // the worker prints {"event":"ready"}.
 import net from 'node:net';
@@ -60,6 +65,21 @@ if (flags.role === 'holder') {
   });
   server.listen(0, '127.0.0.1', () => emit('ready', { pid: process.pid, port: server.address().port }));
   await follow('bare:out', (fields) => users.get(fields[1])?.write(fields[3]));
+} else if (flags.acks === true) {
+  await commands.xgroup('CREATE', 'bare:in', 'bare', '0', 'MKSTREAM').catch(() => {});
+  emit('ready', { pid: process.pid });
+  for (;;) {
+    const result = await reader.xreadgroup('GROUP', 'bare', 'worker', 'COUNT', 1000, 'BLOCK', 1000, 'STREAMS', 'bare:in', '>');
+    if (result === null) continue;
+    const transaction = commands.multi();
+    const ids = [];
+    for (const [id, fields] of result[0][1]) {
+      ids.push(id);
+      transaction.xadd('bare:out', 'MAXLEN', '~', BOUND, '*', 'u', fields[1], 'v', fields[3].toUpperCase() + '\r\n');
+    }
+    transaction.xack('bare:in', 'bare', ...ids).xdel('bare:in', ...ids);
+    void transaction.exec();
+  }
 } else {
   emit('ready', { pid: process.pid });
   await follow('bare:in', (fields) => void commands.xadd('bare:out', 'MAXLEN', '~', BOUND, '*', 'u', fields[1], 'v', fields[3].toUpperCase() + '\r\n'));
