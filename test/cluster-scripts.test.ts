@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLUSTER_CONSUMER_GROUP, clusterKeys } from '@imi/core';
-import { commitArgs, defineWorkerScripts, runWorkerScript } from '../packages/client/src/cluster/worker-scripts.js';
+import { OUTPUT_ENTRY_BYTES, commitArgs, defineWorkerScripts, runWorkerScript } from '../packages/client/src/cluster/worker-scripts.js';
 import type { CommitOp } from '../packages/client/src/cluster/worker-options.js';
 import { commandsAvailable } from '../packages/server/test/process-harness.js';
 import { RedisProcess, stopAll } from './support/cluster-harness.js';
@@ -76,6 +76,10 @@ describe.skipIf(!commandsAvailable('redis-server'))('cluster worker scripts', ()
       ]),
     ).toEqual([['n'], ['e', [[c, ['t', 'input', 'id', 's3', 'v', 'three']]]]]);
 
+    // A pending entry trimmed from the stream (past maxStreamEntries) is reread with no fields.
+    await client.xdel(clusterKeys.partition(0), a);
+    expect(await read(client, [{ part: 0, token: 'w1#1', id: '0-0' }])).toEqual([['e', [[a, null], [b, ['t', 'input', 'id', 's1', 'v', 'two']]]]]);
+
     // The lease moved to another taking of the same worker: the old token reads nothing.
     await client.set(clusterKeys.lease(2), 'w1#2');
     await client.xadd(clusterKeys.partition(2), '*', 't', 'input', 'id', 's3', 'v', 'four');
@@ -83,12 +87,18 @@ describe.skipIf(!commandsAvailable('redis-server'))('cluster worker scripts', ()
     expect(await read(client, [{ part: 2, token: 'w1#2', id: '>' }])).toMatchObject([['e', [[expect.any(String), ['t', 'input', 'id', 's3', 'v', 'four']]]]]);
   });
 
-  it("the commit joins each holder's replies into entries of at most 64 KiB, in order, and skips fenced ops", async () => {
+  it("the commit joins each holder's replies into entries of at most 16 KiB, in order, and skips fenced ops", async () => {
     const client = await connect();
-    await client.zadd('imi:holders', Date.now() + 60_000, 'h1', Date.now() + 60_000, 'h2');
+    await client.zadd('imi:holders', Date.now() + 60_000, 'h1', Date.now() + 60_000, 'h2', Date.now() + 60_000, 'h3');
     await client.set(clusterKeys.lease(0), 'w1#1');
     await client.set(clusterKeys.lease(1), 'w9#1'); // not this worker's
-    const big = `{"param":"output","data":{"id":"s1","value":"${'x'.repeat(70_000)}"}}`;
+    const frame = (bytes: number, tag: string): string => {
+      const head = `{"param":"output","data":{"id":"${tag}","value":"`;
+      return head + 'x'.repeat(bytes - head.length - 3) + '"}}';
+    };
+    const big = frame(OUTPUT_ENTRY_BYTES + 3_000, 'big');
+    const [a, b] = [frame(8_191, 'a'), frame(8_192, 'b')]; // joined with one newline: exactly 16,384 bytes
+    const [c, d] = [frame(8_192, 'c'), frame(8_192, 'd')]; // 16,385: two entries
     const ops: CommitOp[] = [
       { k: 'o', p: 0, t: 'w1#1', h: 'h1', f: '{"n":1}' },
       { k: 'o', p: 0, t: 'w1#1', h: 'h2', f: '{"n":2}' },
@@ -97,12 +107,18 @@ describe.skipIf(!commandsAvailable('redis-server'))('cluster worker scripts', ()
       { k: 'o', p: 0, t: 'w1#1', h: 'h1', f: big },
       { k: 'o', p: 0, t: 'w1#1', h: 'h1', f: '{"n":4}' },
       { k: 'o', p: 0, t: 'w1#1', h: 'gone', f: '{"n":5}' },
+      { k: 'o', p: 0, t: 'w1#1', h: 'h3', f: a },
+      { k: 'o', p: 0, t: 'w1#1', h: 'h3', f: b },
+      { k: 'o', p: 0, t: 'w1#1', h: 'h3', f: c },
+      { k: 'o', p: 0, t: 'w1#1', h: 'h3', f: d },
     ];
+    expect(Buffer.byteLength(`${a}\n${b}`)).toBe(OUTPUT_ENTRY_BYTES);
     const skipped = await runWorkerScript(client, 'imiCommit', ['imi:worker:w1:commit'], ['w1', 1, commitArgs(ops, 1000)]);
     expect(skipped).toBe(1);
     const frames = async (holder: string): Promise<string[]> => ((await client.xrange(clusterKeys.holderOutput(holder), '-', '+')) as Entry[]).map(([, list]) => list[1]!);
     expect(await frames('h1')).toEqual(['{"n":1}\n{"n":3}', big, '{"n":4}']);
     expect(await frames('h2')).toEqual(['{"n":2}']);
+    expect(await frames('h3')).toEqual([`${a}\n${b}`, c, d]);
     expect(await client.exists(clusterKeys.holderOutput('gone'))).toBe(0);
     // The same commit number again (its reply was lost): applied once.
     expect(await runWorkerScript(client, 'imiCommit', ['imi:worker:w1:commit'], ['w1', 1, commitArgs(ops, 1000)])).toBe(-1);

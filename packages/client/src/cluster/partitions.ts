@@ -24,7 +24,8 @@ import { newWorkerStats, type ClusterWorkerStats, type CommitOp, type EventMeta,
 import { runWorkerScript } from './worker-scripts.js';
 import { DeliveredMemory, fields, fnv, parseObject } from './entries.js';
 
-type Entry = [string, string[]];
+/** A stream entry: its id and fields; null fields when a pending entry was trimmed from the stream. */
+type Entry = [string, string[] | null];
 
 /** What the fenced read (worker-scripts.ts READ) says of one partition: entries, nothing new (where the group stands, when asked), or lease lost. */
 type ReadReply = ['e', Entry[]] | ['n'] | ['w', string] | ['x'];
@@ -230,7 +231,7 @@ export class Partitions {
     // Then what the predecessor read and did not ack, in stream order.
     let cursor = '0-0';
     do {
-      const [next, entries, deleted] = (await this.cmd.xautoclaim(stream, CLUSTER_CONSUMER_GROUP, this.options.workerId, 0, cursor, 'COUNT', 500)) as [string, Entry[], string[]];
+      const [next, entries, deleted] = (await this.cmd.xautoclaim(stream, CLUSTER_CONSUMER_GROUP, this.options.workerId, 0, cursor, 'COUNT', 500)) as [string, Array<[string, string[]]>, string[]];
       this.counters.eventsClaimed += entries.length;
       for (const [id, list] of entries) this.onEntry(owned, id, list, true);
       // Trimmed while pending (past maxStreamEntries): nothing to deliver, only to forget.
@@ -319,7 +320,9 @@ export class Partitions {
    * fenced script (worker-scripts.ts READ: entries are read only under a
    * lease that still holds). A partition whose position is not known (just
    * taken, after an error, after Redis reconnected, or after an idle wait)
-   * is read with the others: the script says where it stands.
+   * is read with the others: the script says where it stands. Under load
+   * (the last read brought entries from more than one partition) every
+   * partition is read again at once, without the wake-up.
    */
   private async readLoop(): Promise<void> {
     const { maxOutstanding } = this.options;
@@ -374,7 +377,14 @@ export class Partitions {
             // A partition let go meanwhile: these entries wait in the pending entries list for its next owner.
             if (!current || owned.releasing || !owned.reading) return;
             this.counters.eventsRead += entries.length;
-            for (const [id, list] of entries) this.onEntry(owned, id, list, false);
+            for (const [id, list] of entries) {
+              // A pending entry trimmed from the stream (past maxStreamEntries) is reread as [id, null]: nothing to hand on, only to ack.
+              if (list !== null) this.onEntry(owned, id, list, false);
+              else {
+                owned.lastId = id;
+                this.gateway.queueOps([{ k: 'a', p: owned.part, t: owned.token, e: id }]);
+              }
+            }
           }
         });
         if (recheck) {
@@ -428,7 +438,8 @@ export class Partitions {
     }
     this.counters.reads += calls.length;
     const read = calls.length === 1 ? calls[0]! : Promise.all(calls).then((replies) => replies.flat());
-    this.inflightRead = read;
+    // A takeover waits for every call, not just until the first fails.
+    this.inflightRead = calls.length === 1 ? read : Promise.allSettled(calls);
     return read;
   }
 

@@ -18,7 +18,7 @@ export const DEFAULT_READ_BATCH = 256;
 export const DEFAULT_MAX_OUTSTANDING = 4_096;
 /** Default {@link ClusterWorkerOptions.releaseTimeoutMs}: how long a partition being handed over waits for its events to be acked (2 s). */
 export const DEFAULT_RELEASE_TIMEOUT_MS = 2_000;
-/** Default {@link ClusterWorkerOptions.maxStreamEntries}: bound of the output streams a worker adds to (100,000 entries). */
+/** Default {@link ClusterWorkerOptions.maxStreamEntries}: bound of the output streams a worker adds to (100,000 entries, each one commit's frames for one holder: at most 16 KiB of them, or one larger frame). */
 export const DEFAULT_WORKER_MAX_STREAM_ENTRIES = 100_000;
 
 /** Cluster mode's knobs of a worker; every one has a default. */
@@ -41,7 +41,7 @@ export interface ClusterWorkerOptions {
    * {@link DEFAULT_RELEASE_TIMEOUT_MS}.
    */
   releaseTimeoutMs?: number;
-  /** Bound of the output streams this worker adds to, in entries. Default {@link DEFAULT_WORKER_MAX_STREAM_ENTRIES}. */
+  /** Bound of the output streams this worker adds to, in entries (each at most 16 KiB of frames, or one larger frame). Default {@link DEFAULT_WORKER_MAX_STREAM_ENTRIES}. */
   maxStreamEntries?: number;
 }
 

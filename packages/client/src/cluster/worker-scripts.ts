@@ -15,13 +15,18 @@ export const COMMIT_OP_FIELDS = 6;
 
 /**
  * Bytes of frames a commit joins into one entry of a holder's output
- * stream (64 KiB; a single larger frame goes alone). One entry per holder
+ * stream (16 KiB; a single larger frame goes alone). One entry per holder
  * and commit rather than one per frame: one \`XADD\` from Lua where there
  * were as many as the commit had replies, and one entry for the holder to
  * parse. The holder relays an entry's field as is, newline-separated
- * frames being what its intermediary reads anyway.
+ * frames being what its intermediary reads anyway. Small because the output
+ * stream's bound and the holder's \`XREAD\` count entries: 16 KiB holds
+ * the replies of a busy commit (about 100 of 150 bytes) while keeping a
+ * stalled holder's stream (\`maxStreamEntries\` entries) and one read of it
+ * (\`outputBatch\` entries, 8 MiB at most but for single larger frames) in
+ * bounds.
  */
-const OUTPUT_ENTRY_BYTES = 65_536;
+export const OUTPUT_ENTRY_BYTES = 16_384;
 
 /**
  * The commit. KEYS[1] is this worker's commit counter; ARGV: worker id,

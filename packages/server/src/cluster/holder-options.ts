@@ -11,9 +11,10 @@ import { DEFAULT_CLUSTER_PARTITIONS, ImiError, clusterInteger as integer } from 
 export const DEFAULT_HOLDER_TTL_MS = 5_000;
 /**
  * Default {@link ClusterHolderOptions.maxStreamEntries}: 100,000 entries per
- * partition stream and per holder output stream (`XADD … MAXLEN ~`). Past it
- * the oldest entries go, as `maxQueuedLinesPerSession` drops the oldest lines
- * of a single intermediary.
+ * partition stream (`XADD … MAXLEN ~`). Past it the oldest entries go, as
+ * `maxQueuedLinesPerSession` drops the oldest lines of a single
+ * intermediary. (A holder's output stream is bounded by the workers'
+ * `maxStreamEntries`; each of its entries holds up to 16 KiB of frames.)
  */
 export const DEFAULT_MAX_STREAM_ENTRIES = 100_000;
 /** Default {@link ClusterHolderOptions.outputBatch}: entries read from the output streams per `XREAD` (512). */

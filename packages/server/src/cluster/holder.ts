@@ -337,7 +337,7 @@ export class ClusterHolder {
       this.counters.frames += count;
       if (!link.write(frames)) await new Promise<void>((resolve) => link.onDrain(resolve));
       // What was read is written: it need not stay in Redis (MINID keeps the last one, harmless).
-      // Trimmed every TRIM_EVERY_MS or outputBatch entries, not per read: one command less per read under load.
+      // Trimmed every TRIM_EVERY_MS or outputBatch frames, not per read: one command less per read under load.
       if (trimTo !== undefined) {
         this.untrimmed += count;
         const now = Date.now();
