@@ -1,14 +1,16 @@
 // The worker's Lua scripts against a real redis-server (packages/client/src/cluster/worker-scripts.ts):
 // the fenced read over many partitions in one call (entries, nothing new, where the group stands, a
 // lease that is not this token's, a reread of pending entries), and the commit that joins its
-// replies for one holder into one output entry, bounded in bytes, and skips fenced ops.
+// replies for one holder into one output entry, bounded in bytes, and skips fenced ops; and a worker
+// whose partitions take more than one read call.
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLUSTER_CONSUMER_GROUP, clusterKeys } from '@imi/core';
 import { OUTPUT_ENTRY_BYTES, commitArgs, defineWorkerScripts, runWorkerScript } from '../packages/client/src/cluster/worker-scripts.js';
 import type { CommitOp } from '../packages/client/src/cluster/worker-options.js';
 import { commandsAvailable } from '../packages/server/test/process-harness.js';
-import { RedisProcess, stopAll } from './support/cluster-harness.js';
+import { RedisProcess, User, startHolder, stopAll, tallyAll, waitFor } from './support/cluster-harness.js';
+import { Client } from '@imi/client';
 
 // ioredis is a dependency of @imi/client, not of the repository's root.
 type RedisClient = Parameters<typeof defineWorkerScripts>[0];
@@ -18,9 +20,11 @@ type Entry = [string, string[]];
 type ReadReply = ['e', Entry[]] | ['n'] | ['w', string] | ['x'];
 
 let redis: RedisClient | undefined;
-afterEach(() => {
+const apps: Client[] = [];
+afterEach(async () => {
   redis?.disconnect();
   redis = undefined;
+  for (const app of apps.splice(0)) await app.close().catch(() => {});
   stopAll();
 });
 
@@ -124,4 +128,24 @@ describe.skipIf(!commandsAvailable('redis-server'))('cluster worker scripts', ()
     expect(await runWorkerScript(client, 'imiCommit', ['imi:worker:w1:commit'], ['w1', 1, commitArgs(ops, 1000)])).toBe(-1);
     expect(await frames('h1')).toHaveLength(3);
   });
+  it('a worker holding more partitions than one read takes (256) reads them in several calls: every line answered once, in order', async () => {
+    const partitions = 600;
+    const server = await RedisProcess.start(false);
+    const holder = await startHolder(server.url, 'hp', 1_500, ['--cluster-partitions', String(partitions)]);
+    const worker = new Client({ redis: server.url, name: 'split-echo', cluster: { workerId: 'wp', partitions, leaseTtlMs: 1_500, holderTtlMs: 1_500 } });
+    apps.push(worker);
+    worker.on('error', () => {});
+    worker.on('connect', (session) => session.send(`hello ${session.id} new\r\n`));
+    worker.on('input', (session, line) => session.send(`${line}#wp\r\n`));
+    await worker.connect();
+    await waitFor(() => worker.partitionsHeld.length === partitions, 30_000, () => `every partition held (${worker.partitionsHeld.length})`);
+    const users = await Promise.all(Array.from({ length: 40 }, (_, i) => User.connect(`u${i}`, holder)));
+    await waitFor(() => users.every((user) => user.id !== ''), 20_000, () => 'every user greeted');
+    for (let k = 0; k < 10; k++) {
+      for (const user of users) user.sendNext();
+      await waitFor(() => users.every((user) => user.complete), 20_000, () => `round ${k} answered (${JSON.stringify(tallyAll(users))})`);
+    }
+    expect(tallyAll(users)).toEqual({ lost: 0, doubled: 0, reordered: 0, lines: 400 });
+    expect(users.filter((user) => user.closed)).toEqual([]);
+  }, 90_000);
 });

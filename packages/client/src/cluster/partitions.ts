@@ -251,9 +251,12 @@ export class Partitions {
     this.sessions.delete(id);
   }
 
-  /** One stream entry: an event for the app (with what acking it does), or an ack-only op. */
-  private onEntry(owned: Owned, entryId: string, list: string[], redelivered: boolean): void {
-    const entry = fields(list);
+  /**
+   * One stream entry: an event for the app (with what acking it does), or an ack-only op (no session id; a pending
+   * entry trimmed from the stream past maxStreamEntries, which a reread returns with `null` fields, is one).
+   */
+  private onEntry(owned: Owned, entryId: string, list: string[] | null, redelivered: boolean): void {
+    const entry = fields(list ?? []);
     const id = entry['id'];
     const { part, token } = owned;
     owned.lastId = entryId;
@@ -377,14 +380,7 @@ export class Partitions {
             // A partition let go meanwhile: these entries wait in the pending entries list for its next owner.
             if (!current || owned.releasing || !owned.reading) return;
             this.counters.eventsRead += entries.length;
-            for (const [id, list] of entries) {
-              // A pending entry trimmed from the stream (past maxStreamEntries) is reread as [id, null]: nothing to hand on, only to ack.
-              if (list !== null) this.onEntry(owned, id, list, false);
-              else {
-                owned.lastId = id;
-                this.gateway.queueOps([{ k: 'a', p: owned.part, t: owned.token, e: id }]);
-              }
-            }
+            for (const [id, list] of entries) this.onEntry(owned, id, list, false);
           }
         });
         if (recheck) {
