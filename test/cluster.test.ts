@@ -109,6 +109,26 @@ describe.skipIf(!enabled)('cluster mode on Redis Streams', () => {
     expect(workers.slice(2).every((worker) => worker.events.some((event) => event.event === 'connect' && event.resumed === true))).toBe(true);
   }, 110_000);
 
+  it('a reply finished behind a slower handler goes at once with its own ack: the worker SIGKILLed before the slow one ends, the next worker answers only the slow line', async () => {
+    // u0's line takes 4 s; u1's reply is ready at once. With cumulative acks only it would wait for u0's
+    // (up to maxReplyHoldMs, 1 s) and then leave without its ack: a SIGKILL then and the next worker answers u1 again.
+    const { redis, worker, users } = await oneWorker(30, 2, { SLOW_USER: 'u0', SLOW_MS: '4000' });
+    const [slow, quick] = users as [User, User];
+    slow.sendNext();
+    await sleep(100);
+    quick.sendNext();
+    await waitFor(() => quick.replies.get(0) === 1, 3_000, () => `u1-0 answered while u0-0 runs (${quick.log.join(' ')})`);
+    expect(slow.replies.size).toBe(0);
+    await worker.kill();
+    const next = await WorkerProcess.start(redis.url, 'w2', LEASE_TTL_MS, HOLDER_TTL_MS);
+    await waitFor(() => slow.replies.get(0) === 1, 15_000, () => `u0-0 answered by the next worker (${slow.log.join(' ')})`);
+    // A doubled reply would come with the redelivery, before or just after u0-0's: give it a lease to show.
+    await sleep(LEASE_TTL_MS);
+    expect(slow.log).toEqual(['0#w2']);
+    expect(quick.log).toEqual(['0#w1']);
+    expect(next.events.some((event) => event.event === 'connect' && event.resumed === true)).toBe(true);
+  }, 60_000);
+
   it('a holder SIGKILLed: each of its users gets exactly one disconnect (holder-lost) within the bound; the others notice nothing', async () => {
     const redis = await RedisProcess.start(false);
     const holders = await Promise.all(['h1', 'h2'].map((id) => startHolder(redis.url, id, HOLDER_TTL_MS)));

@@ -125,6 +125,22 @@ export class AckTracker<T> {
     return taken;
   }
 
+  /**
+   * Takes the payload of one event that finished but waits behind a slower
+   * earlier one (see {@link takeHeld}), in O(1).
+   *
+   * @param ticket - from {@link receive}
+   * @returns its payload, or `undefined` when it was released or taken already, or is not done
+   */
+  take(ticket: number): T | undefined {
+    if (ticket < this.firstTicket) return undefined;
+    const entry = this.entries[this.start + (ticket - this.firstTicket)];
+    if (entry === undefined || !entry.done) return undefined;
+    const payload = entry.payload;
+    entry.payload = undefined;
+    return payload;
+  }
+
   private compact(): void {
     // Drop released entries once they are the larger part, so the array
     // never grows with the total number of events, only with those in flight.

@@ -78,14 +78,14 @@ export class Dispatcher {
       if (state.sessions.has(id)) {
         // This process already knows the user (a short outage): nothing to
         // run, and nothing to wait for behind handlers still running for them.
-        this.outbox.release(link, link.tracker.complete(ticket, { generation: link.generation, records: [], closed: true, inputTxn: undefined }));
+        this.release(link, ticket, { generation: link.generation, records: [], closed: true, inputTxn: undefined, seq: message.seq });
         return;
       }
       link.announcedNew.add(id);
     }
     // Only input with a `seq` is redelivered if unacked: only its replies are kept for that.
     const inputTxn = message.param === 'input' && message.seq !== undefined ? message.txn_id : undefined;
-    const batch: Batch = { generation: link.generation, records: [], closed: false, inputTxn };
+    const batch: Batch = { generation: link.generation, records: [], closed: false, inputTxn, seq: message.seq };
     this.inFlight++;
     this.checkPause();
 
@@ -377,8 +377,24 @@ export class Dispatcher {
       else this.outbox.deliver(batch.records);
       return;
     }
+    this.release(link, ticket, batch);
+  }
+
+  /**
+   * A finished event's replies go out in arrival order with the cumulative
+   * ack; behind a slower earlier event they wait for it (`maxReplyHoldMs`),
+   * except on a link that takes per-event acks, where they go at once with
+   * their own (`done`): never held, never without an ack.
+   */
+  private release(link: Link, ticket: number, batch: Batch): void {
     this.outbox.release(link, link.tracker.complete(ticket, batch));
-    if (link.tracker.size > 0) this.armHold(link);
+    if (link.tracker.size === 0) return;
+    if (!link.eventAcks) {
+      this.armHold(link);
+      return;
+    }
+    const held = link.tracker.take(ticket);
+    if (held !== undefined) this.outbox.releaseDone(link, held);
   }
 
   /** Replies finished behind a slow earlier event wait at most `maxReplyHoldMs`, then go without their ack. */

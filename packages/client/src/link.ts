@@ -132,6 +132,7 @@ export class Linker {
       connectTimer: undefined,
       idleTimer: undefined,
       holdTimer: undefined,
+      eventAcks: false,
       syncTimer: undefined,
     };
     state.link = link;
@@ -317,6 +318,7 @@ export class Linker {
         break;
       case 'synced':
         this.peerMaxFrameBytes = message.data.maxFrameBytes;
+        link.eventAcks = message.data.eventAcks === true;
         this.resync.finish(link, message.data.count, message.data.known === true);
         break;
       case 'error':

@@ -122,7 +122,9 @@ export interface ClientOptions {
    * How long a finished reply may wait for slower handlers of earlier events
    * (of other users) so that it travels in one write with its ack; after
    * that it is sent and its ack follows later. `Infinity` always waits.
-   * Default {@link DEFAULT_MAX_REPLY_HOLD_MS}.
+   * Default {@link DEFAULT_MAX_REPLY_HOLD_MS}. Not used in cluster mode
+   * (`redis`): the worker acks per event, so such a reply goes at once
+   * with its own ack (`done`, docs/protocol.md).
    */
   maxReplyHoldMs?: number;
   /** Timeout of one TCP connection attempt, in ms. Default {@link DEFAULT_CONNECT_TIMEOUT_MS}. */

@@ -207,6 +207,24 @@ export class Outbox {
     if (link === this.state.link) this.deliver(records);
   }
 
+  /**
+   * Sends one finished event's replies now, ahead of a slower earlier
+   * event, with its own ack: a lone `null` frame carrying `done` after them,
+   * in the same write (on a link whose peer said `eventAcks`).
+   */
+  releaseDone(link: Link, batch: Batch): void {
+    this.rememberSent(link, batch);
+    if (link !== this.state.link) return;
+    if (batch.seq === undefined) {
+      this.deliver(batch.records);
+      return;
+    }
+    // A template: what encodeFrame({param: 'null', done}) gives, all ASCII. 'direct': it means
+    // something on this link only, and unlike a lone cumulative ack it replaces no other.
+    const frame = `{"param":"null","done":${batch.seq}}\n`;
+    this.deliver([...batch.records, { kind: 'direct', frame, bytes: frame.length, userId: undefined, hasDeps: false, ack: undefined, written: false }]);
+  }
+
   /** Keeps the replies of an input as they go to the socket, bounded, in case the link breaks. */
   rememberSent(link: Link, batch: Batch): void {
     if (batch.inputTxn === undefined || batch.records.length === 0 || !this.state.options.acks) return;

@@ -37,6 +37,8 @@ export interface Batch {
   closed: boolean;
   /** The `txn_id` of the input it answers, if it answers one. */
   readonly inputTxn: string | undefined;
+  /** The event's `seq` (acks on), for a per-event ack (`done`) on a link that takes them. */
+  readonly seq: number | undefined;
 }
 
 /** Replies written on a link, kept in case that link breaks before the intermediary read them. */
@@ -79,6 +81,8 @@ export interface Link {
   connectTimer: NodeJS.Timeout | undefined;
   idleTimer: NodeJS.Timeout | undefined;
   holdTimer: NodeJS.Timeout | undefined;
+  /** The peer said `eventAcks` in `synced` (the cluster worker's gateway): a reply finished behind a slower event goes at once with `done`. */
+  eventAcks: boolean;
   /** Ends a resync that never gets `synced` (an original Perl intermediary); see `legacySyncWaitMs`. */
   syncTimer: NodeJS.Timeout | undefined;
 }

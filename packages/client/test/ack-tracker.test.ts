@@ -60,6 +60,20 @@ describe('AckTracker', () => {
     expect(tracker.complete(slow, 'slow')).toEqual({ payloads: ['slow'], ack: 3 });
   });
 
+  it('take hands over one finished payload behind a slow event, once; not a running or released one', () => {
+    const tracker = new AckTracker<string>();
+    const slow = tracker.receive(1);
+    const fast = tracker.receive(2);
+    const later = tracker.receive(3);
+    tracker.complete(fast, 'fast');
+    expect(tracker.take(later)).toBeUndefined(); // still running
+    expect(tracker.take(fast)).toBe('fast');
+    expect(tracker.take(fast)).toBeUndefined();
+    expect(tracker.complete(slow, 'slow')).toEqual({ payloads: ['slow'], ack: 2 });
+    expect(tracker.take(slow)).toBeUndefined(); // released
+    expect(tracker.complete(later, 'later')).toEqual({ payloads: ['later'], ack: 3 });
+  });
+
   it('throws on an unknown or twice-completed ticket', () => {
     const tracker = new AckTracker<string>();
     const ticket = tracker.receive(1);

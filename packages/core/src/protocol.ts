@@ -167,6 +167,8 @@ export interface SyncedMessage extends IntermediaryEnvelope {
     known?: boolean;
     /** The intermediary's `maxFrameBytes` (bytes): how long the app's frames (its next `hello.known`) may be. */
     maxFrameBytes?: number;
+    /** The peer takes per-event acks (`done`): only the cluster worker's gateway says so, as Redis acks entry by entry (docs/protocol.md). */
+    eventAcks?: boolean;
   };
 }
 
@@ -276,6 +278,8 @@ export interface AppEnvelope {
   updates?: JsonObject;
   /** A `seq` acknowledged together with this message (cumulative). */
   ack?: number;
+  /** One event's `seq` acknowledged alone (whatever earlier ones still run): only to a peer whose `synced` said `eventAcks`; an intermediary ignores it. */
+  done?: number;
 }
 
 /** Optional first frame; required when the intermediary has a token. */
@@ -415,10 +419,7 @@ export interface NullMessage extends AppEnvelope {
   data?: JsonValue;
 }
 
-/**
- * Changes a telnet user's terminal settings. For users on other transports
- * it does nothing.
- */
+/** Changes a telnet user's terminal settings. For users on other transports it does nothing. */
 export interface TelnetControlMessage extends AppEnvelope {
   /** Discriminant. */
   param: 'telnet';
@@ -456,10 +457,7 @@ export interface SendGmcpMessage extends AppEnvelope {
   };
 }
 
-/**
- * A value of an MSSP variable: text, a number (sent as its decimal text),
- * or several values for one variable (`PORT`, `CODEBASE`, …).
- */
+/** A value of an MSSP variable: text, a number (sent as its decimal text), or several values for one variable (`PORT`, `CODEBASE`, …). */
 export type MsspValue = string | number | Array<string | number>;
 
 /**

@@ -95,7 +95,7 @@ function readTxnId(message: Obj): string | undefined | ProtocolError {
  * not a copy: validation allocates nothing on the success path. Legacy
  * leniencies are normalised in place so the result matches its type: a
  * numeric `txn_id` becomes a string, and an optional field sent as `null`
- * (`txn_id`, `dep_txns`, `updates`, `ack`, `output`'s `data.prompt`, `disconnect`'s `data.value`, `telnet`'s `data.echo`) is
+ * (`txn_id`, `dep_txns`, `updates`, `ack`, `done`, `output`'s `data.prompt`, `disconnect`'s `data.value`, `telnet`'s `data.echo`) is
  * removed.
  *
  * @param value - anything `JSON.parse` can return (or anything at all)
@@ -234,6 +234,9 @@ function checkAppEnvelope(message: Obj, txnId: string | undefined): ProtocolErro
   const ack = message['ack'];
   if (ack === null) delete message['ack'];
   else if (ack !== undefined && !isNonNegativeInteger(ack)) return bad('ack must be a non-negative integer', txnId);
+  const done = message['done'];
+  if (done === null) delete message['done'];
+  else if (done !== undefined && !isNonNegativeInteger(done)) return bad('done must be a non-negative integer', txnId);
   return undefined;
 }
 
@@ -319,6 +322,7 @@ function checkIntermediaryMessage(value: unknown, legacy: boolean): Intermediary
       if (!isNonNegativeInteger(data['count'])) return bad(field(param, 'count', 'a non-negative integer'), txnId);
       if (data['known'] !== undefined && typeof data['known'] !== 'boolean') return bad(field(param, 'known', 'a boolean'), txnId);
       if (data['maxFrameBytes'] !== undefined && !isNonNegativeInteger(data['maxFrameBytes'])) return bad(field(param, 'maxFrameBytes', 'a non-negative integer'), txnId);
+      if (data['eventAcks'] !== undefined && typeof data['eventAcks'] !== 'boolean') return bad(field(param, 'eventAcks', 'a boolean'), txnId);
       break;
     }
     case 'ping': {

@@ -45,7 +45,7 @@ const isString = (v: unknown): boolean => typeof v === 'string';
 /** Whether a value has the shape of {@link AppMessage} (every optional field absent or of its type). */
 function conformsToAppMessage(m: unknown): boolean {
   if (!isObj(m)) return false;
-  if (!optional(m['txn_id'], isString) || !optional(m['dep_txns'], isStrings) || !optional(m['updates'], isObj) || !optional(m['ack'], isNat)) {
+  if (!optional(m['txn_id'], isString) || !optional(m['dep_txns'], isStrings) || !optional(m['updates'], isObj) || !optional(m['ack'], isNat) || !optional(m['done'], isNat)) {
     return false;
   }
   const d = m['data'];
@@ -111,7 +111,7 @@ function conformsToIntermediaryMessage(m: unknown): boolean {
     case 'disconnect':
       return isString(d['id']) && isString(d['reason']);
     case 'synced':
-      return isNat(d['count']);
+      return isNat(d['count']) && optional(d['eventAcks'], (v) => typeof v === 'boolean');
     case 'ping':
       return typeof d['ts'] === 'number';
     case 'error':
@@ -155,7 +155,9 @@ const validApp: Record<string, Json> = {
     dep_txns: ['t1', 't2'],
     updates: { k: 'v' },
     ack: 7,
+    done: 9,
   },
+  'a lone per-event ack': { param: 'null', done: 43 },
   'unknown extra fields': { param: 'output', data: { id: 'u1', value: 'x', colour: 'red' }, future: { a: 1 } },
   'telnet echo off': { param: 'telnet', data: { id: 'u1', echo: false } },
   'telnet echo on': { param: 'telnet', data: { id: 'u1', echo: true } },
@@ -222,6 +224,7 @@ const appFieldCases: Array<{ base: Json; field: string; where: 'data' | 'envelop
   { base: validApp['every envelope field']!, field: 'dep_txns', where: 'envelope', wrong: ['t1', [1], ['t1', {}], {}, 5, true] },
   { base: validApp['every envelope field']!, field: 'updates', where: 'envelope', wrong: ['x', [], [{ a: 1 }], 5, true] },
   { base: validApp['every envelope field']!, field: 'ack', where: 'envelope', wrong: [-1, 1.5, '7', true, {}, []] },
+  { base: validApp['every envelope field']!, field: 'done', where: 'envelope', wrong: [-1, 1.5, '7', true, {}, []] },
 ];
 
 function withField(base: Json, where: 'data' | 'envelope', field: string, value: unknown): Json {
@@ -433,6 +436,7 @@ const validIntermediary: Record<string, Json> = {
   input: { param: 'input', txn_id: TXN, seq: 0, data: { id: 'u1', value: 'look é😀' } },
   disconnect: { param: 'disconnect', txn_id: TXN, data: { id: 'u1', reason: 'closed' } },
   synced: { param: 'synced', txn_id: TXN, data: { count: 0 } },
+  'synced from a cluster gateway': { param: 'synced', txn_id: TXN, data: { count: 0, eventAcks: true } },
   ping: { param: 'ping', txn_id: TXN, data: { ts: 1700000000000 } },
   error: { param: 'error', txn_id: TXN, data: { code: 'IMI_UNKNOWN_ID', message: 'no such user', txn_id: 'app-1' } },
   'error without txn_id': { param: 'error', txn_id: TXN, data: { code: 'IMI_BAD_FRAME', message: 'not JSON' } },
@@ -471,6 +475,7 @@ const intermediaryFieldCases: Array<{ base: Json; field: string; wrong: unknown[
   { base: validIntermediary['disconnect']!, field: 'id', wrong: [undefined, 1, null] },
   { base: validIntermediary['disconnect']!, field: 'reason', wrong: [undefined, 1, null, {}] },
   { base: validIntermediary['synced']!, field: 'count', wrong: [undefined, -1, 1.5, '1', null] },
+  { base: validIntermediary['synced from a cluster gateway']!, field: 'eventAcks', wrong: ['true', 1, {}] },
   { base: validIntermediary['ping']!, field: 'ts', wrong: [undefined, '1', null, {}] },
   { base: validIntermediary['error']!, field: 'code', wrong: [undefined, 'IMI_NOPE', 'imi_auth', 1, null, 'toString'] },
   { base: validIntermediary['error']!, field: 'message', wrong: [undefined, 1, null, {}] },

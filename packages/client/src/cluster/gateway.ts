@@ -57,6 +57,8 @@ export interface GatewayPeer {
 interface Outstanding {
   readonly seq: number;
   readonly meta: EventMeta;
+  /** Acked alone (`done`) before the cumulative ack reached it: its entry's ack is committed already. */
+  done: boolean;
 }
 
 function mergeState(state: JsonObject, updates: JsonObject): JsonObject {
@@ -155,7 +157,9 @@ export class Gateway {
   private onMessage(message: AppMessage): void {
     switch (message.param) {
       case 'hello':
-        this.write({ param: 'synced', data: { count: 0 }, txn_id: randomUUID() });
+        // eventAcks: a reply that finished behind a slower event goes at once with its own
+        // event's ack (`done`), as Redis acks entry by entry: never without one, never held.
+        this.write({ param: 'synced', data: { count: 0, eventAcks: true }, txn_id: randomUUID() });
         clearInterval(this.pingTimer);
         this.pingTimer = setInterval(() => this.write({ param: 'ping', data: { ts: Date.now() }, txn_id: randomUUID() }), PING_INTERVAL_MS).unref();
         this.peer.onAppUp();
@@ -178,6 +182,7 @@ export class Gateway {
     }
     if (message.param === 'ack') this.acked(message.data.seq);
     else if (message.ack !== undefined) this.acked(message.ack);
+    if (message.done !== undefined) this.doneOne(message.done);
   }
 
   /** A frame for one user: to the stream of the holder with their socket, with the state update it carries. */
@@ -208,20 +213,36 @@ export class Gateway {
   private acked(seq: number): void {
     const parts = new Set<number>();
     while (this.head < this.outstanding.length && this.outstanding[this.head]!.seq <= seq) {
-      const { meta } = this.outstanding[this.head++]!;
-      parts.add(meta.part);
-      this.perPart.set(meta.part, (this.perPart.get(meta.part) ?? 1) - 1);
-      if (meta.entry === undefined) continue;
-      const op: CommitOp = { k: 'a', p: meta.part, t: meta.token, e: meta.entry };
-      if (meta.announced !== undefined) op.c = meta.announced;
-      if (meta.gone !== undefined) op.g = meta.gone;
-      this.ops.push(op);
+      const event = this.outstanding[this.head++]!;
+      if (event.done) continue;
+      parts.add(event.meta.part);
+      this.ackOne(event.meta);
     }
     if (this.head > 1024 && this.head * 2 > this.outstanding.length) {
       this.outstanding.splice(0, this.head);
       this.head = 0;
     }
     if (parts.size > 0) this.peer.onReleased(parts);
+  }
+
+  /** A per-event ack (`done`, see synced's `eventAcks`): that event alone is done; the cumulative ack skips it later. */
+  private doneOne(seq: number): void {
+    const first = this.outstanding[this.head];
+    // Seqs are handed out one by one and queued in order: the event's place follows from the first one's.
+    const event = first === undefined ? undefined : this.outstanding[this.head + seq - first.seq];
+    if (event === undefined || event.seq !== seq || event.done) return;
+    event.done = true;
+    this.ackOne(event.meta);
+    this.peer.onReleased([event.meta.part]);
+  }
+
+  private ackOne(meta: EventMeta): void {
+    this.perPart.set(meta.part, (this.perPart.get(meta.part) ?? 1) - 1);
+    if (meta.entry === undefined) return;
+    const op: CommitOp = { k: 'a', p: meta.part, t: meta.token, e: meta.entry };
+    if (meta.announced !== undefined) op.c = meta.announced;
+    if (meta.gone !== undefined) op.g = meta.gone;
+    this.ops.push(op);
   }
 
   /**
@@ -258,7 +279,7 @@ export class Gateway {
     if (meta !== undefined) {
       const seq = ++this.seq;
       message['seq'] = seq;
-      this.outstanding.push({ seq, meta });
+      this.outstanding.push({ seq, meta, done: false });
       this.perPart.set(meta.part, (this.perPart.get(meta.part) ?? 0) + 1);
     }
     this.write(message);
