@@ -389,7 +389,7 @@ export class Dispatcher {
   private release(link: Link, ticket: number, batch: Batch): void {
     this.outbox.release(link, link.tracker.complete(ticket, batch));
     if (link.tracker.size === 0) return;
-    if (!link.eventAcks) {
+    if (!link.eventAcks || !this.state.options.acks) {
       this.armHold(link);
       return;
     }

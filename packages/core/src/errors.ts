@@ -103,7 +103,7 @@ export const ERROR_TABLE = {
   },
   IMI_LEASE_LOST: {
     description: 'Cluster mode: a worker lost the lease of a partition (it expired during a pause or an outage, or another worker took it); what it sent for that partition after losing it was dropped, and the new owner gets the unacked input again. Also: a worker does not take such a partition back, for over releaseTimeoutMs, because its app has not acked events it was handed there before (reported once per partition).',
-    howToSolve: 'Expected now and then when workers start, stop or stall; frequent reports mean leaseTtlMs is too short for your event-loop pauses (docs/cluster.md). A partition not taken back means a handler that does not finish: it holds back every reply of that worker; find it.',
+    howToSolve: 'Expected now and then when workers start, stop or stall; frequent reports mean leaseTtlMs is too short for your event-loop pauses (docs/cluster.md). A partition not taken back means a handler that does not finish: it keeps the partition from that worker and, past maxOutstanding events, stops its reading; find it.',
   },
   IMI_BAD_JOURNAL: {
     description: 'Under `imi-server --supervise`, a message between the supervisor and the intermediary it runs (the worker) had the wrong shape, or a session\'s journal record was broken or too big (128 KiB); the message or record was ignored (the previous record of that session is kept; a session never journaled will not survive a crash).',

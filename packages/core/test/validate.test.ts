@@ -302,6 +302,7 @@ describe('validateAppMessage', () => {
       dep_txns: null,
       updates: null,
       ack: null,
+      done: null,
     };
     const result = expectMessage(validateAppMessage(input));
     expect(result).toEqual({ param: 'disconnect', data: { id: 'u1' } });
@@ -475,7 +476,7 @@ const intermediaryFieldCases: Array<{ base: Json; field: string; wrong: unknown[
   { base: validIntermediary['disconnect']!, field: 'id', wrong: [undefined, 1, null] },
   { base: validIntermediary['disconnect']!, field: 'reason', wrong: [undefined, 1, null, {}] },
   { base: validIntermediary['synced']!, field: 'count', wrong: [undefined, -1, 1.5, '1', null] },
-  { base: validIntermediary['synced from a cluster gateway']!, field: 'eventAcks', wrong: ['true', 1, {}] },
+  { base: validIntermediary['synced from a cluster gateway']!, field: 'eventAcks', wrong: ['true', 1, {}, null] },
   { base: validIntermediary['ping']!, field: 'ts', wrong: [undefined, '1', null, {}] },
   { base: validIntermediary['error']!, field: 'code', wrong: [undefined, 'IMI_NOPE', 'imi_auth', 1, null, 'toString'] },
   { base: validIntermediary['error']!, field: 'message', wrong: [undefined, 1, null, {}] },

@@ -230,7 +230,8 @@ export class Gateway {
     const first = this.outstanding[this.head];
     // Seqs are handed out one by one and queued in order: the event's place follows from the first one's.
     const event = first === undefined ? undefined : this.outstanding[this.head + seq - first.seq];
-    if (event === undefined || event.seq !== seq || event.done) return;
+    // Not below the first outstanding one: the cumulative ack took those (they may not be compacted away yet).
+    if (first === undefined || seq < first.seq || event === undefined || event.seq !== seq || event.done) return;
     event.done = true;
     this.ackOne(event.meta);
     this.peer.onReleased([event.meta.part]);
