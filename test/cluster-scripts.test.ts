@@ -1,11 +1,11 @@
 // The worker's Lua scripts against a real redis-server (packages/client/src/cluster/worker-scripts.ts):
-// the fenced read over many partitions in one call (entries, nothing new, where the group stands, a
-// lease that is not this token's, a reread of pending entries), and the commit that joins its
-// replies for one holder into one output entry, bounded in bytes, and skips fenced ops; and a worker
-// whose partitions take more than one read call.
+// taking a partition (other consumer groups destroyed, this worker's made again at the stream's start,
+// nothing done under another's lease), and the commit that joins its replies for one holder into one
+// output entry, bounded in bytes, and skips fenced ops; and a worker that reads 600 partitions in one
+// XREADGROUP.
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLUSTER_CONSUMER_GROUP, clusterKeys } from '@imi/core';
+import { clusterKeys } from '@imi/core';
 import { OUTPUT_ENTRY_BYTES, commitArgs, defineWorkerScripts, runWorkerScript } from '../packages/client/src/cluster/worker-scripts.js';
 import type { CommitOp } from '../packages/client/src/cluster/worker-options.js';
 import { commandsAvailable } from '../packages/server/test/process-harness.js';
@@ -17,7 +17,6 @@ type RedisClient = Parameters<typeof defineWorkerScripts>[0];
 const { Redis } = createRequire(new URL('../packages/client/package.json', import.meta.url))('ioredis') as { Redis: new (url: string, options: object) => RedisClient };
 
 type Entry = [string, string[]];
-type ReadReply = ['e', Entry[]] | ['n'] | ['w', string] | ['x'];
 
 let redis: RedisClient | undefined;
 const apps: Client[] = [];
@@ -36,59 +35,39 @@ async function connect(): Promise<RedisClient> {
   return client;
 }
 
-function read(client: RedisClient, parts: Array<{ part: number; token: string; id: string }>): Promise<ReadReply[]> {
-  const keys = [...parts.map(({ part }) => clusterKeys.partition(part)), ...parts.map(({ part }) => clusterKeys.lease(part))];
-  return runWorkerScript<ReadReply[]>(client, 'imiRead', keys, [CLUSTER_CONSUMER_GROUP, 'w1', 100, ...parts.map(({ token }) => token), ...parts.map(({ id }) => id)]);
-}
-
 describe.skipIf(!commandsAvailable('redis-server'))('cluster worker scripts', () => {
-  it('the fenced read: entries, nothing new, where the group stands, a lost lease, pending entries again', async () => {
+  it("taking a partition: other groups destroyed (the highest last-delivered id returned), this worker's made again at the stream's start; not under another's lease", async () => {
     const client = await connect();
-    for (const part of [0, 1, 2]) await client.xgroup('CREATE', clusterKeys.partition(part), CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM');
-    await client.set(clusterKeys.lease(0), 'w1#1');
-    await client.set(clusterKeys.lease(1), 'w2#7'); // another worker's
-    await client.set(clusterKeys.lease(2), 'w1#1');
-    const a = (await client.xadd(clusterKeys.partition(0), '*', 't', 'input', 'id', 's1', 'v', 'one'))!;
-    const b = (await client.xadd(clusterKeys.partition(0), '*', 't', 'input', 'id', 's1', 'v', 'two'))!;
-    await client.xadd(clusterKeys.partition(1), '*', 't', 'input', 'id', 's2', 'v', 'not mine');
+    const stream = clusterKeys.partition(0);
+    const lease = clusterKeys.lease(0);
+    const [a, b, c] = [(await client.xadd(stream, '*', 't', 'input', 'id', 's1', 'v', 'one'))!, (await client.xadd(stream, '*', 't', 'input', 'id', 's1', 'v', 'two'))!, (await client.xadd(stream, '*', 't', 'input', 'id', 's1', 'v', 'three'))!];
+    // A predecessor read a and b and acked a (acked entries are deleted); an older group read a.
+    await client.xgroup('CREATE', stream, 'w2.old', '0');
+    await client.xreadgroup('GROUP', 'w2.old', 'w2', 'COUNT', 2, 'STREAMS', stream, '>');
+    await client.xack(stream, 'w2.old', a);
+    await client.xdel(stream, a);
+    await client.xgroup('CREATE', stream, 'w3.older', '0');
+    await client.xreadgroup('GROUP', 'w3.older', 'w3', 'COUNT', 1, 'STREAMS', stream, '>');
+    await client.set(lease, 'w2#4');
+    expect(await runWorkerScript(client, 'imiTake', [stream, lease], ['w1.new', 'w1#1'])).toBeNull();
+    expect(((await client.xinfo('GROUPS', stream)) as unknown[]).length).toBe(2);
 
-    const first = await read(client, [
-      { part: 0, token: 'w1#1', id: '?' },
-      { part: 1, token: 'w1#1', id: '?' },
-      { part: 2, token: 'w1#1', id: '?' },
-    ]);
-    expect(first[0]).toEqual(['e', [[a, ['t', 'input', 'id', 's1', 'v', 'one']], [b, ['t', 'input', 'id', 's1', 'v', 'two']]]]);
-    expect(first[1]).toEqual(['x']);
-    expect(first[2]).toEqual(['w', '0-0']);
-    // Partition 1 was not read: its entry is still new for its owner.
-    expect(await client.xpending(clusterKeys.partition(1), CLUSTER_CONSUMER_GROUP)).toEqual([0, null, null, null]);
-
-    // Nothing new: '>' says so, '?' says where the group stands.
-    expect(await read(client, [{ part: 0, token: 'w1#1', id: '>' }])).toEqual([['n']]);
-    expect(await read(client, [{ part: 0, token: 'w1#1', id: '?' }])).toEqual([['w', b]]);
-
-    // After a lost reply: this consumer's pending entries after the given id, then none.
-    expect(await read(client, [{ part: 0, token: 'w1#1', id: a }])).toEqual([['e', [[b, ['t', 'input', 'id', 's1', 'v', 'two']]]]]);
-    expect(await read(client, [{ part: 0, token: 'w1#1', id: b }])).toEqual([['e', []]]);
-
-    // A new entry in one partition only, read with the others.
-    const c = (await client.xadd(clusterKeys.partition(2), '*', 't', 'input', 'id', 's3', 'v', 'three'))!;
-    expect(
-      await read(client, [
-        { part: 0, token: 'w1#1', id: '>' },
-        { part: 2, token: 'w1#1', id: '>' },
-      ]),
-    ).toEqual([['n'], ['e', [[c, ['t', 'input', 'id', 's3', 'v', 'three']]]]]);
-
-    // A pending entry trimmed from the stream (past maxStreamEntries) is reread with no fields.
-    await client.xdel(clusterKeys.partition(0), a);
-    expect(await read(client, [{ part: 0, token: 'w1#1', id: '0-0' }])).toEqual([['e', [[a, null], [b, ['t', 'input', 'id', 's1', 'v', 'two']]]]]);
-
-    // The lease moved to another taking of the same worker: the old token reads nothing.
-    await client.set(clusterKeys.lease(2), 'w1#2');
-    await client.xadd(clusterKeys.partition(2), '*', 't', 'input', 'id', 's3', 'v', 'four');
-    expect(await read(client, [{ part: 2, token: 'w1#1', id: '>' }])).toEqual([['x']]);
-    expect(await read(client, [{ part: 2, token: 'w1#2', id: '>' }])).toMatchObject([['e', [[expect.any(String), ['t', 'input', 'id', 's3', 'v', 'four']]]]]);
+    await client.set(lease, 'w1#1');
+    expect(await runWorkerScript(client, 'imiTake', [stream, lease], ['w1.new', 'w1#1'])).toBe(b);
+    const groups = (await client.xinfo('GROUPS', stream)) as string[][];
+    expect(groups.map((group) => group[1])).toEqual(['w1.new']);
+    // Everything not acked, in order, with a plain XREADGROUP.
+    expect(await client.xreadgroup('GROUP', 'w1.new', 'w1', 'COUNT', 10, 'STREAMS', stream, '>')).toEqual([[stream, [[b, ['t', 'input', 'id', 's1', 'v', 'two']], [c, ['t', 'input', 'id', 's1', 'v', 'three']]]]]);
+    // The predecessor's reads now fail: it cannot move anything of its successor's.
+    await expect(client.xreadgroup('GROUP', 'w2.old', 'w2', 'STREAMS', stream, '>')).rejects.toThrow(/NOGROUP/);
+    // Taken again by the same group (a later taking): read again from the start, nothing pending.
+    expect(await runWorkerScript(client, 'imiTake', [stream, lease], ['w1.new', 'w1#1'])).toBe('0-0');
+    expect(await client.xpending(stream, 'w1.new')).toEqual([0, null, null, null]);
+    expect(((await client.xreadgroup('GROUP', 'w1.new', 'w1', 'STREAMS', stream, '>')) as Array<[string, Entry[]]>)[0]![1].map(([id]) => id)).toEqual([b, c]);
+    // A partition with no stream yet: made.
+    await client.set(clusterKeys.lease(1), 'w1#2');
+    expect(await runWorkerScript(client, 'imiTake', [clusterKeys.partition(1), clusterKeys.lease(1)], ['w1.new', 'w1#2'])).toBe('0-0');
+    expect(await client.exists(clusterKeys.partition(1))).toBe(1);
   });
 
   it("the commit joins each holder's replies into entries of at most 16 KiB, in order, and skips fenced ops", async () => {
@@ -128,7 +107,7 @@ describe.skipIf(!commandsAvailable('redis-server'))('cluster worker scripts', ()
     expect(await runWorkerScript(client, 'imiCommit', ['imi:worker:w1:commit'], ['w1', 1, commitArgs(ops, 1000)])).toBe(-1);
     expect(await frames('h1')).toHaveLength(3);
   });
-  it('a worker holding more partitions than one read takes (256) reads them in several calls: every line answered once, in order', async () => {
+  it('a worker holding 600 partitions reads them all with one XREADGROUP: every line answered once, in order', async () => {
     const partitions = 600;
     const server = await RedisProcess.start(false);
     const holder = await startHolder(server.url, 'hp', 1_500, ['--cluster-partitions', String(partitions)]);

@@ -11,8 +11,6 @@ import { ImiError } from './errors.js';
 
 /** Default number of partitions users are spread over: each is served by one worker at a time. */
 export const DEFAULT_CLUSTER_PARTITIONS = 64;
-/** The consumer group of every partition stream; each worker is a consumer in it, named by its worker id. */
-export const CLUSTER_CONSUMER_GROUP = 'imi-workers';
 
 /** The Redis keys of cluster mode, all under the `imi:` prefix (one Redis per cluster). */
 export const clusterKeys = {

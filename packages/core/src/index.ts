@@ -76,6 +76,6 @@ export {
   type SessionRegistryEvents,
   type SessionRegistryOptions,
 } from './session-registry.js';
-export { DEFAULT_CLUSTER_PARTITIONS, CLUSTER_CONSUMER_GROUP, clusterKeys, partitionOf, clusterInteger } from './cluster.js';
+export { DEFAULT_CLUSTER_PARTITIONS, clusterKeys, partitionOf, clusterInteger } from './cluster.js';
 export { txnIdSource } from './txn-id.js';
 export { MemorySocket, memorySocketPair, MEMORY_SOCKET_HIGH_WATER_BYTES } from './memory-socket.js';

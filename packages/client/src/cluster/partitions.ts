@@ -9,16 +9,17 @@
  * once its app acked every event it was handed there (see `cooling`).
  *
  * Taking a partition: `connect` (`resumed: true`, state from the session
- * hash) for each of its announced users, then its pending entries list —
- * what the predecessor read and did not ack — claimed with `XAUTOCLAIM`
- * (`redelivered: true`), then new entries with `XREADGROUP … >`: in stream
- * order, so in order per user.
+ * hash) for each of its announced users, then every entry of its stream —
+ * what is not acked yet: the predecessor's unacked ones first
+ * (`redelivered: true`), then new ones — read with this worker's own
+ * consumer group, made afresh at the stream's start (worker-scripts.ts
+ * TAKE): in stream order, so in order per user.
  *
  * @module
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { CLUSTER_CONSUMER_GROUP, ImiError, clusterKeys, type JsonObject } from '@imi/core';
+import { ImiError, clusterKeys, type JsonObject } from '@imi/core';
 import type { Gateway } from './gateway.js';
 import { newWorkerStats, type ClusterWorkerStats, type CommitOp, type EventMeta, type ResolvedClusterWorkerOptions, type WorkerSession } from './worker-options.js';
 import { runWorkerScript } from './worker-scripts.js';
@@ -27,11 +28,20 @@ import { DeliveredMemory, fields, fnv, parseObject } from './entries.js';
 /** A stream entry: its id and fields; null fields when a pending entry was trimmed from the stream. */
 type Entry = [string, string[] | null];
 
-/** What the fenced read (worker-scripts.ts READ) says of one partition: entries, nothing new (where the group stands, when asked), or lease lost. */
-type ReadReply = ['e', Entry[]] | ['n'] | ['w', string] | ['x'];
+/** What `XREADGROUP` returns: per stream with entries, its key and the entries. */
+type ReadReply = Array<[string, Entry[]]> | null;
 
-/** Partitions per fenced read: its arguments stay far below what Lua's `unpack` takes (about 8,000), and its reply bounded. */
-const READ_PARTITIONS = 256;
+/** How long one read waits for new entries (ms) before it is made again (with the partitions held then). */
+const READ_BLOCK_MS = 200;
+
+/** Whether stream id `a` comes after `b` (`<ms>-<seq>`, both numbers). */
+function idAfter(a: string, b: string): boolean {
+  const da = a.indexOf('-');
+  const db = b.indexOf('-');
+  const ma = Number(a.slice(0, da));
+  const mb = Number(b.slice(0, db));
+  return ma > mb || (ma === mb && Number(a.slice(da + 1)) > Number(b.slice(db + 1)));
+}
 
 interface Owned {
   readonly part: number;
@@ -43,13 +53,11 @@ interface Owned {
   readonly sessions: Set<string>;
   /** The last entry handed on from the stream: after a lost read, entries after it are read again from the pending entries list. */
   lastId: string;
-  /** Reading new entries (after the takeover), and not being handed over. */
+  /** Reading entries (the takeover announced its users), and not being handed over. */
   reading: boolean;
   releasing: boolean;
-  /** Where the group's reads of this partition stand (the last id it handed to this worker), once known: the `XREAD` waits after it. */
-  waitId: string | undefined;
-  /** The last `XREAD` saw entries past {@link waitId}: read it next. */
-  woken: boolean;
+  /** Entries up to this id were read by a predecessor's group (they may have been handled): `redelivered`. Undefined once past it. */
+  redeliverTo: string | undefined;
 }
 
 /** The partitions of one worker. */
@@ -69,13 +77,15 @@ export class Partitions {
    * Partitions lost or given back, until the app acked every event handed to it there, mapped to when that began
    * (ms; -1 once reported): not taken again meanwhile. A handler still running from before replies by session id;
    * under a new lease its reply would pass the fence and the input, read again, be answered twice. No time bound (a
-   * handler that never finishes holds back the worker's cumulative ack anyway); past `releaseTimeoutMs`, reported once.
+   * handler that never finishes holds back the worker's reading anyway, past `maxOutstanding` events); past `releaseTimeoutMs`, reported once.
    */
   private readonly cooling = new Map<number, number>();
   /** A read failed: its reply (entries now pending for this worker) may be lost. */
   private recheck = false;
-  /** The `XREADGROUP` under way: a takeover waits for it, so no entry of the partition is handed on before the claimed ones. */
+  /** The `XREADGROUP` under way: a takeover waits for it (unblocked), so no read made under an earlier taking brings entries of the new one. */
   private inflightRead: Promise<unknown> | undefined;
+  /** The reader connection's `CLIENT ID`, to unblock its read (`CLIENT UNBLOCK`) when a takeover waits for it. */
+  private readerId: number | undefined;
   /** What this worker counted (see {@link ClusterWorkerStats}). */
   readonly counters: ClusterWorkerStats = newWorkerStats();
 
@@ -85,6 +95,7 @@ export class Partitions {
    * @param reader - the connection for blocking reads
    * @param gateway - the app's side
    * @param report - where problems go
+   * @param group - this worker process's consumer group (worker id and an instance id: see worker-scripts.ts TAKE)
    */
   constructor(
     private readonly options: ResolvedClusterWorkerOptions,
@@ -92,6 +103,7 @@ export class Partitions {
     private readonly reader: Redis,
     private readonly gateway: Gateway,
     private readonly report: (error: ImiError) => void,
+    private readonly group: string,
   ) {}
 
   /** The partitions held now. */
@@ -102,8 +114,7 @@ export class Partitions {
   /** Redis is (back) up: holders get one holder TTL to heartbeat again before any is declared lost. */
   redisReady(): void {
     this.readySince = Date.now();
-    // The streams may have been recreated (a restart without data): where reads stand is read again.
-    for (const owned of this.owned.values()) owned.waitId = undefined;
+    this.readerId = undefined;
   }
 
   /** Starts the heartbeat and the reading (the app is up). */
@@ -171,7 +182,7 @@ export class Partitions {
         if (waiting > 0) {
           if (since >= 0 && Date.now() - since > this.options.releaseTimeoutMs) {
             this.cooling.set(part, -1);
-            this.report(new ImiError('IMI_LEASE_LOST', `worker ${workerId} does not take partition ${part} back yet: its app has not acked ${waiting} events handed to it there before the lease was lost, for over releaseTimeoutMs (${this.options.releaseTimeoutMs} ms); a handler that does not finish holds back every reply of this worker`));
+            this.report(new ImiError('IMI_LEASE_LOST', `worker ${workerId} does not take partition ${part} back yet: its app has not acked ${waiting} events handed to it there before the lease was lost, for over releaseTimeoutMs (${this.options.releaseTimeoutMs} ms); a handler that does not finish keeps the partition from this worker, and past maxOutstanding events stops its reading`));
           }
           continue;
         }
@@ -187,7 +198,8 @@ export class Partitions {
 
   private async acquire(part: number): Promise<void> {
     this.acquiring.add(part);
-    const token = `${this.options.workerId}:${++this.takings}`;
+    // This process's instance (not just the worker id: a restarted worker with the same id counts from 1 again) and the taking.
+    const token = `${this.group}:${++this.takings}`;
     try {
       const taken = await this.cmd.set(clusterKeys.lease(part), token, 'PX', this.options.leaseTtlMs, 'NX');
       if (taken !== 'OK' || !this.running) return;
@@ -205,21 +217,25 @@ export class Partitions {
 
   private async takeOver(part: number, token: string): Promise<void> {
     const stream = clusterKeys.partition(part);
-    await this.cmd.xgroup('CREATE', stream, CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM').catch((error: Error) => {
-      if (!error.message.includes('BUSYGROUP')) throw error;
-    });
     this.counters.leasesGained++;
-    const owned: Owned = { part, token, key: stream, leaseKey: clusterKeys.lease(part), sessions: new Set(), lastId: '0-0', reading: false, releasing: false, waitId: undefined, woken: false };
+    const owned: Owned = { part, token, key: stream, leaseKey: clusterKeys.lease(part), sessions: new Set(), lastId: '0-0', reading: false, releasing: false, redeliverTo: undefined };
     this.owned.set(part, owned);
     this.lostReported.delete(part);
-    // A read issued before (when this worker last held the partition) may still bring its entries:
-    // they stay pending (not handed on while `reading` is false) and XAUTOCLAIM below claims them in order.
-    await this.inflightRead?.catch(() => {});
+    // A read made before (when this worker last held the partition, with the group TAKE makes
+    // again) could otherwise bring entries of the new group that no one hands on.
+    await this.settleRead();
+    const last = await runWorkerScript<string | null>(this.cmd, 'imiTake', [stream, owned.leaseKey], [this.group, token]);
+    if (last === null) {
+      this.lose(part); // the lease ran out while it was being taken
+      return;
+    }
+    if (last !== '0-0') owned.redeliverTo = last;
     // Every announced user first, with the state stored for them.
     const ids = await this.cmd.smembers(clusterKeys.partitionSessions(part));
     const pipeline = this.cmd.pipeline();
     for (const id of ids) pipeline.hgetall(clusterKeys.session(id));
     const hashes = ids.length === 0 ? [] : ((await pipeline.exec()) ?? []);
+    if (this.owned.get(part) !== owned) return;
     ids.forEach((id, i) => {
       const hash = hashes[i]?.[1] as Record<string, string> | undefined;
       if (hash === undefined || hash['ann'] !== '1' || hash['holder'] === undefined) return; // its `connect` entry is still ahead
@@ -228,17 +244,23 @@ export class Partitions {
       if (hash['telnet'] !== undefined && hash['telnet'] !== '') data['telnet'] = parseObject(hash['telnet']);
       this.gateway.deliver({ param: 'connect', data, txn_id: randomUUID() }, { part, token });
     });
-    // Then what the predecessor read and did not ack, in stream order.
-    let cursor = '0-0';
-    do {
-      const [next, entries, deleted] = (await this.cmd.xautoclaim(stream, CLUSTER_CONSUMER_GROUP, this.options.workerId, 0, cursor, 'COUNT', 500)) as [string, Array<[string, string[]]>, string[]];
-      this.counters.eventsClaimed += entries.length;
-      for (const [id, list] of entries) this.onEntry(owned, id, list, true);
-      // Trimmed while pending (past maxStreamEntries): nothing to deliver, only to forget.
-      if (deleted !== undefined && deleted.length > 0) this.gateway.queueOps(deleted.map((id) => ({ k: 'a', p: part, t: token, e: id })));
-      cursor = next;
-    } while (cursor !== '0-0' && this.owned.get(part) === owned);
+    // Then the stream from its start, with the other partitions' new entries (readLoop).
     owned.reading = true;
+    this.unblockRead();
+  }
+
+  /** Waits for the read under way, unblocking it first (it may wait up to {@link READ_BLOCK_MS}). */
+  private async settleRead(): Promise<void> {
+    const read = this.inflightRead;
+    if (read === undefined) return;
+    this.unblockRead();
+    await read.catch(() => {});
+  }
+
+  /** Ends the reader's blocking wait now (as if it timed out), so the next read covers the partitions held now. */
+  private unblockRead(): void {
+    if (this.inflightRead === undefined || this.readerId === undefined) return;
+    this.cmd.client('UNBLOCK', this.readerId).catch(() => 0);
   }
 
   private addSession(owned: Owned, id: string, holder: string, state: JsonObject): void {
@@ -317,131 +339,113 @@ export class Partitions {
   }
 
   /**
-   * Reads new entries, only where there are some. A plain `XREAD BLOCK`
-   * (which changes nothing) after the id each partition was last read to
-   * names the partitions with new entries; only those are read, with the
-   * fenced script (worker-scripts.ts READ: entries are read only under a
-   * lease that still holds). A partition whose position is not known (just
-   * taken, after an error, after Redis reconnected, or after an idle wait)
-   * is read with the others: the script says where it stands. Under load
-   * (the last read brought entries from more than one partition) every
-   * partition is read again at once, without the wake-up.
+   * Reads every partition held with one blocking `XREADGROUP` of this
+   * worker's group (`>`: entries not read yet, from the stream's start after
+   * a takeover), waiting at most {@link READ_BLOCK_MS} for one; made again
+   * as soon as it returns (at once when entries wait). After a lost reply
+   * (`recheck`) the pending entries after the last one handed on are read
+   * first. `NOGROUP`: another worker took a partition and destroyed this
+   * worker's group there; the leases say which.
    */
   private async readLoop(): Promise<void> {
     const { maxOutstanding } = this.options;
-    // Entries came from more than one partition in the last read: under load, so every partition is
-    // read again at once, without the XREAD wake-up (one round trip to Redis a round instead of two).
-    let busy = false;
     while (this.running) {
       const parts = [...this.owned.values()].filter((owned) => owned.reading && !owned.releasing);
       if (parts.length === 0 || this.gateway.outstandingCount >= maxOutstanding || this.gateway.saturated) {
-        busy = false;
         await new Promise((resolve) => setTimeout(resolve, 20));
         continue;
       }
-      // After a lost reply (this.recheck) every partition is read from the last entry handed on.
-      const toRead = this.recheck || busy ? parts : parts.filter((owned) => owned.woken || owned.waitId === undefined);
-      busy = false;
-      if (toRead.length > 0) {
-        const recheck = this.recheck;
-        let replies: ReadReply[];
-        try {
-          replies = await this.read(toRead, recheck);
-        } catch (error) {
-          this.recheck = true;
-          this.counters.redisErrors++;
-          for (const owned of parts) owned.waitId = undefined;
-          if ((error as Error).message.includes('NOGROUP')) {
-            // Redis lost its data (restarted without persistence): the groups come back empty.
-            for (const owned of parts) await this.cmd.xgroup('CREATE', clusterKeys.partition(owned.part), CLUSTER_CONSUMER_GROUP, '0', 'MKSTREAM').catch(() => 0);
-          } else {
-            await new Promise((resolve) => setTimeout(resolve, 200));
-          }
-          continue;
-        }
-        let got = 0;
-        let from = 0;
-        replies.forEach((reply, i) => {
-          const owned = toRead[i]!;
-          owned.woken = false;
-          const current = this.owned.get(owned.part) === owned;
-          if (reply[0] === 'x') {
-            if (current) this.lose(owned.part);
-          } else if (reply[0] === 'n') {
-            // Nothing new: it still waits after owned.waitId.
-          } else if (reply[0] === 'w') {
-            owned.waitId = reply[1];
-          } else {
-            const entries = reply[1];
-            got += entries.length;
-            if (entries.length > 0) from++;
-            // A recheck read pending entries: where '>' stands is not known yet.
-            owned.waitId = recheck ? undefined : entries.length > 0 ? entries[entries.length - 1]![0] : undefined;
-            // A partition let go meanwhile: these entries wait in the pending entries list for its next owner.
-            if (!current || owned.releasing || !owned.reading) return;
-            this.counters.eventsRead += entries.length;
-            for (const [id, list] of entries) this.onEntry(owned, id, list, false);
-          }
-        });
-        if (recheck) {
-          if (got > 0) continue;
-          this.recheck = false;
-        } else if (from > 1) {
-          busy = true;
-          continue;
-        }
-      }
-      // Wait (at most 200 ms) for an entry past where each partition was read to; a plain XREAD changes nothing.
-      const waiting = parts.filter((owned) => owned.waitId !== undefined && this.owned.get(owned.part) === owned);
-      if (waiting.length === 0) continue;
-      const byKey = new Map(waiting.map((owned) => [owned.key, owned]));
-      let woke: Array<[string, unknown[]]> | null;
+      const recheck = this.recheck;
+      let reply: ReadReply;
       try {
-        woke = (await this.reader.xread('COUNT', 1, 'BLOCK', 200, 'STREAMS', ...byKey.keys(), ...waiting.map((owned) => owned.waitId!))) as typeof woke;
-      } catch {
-        woke = null;
+        reply = await this.read(parts, recheck);
+      } catch (error) {
         this.counters.redisErrors++;
-      }
-      this.counters.wakeups++;
-      if (woke === null) {
-        // Idle (or an error): read every partition once more, which also catches a stream Redis recreated (restart without data).
-        for (const owned of waiting) owned.waitId = undefined;
+        if ((error as Error).message.includes('NOGROUP')) await this.checkLeases(parts);
+        else {
+          this.recheck = true;
+          this.readerId = undefined;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
         continue;
       }
-      for (const [key] of woke) {
-        const owned = byKey.get(key);
-        if (owned !== undefined) owned.woken = true;
+      if (reply === null) {
+        this.counters.wakeups++;
+        if (recheck) this.recheck = false;
+        continue;
       }
+      let got = 0;
+      const byKey = new Map(parts.map((owned) => [owned.key, owned]));
+      for (const [key, entries] of reply) {
+        const owned = byKey.get(key);
+        if (owned === undefined) continue;
+        got += entries.length;
+        // A partition let go meanwhile: these entries stay pending in this worker's group, which
+        // its next owner destroys (it reads them again from the stream).
+        if (this.owned.get(owned.part) !== owned || owned.releasing || !owned.reading) continue;
+        this.counters.eventsRead += entries.length;
+        for (const [id, list] of entries) {
+          let redelivered = false;
+          if (owned.redeliverTo !== undefined) {
+            if (idAfter(id, owned.redeliverTo)) owned.redeliverTo = undefined;
+            else {
+              redelivered = true;
+              this.counters.eventsClaimed++;
+            }
+          }
+          this.onEntry(owned, id, list, redelivered);
+        }
+      }
+      if (recheck && got === 0) this.recheck = false;
     }
   }
 
   /**
-   * One fenced read of these partitions, {@link READ_PARTITIONS} per script call.
+   * One `XREADGROUP` of these partitions: new entries (blocking), or after
+   * a lost reply this worker's pending entries after the last one handed
+   * on, which the app never saw.
    *
-   * @param toRead - the partitions
-   * @param recheck - after a lost reply: read from the last entry handed on instead of `>`, which
-   *   makes `XREADGROUP` return this consumer's pending entries the app never saw
-   * @returns one reply per partition, in order
+   * @param parts - the partitions
+   * @param recheck - read the pending entries instead of `>`
+   * @returns the entries per stream, or null when none came
    */
-  private async read(toRead: Owned[], recheck: boolean): Promise<ReadReply[]> {
+  private async read(parts: Owned[], recheck: boolean): Promise<ReadReply> {
     const { workerId, readBatch } = this.options;
-    const calls: Array<Promise<ReadReply[]>> = [];
-    for (let at = 0; at < toRead.length; at += READ_PARTITIONS) {
-      const some = toRead.slice(at, at + READ_PARTITIONS);
-      const keys = [...some.map((owned) => owned.key), ...some.map((owned) => owned.leaseKey)];
-      const ids = some.map((owned) => (recheck ? owned.lastId : owned.waitId === undefined ? '?' : '>'));
-      calls.push(runWorkerScript<ReadReply[]>(this.reader, 'imiRead', keys, [CLUSTER_CONSUMER_GROUP, workerId, readBatch, ...some.map((owned) => owned.token), ...ids]));
+    if (this.readerId === undefined) this.readerId = Number(await this.reader.client('ID'));
+    const args: Array<string | number> = ['GROUP', this.group, workerId, 'COUNT', readBatch];
+    if (!recheck) args.push('BLOCK', READ_BLOCK_MS);
+    args.push('STREAMS');
+    for (const owned of parts) args.push(owned.key);
+    for (const owned of parts) args.push(recheck ? owned.lastId : '>');
+    this.counters.reads++;
+    const read = (this.reader as unknown as { xreadgroup(...parts: Array<string | number>): Promise<ReadReply> }).xreadgroup(...args);
+    this.inflightRead = read;
+    try {
+      return await read;
+    } finally {
+      if (this.inflightRead === read) this.inflightRead = undefined;
     }
-    this.counters.reads += calls.length;
-    const read = calls.length === 1 ? calls[0]! : Promise.all(calls).then((replies) => replies.flat());
-    // A takeover waits for every call, not just until the first fails.
-    this.inflightRead = calls.length === 1 ? read : Promise.allSettled(calls);
-    return read;
   }
 
-  /** The gateway released acks in these partitions: a hand-over may finish. */
-  onReleased(): void {
-    // release() polls; nothing to do here but keep the hook for a faster hand-over.
+  /** A read met `NOGROUP`: the partitions whose lease is no longer this worker's are lost (a successor took them). */
+  private async checkLeases(parts: Owned[]): Promise<void> {
+    let leases: Array<string | null>;
+    try {
+      leases = await this.cmd.mget(parts.map((owned) => owned.leaseKey));
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return;
+    }
+    let lost = 0;
+    parts.forEach((owned, i) => {
+      if (leases[i] !== owned.token && this.owned.get(owned.part) === owned) {
+        lost++;
+        this.lose(owned.part);
+      }
+    });
+    // Every lease holds, yet a group is gone (not something imi does): the partitions are let go, and
+    // taken again from their stream's start once the app acked what it was handed there (cooling).
+    if (lost === 0) for (const owned of parts) if (this.owned.get(owned.part) === owned) this.lose(owned.part);
   }
 
   /** Gives a partition to its rightful owner: stop reading, wait for its acks (bounded), `moved`, release. */

@@ -141,13 +141,13 @@ export type CommitOp =
  * Every field counts up; none is ever reset.
  */
 export interface ClusterWorkerStats {
-  /** Fenced read scripts run (each reads the partitions a wake-up named, or all of them after an idle wait). */
+  /** `XREADGROUP` calls (each reads every partition held, waiting at most 200 ms for entries). */
   reads: number;
-  /** `XREAD BLOCK` waits that returned (new entries, or the 200 ms idle timeout). */
+  /** Reads that came back empty (their 200 ms wait ran out, or a takeover cut it short to read the new partition too). */
   wakeups: number;
-  /** Stream entries read with `XREADGROUP` (new entries). */
+  /** Stream entries read with `XREADGROUP`. */
   eventsRead: number;
-  /** Entries claimed from a predecessor's pending entries list (`XAUTOCLAIM`) when taking a partition. */
+  /** Of those, entries a predecessor's consumer group had read and not acked, read again after taking their partition. */
   eventsClaimed: number;
   /** Inputs handed to the app with `redelivered: true` (another process may have handled them). */
   eventsRedelivered: number;

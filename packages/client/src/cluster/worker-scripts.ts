@@ -29,7 +29,7 @@ export const COMMIT_OP_FIELDS = 6;
 export const OUTPUT_ENTRY_BYTES = 16_384;
 
 /**
- * The commit. KEYS[1] is this worker's commit counter; ARGV: worker id,
+ * The commit. KEYS[1] is this worker's commit counter; ARGV: the worker's consumer group (see {@link TAKE}),
  * commit number, stream bound, then the ops, {@link COMMIT_OP_FIELDS} each
  * ({@link commitArgs}: flat strings, so neither side encodes nor decodes a
  * JSON array of them). The lease holds a token (worker id and the number of
@@ -128,7 +128,7 @@ for _, stream in ipairs(streams) do
   local ids = acks[stream]
   for j = 1, #ids, 256 do
     local last = math.min(j + 255, #ids)
-    redis.call('XACK', stream, 'imi-workers', unpack(ids, j, last))
+    redis.call('XACK', stream, ARGV[1], unpack(ids, j, last))
     redis.call('XDEL', stream, unpack(ids, j, last))
   end
 end
@@ -210,80 +210,47 @@ end
 return n`;
 
 /**
- * The fenced read. KEYS: the partition streams, then their leases; ARGV:
- * group, consumer, count, then each partition's lease token, then what to
- * read of each: \`>\` (new entries; the worker knows where it waits),
- * \`?\` (new entries, and where the group stands if there are none), or
- * the last id handed on (to reread this consumer's pending entries after
- * it). Why in a script: \`XREADGROUP … >\` moves the group's
- * last-delivered id and makes the entries pending for this consumer. Done
- * by a worker whose lease just ran out (Redis was away and came back, a
- * pause) *after* its successor ran \`XAUTOCLAIM\`, those entries would be
- * stranded in the old consumer's pending list: the successor reads on with
- * \`>\`, past them, and they are answered late (out of order) when the
- * partition moves again, or never. Checking the lease in the same atomic
- * step as the read closes that window: an entry is read only under a lease
- * that still holds, so it is either pending before the successor's
- * \`XAUTOCLAIM\` (which claims it) or read by the successor.
+ * Taking a partition's stream, once its lease is this worker's: every other
+ * consumer group on it is destroyed (a predecessor's, older ones) and this
+ * worker's group is made again at its start. KEYS: the stream, the lease;
+ * ARGV: the worker's group, the lease token. Returns the highest
+ * last-delivered id of the destroyed groups (entries up to it may have been
+ * handled by a predecessor: `redelivered`), or `false` when the lease is not
+ * this token's any more.
  *
- * One \`MGET\` of the leases and one \`XREADGROUP\` over every stream
- * whose lease holds, not two calls per partition: a call from Lua costs
- * Redis more than the command, and under load the worker reads all its
- * partitions in every round (partitions.ts). No \`BLOCK\` here (a script
- * cannot block): per partition the reply is \`{'e', entries}\`,
- * \`{'n'}\` (nothing new after \`>\`), \`{'w', last-delivered id}\`
- * (nothing new after \`?\`: wait with a plain \`XREAD\` after it, which
- * changes nothing), or \`{'x'}\` (the lease is not this token's).
+ * Why a group per worker process, made afresh at each taking, rather than
+ * one shared group: acked entries are deleted (`XDEL`, in the commit), so
+ * the stream holds exactly what is not acked yet, and a group made at its
+ * start delivers that, in order — what `XAUTOCLAIM` of a shared group's
+ * pending entries list and then `>` gave, in one plain `XREADGROUP`. And a
+ * worker that lost a lease cannot disturb its successor by reading: it reads
+ * its own group, which is gone (`NOGROUP` ends its read), whereas with a
+ * shared group its `>` moved the group past entries the successor then never
+ * saw; reads had to check the lease in a script for that. So the worker
+ * reads every partition with one blocking `XREADGROUP`, no script.
  */
-const READ = `
-local n = #KEYS / 2
-local out = {}
-if n == 0 then return out end
-local leases = redis.call('MGET', unpack(KEYS, n + 1, 2 * n))
-local args = {'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS'}
-local read = {}
-for i = 1, n do
-  if leases[i] ~= ARGV[3 + i] then
-    out[i] = {'x'}
-  else
-    read[#read + 1] = i
-    args[#args + 1] = KEYS[i]
+const TAKE = `
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return false end
+local function after(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
+end
+local last = '0-0'
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local f = {}
+    for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+    if f['name'] ~= ARGV[1] and after(f['last-delivered-id'], last) then last = f['last-delivered-id'] end
+    redis.call('XGROUP', 'DESTROY', KEYS[1], f['name'])
   end
 end
-if #read == 0 then return out end
-for _, i in ipairs(read) do
-  local id = ARGV[3 + n + i]
-  if id == '?' then id = '>' end
-  args[#args + 1] = id
-end
-local got = {}
-local r = redis.call('XREADGROUP', unpack(args))
-if r then
-  for _, s in ipairs(r) do got[s[1]] = s[2] end
-end
-for _, i in ipairs(read) do
-  local id = ARGV[3 + n + i]
-  local entries = got[KEYS[i]]
-  if entries and #entries > 0 then
-    out[i] = {'e', entries}
-  elseif id == '>' then
-    out[i] = {'n'}
-  elseif id == '?' then
-    local last = '0-0'
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[i])) do
-      local f = {}
-      for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
-      if f['name'] == ARGV[1] then last = f['last-delivered-id'] end
-    end
-    out[i] = {'w', last}
-  else
-    out[i] = {'e', {}}
-  end
-end
-return out`;
+redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+return last`;
 
 const SCRIPTS = {
-  imiRead: { lua: READ },
+  imiTake: { numberOfKeys: 2, lua: TAKE },
   imiCommit: { numberOfKeys: 1, lua: COMMIT },
   imiRenew: { numberOfKeys: 1, lua: RENEW },
   imiRelease: { numberOfKeys: 1, lua: RELEASE },
@@ -314,7 +281,5 @@ export function defineWorkerScripts(redis: Redis): void {
  */
 export function runWorkerScript<T = number>(redis: Redis, name: WorkerScript, keys: string[], args: Array<string | number | readonly string[]>): Promise<T> {
   const command = (redis as unknown as Record<string, (...parts: Array<string | number | readonly string[]>) => Promise<T>>)[name]!;
-  // A script with a variable number of keys (the read) takes their count first.
-  const count: Array<string | number> = 'numberOfKeys' in SCRIPTS[name] ? [] : [keys.length];
-  return command.call(redis, ...count, ...keys, ...args);
+  return command.call(redis, ...keys, ...args);
 }

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
@@ -42,6 +43,8 @@ export class ClusterWorker {
   private readonly partitions: Partitions;
   private readonly commits: PendingCommit[] = [];
   private commitNumber = 0;
+  /** Worker id and a random suffix: this process's consumer group, and the name of its commit counter. */
+  private readonly instance: string;
   private redisUp = false;
   private downReported = false;
   private stopped = false;
@@ -74,11 +77,14 @@ export class ClusterWorker {
         onAppUp: () => this.partitions.start(),
         onAppDown: () => void this.partitions.stop(),
         commit: (ops) => this.commit(ops),
-        onReleased: () => this.partitions.onReleased(),
+        onReleased: () => {}, // a hand-over (partitions.ts release) polls what is outstanding
       },
       report,
     );
-    this.partitions = new Partitions(this.options, this.cmd, this.reader, this.gateway, report);
+    // Its consumer group and commit counter are this process's own: another process with the same
+    // worker id (a restart) starts afresh, and a stale one cannot read or commit in its place.
+    this.instance = `${this.options.workerId}.${randomUUID().slice(0, 8)}`;
+    this.partitions = new Partitions(this.options, this.cmd, this.reader, this.gateway, report, this.instance);
     this.cmd.on('ready', () => this.onReady());
     this.cmd.on('close', () => {
       if (!this.redisUp || this.stopped) return;
@@ -146,8 +152,8 @@ export class ClusterWorker {
   }
 
   private send(commit: PendingCommit): void {
-    const key = `imi:worker:${this.options.workerId}:commit`;
-    runWorkerScript(this.cmd, 'imiCommit', [key], [this.options.workerId, commit.n, commit.args]).then(
+    const key = `imi:worker:${this.instance}:commit`;
+    runWorkerScript(this.cmd, 'imiCommit', [key], [this.instance, commit.n, commit.args]).then(
       (skipped) => {
         this.settle(commit);
         const counters = this.partitions.counters;
