@@ -67,7 +67,15 @@ export const clusterKeys = {
    */
   partitionSessions: (part: number): string => `imi:part:${part}:sessions`,
   /**
-   * String: the worker id holding a partition's lease (set with `NX PX`).
+   * String: the highest stream id any worker's consumer group delivered from a partition (kept by the takeover
+   * script): entries up to it that are still in the stream were read and not acked, so they come `redelivered`.
+   *
+   * @param part - the partition number
+   * @returns the key
+   */
+  partitionDelivered: (part: number): string => `imi:part:${part}:delivered`,
+  /**
+   * String: the lease token of the worker process holding a partition (set with `NX PX`).
    *
    * @param part - the partition number
    * @returns the key

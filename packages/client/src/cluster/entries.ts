@@ -87,3 +87,44 @@ export class DeliveredMemory {
     this.keys.add(key);
   }
 }
+
+/**
+ * Whether stream id `a` comes after `b` (`<ms>-<seq>`, both numbers).
+ *
+ * @param a - a stream id
+ * @param b - another
+ * @returns whether `a` is later
+ */
+export function idAfter(a: string, b: string): boolean {
+  const da = a.indexOf('-');
+  const db = b.indexOf('-');
+  const ma = Number(a.slice(0, da));
+  const mb = Number(b.slice(0, db));
+  return ma > mb || (ma === mb && Number(a.slice(da + 1)) > Number(b.slice(db + 1)));
+}
+
+/**
+ * The partitions rendezvous hashing gives one worker among the live ones: each partition goes to the worker with
+ * the highest hash of `worker#partition`, so when a worker comes or goes only its share moves.
+ *
+ * @param workerId - the worker
+ * @param live - the live workers (it among them)
+ * @param partitions - the partition count
+ * @returns its partitions
+ */
+export function shareOf(workerId: string, live: readonly string[], partitions: number): Set<number> {
+  const mine = new Set<number>();
+  for (let part = 0; part < partitions; part++) {
+    let best = '';
+    let bestHash = -1;
+    for (const worker of live) {
+      const hash = fnv(`${worker}#${part}`);
+      if (hash > bestHash || (hash === bestHash && worker > best)) {
+        best = worker;
+        bestHash = hash;
+      }
+    }
+    if (best === workerId) mine.add(part);
+  }
+  return mine;
+}

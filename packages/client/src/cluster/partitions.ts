@@ -23,7 +23,7 @@ import { ImiError, clusterKeys, type JsonObject } from '@imi/core';
 import type { Gateway } from './gateway.js';
 import { newWorkerStats, type ClusterWorkerStats, type CommitOp, type EventMeta, type ResolvedClusterWorkerOptions, type WorkerSession } from './worker-options.js';
 import { runWorkerScript } from './worker-scripts.js';
-import { DeliveredMemory, fields, fnv, parseObject } from './entries.js';
+import { DeliveredMemory, fields, idAfter, parseObject, shareOf } from './entries.js';
 
 /** A stream entry: its id and fields; null fields when a pending entry was trimmed from the stream. */
 type Entry = [string, string[] | null];
@@ -34,18 +34,10 @@ type ReadReply = Array<[string, Entry[]]> | null;
 /** How long one read waits for new entries (ms) before it is made again (with the partitions held then). */
 const READ_BLOCK_MS = 200;
 
-/** Whether stream id `a` comes after `b` (`<ms>-<seq>`, both numbers). */
-function idAfter(a: string, b: string): boolean {
-  const da = a.indexOf('-');
-  const db = b.indexOf('-');
-  const ma = Number(a.slice(0, da));
-  const mb = Number(b.slice(0, db));
-  return ma > mb || (ma === mb && Number(a.slice(da + 1)) > Number(b.slice(db + 1)));
-}
 
 interface Owned {
   readonly part: number;
-  /** The lease's value while this worker holds it: worker id and the number of this taking. */
+  /** The lease's value while this worker holds it: this process's group and the number of this taking. */
   readonly token: string;
   /** Its stream's key and its lease's, made once. */
   readonly key: string;
@@ -84,8 +76,8 @@ export class Partitions {
   private recheck = false;
   /** The `XREADGROUP` under way: a takeover waits for it (unblocked), so no read made under an earlier taking brings entries of the new one. */
   private inflightRead: Promise<unknown> | undefined;
-  /** The reader connection's `CLIENT ID`, to unblock its read (`CLIENT UNBLOCK`) when a takeover waits for it. */
-  private readerId: number | undefined;
+  /** The reader connection's `CLIENT ID`, to unblock its read (`CLIENT UNBLOCK`) when a takeover waits for it; null: Redis refused to say (a takeover then waits out the read). */
+  private readerId: number | null | undefined;
   /** What this worker counted (see {@link ClusterWorkerStats}). */
   readonly counters: ClusterWorkerStats = newWorkerStats();
 
@@ -104,7 +96,9 @@ export class Partitions {
     private readonly gateway: Gateway,
     private readonly report: (error: ImiError) => void,
     private readonly group: string,
-  ) {}
+  ) {
+    reader.on('ready', () => (this.readerId = undefined));
+  }
 
   /** The partitions held now. */
   get held(): number[] {
@@ -114,7 +108,6 @@ export class Partitions {
   /** Redis is (back) up: holders get one holder TTL to heartbeat again before any is declared lost. */
   redisReady(): void {
     this.readySince = Date.now();
-    this.readerId = undefined;
   }
 
   /** Starts the heartbeat and the reading (the app is up). */
@@ -140,24 +133,6 @@ export class Partitions {
     await this.cmd.zrem(clusterKeys.workers, this.options.workerId).catch(() => 0);
   }
 
-  /** The partitions rendezvous hashing gives this worker among `live`. */
-  private share(live: string[]): Set<number> {
-    const mine = new Set<number>();
-    for (let part = 0; part < this.options.partitions; part++) {
-      let best = '';
-      let bestHash = -1;
-      for (const worker of live) {
-        const hash = fnv(`${worker}#${part}`);
-        if (hash > bestHash || (hash === bestHash && worker > best)) {
-          best = worker;
-          bestHash = hash;
-        }
-      }
-      if (best === this.options.workerId) mine.add(part);
-    }
-    return mine;
-  }
-
   private async beat(): Promise<void> {
     if (!this.running) return;
     const { workerId, leaseTtlMs } = this.options;
@@ -172,7 +147,7 @@ export class Partitions {
     }
     // The first beat only registers: workers already running see this one before it takes anything.
     if (++this.beats < 2 || !this.running) return;
-    const mine = this.share(live.includes(workerId) ? live : [...live, workerId]);
+    const mine = shareOf(workerId, live.includes(workerId) ? live : [...live, workerId], this.options.partitions);
     for (const part of mine) {
       if (this.owned.has(part) || this.acquiring.has(part)) continue;
       const since = this.cooling.get(part);
@@ -224,7 +199,7 @@ export class Partitions {
     // A read made before (when this worker last held the partition, with the group TAKE makes
     // again) could otherwise bring entries of the new group that no one hands on.
     await this.settleRead();
-    const last = await runWorkerScript<string | null>(this.cmd, 'imiTake', [stream, owned.leaseKey], [this.group, token]);
+    const last = await runWorkerScript<string | null>(this.cmd, 'imiTake', [stream, owned.leaseKey, clusterKeys.partitionDelivered(part)], [this.group, token]);
     if (last === null) {
       this.lose(part); // the lease ran out while it was being taken
       return;
@@ -259,7 +234,7 @@ export class Partitions {
 
   /** Ends the reader's blocking wait now (as if it timed out), so the next read covers the partitions held now. */
   private unblockRead(): void {
-    if (this.inflightRead === undefined || this.readerId === undefined) return;
+    if (this.inflightRead === undefined || typeof this.readerId !== 'number') return;
     this.cmd.client('UNBLOCK', this.readerId).catch(() => 0);
   }
 
@@ -364,7 +339,6 @@ export class Partitions {
         if ((error as Error).message.includes('NOGROUP')) await this.checkLeases(parts);
         else {
           this.recheck = true;
-          this.readerId = undefined;
           await new Promise((resolve) => setTimeout(resolve, 200));
         }
         continue;
@@ -410,15 +384,8 @@ export class Partitions {
    * @returns the entries per stream, or null when none came
    */
   private async read(parts: Owned[], recheck: boolean): Promise<ReadReply> {
-    const { workerId, readBatch } = this.options;
-    if (this.readerId === undefined) this.readerId = Number(await this.reader.client('ID'));
-    const args: Array<string | number> = ['GROUP', this.group, workerId, 'COUNT', readBatch];
-    if (!recheck) args.push('BLOCK', READ_BLOCK_MS);
-    args.push('STREAMS');
-    for (const owned of parts) args.push(owned.key);
-    for (const owned of parts) args.push(recheck ? owned.lastId : '>');
-    this.counters.reads++;
-    const read = (this.reader as unknown as { xreadgroup(...parts: Array<string | number>): Promise<ReadReply> }).xreadgroup(...args);
+    // The whole read is what a takeover waits for, asking for the client id included.
+    const read = this.readOnce(parts, recheck);
     this.inflightRead = read;
     try {
       return await read;
@@ -427,7 +394,32 @@ export class Partitions {
     }
   }
 
-  /** A read met `NOGROUP`: the partitions whose lease is no longer this worker's are lost (a successor took them). */
+  private async readOnce(parts: Owned[], recheck: boolean): Promise<ReadReply> {
+    const { workerId, readBatch } = this.options;
+    if (this.readerId === undefined) {
+      try {
+        this.readerId = Number(await this.reader.client('ID'));
+      } catch (error) {
+        // An ACL without CLIENT ID, or a server without it: reads go on, a takeover waits out the one under way.
+        this.readerId = null;
+        this.report(new ImiError('IMI_REDIS_DOWN', `Redis refused CLIENT ID (${(error as Error).message}): taking a partition may wait up to ${READ_BLOCK_MS} ms for the read under way`, { cause: error }));
+      }
+    }
+    const args: Array<string | number> = ['GROUP', this.group, workerId, 'COUNT', readBatch];
+    if (!recheck) args.push('BLOCK', READ_BLOCK_MS);
+    args.push('STREAMS');
+    for (const owned of parts) args.push(owned.key);
+    for (const owned of parts) args.push(recheck ? owned.lastId : '>');
+    this.counters.reads++;
+    return (this.reader as unknown as { xreadgroup(...parts: Array<string | number>): Promise<ReadReply> }).xreadgroup(...args);
+  }
+
+  /**
+   * A read met `NOGROUP`: a successor took a partition and destroyed this worker's group there. The partitions
+   * whose lease is not this worker's are lost. If every lease of the read still holds (not something imi does),
+   * all of them are let go and their leases given back, to be taken again from their stream's start once the
+   * app acked what it was handed there (cooling).
+   */
   private async checkLeases(parts: Owned[]): Promise<void> {
     let leases: Array<string | null>;
     try {
@@ -436,16 +428,19 @@ export class Partitions {
       await new Promise((resolve) => setTimeout(resolve, 200));
       return;
     }
-    let lost = 0;
+    // Counted whether or not the partition is still held: the beat may have let it go before this read failed.
+    let moved = 0;
     parts.forEach((owned, i) => {
-      if (leases[i] !== owned.token && this.owned.get(owned.part) === owned) {
-        lost++;
-        this.lose(owned.part);
-      }
+      if (leases[i] === owned.token) return;
+      moved++;
+      if (this.owned.get(owned.part) === owned) this.lose(owned.part);
     });
-    // Every lease holds, yet a group is gone (not something imi does): the partitions are let go, and
-    // taken again from their stream's start once the app acked what it was handed there (cooling).
-    if (lost === 0) for (const owned of parts) if (this.owned.get(owned.part) === owned) this.lose(owned.part);
+    if (moved > 0) return;
+    for (const owned of parts) {
+      if (this.owned.get(owned.part) !== owned) continue;
+      this.lose(owned.part);
+      await runWorkerScript(this.cmd, 'imiRelease', [owned.leaseKey], [owned.token]).catch(() => 0);
+    }
   }
 
   /** Gives a partition to its rightful owner: stop reading, wait for its acks (bounded), `moved`, release. */

@@ -145,7 +145,7 @@ export interface ClusterWorkerStats {
   reads: number;
   /** Reads that came back empty (their 200 ms wait ran out, or a takeover cut it short to read the new partition too). */
   wakeups: number;
-  /** Stream entries read with `XREADGROUP`. */
+  /** Stream entries read with `XREADGROUP` and handed on (not those of a partition let go meanwhile). */
   eventsRead: number;
   /** Of those, entries a predecessor's consumer group had read and not acked, read again after taking their partition. */
   eventsClaimed: number;

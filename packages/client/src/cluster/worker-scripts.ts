@@ -32,8 +32,8 @@ export const OUTPUT_ENTRY_BYTES = 16_384;
  * The commit. KEYS[1] is this worker's commit counter; ARGV: the worker's consumer group (see {@link TAKE}),
  * commit number, stream bound, then the ops, {@link COMMIT_OP_FIELDS} each
  * ({@link commitArgs}: flat strings, so neither side encodes nor decodes a
- * JSON array of them). The lease holds a token (worker id and the number of
- * the taking), not just the worker id: a commit from before a lease was
+ * JSON array of them). The lease holds a token (the worker process's group
+ * and the number of the taking), not just the worker id: a commit from before a lease was
  * lost and taken again by the same worker is fenced too. A commit number
  * not above the counter was applied already (its reply was lost): skipped,
  * so a commit sent again after an outage is not doubled. Ops of a partition
@@ -212,10 +212,13 @@ return n`;
 /**
  * Taking a partition's stream, once its lease is this worker's: every other
  * consumer group on it is destroyed (a predecessor's, older ones) and this
- * worker's group is made again at its start. KEYS: the stream, the lease;
- * ARGV: the worker's group, the lease token. Returns the highest
- * last-delivered id of the destroyed groups (entries up to it may have been
- * handled by a predecessor: `redelivered`), or `false` when the lease is not
+ * worker's group is made again at its start. KEYS: the stream, the lease,
+ * the partition's delivered mark; ARGV: the worker's group, the lease
+ * token. Returns the highest id any group ever delivered from the stream
+ * (entries up to it may have been handled by a predecessor: `redelivered`),
+ * kept in the mark because a group's last-delivered id goes with it (a
+ * partition that moves twice before its second owner read everything must
+ * still flag what the first one read), or `false` when the lease is not
  * this token's any more.
  *
  * Why a group per worker process, made afresh at each taking, rather than
@@ -237,20 +240,21 @@ local function after(a, b)
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am > bm or (am == bm and as > bs)
 end
-local last = '0-0'
+local last = redis.call('GET', KEYS[3]) or '0-0'
 if redis.call('EXISTS', KEYS[1]) == 1 then
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
     local f = {}
     for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
-    if f['name'] ~= ARGV[1] and after(f['last-delivered-id'], last) then last = f['last-delivered-id'] end
+    if after(f['last-delivered-id'], last) then last = f['last-delivered-id'] end
     redis.call('XGROUP', 'DESTROY', KEYS[1], f['name'])
   end
 end
+redis.call('SET', KEYS[3], last)
 redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
 return last`;
 
 const SCRIPTS = {
-  imiTake: { numberOfKeys: 2, lua: TAKE },
+  imiTake: { numberOfKeys: 3, lua: TAKE },
   imiCommit: { numberOfKeys: 1, lua: COMMIT },
   imiRenew: { numberOfKeys: 1, lua: RENEW },
   imiRelease: { numberOfKeys: 1, lua: RELEASE },

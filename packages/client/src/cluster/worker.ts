@@ -29,7 +29,7 @@ const MAX_PENDING_COMMITS = 1_000;
 interface PendingCommit {
   readonly n: number;
   readonly ops: CommitOp[];
-  /** The script's arguments after the worker id and the number (kept to send it again after an outage). */
+  /** The script's arguments after the group and the number (kept to send it again after an outage). */
   readonly args: string[];
 }
 
