@@ -111,6 +111,36 @@ describe.skipIf(!commandsAvailable('redis-server'))('cluster worker scripts', ()
     // The same commit number again (its reply was lost): applied once.
     expect(await runWorkerScript(client, 'imiCommit', ['imi:worker:w1:commit'], ['w1', 1, commitArgs(ops, 1000)])).toBe(-1);
     expect(await frames('h1')).toHaveLength(3);
+
+    // Acks (plain, announcing, forgetting), state and a broadcast; one partition's ops under two tokens, one fenced.
+    const stream = clusterKeys.partition(0);
+    await client.xgroup('CREATE', stream, 'w1', '0', 'MKSTREAM');
+    const [e1, e2, e3, e4] = [
+      (await client.xadd(stream, '*', 't', 'input', 'id', 's1', 'v', 'x'))!,
+      (await client.xadd(stream, '*', 't', 'connect', 'id', 's1'))!,
+      (await client.xadd(stream, '*', 't', 'disconnect', 'id', 's2'))!,
+      (await client.xadd(stream, '*', 't', 'input', 'id', 's1', 'v', 'y'))!,
+    ];
+    await client.xreadgroup('GROUP', 'w1', 'c', 'STREAMS', stream, '>');
+    await client.hset(clusterKeys.session('s1'), 'ann', '0', 'state', '{}');
+    await client.hset(clusterKeys.session('s2'), 'ann', '1');
+    await client.sadd(clusterKeys.partitionSessions(0), 's1', 's2');
+    const more: CommitOp[] = [
+      { k: 'a', p: 0, t: 'w1#1', e: e1 },
+      { k: 'a', p: 0, t: 'w1#1', e: e2, c: 's1' },
+      { k: 'a', p: 0, t: 'w1#1', e: e3, g: 's2' },
+      { k: 'a', p: 0, t: 'w1#0', e: e4 }, // an older taking's: fenced
+      { k: 's', p: 0, t: 'w1#1', id: 's1', s: '{"room":"hall"}' },
+      { k: 'b', f: '{"param":"broadcast"}' },
+    ];
+    expect(commitArgs(more, 1000).slice(0, 6)).toEqual(['1000', '2', '0', 'w1#1', '0', 'w1#0']);
+    expect(await runWorkerScript(client, 'imiCommit', ['imi:worker:w1:commit'], ['w1', 2, commitArgs(more, 1000)])).toBe(1);
+    expect(((await client.xrange(stream, '-', '+')) as Entry[]).map(([id]) => id)).toEqual([e4]);
+    expect(((await client.xpending(stream, 'w1')) as unknown[]).slice(0, 3)).toEqual([1, e4, e4]);
+    expect(await client.hgetall(clusterKeys.session('s1'))).toEqual({ ann: '1', state: '{"room":"hall"}' });
+    expect(await client.exists(clusterKeys.session('s2'))).toBe(0);
+    expect(await client.smembers(clusterKeys.partitionSessions(0))).toEqual(['s1']);
+    expect(((await client.xrange(clusterKeys.broadcast, '-', '+')) as Entry[]).map(([, list]) => list[1])).toEqual(['{"param":"broadcast"}']);
   });
   it('a worker holding 600 partitions reads them all with one XREADGROUP: every line answered once, in order', async () => {
     const partitions = 600;

@@ -10,9 +10,6 @@
 import type { Redis } from 'ioredis';
 import type { CommitOp } from './worker-options.js';
 
-/** Arguments per op in the commit script's ARGV ({@link commitArgs}): kind, partition, token, then three of the kind's own. */
-export const COMMIT_OP_FIELDS = 6;
-
 /**
  * Bytes of frames a commit joins into one entry of a holder's output
  * stream (16 KiB; a single larger frame goes alone). One entry per holder
@@ -29,41 +26,50 @@ export const COMMIT_OP_FIELDS = 6;
 export const OUTPUT_ENTRY_BYTES = 16_384;
 
 /**
- * The commit. KEYS[1] is this worker's commit counter; ARGV: the worker's consumer group (see {@link TAKE}),
- * commit number, stream bound, then the ops, {@link COMMIT_OP_FIELDS} each
- * ({@link commitArgs}: flat strings, so neither side encodes nor decodes a
- * JSON array of them). The lease holds a token (the worker process's group
- * and the number of the taking), not just the worker id: a commit from before a lease was
- * lost and taken again by the same worker is fenced too. A commit number
- * not above the counter was applied already (its reply was lost): skipped,
- * so a commit sent again after an outage is not doubled. Ops of a partition
- * whose lease does not hold their token are skipped; their count is
- * returned. The leases are read with one \`MGET\`, and each holder's
- * replies go out as one entry ({@link OUTPUT_ENTRY_BYTES}). The acked entries are `XACK`ed and `XDEL`ed at the end, one
- * call per partition (and per 256 entries) instead of two per entry: a
- * call from Lua costs Redis more than the command itself, and inside the
- * script nothing reads the pending entries list, so the order is not seen.
+ * The commit. KEYS[1] is this worker's commit counter; ARGV: the worker's
+ * consumer group (see {@link TAKE}), commit number, stream bound, then
+ * ({@link commitArgs}) the number of (partition, lease token) pairs the ops
+ * are fenced with, those pairs, and the ops, each a kind and its own fields,
+ * the pair named by its index: flat strings, so neither side encodes nor
+ * decodes a JSON array, and a token is sent once per commit rather than per
+ * op (a commit of 30 replies is about 200 arguments, not 360).
+ *
+ * | op | fields | does |
+ * |---|---|---|
+ * | `o` | pair, holder, frame | the frame joins that holder's output entry (if the holder is alive) |
+ * | `b` | frame | a broadcast entry (not fenced) |
+ * | `s` | pair, session id, state | the session's stored state |
+ * | `a` | pair, entry id | acks the entry (`XACK`, `XDEL`) |
+ * | `c` | pair, entry id, session id | acks it and marks the session announced |
+ * | `g` | pair, entry id, session id | acks it and forgets the session (it left) |
+ *
+ * The lease holds a token (the worker process's group and the number of the
+ * taking), not just the worker id: a commit from before a lease was lost and
+ * taken again by the same worker is fenced too. A commit number not above
+ * the counter was applied already (its reply was lost): skipped, so a
+ * commit sent again after an outage is not doubled. Ops whose pair's lease
+ * does not hold its token are skipped; their count is returned. The leases
+ * are read with one \`MGET\`, and each holder's replies go out as one entry
+ * ({@link OUTPUT_ENTRY_BYTES}). The acked entries are `XACK`ed and `XDEL`ed
+ * at the end, one call per partition (and per 256 entries) instead of two
+ * per entry: a call from Lua costs Redis more than the command itself, and
+ * inside the script nothing reads the pending entries list, so the order is
+ * not seen.
  */
 const COMMIT = `
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if last >= tonumber(ARGV[2]) then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', 86400000)
 local maxlen = ARGV[3]
-local owned = {}
-local parts = {}
-for i = 4, #ARGV, ${COMMIT_OP_FIELDS} do
-  local p = ARGV[i + 1]
-  if p ~= '' and owned[p] == nil then
-    owned[p] = false
-    parts[#parts + 1] = p
-  end
-end
-if #parts > 0 then
+local np = tonumber(ARGV[4])
+local holds = {}
+if np > 0 then
   local leaseKeys = {}
-  for j, p in ipairs(parts) do leaseKeys[j] = 'imi:lease:' .. p end
+  for j = 1, np do leaseKeys[j] = 'imi:lease:' .. ARGV[3 + 2 * j] end
   local leases = redis.call('MGET', unpack(leaseKeys))
-  for j, p in ipairs(parts) do owned[p] = leases[j] end
+  for j = 1, np do holds[j] = leases[j] == ARGV[4 + 2 * j] end
 end
+local width = { o = 4, b = 2, s = 4, a = 3, c = 4, g = 4 }
 local holders = {}
 local outs = {}
 local outOrder = {}
@@ -78,12 +84,17 @@ local function publish(h)
     o.bytes = 0
   end
 end
-for i = 4, #ARGV, ${COMMIT_OP_FIELDS} do
-  local k, p = ARGV[i], ARGV[i + 1]
-  if p ~= '' and owned[p] ~= ARGV[i + 2] then
+local i = 5 + 2 * np
+while i <= #ARGV do
+  local k = ARGV[i]
+  local w = width[k]
+  if w == nil then return redis.error_reply('imi commit: unknown op ' .. tostring(k)) end
+  if k == 'b' then
+    redis.call('XADD', 'imi:bcast', 'MAXLEN', '~', maxlen, '*', 'f', ARGV[i + 1])
+  elseif not holds[tonumber(ARGV[i + 1])] then
     skipped = skipped + 1
   elseif k == 'o' then
-    local h = ARGV[i + 3]
+    local h = ARGV[i + 2]
     local alive = holders[h]
     if alive == nil then
       alive = redis.call('ZSCORE', 'imi:holders', h) ~= false
@@ -96,32 +107,32 @@ for i = 4, #ARGV, ${COMMIT_OP_FIELDS} do
         outs[h] = o
         outOrder[#outOrder + 1] = h
       end
-      local f = ARGV[i + 4]
+      local f = ARGV[i + 3]
       if o.bytes > 0 and o.bytes + #f > ${OUTPUT_ENTRY_BYTES} then publish(h) end
       o.frames[#o.frames + 1] = f
       o.bytes = o.bytes + #f + 1
     end
-  elseif k == 'b' then
-    redis.call('XADD', 'imi:bcast', 'MAXLEN', '~', maxlen, '*', 'f', ARGV[i + 3])
   elseif k == 's' then
-    local session = 'imi:session:' .. ARGV[i + 3]
-    if redis.call('EXISTS', session) == 1 then redis.call('HSET', session, 'state', ARGV[i + 4]) end
-  elseif k == 'a' then
-    local stream = 'imi:part:' .. p
-    local e, c, g = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    local session = 'imi:session:' .. ARGV[i + 2]
+    if redis.call('EXISTS', session) == 1 then redis.call('HSET', session, 'state', ARGV[i + 3]) end
+  else
+    local stream = 'imi:part:' .. ARGV[3 + 2 * tonumber(ARGV[i + 1])]
     local ids = acks[stream]
     if ids == nil then
       ids = {}
       acks[stream] = ids
       streams[#streams + 1] = stream
     end
-    ids[#ids + 1] = e
-    if c ~= '' and redis.call('EXISTS', 'imi:session:' .. c) == 1 then redis.call('HSET', 'imi:session:' .. c, 'ann', '1') end
-    if g ~= '' then
-      redis.call('DEL', 'imi:session:' .. g)
-      redis.call('SREM', stream .. ':sessions', g)
+    ids[#ids + 1] = ARGV[i + 2]
+    if k == 'c' then
+      local session = 'imi:session:' .. ARGV[i + 3]
+      if redis.call('EXISTS', session) == 1 then redis.call('HSET', session, 'ann', '1') end
+    elseif k == 'g' then
+      redis.call('DEL', 'imi:session:' .. ARGV[i + 3])
+      redis.call('SREM', stream .. ':sessions', ARGV[i + 3])
     end
   end
+  i = i + w
 end
 for _, h in ipairs(outOrder) do publish(h) end
 for _, stream in ipairs(streams) do
@@ -135,31 +146,53 @@ end
 return skipped`;
 
 /**
- * The commit script's arguments for a list of ops, after the worker id and
- * the commit number.
+ * The commit script's arguments for a list of ops, after the group and the
+ * commit number (see {@link COMMIT}).
  *
  * @param ops - the ops, in order
  * @param maxStreamEntries - the output streams' bound
- * @returns the stream bound, then {@link COMMIT_OP_FIELDS} strings per op
+ * @returns the stream bound, the number of (partition, token) pairs, the pairs, then each op's kind and fields
  */
 export function commitArgs(ops: readonly CommitOp[], maxStreamEntries: number): string[] {
-  const args: string[] = [String(maxStreamEntries)];
+  const pairs: string[] = [];
+  const body: string[] = [];
+  // Almost always one token per partition in a commit; two only across a lost and retaken lease.
+  const refs = new Map<number, Array<{ t: string; ref: string }>>();
+  const ref = (part: number, token: string): string => {
+    let list = refs.get(part);
+    if (list === undefined) {
+      list = [];
+      refs.set(part, list);
+    }
+    for (const known of list) if (known.t === token) return known.ref;
+    pairs.push(String(part), token);
+    const made = String(pairs.length / 2);
+    list.push({ t: token, ref: made });
+    return made;
+  };
   for (const op of ops) {
     switch (op.k) {
       case 'o':
-        args.push('o', String(op.p), op.t, op.h, op.f, '');
+        body.push('o', ref(op.p, op.t), op.h, op.f);
         break;
       case 'b':
-        args.push('b', '', '', op.f, '', '');
+        body.push('b', op.f);
         break;
       case 's':
-        args.push('s', String(op.p), op.t, op.id, op.s, '');
+        body.push('s', ref(op.p, op.t), op.id, op.s);
         break;
-      case 'a':
-        args.push('a', String(op.p), op.t, op.e, op.c ?? '', op.g ?? '');
+      case 'a': {
+        const at = ref(op.p, op.t);
+        if (op.c !== undefined) body.push('c', at, op.e, op.c);
+        if (op.g !== undefined) body.push('g', at, op.e, op.g);
+        if (op.c === undefined && op.g === undefined) body.push('a', at, op.e);
         break;
+      }
     }
   }
+  const args = [String(maxStreamEntries), String(pairs.length / 2)];
+  for (const part of pairs) args.push(part);
+  for (const part of body) args.push(part);
   return args;
 }
 
