@@ -91,7 +91,9 @@ export class Connection implements Session, ChannelSink, LineSink {
 
   private readonly channel: UserChannel;
   private readonly owner: ConnectionOwner;
-  private readonly splitter: LineSplitter;
+  /** Made at the first byte the user sends: an idle user costs no splitter (see {@link lines}). */
+  private splitter: LineSplitter | undefined;
+  private readonly maxLineBytes: number;
   private readonly maxOutputBufferBytes: number;
   private closeTimer: NodeJS.Timeout | undefined;
   /** Made only when someone waits for the close (`close()` of the intermediary): an idle user then costs no promise and no resolver. */
@@ -210,8 +212,12 @@ export class Connection implements Session, ChannelSink, LineSink {
     this.owner = owner;
     this.maxOutputBufferBytes = maxOutputBufferBytes;
     this.lastInputAt = Date.now();
-    this.splitter = new LineSplitter(maxLineBytes, this);
+    this.maxLineBytes = maxLineBytes;
     this.negotiation = channel.attach(this) ?? undefined;
+  }
+
+  private lines(): LineSplitter {
+    return (this.splitter ??= new LineSplitter(this.maxLineBytes, this));
   }
 
   /** A line from the splitter. */
@@ -224,19 +230,19 @@ export class Connection implements Session, ChannelSink, LineSink {
   /** Input bytes from the channel. */
   onData(bytes: Buffer): void {
     this.record.counters.bytesIn += bytes.length;
-    this.splitter.write(bytes);
+    this.lines().write(bytes);
   }
 
   /** The user threw away the line being typed (Ctrl-C under SSH). */
   onDiscardLine(): void {
-    this.splitter.discard();
+    this.splitter?.discard();
   }
 
   /** The user half-closed: their unfinished line is a line; the owner decides when to close. */
   onEnd(): void {
     if (this.closing || this.inputEnded) return;
     this.inputEnded = true;
-    this.splitter.end();
+    this.splitter?.end();
     this.owner.onInputEnded(this);
   }
 
@@ -297,7 +303,7 @@ export class Connection implements Session, ChannelSink, LineSink {
 
   /** Bytes held for an unfinished input line. */
   get inputBufferedBytes(): number {
-    return this.splitter.bufferedBytes;
+    return this.splitter?.bufferedBytes ?? 0;
   }
 
   /** The channel the user is on (a snapshot reads its transport state). */
@@ -307,12 +313,12 @@ export class Connection implements Session, ChannelSink, LineSink {
 
   /** The line splitter's unfinished line (for a session snapshot). */
   lineState(): LineState {
-    return this.splitter.exportState();
+    return this.lines().exportState();
   }
 
   /** Puts back an unfinished line taken from a snapshot (before any byte is read). */
   restoreLineState(state: LineState): void {
-    this.splitter.importState(state);
+    this.lines().importState(state);
   }
 
   /** Stops reading (while the `connect` hook runs). */
