@@ -48,6 +48,9 @@ export interface ConnectionOwner {
   onFault(connection: Connection, error: ImiError): void;
 }
 
+/** Connections keep their input time relative to this (ms since the epoch when the module loaded). */
+const INPUT_TIME_BASE = Date.now();
+
 /** The bits of {@link Connection}'s `flags`. */
 const enum Flag {
   Accepted = 1,
@@ -79,8 +82,11 @@ export class Connection implements Session, ChannelSink, LineSink {
   private delayed: Fifo<DelayedLine> | undefined;
   /** Fires when the next delayed line may go. */
   delayTimer: NodeJS.Timeout | undefined;
-  /** Last time the user sent a line (ms). */
-  lastInputAt: number;
+  /**
+   * When the user last sent a line, in ms after {@link INPUT_TIME_BASE}: a small integer, stored in the object,
+   * where ms since the epoch (past 2^31) would be a 16-byte heap number per user.
+   */
+  private inputAt: number;
   /** The telnet info as last told to the app (JSON), so only real changes are sent. */
   telnetSent: string | undefined;
   /**
@@ -211,13 +217,22 @@ export class Connection implements Session, ChannelSink, LineSink {
     this.record = record;
     this.owner = owner;
     this.maxOutputBufferBytes = maxOutputBufferBytes;
-    this.lastInputAt = Date.now();
+    this.inputAt = Date.now() - INPUT_TIME_BASE;
     this.maxLineBytes = maxLineBytes;
     this.negotiation = channel.attach(this) ?? undefined;
   }
 
   private lines(): LineSplitter {
     return (this.splitter ??= new LineSplitter(this.maxLineBytes, this));
+  }
+
+  /** When the user last sent a line (ms since the epoch). */
+  get lastInputAt(): number {
+    return INPUT_TIME_BASE + this.inputAt;
+  }
+
+  set lastInputAt(at: number) {
+    this.inputAt = at - INPUT_TIME_BASE;
   }
 
   /** A line from the splitter. */
